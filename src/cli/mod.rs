@@ -1,0 +1,68 @@
+//! Argument parsing (clap derive), one file per verb, and exit codes.
+//!
+//! Exit codes, documented once: 0 ok, 1 a job failed, 2 bad input or usage.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cache;
+mod eval;
+mod exec;
+mod hash_files;
+
+/// Everything went well.
+pub const EXIT_OK: u8 = 0;
+/// A job (or the checked condition) failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Bad input: an invalid workflow, expression or command line.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Run GitHub Actions workflows locally, with a native actions/cache.
+#[derive(Debug, Parser)]
+#[command(name = "runner", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the jobs of a workflow file on this host.
+    Exec(exec::ExecArgs),
+    /// Evaluate one expression and print the result as JSON.
+    Eval(eval::EvalArgs),
+    /// Print hashFiles() of the given patterns.
+    HashFiles(hash_files::HashFilesArgs),
+    /// Inspect and manage the cache store.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
+}
+
+/// Parses arguments, runs the verb, and maps errors to exit code 2.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() {
+                EXIT_USAGE
+            } else {
+                EXIT_OK
+            });
+        }
+    };
+    let result = match cli.command {
+        Command::Exec(args) => exec::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::HashFiles(args) => hash_files::run(args),
+        Command::Cache(command) => cache::run(command),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! `runner`: runs GitHub Actions workflow steps on this host and implements `actions/cache`
+//! natively over a database-indexed, content-addressed store.
+//!
+//! The module map and data flow are described in `DESIGN.md` of the shared folder; each module's
+//! doc comment says what it owns.
+
+pub mod archive;
+pub mod cache;
+pub mod clock;
+pub mod exec;
+pub mod expr;
+pub mod glob;
+pub mod store;
+pub mod workflow;

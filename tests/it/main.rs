@@ -1,0 +1,11 @@
+//! The one integration test binary; a module per area.
+
+mod archive;
+mod cache;
+mod cli;
+mod exec;
+mod expr;
+mod glob;
+mod store;
+mod support;
+mod workflow;
