@@ -1,0 +1,303 @@
+//! The `actions/cache`, `actions/cache/restore` and `actions/cache/save` step handlers: the
+//! action's `restoreImpl` / `saveImpl` over [`Cache`].
+
+use std::sync::Arc;
+
+use super::inputs::{CacheInputs, names, required_message};
+use super::{
+    Cache, CacheError, Location, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest, Scope,
+    is_exact_match,
+};
+use crate::exec::{ActionContext, ActionError, ActionHandler, ActionRegistry, LogLevel};
+
+/// State names the action keeps between its main and post steps.
+pub mod state {
+    /// The primary key evaluated in the main step.
+    pub const CACHE_KEY: &str = "CACHE_KEY";
+    /// The key of the entry restored, if any.
+    pub const CACHE_RESULT: &str = "CACHE_RESULT";
+}
+
+/// Output names.
+pub mod outputs {
+    /// `true` on an exact primary-key hit, `false` on a partial hit, unset on a miss.
+    pub const CACHE_HIT: &str = "cache-hit";
+    /// The primary key (restore action).
+    pub const CACHE_PRIMARY_KEY: &str = "cache-primary-key";
+    /// The key of the entry restored (restore action).
+    pub const CACHE_MATCHED_KEY: &str = "cache-matched-key";
+}
+
+const SAVE_ALWAYS_DEPRECATION: &str = "Input 'save-always' has been deprecated with message: save-always does not work as intended and will be removed in a future release.\nA separate `actions/cache/restore` step should be used instead.\nSee https://github.com/actions/cache/tree/main/save#always-save-cache for more details.";
+
+/// Where the action keeps its keys: the `actions/cache` state, or the restore action's outputs
+/// (the action's `StateProvider` / `NullStateProvider`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    State,
+    Outputs,
+}
+
+impl Keep {
+    fn primary_key(self, ctx: &mut ActionContext<'_>, key: &str) {
+        match self {
+            Keep::State => ctx.save_state(state::CACHE_KEY, key),
+            Keep::Outputs => ctx.set_output(outputs::CACHE_PRIMARY_KEY, key),
+        }
+    }
+    fn matched_key(self, ctx: &mut ActionContext<'_>, key: &str) {
+        match self {
+            Keep::State => ctx.save_state(state::CACHE_RESULT, key),
+            Keep::Outputs => ctx.set_output(outputs::CACHE_MATCHED_KEY, key),
+        }
+    }
+}
+
+fn scope_of(ctx: &ActionContext<'_>) -> Scope {
+    Scope {
+        repository: ctx.job.repository.clone(),
+        git_ref: ctx.job.git_ref.clone(),
+        base_ref: ctx.job.base_ref.clone(),
+        default_branch: ctx.job.default_branch.clone(),
+    }
+}
+
+fn location_of(ctx: &ActionContext<'_>) -> Location {
+    Location {
+        workspace: ctx.job.workspace.clone(),
+        home: ctx.job.home.clone(),
+        windows: ctx.job.runner_os.eq_ignore_ascii_case("windows"),
+    }
+}
+
+/// The action's event check: caches need a ref to scope to.
+fn event_is_valid(ctx: &mut ActionContext<'_>) -> bool {
+    if !ctx.job.git_ref.is_empty() {
+        return true;
+    }
+    let event = ctx
+        .env
+        .get("GITHUB_EVENT_NAME")
+        .cloned()
+        .unwrap_or_default();
+    ctx.warning(&format!(
+        "Event Validation Error: The event type {event} is not supported because it's not tied to a branch or tag ref."
+    ));
+    false
+}
+
+/// `restoreImpl`: validates, restores, and sets outputs and state.
+fn restore_impl(cache: &Cache, ctx: &mut ActionContext<'_>, keep: Keep) -> Result<(), ActionError> {
+    if !event_is_valid(ctx) {
+        return Ok(());
+    }
+    let inputs = CacheInputs::from_context(ctx);
+    if inputs.key.is_empty() {
+        return Err(ActionError::new(required_message(names::KEY)));
+    }
+    keep.primary_key(ctx, &inputs.key);
+    if inputs.paths.is_empty() {
+        return Err(ActionError::new(required_message(names::PATH)));
+    }
+    let request = RestoreRequest {
+        scope: scope_of(ctx),
+        location: location_of(ctx),
+        paths: inputs.paths.clone(),
+        primary_key: inputs.key.clone(),
+        restore_keys: inputs.restore_keys.clone(),
+        enable_cross_os_archive: inputs.enable_cross_os_archive,
+        lookup_only: inputs.lookup_only,
+    };
+    let outcome = cache
+        .restore(&request, ctx.log)
+        .map_err(|err| ActionError::new(err.to_string()))?;
+    match outcome {
+        RestoreOutcome::Miss => {
+            // `cache-hit` stays unset on a miss, as the action leaves it (actions/cache#1466).
+            if inputs.fail_on_cache_miss {
+                return Err(ActionError::new(format!(
+                    "Failed to restore cache entry. Exiting as fail-on-cache-miss is set. Input key: {}",
+                    inputs.key
+                )));
+            }
+            let mut keys = vec![inputs.key.clone()];
+            keys.extend(inputs.restore_keys.iter().cloned());
+            ctx.info(&format!(
+                "Cache not found for input keys: {}",
+                keys.join(", ")
+            ));
+        }
+        RestoreOutcome::Hit { matched_key, .. } => {
+            keep.matched_key(ctx, &matched_key);
+            let exact = is_exact_match(&inputs.key, Some(&matched_key));
+            ctx.set_output(outputs::CACHE_HIT, exact.to_string());
+            if inputs.lookup_only {
+                ctx.info(&format!(
+                    "Cache found and can be restored from key: {matched_key}"
+                ));
+            } else {
+                ctx.info(&format!("Cache restored from key: {matched_key}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `saveImpl` reached `saveCache` and what came of it.
+enum Saved {
+    /// Returned before saving (bad event, no key, exact hit): not a failed save.
+    Skipped,
+    /// `saveCache` ran; `true` if an entry was committed.
+    Attempted(bool),
+}
+
+/// `saveImpl`: never fails the step; problems are warnings.
+fn save_impl(cache: &Cache, ctx: &mut ActionContext<'_>, keep: Keep) -> Saved {
+    if !event_is_valid(ctx) {
+        return Saved::Skipped;
+    }
+    let inputs = CacheInputs::from_context(ctx);
+    let primary_key = match keep {
+        Keep::State => ctx
+            .get_state(state::CACHE_KEY)
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| inputs.key.clone()),
+        Keep::Outputs => inputs.key.clone(),
+    };
+    if primary_key.is_empty() {
+        ctx.warning("Key is not specified.");
+        return Saved::Skipped;
+    }
+    if keep == Keep::State {
+        let restored = ctx.get_state(state::CACHE_RESULT).map(str::to_string);
+        if is_exact_match(&primary_key, restored.as_deref()) {
+            ctx.info(&format!(
+                "Cache hit occurred on the primary key {primary_key}, not saving cache."
+            ));
+            let scope = scope_of(ctx);
+            let event = super::Event {
+                kind: super::EventKind::Skip,
+                repository: scope.repository,
+                scope: scope.git_ref,
+                key: primary_key,
+                matched_key: restored,
+                bytes: 0,
+                duration_ms: 0,
+            };
+            cache.record(event, ctx.log);
+            return Saved::Skipped;
+        }
+    }
+    if inputs.paths.is_empty() {
+        ctx.warning(&required_message(names::PATH));
+        return Saved::Attempted(false);
+    }
+    let request = SaveRequest {
+        scope: scope_of(ctx),
+        location: location_of(ctx),
+        paths: inputs.paths,
+        key: primary_key.clone(),
+        enable_cross_os_archive: inputs.enable_cross_os_archive,
+        run_id: ctx.job.run_id.clone(),
+    };
+    match cache.save(&request, ctx.log) {
+        Ok(SaveOutcome::Saved { .. }) => {
+            ctx.info(&format!("Cache saved with key: {primary_key}"));
+            Saved::Attempted(true)
+        }
+        Ok(SaveOutcome::AlreadyExists) => Saved::Attempted(false),
+        Err(err @ (CacheError::Key(_) | CacheError::NoPaths | CacheError::NothingToSave)) => {
+            ctx.warning(&err.to_string());
+            Saved::Attempted(false)
+        }
+        Err(err) => {
+            ctx.warning(&format!("Failed to save: {err}"));
+            Saved::Attempted(false)
+        }
+    }
+}
+
+fn warn_deprecated_inputs(ctx: &mut ActionContext<'_>) {
+    if ctx.input(names::SAVE_ALWAYS).is_some() {
+        ctx.log(LogLevel::Warning, SAVE_ALWAYS_DEPRECATION);
+    }
+}
+
+/// `actions/cache`: restore now, save in a post step if the job succeeded.
+#[derive(Debug, Clone)]
+pub struct CacheAction {
+    cache: Arc<Cache>,
+}
+
+impl CacheAction {
+    /// The handler over `cache`.
+    pub fn new(cache: Arc<Cache>) -> Self {
+        Self { cache }
+    }
+}
+
+impl ActionHandler for CacheAction {
+    fn run(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
+        warn_deprecated_inputs(ctx);
+        // The post step is declared by action.yml (`post-if: success()`), whatever main does.
+        ctx.register_post("success()");
+        restore_impl(&self.cache, ctx, Keep::State)
+    }
+
+    fn post(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
+        save_impl(&self.cache, ctx, Keep::State);
+        Ok(())
+    }
+}
+
+/// `actions/cache/restore`: restore only; keys go to outputs.
+#[derive(Debug, Clone)]
+pub struct RestoreAction {
+    cache: Arc<Cache>,
+}
+
+impl RestoreAction {
+    /// The handler over `cache`.
+    pub fn new(cache: Arc<Cache>) -> Self {
+        Self { cache }
+    }
+}
+
+impl ActionHandler for RestoreAction {
+    fn run(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
+        restore_impl(&self.cache, ctx, Keep::Outputs)
+    }
+}
+
+/// `actions/cache/save`: save now, never skip, never fail.
+#[derive(Debug, Clone)]
+pub struct SaveAction {
+    cache: Arc<Cache>,
+}
+
+impl SaveAction {
+    /// The handler over `cache`.
+    pub fn new(cache: Arc<Cache>) -> Self {
+        Self { cache }
+    }
+}
+
+impl ActionHandler for SaveAction {
+    fn run(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
+        if let Saved::Attempted(false) = save_impl(&self.cache, ctx, Keep::Outputs) {
+            ctx.warning("Cache save failed.");
+        }
+        Ok(())
+    }
+}
+
+/// Registers the three cache actions.
+pub fn register(registry: &mut ActionRegistry, cache: Arc<Cache>) {
+    registry.register("actions/cache", Arc::new(CacheAction::new(cache.clone())));
+    registry.register(
+        "actions/cache/restore",
+        Arc::new(RestoreAction::new(cache.clone())),
+    );
+    registry.register("actions/cache/save", Arc::new(SaveAction::new(cache)));
+}
