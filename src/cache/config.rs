@@ -163,6 +163,19 @@ impl StoreLocation {
     }
 }
 
+/// Opens the store `RUNNER_CACHE_DB` / `RUNNER_CACHE_DIR` point at, with options from the
+/// environment.
+pub fn open_default(
+    _clock: std::sync::Arc<dyn crate::clock::Clock>,
+) -> Result<super::Cache, CacheError> {
+    let location = StoreLocation::from_env()?;
+    Err(config_error(
+        "RUNNER_CACHE_DB",
+        &location.database_url,
+        "the store is not built yet",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,7 +27,7 @@ pub use backend::{
     BackendError, CacheIndex, EntryInfo, Event, EventKind, EvictionPolicy, ListFilter, ListOrder,
     LookupRequest, LookupResult, NewEntryRequest, Reservation, StatsReport,
 };
-pub use config::{CacheOptions, StoreLocation, parse_size};
+pub use config::{CacheOptions, StoreLocation, open_default, parse_size};
 pub use key::{KeyError, MAX_KEY_LENGTH, MAX_KEYS, is_exact_match, validate_key};
 pub use paths::{allowed_roots, expand_tilde};
 pub use version::cache_version;
