@@ -9,6 +9,7 @@ use super::{
     is_exact_match,
 };
 use crate::exec::{ActionContext, ActionError, ActionHandler, ActionRegistry, LogLevel};
+use crate::store::index::{EventKind, NewEvent};
 
 /// State names the action keeps between its main and post steps.
 pub mod state {
@@ -176,14 +177,14 @@ fn save_impl(cache: &Cache, ctx: &mut ActionContext<'_>, keep: Keep) -> Saved {
                 "Cache hit occurred on the primary key {primary_key}, not saving cache."
             ));
             let scope = scope_of(ctx);
-            let event = super::Event {
-                kind: super::EventKind::Skip,
+            let event = NewEvent {
+                kind: EventKind::Skip,
                 repository: scope.repository,
                 scope: scope.git_ref,
                 key: primary_key,
                 matched_key: restored,
-                bytes: 0,
-                duration_ms: 0,
+                bytes: None,
+                duration_ms: None,
             };
             cache.record(event, ctx.log);
             return Saved::Skipped;
@@ -202,7 +203,7 @@ fn save_impl(cache: &Cache, ctx: &mut ActionContext<'_>, keep: Keep) -> Saved {
         run_id: ctx.job.run_id.clone(),
     };
     match cache.save(&request, ctx.log) {
-        Ok(SaveOutcome::Saved { .. }) => {
+        Ok(SaveOutcome::Saved(_)) => {
             ctx.info(&format!("Cache saved with key: {primary_key}"));
             Saved::Attempted(true)
         }

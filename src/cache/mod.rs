@@ -1,6 +1,7 @@
 //! actions/cache semantics: key validation, version, restore order, outputs, state, post-step
 //! save, scopes, eviction policy and metrics events. Speaks neither SQL nor tar directly: the
-//! index is a [`CacheIndex`], archives go through `crate::archive`, files through `crate::glob`.
+//! index and blobs are a [`Store`], archives go through `crate::archive`, files through
+//! `crate::glob`.
 //!
 //! CONTRACT (the CLI and the step runner use these names):
 //! - [`Cache::restore`] / [`Cache::save`]: the toolkit's `restoreCache` / `saveCache`, with its
@@ -10,24 +11,18 @@
 //! - [`open_default`] opens the store `RUNNER_CACHE_DB` / `RUNNER_CACHE_DIR` point at.
 
 mod action;
-mod backend;
 mod config;
 pub mod inputs;
 mod key;
 mod paths;
 mod progress;
-// mod store_backend; (lands with store::index)
 mod version;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use action::{CacheAction, RestoreAction, SaveAction, register};
-pub use backend::{
-    BackendError, CacheIndex, EntryInfo, Event, EventKind, EvictionPolicy, ListFilter, ListOrder,
-    LookupRequest, LookupResult, NewEntryRequest, Reservation, StatsReport,
-};
-pub use config::{CacheOptions, StoreLocation, open_default, parse_size};
+pub use action::{CacheAction, RestoreAction, SaveAction, outputs, register, state};
+pub use config::{CacheOptions, open_default};
 pub use key::{KeyError, MAX_KEY_LENGTH, MAX_KEYS, is_exact_match, validate_key};
 pub use paths::{allowed_roots, expand_tilde};
 pub use version::cache_version;
@@ -35,7 +30,11 @@ pub use version::cache_version;
 use crate::archive::{self, Compression};
 use crate::clock::Clock;
 use crate::exec::LogLevel;
-use crate::store::blob::{BlobError, BlobInfo, BlobStore};
+use crate::store::blob::{BlobError, BlobStore};
+use crate::store::index::{
+    Entry, EventKind, Index, IndexError, LookupQuery, NewEntry, NewEvent, Reservation,
+};
+use crate::store::{Store, StoreError, VerifyOptions, VerifyReport};
 use progress::{Progress, ProgressReader, ProgressWriter};
 
 /// The message when no `path` line is left after trimming.
@@ -58,11 +57,11 @@ pub enum CacheError {
     #[error("{NOTHING_TO_SAVE_MESSAGE}")]
     NothingToSave,
     /// The index failed.
-    #[error("cache index: {source}")]
-    Index {
-        /// What the index reported.
-        source: BackendError,
-    },
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The blob store failed.
     #[error(transparent)]
     Blob(#[from] BlobError),
@@ -72,23 +71,11 @@ pub enum CacheError {
     /// Resolving the `path` patterns failed.
     #[error(transparent)]
     Glob(#[from] crate::glob::GlobError),
-    /// A setting is invalid (`RUNNER_CACHE_MAX_SIZE=lots`).
-    #[error("invalid {name}={value}: {reason}")]
-    Config {
-        /// The variable.
-        name: String,
-        /// Its value.
-        value: String,
-        /// Why it is refused.
-        reason: String,
-    },
-    /// Opening the store failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The path involved.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+    /// A committed entry has no blob (a corrupt row).
+    #[error("cache entry {id} has no blob")]
+    NoBlob {
+        /// The entry id.
+        id: String,
     },
 }
 
@@ -99,11 +86,7 @@ impl CacheError {
     }
 }
 
-fn index_err(source: BackendError) -> CacheError {
-    CacheError::Index { source }
-}
-
-/// `Cache Size: ~N MB (B B)` with the toolkit's rounding.
+/// `Cache Size: ~N MB (B B)` with the toolkit's rounding (`Math.round`).
 pub fn size_line(bytes: u64) -> String {
     let mb = (bytes + 512 * 1024) / (1024 * 1024);
     format!("Cache Size: ~{mb} MB ({bytes} B)")
@@ -207,12 +190,7 @@ pub struct SaveRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SaveOutcome {
     /// A new entry was committed.
-    Saved {
-        /// Its id in the index.
-        id: String,
-        /// The archive blob.
-        blob: BlobInfo,
-    },
+    Saved(Box<Entry>),
     /// The entry already exists (or another job is creating it); nothing was written.
     AlreadyExists,
 }
@@ -220,18 +198,17 @@ pub enum SaveOutcome {
 /// A sink for user-facing log lines.
 pub type Log<'a> = &'a mut dyn FnMut(LogLevel, &str);
 
-/// The native cache: an index, a blob store, a clock and options.
-#[derive(Debug, Clone)]
+/// The native cache: a store (index + blobs), a clock and options.
+#[derive(Debug)]
 pub struct Cache {
-    index: Arc<dyn CacheIndex>,
-    blobs: Arc<dyn BlobStore>,
+    store: Store,
     clock: Arc<dyn Clock>,
     options: CacheOptions,
 }
 
 /// Aborts a reservation unless it was committed, so no error path leaves a stuck row.
 struct ReservationGuard<'a> {
-    index: &'a dyn CacheIndex,
+    index: &'a Index,
     id: Option<String>,
 }
 
@@ -254,29 +231,33 @@ impl Drop for ReservationGuard<'_> {
 }
 
 impl Cache {
-    /// A cache over these parts.
+    /// A cache over an index and a blob store.
     pub fn new(
-        index: Arc<dyn CacheIndex>,
+        index: Index,
         blobs: Arc<dyn BlobStore>,
         clock: Arc<dyn Clock>,
         options: CacheOptions,
     ) -> Self {
+        Self::with_store(Store::new(index, blobs), clock, options)
+    }
+
+    /// A cache over an assembled store.
+    pub fn with_store(store: Store, clock: Arc<dyn Clock>, options: CacheOptions) -> Self {
         Self {
-            index,
-            blobs,
+            store,
             clock,
             options,
         }
     }
 
-    /// The index, for management commands.
-    pub fn index(&self) -> &dyn CacheIndex {
-        self.index.as_ref()
+    /// The store, for management commands.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
-    /// The blob store, for management commands.
-    pub fn blobs(&self) -> &dyn BlobStore {
-        self.blobs.as_ref()
+    /// The index.
+    pub fn index(&self) -> &Index {
+        self.store.index()
     }
 
     /// The options in effect.
@@ -289,8 +270,8 @@ impl Cache {
     }
 
     /// Records a metrics event; a failure to record never fails a step.
-    pub fn record(&self, event: Event, log: Log<'_>) {
-        if let Err(err) = self.index.record_event(&event) {
+    pub fn record(&self, event: NewEvent, log: Log<'_>) {
+        if let Err(err) = self.index().record_event(&event) {
             log(
                 LogLevel::Debug,
                 &format!("could not record cache event: {err}"),
@@ -306,15 +287,15 @@ impl Cache {
         matched_key: Option<&str>,
         bytes: u64,
         start: i64,
-    ) -> Event {
-        Event {
-            kind,
+    ) -> NewEvent {
+        NewEvent {
             repository: scope.repository.clone(),
             scope: scope.git_ref.clone(),
+            kind,
             key: key.to_string(),
             matched_key: matched_key.map(str::to_string),
-            bytes,
-            duration_ms: self.elapsed_ms(start),
+            bytes: Some(bytes),
+            duration_ms: Some(self.elapsed_ms(start)),
         }
     }
 
@@ -330,9 +311,9 @@ impl Cache {
         }
         key::validate_restore_keys(&request.primary_key, &request.restore_keys)?;
         let start = self.clock.now_millis();
-        match self.try_restore(request, log) {
+        let (outcome, event) = match self.try_restore(request, log) {
             Ok(outcome) => {
-                let (kind, matched, bytes) = match &outcome {
+                let event = match &outcome {
                     RestoreOutcome::Hit {
                         matched_key,
                         exact,
@@ -344,20 +325,19 @@ impl Cache {
                             EventKind::HitPartial
                         };
                         let bytes = if request.lookup_only { 0 } else { *size };
-                        (kind, Some(matched_key.as_str()), bytes)
+                        let key = &request.primary_key;
+                        self.event(kind, &request.scope, key, Some(matched_key), bytes, start)
                     }
-                    RestoreOutcome::Miss => (EventKind::Miss, None, 0),
+                    RestoreOutcome::Miss => self.event(
+                        EventKind::Miss,
+                        &request.scope,
+                        &request.primary_key,
+                        None,
+                        0,
+                        start,
+                    ),
                 };
-                let event = self.event(
-                    kind,
-                    &request.scope,
-                    &request.primary_key,
-                    matched,
-                    bytes,
-                    start,
-                );
-                self.record(event, log);
-                Ok(outcome)
+                (outcome, event)
             }
             Err(err) => {
                 log(LogLevel::Warning, &format!("Failed to restore: {err}"));
@@ -369,10 +349,11 @@ impl Cache {
                     0,
                     start,
                 );
-                self.record(event, log);
-                Ok(RestoreOutcome::Miss)
+                (RestoreOutcome::Miss, event)
             }
-        }
+        };
+        self.record(event, log);
+        Ok(outcome)
     }
 
     fn try_restore(
@@ -388,76 +369,76 @@ impl Cache {
         );
         let mut keys = vec![request.primary_key.clone()];
         keys.extend(request.restore_keys.iter().cloned());
-        let lookup = LookupRequest {
+        let query = LookupQuery {
             repository: request.scope.repository.clone(),
             scopes: request.scope.readable(),
             keys,
-            version: version.clone(),
+            version,
         };
-        let Some(found) = self.index.lookup(&lookup).map_err(index_err)? else {
+        let Some(hit) = self.index().lookup(&query)? else {
             log(
                 LogLevel::Debug,
                 &format!(
-                    "Cache not found for version {version} of keys: {}",
-                    lookup.keys.join(", ")
+                    "Cache not found for version {} of keys: {}",
+                    query.version,
+                    query.keys.join(", ")
                 ),
             );
             return Ok(RestoreOutcome::Miss);
         };
-        let entry = found.entry;
-        if entry.key == request.primary_key {
-            log(LogLevel::Info, &format!("Cache hit for: {}", entry.key));
+        let matched_key = hit.matched_key;
+        // As the toolkit: a restore-key match is any match whose key differs from the request.
+        if matched_key == request.primary_key {
+            log(LogLevel::Info, &format!("Cache hit for: {matched_key}"));
         } else {
             log(
                 LogLevel::Info,
-                &format!("Cache hit for restore-key: {}", entry.key),
+                &format!("Cache hit for restore-key: {matched_key}"),
             );
         }
-        let exact = is_exact_match(&request.primary_key, Some(&entry.key));
+        let exact = is_exact_match(&request.primary_key, Some(&matched_key));
+        let size = hit.entry.size_bytes;
         if request.lookup_only {
             log(LogLevel::Info, "Lookup only - skipping download");
             return Ok(RestoreOutcome::Hit {
-                matched_key: entry.key,
+                matched_key,
                 exact,
-                size: entry.size,
+                size,
             });
         }
-        log(LogLevel::Info, &size_line(entry.size));
-        let reader = self.blobs.open(&entry.blob_digest)?;
+        log(LogLevel::Info, &size_line(size));
+        let digest = hit
+            .entry
+            .blob_digest
+            .clone()
+            .ok_or_else(|| CacheError::NoBlob {
+                id: hit.entry.id.clone(),
+            })?;
+        let reader = self.store.blobs().open(&digest)?;
         let allowed = allowed_roots(
             &request.paths,
             &request.location.workspace,
             &request.location.home,
         );
-        let mut progress =
-            Progress::new("Restoring cache", Some(entry.size), self.options.progress);
+        let mut progress = Progress::new("Restoring cache", Some(size), self.options.progress);
         let mut input = ProgressReader {
             inner: reader,
             progress: &mut progress,
         };
         let result = archive::extract(&mut input, &request.location.workspace, &allowed);
-        // The blob reader checks the digest at end of stream; make sure it gets there.
-        let drained = result.and_then(|stats| {
-            std::io::copy(&mut input, &mut std::io::sink())
-                .map(|_| stats)
-                .map_err(|source| archive::ArchiveError::Io {
-                    path: PathBuf::from(&entry.blob_digest),
-                    source,
-                })
-        });
         progress.finish();
-        drained?;
+        result?;
         log(LogLevel::Info, "Cache restored successfully");
         Ok(RestoreOutcome::Hit {
-            matched_key: entry.key,
+            matched_key,
             exact,
-            size: entry.size,
+            size,
         })
     }
 
     /// Saves the files `request.paths` matches under `request.key` in the current ref's scope.
     /// `Ok(AlreadyExists)` when the entry exists (logged as the toolkit does); every `Err` is
-    /// for the caller to show as a warning; a save never fails a job.
+    /// for the caller to show as a warning: a save never fails a job.
     pub fn save(&self, request: &SaveRequest, log: Log<'_>) -> Result<SaveOutcome, CacheError> {
         if request.paths.is_empty() {
             return Err(CacheError::NoPaths);
@@ -465,36 +446,18 @@ impl Cache {
         validate_key(&request.key)?;
         let start = self.clock.now_millis();
         let result = self.try_save(request, log);
-        let event = match &result {
-            Ok(SaveOutcome::Saved { blob, .. }) => self.event(
-                EventKind::Save,
-                &request.scope,
-                &request.key,
-                None,
-                blob.size,
-                start,
-            ),
-            Ok(SaveOutcome::AlreadyExists) => self.event(
-                EventKind::Skip,
-                &request.scope,
-                &request.key,
-                None,
-                0,
-                start,
-            ),
+        let (kind, bytes) = match &result {
+            Ok(SaveOutcome::Saved(entry)) => (EventKind::Save, entry.size_bytes),
+            Ok(SaveOutcome::AlreadyExists) => (EventKind::Skip, 0),
             Err(CacheError::NothingToSave) => return result,
-            Err(_) => self.event(
-                EventKind::Error,
-                &request.scope,
-                &request.key,
-                None,
-                0,
-                start,
-            ),
+            Err(_) => (EventKind::Error, 0),
         };
+        let event = self.event(kind, &request.scope, &request.key, None, bytes, start);
         self.record(event, log);
-        if matches!(result, Ok(SaveOutcome::Saved { .. })) {
-            self.evict_after_save(log);
+        if kind == EventKind::Save
+            && let Err(err) = self.prune(false)
+        {
+            log(LogLevel::Warning, &format!("Cache eviction failed: {err}"));
         }
         result
     }
@@ -514,11 +477,10 @@ impl Cache {
             log(LogLevel::Debug, &format!("Matched: {}", file.display()));
         }
         let planned = self.options.compression;
-        let mut guard = match self.reserve(request, planned, log)? {
-            Some(guard) => guard,
-            None => return Ok(SaveOutcome::AlreadyExists),
+        let Some(mut guard) = self.reserve(request, planned, log)? else {
+            return Ok(SaveOutcome::AlreadyExists);
         };
-        let mut writer = self.blobs.writer()?;
+        let mut writer = self.store.blobs().writer()?;
         let mut progress = Progress::new("Saving cache", None, self.options.progress);
         let created = {
             let mut out = ProgressWriter {
@@ -537,17 +499,16 @@ impl Cache {
                 &format!("archive written with {}", actual.method()),
             );
             drop(guard);
-            guard = match self.reserve(request, actual, log)? {
-                Some(guard) => guard,
-                None => return Ok(SaveOutcome::AlreadyExists),
+            let Some(again) = self.reserve(request, actual, log)? else {
+                return Ok(SaveOutcome::AlreadyExists);
             };
+            guard = again;
         }
-        let blob = writer.finish()?;
-        log(LogLevel::Info, &size_line(blob.size));
-        self.index.commit(guard.id(), &blob).map_err(index_err)?;
-        let id = guard.id().to_string();
+        // The blob is made durable before its row is committed.
+        let entry = self.store.commit_blob(guard.id(), writer)?;
         guard.disarm();
-        Ok(SaveOutcome::Saved { id, blob })
+        log(LogLevel::Info, &size_line(entry.size_bytes));
+        Ok(SaveOutcome::Saved(Box::new(entry)))
     }
 
     fn reserve(
@@ -562,18 +523,18 @@ impl Cache {
             request.location.windows,
             request.enable_cross_os_archive,
         );
-        let entry = NewEntryRequest {
+        let entry = NewEntry {
             repository: request.scope.repository.clone(),
             scope: request.scope.git_ref.clone(),
             key: request.key.clone(),
             version,
             paths: request.paths.clone(),
             compression: compression.method().to_string(),
-            created_by_run: request.run_id.clone(),
+            created_by_run: Some(request.run_id.clone()).filter(|r| !r.is_empty()),
         };
-        match self.index.reserve(&entry).map_err(index_err)? {
+        match self.index().reserve(&entry)? {
             Reservation::Reserved(id) => Ok(Some(ReservationGuard {
-                index: self.index.as_ref(),
+                index: self.index(),
                 id: Some(id),
             })),
             Reservation::AlreadyExists => {
@@ -589,156 +550,76 @@ impl Cache {
         }
     }
 
-    /// Applies the eviction policy and removes blobs no row references any more; returns the
-    /// entries evicted (or that would be, with `dry_run`).
-    pub fn prune(&self, dry_run: bool, log: Log<'_>) -> Result<Vec<EntryInfo>, CacheError> {
-        let evicted = self
-            .index
-            .evict(&self.options.eviction, dry_run)
-            .map_err(index_err)?;
-        if dry_run {
-            return Ok(evicted);
-        }
-        for entry in &evicted {
-            let event = Event {
-                kind: EventKind::Evict,
-                repository: entry.repository.clone(),
-                scope: entry.scope.clone(),
-                key: entry.key.clone(),
-                matched_key: None,
-                bytes: entry.size,
-                duration_ms: 0,
-            };
-            self.record(event, log);
-        }
-        self.remove_unreferenced_blobs(evicted.iter().map(|e| e.blob_digest.as_str()), log)?;
-        Ok(evicted)
+    /// Applies the eviction policy (the index records an `evict` event per entry) and removes
+    /// blobs nothing references any more; returns the entries evicted (or that would be, with
+    /// `dry_run`).
+    pub fn prune(&self, dry_run: bool) -> Result<Vec<Entry>, CacheError> {
+        let mut policy = self.options.eviction.clone();
+        policy.dry_run = dry_run;
+        Ok(self.store.evict(&policy)?)
     }
 
-    /// Deletes the blobs among `candidates` that no row references.
-    fn remove_unreferenced_blobs<'d>(
-        &self,
-        candidates: impl Iterator<Item = &'d str>,
-        log: Log<'_>,
-    ) -> Result<u64, CacheError> {
-        let referenced = self.index.referenced_digests().map_err(index_err)?;
-        let mut removed = 0;
-        for digest in candidates {
-            if !referenced.contains(digest) {
-                if let Err(err) = self.blobs.delete(digest) {
-                    log(LogLevel::Debug, &format!("could not delete blob: {err}"));
-                } else {
-                    removed += 1;
-                }
-            }
-        }
-        Ok(removed)
+    /// Deletes one entry (and its blob unless another entry shares it).
+    pub fn delete(&self, id: &str) -> Result<Option<Entry>, CacheError> {
+        Ok(self.store.delete(id)?)
     }
 
-    fn evict_after_save(&self, log: Log<'_>) {
-        if let Err(err) = self.prune(false, log) {
-            log(LogLevel::Debug, &format!("cache eviction failed: {err}"));
-        }
-    }
-
-    /// Deletes entries (and their blobs when no other row uses them); returns how many went.
-    pub fn delete(&self, entries: &[EntryInfo], log: Log<'_>) -> Result<u64, CacheError> {
-        let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
-        let deleted = self.index.delete(&ids).map_err(index_err)?;
-        self.remove_unreferenced_blobs(entries.iter().map(|e| e.blob_digest.as_str()), log)?;
-        Ok(deleted)
-    }
-
-    /// Re-hashes every blob and reconciles blobs with rows. With `repair`, removes rows whose
-    /// blob is missing or corrupt and blobs no row references.
-    pub fn verify(&self, repair: bool, log: Log<'_>) -> Result<VerifyReport, CacheError> {
-        let entries = self.index.list(&ListFilter::default()).map_err(index_err)?;
-        let blobs = self.blobs.list()?;
-        let stored: std::collections::HashSet<&str> =
-            blobs.iter().map(|b| b.digest.as_str()).collect();
-        let mut report = VerifyReport::default();
-        let mut corrupt: std::collections::HashSet<String> = std::collections::HashSet::new();
-        for blob in &blobs {
-            report.blobs_checked += 1;
-            if let Err(reason) = self.rehash(&blob.digest) {
-                log(
-                    LogLevel::Warning,
-                    &format!("blob {} is corrupt: {reason}", blob.digest),
-                );
-                corrupt.insert(blob.digest.clone());
-                report.corrupt_blobs.push(blob.digest.clone());
-            }
-        }
-        for entry in &entries {
-            if !stored.contains(entry.blob_digest.as_str()) || corrupt.contains(&entry.blob_digest)
-            {
-                report.rows_without_blob.push(entry.clone());
-            }
-        }
-        let referenced = self.index.referenced_digests().map_err(index_err)?;
-        for blob in &blobs {
-            if !referenced.contains(&blob.digest) {
-                report.blobs_without_row.push(blob.clone());
-            }
-        }
-        if repair {
-            let ids: Vec<String> = report
-                .rows_without_blob
-                .iter()
-                .map(|e| e.id.clone())
-                .collect();
-            if !ids.is_empty() {
-                self.index.delete(&ids).map_err(index_err)?;
-            }
-            for digest in report
-                .blobs_without_row
-                .iter()
-                .map(|b| &b.digest)
-                .chain(corrupt.iter())
-            {
-                self.blobs.delete(digest)?;
-            }
-            report.repaired = true;
-        }
-        Ok(report)
-    }
-
-    fn rehash(&self, digest: &str) -> Result<(), String> {
-        let mut reader = self.blobs.open(digest).map_err(|e| e.to_string())?;
-        std::io::copy(&mut reader, &mut std::io::sink())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    /// Re-hashes blobs and reconciles blobs with rows (see [`Store::verify`]).
+    pub fn verify(&self, dry_run: bool) -> Result<VerifyReport, CacheError> {
+        Ok(self.store.verify(&VerifyOptions {
+            rehash: true,
+            dry_run,
+        })?)
     }
 }
 
-/// What [`Cache::verify`] found.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct VerifyReport {
-    /// Blobs re-hashed.
-    pub blobs_checked: u64,
-    /// Blobs whose bytes no longer hash to their name.
-    pub corrupt_blobs: Vec<String>,
-    /// Rows whose blob is missing or corrupt.
-    pub rows_without_blob: Vec<EntryInfo>,
-    /// Blobs no row references.
-    #[serde(serialize_with = "serialize_blobs")]
-    pub blobs_without_row: Vec<BlobInfo>,
-    /// Whether the problems were removed.
-    pub repaired: bool,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn serialize_blobs<S: serde::Serializer>(blobs: &[BlobInfo], s: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeSeq;
-    let mut seq = s.serialize_seq(Some(blobs.len()))?;
-    for blob in blobs {
-        seq.serialize_element(&serde_json::json!({"digest": blob.digest, "size": blob.size}))?;
+    #[test]
+    fn size_line_rounds_like_math_round() {
+        let rows = [
+            (0, "Cache Size: ~0 MB (0 B)"),
+            (524_287, "Cache Size: ~0 MB (524287 B)"),
+            (524_288, "Cache Size: ~1 MB (524288 B)"),
+            (1_572_864, "Cache Size: ~2 MB (1572864 B)"),
+            (10_485_760, "Cache Size: ~10 MB (10485760 B)"),
+        ];
+        for (bytes, expected) in rows {
+            assert_eq!(size_line(bytes), expected);
+        }
     }
-    seq.end()
-}
 
-/// The workspace-relative view of a path, for messages.
-pub fn display_relative(path: &Path, workspace: &Path) -> String {
-    path.strip_prefix(workspace)
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| path.display().to_string())
+    #[test]
+    fn readable_scopes_in_order_without_repeats() {
+        let scope = |git_ref: &str, base: Option<&str>, default: Option<&str>| Scope {
+            repository: "o/r".into(),
+            git_ref: git_ref.into(),
+            base_ref: base.map(str::to_string),
+            default_branch: default.map(str::to_string),
+        };
+        let rows: &[(Scope, &[&str])] = &[
+            (
+                scope("refs/heads/main", None, Some("refs/heads/main")),
+                &["refs/heads/main"],
+            ),
+            (
+                scope("refs/heads/f", None, Some("refs/heads/main")),
+                &["refs/heads/f", "refs/heads/main"],
+            ),
+            (
+                scope(
+                    "refs/pull/1/merge",
+                    Some("refs/heads/dev"),
+                    Some("refs/heads/main"),
+                ),
+                &["refs/pull/1/merge", "refs/heads/dev", "refs/heads/main"],
+            ),
+            (scope("refs/heads/f", Some(""), None), &["refs/heads/f"]),
+        ];
+        for (scope, expected) in rows {
+            assert_eq!(scope.readable(), *expected, "{scope:?}");
+        }
+    }
 }

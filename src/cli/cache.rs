@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use runner::cache::{Cache, EntryInfo, ListFilter, ListOrder};
+use runner::cache::Cache;
 use runner::clock::{Clock, SystemClock};
-use runner::exec::LogLevel;
+use runner::store::index::{Entry, EventKind, ListFilter, ListSort, Stats};
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
@@ -43,14 +43,14 @@ pub enum CacheCommand {
         #[arg(long, short = 'k')]
         key: Option<String>,
         /// Only entries saved by this ref (`refs/heads/main`).
-        #[arg(long, short = 'r', value_name = "REF")]
+        #[arg(long = "ref", short = 'r', value_name = "REF")]
         git_ref: Option<String>,
         /// Sort order.
         #[arg(long, short = 'S', value_enum, default_value = "created")]
         sort: SortBy,
         /// At most this many entries.
         #[arg(long, short = 'L')]
-        limit: Option<u64>,
+        limit: Option<usize>,
         #[command(flatten)]
         common: Common,
     },
@@ -59,7 +59,7 @@ pub enum CacheCommand {
         /// An entry id or a key.
         key_or_id: String,
         /// Only entries saved by this ref.
-        #[arg(long, short = 'r', value_name = "REF")]
+        #[arg(long = "ref", short = 'r', value_name = "REF")]
         git_ref: Option<String>,
         #[command(flatten)]
         common: Common,
@@ -69,7 +69,7 @@ pub enum CacheCommand {
         /// An entry id or a key.
         key_or_id: String,
         /// Only entries saved by this ref.
-        #[arg(long, short = 'r', value_name = "REF")]
+        #[arg(long = "ref", short = 'r', value_name = "REF")]
         git_ref: Option<String>,
         #[command(flatten)]
         common: Common,
@@ -115,11 +115,6 @@ pub enum CacheCommand {
 pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let cache = runner::cache::open_default(clock.clone()).context("opening the cache store")?;
-    let mut log = |level: LogLevel, message: &str| {
-        if level != LogLevel::Debug {
-            eprintln!("{message}");
-        }
-    };
     let mut out = std::io::stdout().lock();
     match command {
         CacheCommand::List {
@@ -133,14 +128,15 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
                 repository: repository(&common),
                 key_prefix: key,
                 scope: git_ref,
-                order: match sort {
-                    SortBy::Created => ListOrder::Created,
-                    SortBy::LastUsed => ListOrder::LastUsed,
-                    SortBy::Size => ListOrder::Size,
+                sort: match sort {
+                    SortBy::Created => ListSort::Created,
+                    SortBy::LastUsed => ListSort::LastUsed,
+                    SortBy::Size => ListSort::Size,
                 },
                 limit,
+                include_reserved: false,
             };
-            let entries = cache.index().list(&filter).map_err(anyhow_from)?;
+            let entries = cache.index().list(&filter)?;
             print_entries(&mut out, &entries, common.json)?;
             Ok(EXIT_OK)
         }
@@ -155,7 +151,7 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
                 return Ok(EXIT_FAILED);
             }
             if common.json {
-                serde_json::to_writer_pretty(&mut out, &entries)?;
+                serde_json::to_writer_pretty(&mut out, &entries_json(&entries))?;
                 writeln!(out)?;
             } else {
                 for (i, entry) in entries.iter().enumerate() {
@@ -177,8 +173,8 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
                 eprintln!("no cache entry matches '{key_or_id}'");
                 return Ok(EXIT_FAILED);
             }
-            let deleted = cache.delete(&entries, &mut log)?;
-            report_deleted(&mut out, &entries, deleted, common.json)?;
+            let deleted = delete_all(&cache, &entries)?;
+            report_deleted(&mut out, &deleted, common.json)?;
             Ok(EXIT_OK)
         }
         CacheCommand::Clear { yes, common } => {
@@ -187,9 +183,9 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
                 repository: repository.clone(),
                 ..ListFilter::default()
             };
-            let entries = cache.index().list(&filter).map_err(anyhow_from)?;
+            let entries = cache.index().list(&filter)?;
             if entries.is_empty() {
-                report_deleted(&mut out, &entries, 0, common.json)?;
+                report_deleted(&mut out, &entries, common.json)?;
                 return Ok(EXIT_OK);
             }
             if !yes {
@@ -209,8 +205,8 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
                     return Ok(EXIT_FAILED);
                 }
             }
-            let deleted = cache.delete(&entries, &mut log)?;
-            report_deleted(&mut out, &entries, deleted, common.json)?;
+            let deleted = delete_all(&cache, &entries)?;
+            report_deleted(&mut out, &deleted, common.json)?;
             Ok(EXIT_OK)
         }
         CacheCommand::Stats { since, top, common } => {
@@ -220,19 +216,10 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
             };
             let repository = repository(&common);
             let start = clock.now_millis().saturating_sub(window);
-            let mut stats = cache
-                .index()
-                .stats(repository.as_deref(), start)
-                .map_err(anyhow_from)?;
+            let mut stats = cache.index().stats(start, repository.as_deref())?;
             stats.top_keys.truncate(top);
             if common.json {
-                let lookups = stats.hits_exact + stats.hits_partial + stats.misses;
-                let mut value = serde_json::to_value(&stats)?;
-                if let Some(map) = value.as_object_mut() {
-                    map.insert("window".into(), since.clone().into());
-                    map.insert("lookups".into(), lookups.into());
-                }
-                serde_json::to_writer_pretty(&mut out, &value)?;
+                serde_json::to_writer_pretty(&mut out, &stats_json(&stats, &since))?;
                 writeln!(out)?;
             } else {
                 print_stats(&mut out, &stats, &since)?;
@@ -240,15 +227,15 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         CacheCommand::Prune { dry_run, common } => {
-            let evicted = cache.prune(dry_run, &mut log)?;
-            let repository = repository(&common);
+            let evicted = cache.prune(dry_run)?;
             if common.json {
-                let value = serde_json::json!({"dry_run": dry_run, "evicted": evicted});
+                let value =
+                    serde_json::json!({"dry_run": dry_run, "evicted": entries_json(&evicted)});
                 serde_json::to_writer_pretty(&mut out, &value)?;
                 writeln!(out)?;
             } else {
                 let verb = if dry_run { "Would evict" } else { "Evicted" };
-                let bytes: u64 = evicted.iter().map(|e| e.size).sum();
+                let bytes: u64 = evicted.iter().map(|e| e.size_bytes).sum();
                 writeln!(
                     out,
                     "{verb} {} entries ({})",
@@ -261,51 +248,67 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
                         "  {}  {}  {}",
                         entry.key,
                         entry.scope,
-                        human_size(entry.size)
+                        human_size(entry.size_bytes)
                     )?;
                 }
             }
-            // Eviction is store-wide: the budget is per repository, but every repository is swept.
-            let _ = repository;
+            // The budget is per repository, but eviction sweeps every repository of the store.
+            let _ = common.repository;
             Ok(EXIT_OK)
         }
         CacheCommand::Verify { dry_run, common } => {
-            let report = cache.verify(!dry_run, &mut log)?;
-            let problems = report.rows_without_blob.len() + report.blobs_without_row.len();
+            let report = cache.verify(dry_run)?;
+            let problems = report.rows_without_blob.len()
+                + report.orphan_blobs.len()
+                + report.corrupt_blobs.len();
             if common.json {
-                serde_json::to_writer_pretty(&mut out, &report)?;
+                let value = serde_json::json!({
+                    "dry_run": dry_run,
+                    "blobs_checked": report.blobs_checked,
+                    "corrupt_blobs": report.corrupt_blobs,
+                    "orphan_blobs": report.orphan_blobs.iter().map(|b| serde_json::json!({"digest": b.digest, "size": b.size})).collect::<Vec<_>>(),
+                    "rows_without_blob": entries_json(&report.rows_without_blob),
+                    "temp_files_removed": report.temp_files_removed,
+                });
+                serde_json::to_writer_pretty(&mut out, &value)?;
                 writeln!(out)?;
             } else {
                 writeln!(out, "Blobs checked: {}", report.blobs_checked)?;
                 writeln!(out, "Corrupt blobs: {}", report.corrupt_blobs.len())?;
+                for digest in &report.corrupt_blobs {
+                    writeln!(out, "  {digest}")?;
+                }
                 writeln!(out, "Rows without blob: {}", report.rows_without_blob.len())?;
                 for entry in &report.rows_without_blob {
-                    writeln!(out, "  {}  {}  {}", entry.id, entry.key, entry.blob_digest)?;
+                    writeln!(
+                        out,
+                        "  {}  {}  {}",
+                        entry.id,
+                        entry.key,
+                        entry.blob_digest.as_deref().unwrap_or("-")
+                    )?;
                 }
-                writeln!(out, "Blobs without row: {}", report.blobs_without_row.len())?;
-                for blob in &report.blobs_without_row {
+                writeln!(out, "Blobs without row: {}", report.orphan_blobs.len())?;
+                for blob in &report.orphan_blobs {
                     writeln!(out, "  {}  {}", blob.digest, human_size(blob.size))?;
                 }
                 if problems > 0 {
-                    let done = if report.repaired {
-                        "removed"
-                    } else {
+                    let done = if dry_run {
                         "not removed (--dry-run)"
+                    } else {
+                        "removed"
                     };
                     writeln!(out, "Problems {done}.")?;
                 }
             }
-            Ok(if problems > 0 && !report.repaired {
+            let _ = common.repository;
+            Ok(if problems > 0 && dry_run {
                 EXIT_FAILED
             } else {
                 EXIT_OK
             })
         }
     }
-}
-
-fn anyhow_from(err: runner::cache::BackendError) -> anyhow::Error {
-    anyhow::anyhow!("cache index: {err}")
 }
 
 /// `--repository`, else the current checkout's origin.
@@ -321,51 +324,90 @@ fn resolve(
     key_or_id: &str,
     git_ref: Option<&str>,
     common: &Common,
-) -> anyhow::Result<Vec<EntryInfo>> {
-    if let Some(entry) = cache.index().get(key_or_id).map_err(anyhow_from)? {
+) -> anyhow::Result<Vec<Entry>> {
+    if let Some(entry) = cache.index().get(key_or_id)? {
         return Ok(vec![entry]);
     }
-    let filter = ListFilter {
-        repository: repository(common),
-        key_prefix: Some(key_or_id.to_string()),
-        scope: git_ref.map(str::to_string),
-        ..ListFilter::default()
-    };
-    let lower = key_or_id.to_lowercase();
+    let repository = repository(common);
     Ok(cache
         .index()
-        .list(&filter)
-        .map_err(anyhow_from)?
-        .into_iter()
-        .filter(|e| e.key.to_lowercase() == lower)
-        .collect())
+        .find_by_key(repository.as_deref(), git_ref, key_or_id)?)
 }
 
-fn report_deleted(
-    out: &mut impl Write,
-    entries: &[EntryInfo],
-    deleted: u64,
-    json: bool,
-) -> anyhow::Result<()> {
+fn delete_all(cache: &Cache, entries: &[Entry]) -> anyhow::Result<Vec<Entry>> {
+    let mut deleted = Vec::new();
+    for entry in entries {
+        if let Some(gone) = cache.delete(&entry.id)? {
+            deleted.push(gone);
+        }
+    }
+    Ok(deleted)
+}
+
+fn report_deleted(out: &mut impl Write, deleted: &[Entry], json: bool) -> anyhow::Result<()> {
     if json {
-        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-        serde_json::to_writer_pretty(
-            &mut *out,
-            &serde_json::json!({"deleted": deleted, "ids": ids}),
-        )?;
+        let value = serde_json::json!({"deleted": deleted.len(), "entries": entries_json(deleted)});
+        serde_json::to_writer_pretty(&mut *out, &value)?;
         writeln!(out)?;
     } else {
-        writeln!(out, "Deleted {deleted} cache entries")?;
-        for entry in entries {
+        writeln!(out, "Deleted {} cache entries", deleted.len())?;
+        for entry in deleted {
             writeln!(out, "  {}  {}  {}", entry.key, entry.scope, entry.id)?;
         }
     }
     Ok(())
 }
 
-fn print_entries(out: &mut impl Write, entries: &[EntryInfo], json: bool) -> anyhow::Result<()> {
+/// The JSON shape of entries in `--json` output.
+fn entries_json(entries: &[Entry]) -> serde_json::Value {
+    entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "id": e.id,
+                "repository": e.repository,
+                "ref": e.scope,
+                "key": e.key,
+                "version": e.version,
+                "paths": e.paths,
+                "compression": e.compression,
+                "blob_digest": e.blob_digest,
+                "size_bytes": e.size_bytes,
+                "created_at": e.created_at,
+                "last_accessed_at": e.last_accessed_at,
+                "access_count": e.access_count,
+                "created_by_run": e.created_by_run,
+            })
+        })
+        .collect()
+}
+
+fn stats_json(s: &Stats, window: &str) -> serde_json::Value {
+    let lookups =
+        s.count(EventKind::HitExact) + s.count(EventKind::HitPartial) + s.count(EventKind::Miss);
+    serde_json::json!({
+        "window": window,
+        "entries": s.entries,
+        "total_size_bytes": s.total_size_bytes,
+        "reserved": s.reserved,
+        "lookups": lookups,
+        "hits_exact": s.count(EventKind::HitExact),
+        "hits_partial": s.count(EventKind::HitPartial),
+        "misses": s.count(EventKind::Miss),
+        "saves": s.count(EventKind::Save),
+        "skips": s.count(EventKind::Skip),
+        "evictions": s.count(EventKind::Evict),
+        "errors": s.count(EventKind::Error),
+        "hit_rate": s.hit_rate,
+        "bytes_restored": s.bytes_restored,
+        "bytes_saved": s.bytes_saved,
+        "top_keys": s.top_keys.iter().map(|k| serde_json::json!({"key": k.key, "hits": k.hits})).collect::<Vec<_>>(),
+    })
+}
+
+fn print_entries(out: &mut impl Write, entries: &[Entry], json: bool) -> anyhow::Result<()> {
     if json {
-        serde_json::to_writer_pretty(&mut *out, entries)?;
+        serde_json::to_writer_pretty(&mut *out, &entries_json(entries))?;
         writeln!(out)?;
         return Ok(());
     }
@@ -380,7 +422,7 @@ fn print_entries(out: &mut impl Write, entries: &[EntryInfo], json: bool) -> any
             [
                 e.key.clone(),
                 e.scope.clone(),
-                human_size(e.size),
+                human_size(e.size_bytes),
                 format_time(e.created_at),
                 format_time(e.last_accessed_at),
                 e.id.clone(),
@@ -409,7 +451,7 @@ fn print_entries(out: &mut impl Write, entries: &[EntryInfo], json: bool) -> any
     Ok(())
 }
 
-fn print_entry(out: &mut impl Write, e: &EntryInfo) -> anyhow::Result<()> {
+fn print_entry(out: &mut impl Write, e: &Entry) -> anyhow::Result<()> {
     writeln!(out, "ID:          {}", e.id)?;
     writeln!(out, "Key:         {}", e.key)?;
     writeln!(out, "Repository:  {}", e.repository)?;
@@ -417,12 +459,25 @@ fn print_entry(out: &mut impl Write, e: &EntryInfo) -> anyhow::Result<()> {
     writeln!(out, "Version:     {}", e.version)?;
     writeln!(out, "Paths:       {}", e.paths.join(", "))?;
     writeln!(out, "Compression: {}", e.compression)?;
-    writeln!(out, "Size:        {} ({} B)", human_size(e.size), e.size)?;
-    writeln!(out, "Blob:        {}", e.blob_digest)?;
+    writeln!(
+        out,
+        "Size:        {} ({} B)",
+        human_size(e.size_bytes),
+        e.size_bytes
+    )?;
+    writeln!(
+        out,
+        "Blob:        {}",
+        e.blob_digest.as_deref().unwrap_or("-")
+    )?;
     writeln!(out, "Created:     {}", format_time(e.created_at))?;
     writeln!(out, "Last used:   {}", format_time(e.last_accessed_at))?;
     writeln!(out, "Used:        {} times", e.access_count)?;
-    writeln!(out, "Saved by run: {}", e.created_by_run)?;
+    writeln!(
+        out,
+        "Saved by run: {}",
+        e.created_by_run.as_deref().unwrap_or("-")
+    )?;
     Ok(())
 }
 
@@ -434,42 +489,35 @@ fn percent(part: u64, whole: u64) -> String {
     }
 }
 
-fn print_stats(
-    out: &mut impl Write,
-    s: &runner::cache::StatsReport,
-    window: &str,
-) -> anyhow::Result<()> {
-    let lookups = s.hits_exact + s.hits_partial + s.misses;
+fn print_stats(out: &mut impl Write, s: &Stats, window: &str) -> anyhow::Result<()> {
+    let exact = s.count(EventKind::HitExact);
+    let partial = s.count(EventKind::HitPartial);
+    let misses = s.count(EventKind::Miss);
+    let lookups = exact + partial + misses;
     writeln!(out, "Entries:        {}", s.entries)?;
-    writeln!(out, "Total size:     {}", human_size(s.total_bytes))?;
+    writeln!(out, "Total size:     {}", human_size(s.total_size_bytes))?;
     writeln!(out, "Last {window}:")?;
     writeln!(out, "  Lookups:      {lookups}")?;
+    writeln!(out, "  Exact hits:   {exact} ({})", percent(exact, lookups))?;
     writeln!(
         out,
-        "  Exact hits:   {} ({})",
-        s.hits_exact,
-        percent(s.hits_exact, lookups)
+        "  Partial hits: {partial} ({})",
+        percent(partial, lookups)
     )?;
     writeln!(
         out,
-        "  Partial hits: {} ({})",
-        s.hits_partial,
-        percent(s.hits_partial, lookups)
+        "  Misses:       {misses} ({})",
+        percent(misses, lookups)
     )?;
-    writeln!(
-        out,
-        "  Misses:       {} ({})",
-        s.misses,
-        percent(s.misses, lookups)
-    )?;
-    writeln!(out, "  Saves:        {}", s.saves)?;
-    writeln!(out, "  Errors:       {}", s.errors)?;
+    writeln!(out, "  Saves:        {}", s.count(EventKind::Save))?;
+    writeln!(out, "  Evictions:    {}", s.count(EventKind::Evict))?;
+    writeln!(out, "  Errors:       {}", s.count(EventKind::Error))?;
     writeln!(out, "  Restored:     {}", human_size(s.bytes_restored))?;
     writeln!(out, "  Saved:        {}", human_size(s.bytes_saved))?;
     if !s.top_keys.is_empty() {
         writeln!(out, "Top keys:")?;
-        for (key, hits) in &s.top_keys {
-            writeln!(out, "  {hits:>6}  {key}")?;
+        for k in &s.top_keys {
+            writeln!(out, "  {:>6}  {}", k.hits, k.key)?;
         }
     }
     Ok(())
