@@ -1,12 +1,12 @@
 //! The `actions/cache`, `actions/cache/restore` and `actions/cache/save` step handlers: the
 //! action's `restoreImpl` / `saveImpl` over [`Cache`].
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::inputs::{CacheInputs, names, required_message};
 use super::{
     Cache, CacheError, Location, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest, Scope,
-    is_exact_match,
+    is_exact_match, key,
 };
 use crate::exec::{ActionContext, ActionError, ActionHandler, ActionRegistry, LogLevel};
 use crate::store::index::{EventKind, NewEvent};
@@ -30,6 +30,52 @@ pub mod outputs {
 }
 
 const SAVE_ALWAYS_DEPRECATION: &str = "Input 'save-always' has been deprecated with message: save-always does not work as intended and will be removed in a future release.\nA separate `actions/cache/restore` step should be used instead.\nSee https://github.com/actions/cache/tree/main/save#always-save-cache for more details.";
+
+/// The cache the handlers use. A lazy handle opens the store on first use, so a workflow
+/// without cache steps never touches it, and a store that cannot be opened only turns cache
+/// steps into warnings (as an unreachable cache service does on GitHub).
+pub struct CacheHandle {
+    cell: OnceLock<Result<Arc<Cache>, String>>,
+    open: Option<Box<dyn Fn() -> Result<Cache, CacheError> + Send + Sync>>,
+}
+
+impl std::fmt::Debug for CacheHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheHandle")
+            .field("opened", &self.cell.get().is_some())
+            .finish()
+    }
+}
+
+impl CacheHandle {
+    /// A handle on an open cache.
+    pub fn ready(cache: Arc<Cache>) -> Self {
+        let cell = OnceLock::new();
+        let _ = cell.set(Ok(cache));
+        Self { cell, open: None }
+    }
+
+    /// A handle that calls `open` the first time a cache step runs.
+    pub fn lazy(open: impl Fn() -> Result<Cache, CacheError> + Send + Sync + 'static) -> Self {
+        Self {
+            cell: OnceLock::new(),
+            open: Some(Box::new(open)),
+        }
+    }
+
+    /// The cache, or why it could not be opened.
+    pub fn get(&self) -> Result<&Arc<Cache>, &str> {
+        self.cell
+            .get_or_init(|| match &self.open {
+                Some(open) => open()
+                    .map(Arc::new)
+                    .map_err(|err| format!("cannot open the cache store: {err}")),
+                None => Err("no cache store".to_string()),
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
 
 /// Where the action keeps its keys: the `actions/cache` state, or the restore action's outputs
 /// (the action's `StateProvider` / `NullStateProvider`).
@@ -88,7 +134,11 @@ fn event_is_valid(ctx: &mut ActionContext<'_>) -> bool {
 }
 
 /// `restoreImpl`: validates, restores, and sets outputs and state.
-fn restore_impl(cache: &Cache, ctx: &mut ActionContext<'_>, keep: Keep) -> Result<(), ActionError> {
+fn restore_impl(
+    handle: &CacheHandle,
+    ctx: &mut ActionContext<'_>,
+    keep: Keep,
+) -> Result<(), ActionError> {
     if !event_is_valid(ctx) {
         return Ok(());
     }
@@ -109,9 +159,18 @@ fn restore_impl(cache: &Cache, ctx: &mut ActionContext<'_>, keep: Keep) -> Resul
         enable_cross_os_archive: inputs.enable_cross_os_archive,
         lookup_only: inputs.lookup_only,
     };
-    let outcome = cache
-        .restore(&request, ctx.log)
+    // Validation fails the step even when the store is unavailable.
+    key::validate_restore_keys(&request.primary_key, &request.restore_keys)
         .map_err(|err| ActionError::new(err.to_string()))?;
+    let outcome = match handle.get() {
+        Ok(cache) => cache
+            .restore(&request, ctx.log)
+            .map_err(|err| ActionError::new(err.to_string()))?,
+        Err(reason) => {
+            ctx.warning(&format!("Failed to restore: {reason}"));
+            RestoreOutcome::Miss
+        }
+    };
     match outcome {
         RestoreOutcome::Miss => {
             // `cache-hit` stays unset on a miss, as the action leaves it (actions/cache#1466).
@@ -153,7 +212,7 @@ enum Saved {
 }
 
 /// `saveImpl`: never fails the step; problems are warnings.
-fn save_impl(cache: &Cache, ctx: &mut ActionContext<'_>, keep: Keep) -> Saved {
+fn save_impl(handle: &CacheHandle, ctx: &mut ActionContext<'_>, keep: Keep) -> Saved {
     if !event_is_valid(ctx) {
         return Saved::Skipped;
     }
@@ -186,7 +245,9 @@ fn save_impl(cache: &Cache, ctx: &mut ActionContext<'_>, keep: Keep) -> Saved {
                 bytes: None,
                 duration_ms: None,
             };
-            cache.record(event, ctx.log);
+            if let Ok(cache) = handle.get() {
+                cache.record(event, ctx.log);
+            }
             return Saved::Skipped;
         }
     }
@@ -201,6 +262,13 @@ fn save_impl(cache: &Cache, ctx: &mut ActionContext<'_>, keep: Keep) -> Saved {
         key: primary_key.clone(),
         enable_cross_os_archive: inputs.enable_cross_os_archive,
         run_id: ctx.job.run_id.clone(),
+    };
+    let cache = match handle.get() {
+        Ok(cache) => cache,
+        Err(reason) => {
+            ctx.warning(&format!("Failed to save: {reason}"));
+            return Saved::Attempted(false);
+        }
     };
     match cache.save(&request, ctx.log) {
         Ok(SaveOutcome::Saved(_)) => {
@@ -228,12 +296,12 @@ fn warn_deprecated_inputs(ctx: &mut ActionContext<'_>) {
 /// `actions/cache`: restore now, save in a post step if the job succeeded.
 #[derive(Debug, Clone)]
 pub struct CacheAction {
-    cache: Arc<Cache>,
+    cache: Arc<CacheHandle>,
 }
 
 impl CacheAction {
     /// The handler over `cache`.
-    pub fn new(cache: Arc<Cache>) -> Self {
+    pub fn new(cache: Arc<CacheHandle>) -> Self {
         Self { cache }
     }
 }
@@ -255,12 +323,12 @@ impl ActionHandler for CacheAction {
 /// `actions/cache/restore`: restore only; keys go to outputs.
 #[derive(Debug, Clone)]
 pub struct RestoreAction {
-    cache: Arc<Cache>,
+    cache: Arc<CacheHandle>,
 }
 
 impl RestoreAction {
     /// The handler over `cache`.
-    pub fn new(cache: Arc<Cache>) -> Self {
+    pub fn new(cache: Arc<CacheHandle>) -> Self {
         Self { cache }
     }
 }
@@ -274,12 +342,12 @@ impl ActionHandler for RestoreAction {
 /// `actions/cache/save`: save now, never skip, never fail.
 #[derive(Debug, Clone)]
 pub struct SaveAction {
-    cache: Arc<Cache>,
+    cache: Arc<CacheHandle>,
 }
 
 impl SaveAction {
     /// The handler over `cache`.
-    pub fn new(cache: Arc<Cache>) -> Self {
+    pub fn new(cache: Arc<CacheHandle>) -> Self {
         Self { cache }
     }
 }
@@ -293,12 +361,24 @@ impl ActionHandler for SaveAction {
     }
 }
 
-/// Registers the three cache actions.
+/// Registers the three cache actions over `cache`.
 pub fn register(registry: &mut ActionRegistry, cache: Arc<Cache>) {
-    registry.register("actions/cache", Arc::new(CacheAction::new(cache.clone())));
+    register_handle(registry, Arc::new(CacheHandle::ready(cache)));
+}
+
+/// Registers the three cache actions over the store `RUNNER_CACHE_DB` / `RUNNER_CACHE_DIR`
+/// point at, opened (with the system clock) when the first cache step runs.
+pub fn register_default(registry: &mut ActionRegistry) {
+    let handle = CacheHandle::lazy(|| super::open_default(Arc::new(crate::clock::SystemClock)));
+    register_handle(registry, Arc::new(handle));
+}
+
+/// Registers the three cache actions over a handle.
+pub fn register_handle(registry: &mut ActionRegistry, handle: Arc<CacheHandle>) {
+    registry.register("actions/cache", Arc::new(CacheAction::new(handle.clone())));
     registry.register(
         "actions/cache/restore",
-        Arc::new(RestoreAction::new(cache.clone())),
+        Arc::new(RestoreAction::new(handle.clone())),
     );
-    registry.register("actions/cache/save", Arc::new(SaveAction::new(cache)));
+    registry.register("actions/cache/save", Arc::new(SaveAction::new(handle)));
 }

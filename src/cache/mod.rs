@@ -7,7 +7,8 @@
 //! - [`Cache::restore`] / [`Cache::save`]: the toolkit's `restoreCache` / `saveCache`, with its
 //!   log lines, over our store.
 //! - [`register`] puts the `actions/cache`, `actions/cache/restore` and `actions/cache/save`
-//!   handlers into an [`ActionRegistry`](crate::exec::ActionRegistry).
+//!   handlers into an [`ActionRegistry`](crate::exec::ActionRegistry); [`register_default`]
+//!   does so over the default store, opened when the first cache step runs.
 //! - [`open_default`] opens the store `RUNNER_CACHE_DB` / `RUNNER_CACHE_DIR` point at.
 
 mod action;
@@ -21,7 +22,10 @@ mod version;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use action::{CacheAction, RestoreAction, SaveAction, outputs, register, state};
+pub use action::{
+    CacheAction, CacheHandle, RestoreAction, SaveAction, outputs, register, register_default,
+    register_handle, state,
+};
 pub use config::{CacheOptions, open_default};
 pub use key::{KeyError, MAX_KEY_LENGTH, MAX_KEYS, is_exact_match, validate_key};
 pub use paths::{allowed_roots, expand_tilde};

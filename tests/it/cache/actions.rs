@@ -626,3 +626,95 @@ crate::cache_backends!(
     concurrent_saves_make_one_entry_per_key,
     eviction_by_age_after_save,
 );
+
+/// A store that cannot be opened turns cache steps into warnings; validation still fails.
+#[test]
+fn unavailable_store_degrades_to_warnings() {
+    use std::sync::Arc;
+
+    use runner::cache::{CacheHandle, CacheOptions, register_handle};
+
+    let h = Harness::sqlite();
+    let dir = h.store_dir();
+    let clock = h.clock.clone();
+    let handle = CacheHandle::lazy(move || {
+        let store =
+            runner::store::Store::open(&dir, Some("mysql://nowhere/db"), Arc::new(clock.clone()))?;
+        Ok(runner::cache::Cache::with_store(
+            store,
+            Arc::new(clock.clone()),
+            CacheOptions::default(),
+        ))
+    });
+    let mut registry = runner::exec::ActionRegistry::new();
+    register_handle(&mut registry, Arc::new(handle));
+    let h = Harness { registry, ..h };
+    let job = h.job(MAIN);
+    deps(&h, "1");
+    let step = h.main(CACHE, &job, &[("path", "deps"), ("key", "k")]);
+    step.ok()
+        .expect_line(Info, "Cache not found for input keys: k");
+    let warning = step.lines(Warning).join("\n");
+    assert!(
+        warning.starts_with("Failed to restore: cannot open the cache store: ")
+            && warning.contains("mysql://nowhere/db"),
+        "{warning}"
+    );
+    let post = h.post(CACHE, &job, &[("path", "deps"), ("key", "k")], &step);
+    post.ok();
+    assert!(post.lines(Warning)[0].starts_with("Failed to save: cannot open the cache store: "));
+    h.main(SAVE, &job, &[("path", "deps"), ("key", "k")])
+        .ok()
+        .expect_line(Warning, "Cache save failed.");
+    let step = h.main(CACHE, &job, &[("path", "deps"), ("key", "a,b")]);
+    assert_eq!(
+        step.result.expect_err("validation").message,
+        "Key Validation Error: a,b cannot contain commas."
+    );
+    let step = h.main(
+        RESTORE,
+        &job,
+        &[
+            ("path", "deps"),
+            ("key", "k"),
+            ("fail-on-cache-miss", "true"),
+        ],
+    );
+    assert!(step.result.is_err());
+}
+
+/// On Windows, the version carries `windows-only` unless `enableCrossOsArchive` is set.
+#[test]
+fn windows_versions_need_cross_os_archive_to_be_shared() {
+    let h = Harness::sqlite();
+    let linux = h.job(MAIN);
+    let mut windows = h.job(MAIN);
+    windows.runner_os = "Windows".into();
+    deps(&h, "1");
+    h.main(SAVE, &linux, &[("path", "deps"), ("key", "x")]).ok();
+    h.main(SAVE, &windows, &[("path", "deps"), ("key", "x")])
+        .ok()
+        .expect_line(Info, "Cache saved with key: x");
+    h.main(SAVE, &windows, &[("path", "deps"), ("key", "x"), ("enableCrossOsArchive", "true")])
+        .ok()
+        .expect_line(
+            Info,
+            "Failed to save: Unable to reserve cache with key x, another job may be creating this cache.",
+        );
+    let mut versions: Vec<String> = h
+        .cache
+        .index()
+        .list(&Default::default())
+        .expect("list")
+        .into_iter()
+        .map(|e| e.version)
+        .collect();
+    versions.sort();
+    let paths = vec!["deps".to_string()];
+    let mut expected = vec![
+        runner::cache::cache_version(&paths, runner::archive::Compression::Zstd, false, false),
+        runner::cache::cache_version(&paths, runner::archive::Compression::Zstd, true, false),
+    ];
+    expected.sort();
+    assert_eq!(versions, expected);
+}
