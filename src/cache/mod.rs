@@ -411,33 +411,73 @@ impl Cache {
             });
         }
         log(LogLevel::Info, &size_line(size));
-        let digest = hit
-            .entry
-            .blob_digest
-            .clone()
-            .ok_or_else(|| CacheError::NoBlob {
-                id: hit.entry.id.clone(),
-            })?;
-        let reader = self.store.blobs().open(&digest)?;
-        let allowed = allowed_roots(
-            &request.paths,
-            &request.location.workspace,
-            &request.location.home,
-        );
-        let mut progress = Progress::new("Restoring cache", Some(size), self.options.progress);
-        let mut input = ProgressReader {
-            inner: reader,
-            progress: &mut progress,
-        };
-        let result = archive::extract(&mut input, &request.location.workspace, &allowed);
-        progress.finish();
-        result?;
+        if let Err(err) = self.extract_entry(&hit.entry, request) {
+            self.forget_if_broken(&hit.entry, log);
+            return Err(err);
+        }
         log(LogLevel::Info, "Cache restored successfully");
         Ok(RestoreOutcome::Hit {
             matched_key,
             exact,
             size,
         })
+    }
+
+    fn extract_entry(&self, entry: &Entry, request: &RestoreRequest) -> Result<(), CacheError> {
+        let digest = entry
+            .blob_digest
+            .as_deref()
+            .ok_or_else(|| CacheError::NoBlob {
+                id: entry.id.clone(),
+            })?;
+        let reader = self.store.blobs().open(digest)?;
+        let allowed = allowed_roots(
+            &request.paths,
+            &request.location.workspace,
+            &request.location.home,
+        );
+        let mut progress = Progress::new(
+            "Restoring cache",
+            Some(entry.size_bytes),
+            self.options.progress,
+        );
+        let mut input = ProgressReader {
+            inner: reader,
+            progress: &mut progress,
+        };
+        let result = archive::extract(&mut input, &request.location.workspace, &allowed);
+        progress.finish();
+        result.map(|_| ()).map_err(CacheError::from)
+    }
+
+    /// After a failed restore: if the entry's blob is missing or no longer matches its digest,
+    /// the entry can never be restored, so it is removed and the next save can replace it.
+    fn forget_if_broken(&self, entry: &Entry, log: Log<'_>) {
+        let broken = match entry.blob_digest.as_deref() {
+            None => true,
+            Some(digest) => match self.store.blobs().open(digest) {
+                Err(BlobError::NotFound { .. }) => true,
+                Err(_) => false,
+                Ok(mut reader) => std::io::copy(&mut reader, &mut std::io::sink())
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::InvalidData),
+            },
+        };
+        if !broken {
+            return;
+        }
+        match self.store.delete(&entry.id) {
+            Ok(_) => log(
+                LogLevel::Debug,
+                &format!(
+                    "removed cache entry {} ({}): its archive is missing or corrupt",
+                    entry.key, entry.id
+                ),
+            ),
+            Err(err) => log(
+                LogLevel::Debug,
+                &format!("could not remove broken cache entry {}: {err}", entry.id),
+            ),
+        }
     }
 
     /// Saves the files `request.paths` matches under `request.key` in the current ref's scope.

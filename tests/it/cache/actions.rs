@@ -517,7 +517,27 @@ fn corrupt_or_missing_blob_is_a_miss(h: &Harness) {
         .collect();
     assert_eq!(leftovers, ["src"], "staging left behind");
 
+    // The broken entry is gone, so the post step can save a good one.
+    assert_eq!(h.entry_count(), 0);
+    deps(h, "2");
+    h.post(CACHE, &job, &[("path", "deps"), ("key", "bad")], &step)
+        .ok()
+        .expect_line(Info, "Cache saved with key: bad");
+
+    let entry = h
+        .cache
+        .index()
+        .list(&Default::default())
+        .expect("list")
+        .remove(0);
+    let digest = entry.blob_digest.expect("committed");
+    let blob = h
+        .store_dir()
+        .join("blobs-v1")
+        .join(&digest[..2])
+        .join(&digest);
     std::fs::remove_file(&blob).expect("remove blob");
+    remove(h, "deps");
     let step = h.main(RESTORE, &job, &[("path", "deps"), ("key", "bad")]);
     step.ok()
         .expect_line(Info, "Cache not found for input keys: bad");
@@ -526,6 +546,7 @@ fn corrupt_or_missing_blob_is_a_miss(h: &Harness) {
             .iter()
             .any(|w| w.starts_with("Failed to restore: "))
     );
+    assert_eq!(h.entry_count(), 0);
     let stats = h.cache.index().stats(0, None).expect("stats");
     assert_eq!(stats.count(runner::store::index::EventKind::Error), 2);
 }
