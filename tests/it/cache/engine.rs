@@ -168,3 +168,50 @@ fn prune_dry_run_reports_without_removing() {
     assert_eq!(gone.len(), 1);
     assert_eq!(h.entry_count(), 0);
 }
+
+/// A save that fails half-way (here: a file that cannot be read) leaves no reservation, no
+/// entry and no blob behind, and is only a warning.
+#[cfg(target_os = "linux")]
+#[test]
+fn failed_save_leaves_nothing_behind() {
+    use runner::exec::LogLevel::Warning;
+
+    let h = Harness::sqlite();
+    write_tree(&h.workspace(), &[("deps/a", "a")]);
+    let job = h.job(MAIN);
+    let step = h.main(
+        "actions/cache/save@v4",
+        &job,
+        &[("path", "deps\n/proc/self/mem"), ("key", "unreadable")],
+    );
+    step.ok();
+    let warnings = step.lines(Warning);
+    assert!(
+        warnings[0].starts_with("Failed to save: ") && warnings[0].contains("/proc/self/mem"),
+        "{warnings:?}"
+    );
+    assert_eq!(warnings[1], "Cache save failed.");
+    let filter = runner::store::index::ListFilter {
+        include_reserved: true,
+        ..Default::default()
+    };
+    assert!(h.cache.index().list(&filter).expect("list").is_empty());
+    let blobs =
+        runner::store::blob::BlobStore::list(h.cache.store().blobs().as_ref()).expect("list blobs");
+    assert!(blobs.is_empty(), "{blobs:?}");
+    // The identity is free again: the reservation was aborted, not left to expire.
+    let paths = vec!["deps".to_string(), "/proc/self/mem".to_string()];
+    let again = runner::store::index::NewEntry {
+        repository: "octo/app".into(),
+        scope: MAIN.into(),
+        key: "unreadable".into(),
+        version: cache_version(&paths, Compression::Zstd, false, false),
+        paths,
+        compression: "zstd-without-long".into(),
+        created_by_run: None,
+    };
+    assert!(matches!(
+        h.cache.index().reserve(&again).expect("reserve"),
+        runner::store::index::Reservation::Reserved(_)
+    ));
+}

@@ -5,6 +5,7 @@
 mod actions;
 mod cli;
 mod engine;
+mod processes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
