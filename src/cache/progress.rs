@@ -91,3 +91,43 @@ impl<W: Write + ?Sized> Write for ProgressWriter<'_, W> {
         self.inner.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bar_appears_only_past_the_threshold_and_when_enabled() {
+        let chunk = vec![7u8; 1024 * 1024];
+        for (enabled, megabytes, shown) in [(true, 7, false), (true, 9, true), (false, 9, false)] {
+            let mut progress = Progress::new("test", None, enabled);
+            let mut sink: Vec<u8> = Vec::new();
+            let mut writer = ProgressWriter {
+                progress: &mut progress,
+                inner: &mut sink,
+            };
+            for _ in 0..megabytes {
+                writer.write_all(&chunk).expect("write");
+            }
+            assert_eq!(progress.shown, shown, "enabled={enabled} {megabytes} MB");
+            assert_eq!(progress.bar.position(), megabytes * 1024 * 1024);
+            assert_eq!(
+                sink.len() as u64,
+                megabytes * 1024 * 1024,
+                "bytes pass through"
+            );
+            progress.finish();
+        }
+        let data = vec![1u8; 3000];
+        let mut progress = Progress::new("test", Some(3000), true);
+        let mut reader = ProgressReader {
+            inner: &data[..],
+            progress: &mut progress,
+        };
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).expect("read");
+        assert_eq!(out, data);
+        assert_eq!(progress.bar.position(), 3000);
+        assert!(!progress.shown);
+    }
+}

@@ -472,10 +472,10 @@ fn print_entry(out: &mut impl Write, e: &Entry) -> anyhow::Result<()> {
     )?;
     writeln!(out, "Created:     {}", format_time(e.created_at))?;
     writeln!(out, "Last used:   {}", format_time(e.last_accessed_at))?;
-    writeln!(out, "Used:        {} times", e.access_count)?;
+    writeln!(out, "Restores:    {}", e.access_count)?;
     writeln!(
         out,
-        "Saved by run: {}",
+        "Saved by:    run {}",
         e.created_by_run.as_deref().unwrap_or("-")
     )?;
     Ok(())

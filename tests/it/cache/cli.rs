@@ -20,6 +20,7 @@ fn runner_cache(h: &Harness, args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("RUNNER_CACHE_TTL_DAYS")
         .env_remove("RUNNER_CACHE_MAX_SIZE")
         .stdin(std::process::Stdio::null());
+    // Later settings win, so a test can point RUNNER_CACHE_DB at PostgreSQL.
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -252,4 +253,56 @@ fn verify_removes_rows_without_blobs() {
     let out = runner_cache(&h, &["verify", "--json"], &[]);
     let report = json(&out);
     assert_eq!(report["rows_without_blob"], serde_json::json!([]));
+}
+
+/// The CLI reads a PostgreSQL index when `RUNNER_CACHE_DB` points at one.
+#[test]
+fn list_and_delete_on_postgres() {
+    let Some(h) = Harness::postgres() else {
+        return;
+    };
+    let main = h.job(MAIN);
+    write_tree(&h.workspace(), &[("deps/a", "a")]);
+    h.main(SAVE, &main, &[("path", "deps"), ("key", "pg-one")])
+        .ok();
+    h.main(
+        SAVE,
+        &h.job(FEATURE),
+        &[("path", "deps"), ("key", "pg-two")],
+    )
+    .ok();
+    let db = [("RUNNER_CACHE_DB", h.url.as_str())];
+    let out = runner_cache(&h, &["list", "--json"], &db);
+    assert_eq!(keys(&json(&out)), ["pg-two", "pg-one"]);
+    let out = runner_cache(&h, &["delete", "PG-ONE", "--json"], &db);
+    assert_eq!(json(&out)["deleted"], 1);
+    let out = runner_cache(&h, &["stats", "--since", "5000w", "--json"], &db);
+    let stats = json(&out);
+    assert_eq!(stats["entries"], 1);
+    assert_eq!(stats["saves"], 2);
+}
+
+/// The human output, with ids filtered.
+#[test]
+fn human_output_snapshots() {
+    let h = filled();
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        "[id]",
+    );
+    settings.add_filter(r"[0-9a-f]{64}", "[digest]");
+    // Archive sizes depend on file times inside the tar; the layout is what is checked here.
+    settings.add_filter(r"\b\d+ B\b", "[n] B");
+    settings.bind(|| {
+        insta::assert_snapshot!("list", stdout(&runner_cache(&h, &["list"], &[])));
+        insta::assert_snapshot!(
+            "show",
+            stdout(&runner_cache(&h, &["show", "deps-small"], &[]))
+        );
+        insta::assert_snapshot!(
+            "stats",
+            stdout(&runner_cache(&h, &["stats", "--since", "5000w"], &[]))
+        );
+    });
 }
