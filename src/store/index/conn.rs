@@ -102,15 +102,17 @@ impl Manager {
                     ))
                 })?;
                 let mut conn = diesel::SqliteConnection::establish(path)?;
-                // schema.sql declares key_lower COLLATE "C"; bytewise order is what SQLite's
-                // BINARY does and what the prefix range scan needs.
-                register_c_collation(&mut conn)
-                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                // The busy timeout first: any later statement may need a lock another process
+                // holds (for instance while it switches a fresh file to WAL).
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
                     SQLITE_BUSY_TIMEOUT.as_millis()
                 ))
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                // schema.sql declares key_lower COLLATE "C"; bytewise order is what SQLite's
+                // BINARY does and what the prefix range scan needs.
+                register_c_collation(&mut conn)
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                 Ok(AnyConnection::Sqlite(conn))
             }
             Target::Postgres(url) => Ok(AnyConnection::Postgres(diesel::PgConnection::establish(
