@@ -661,10 +661,10 @@ impl Index {
                     .first(&mut conn)
                     .optional()
                     .map_err(q(OP))?;
-                if let Some(row) = exact {
-                    if let Some(hit) = self.touch(&mut conn, row, *position == 0)? {
-                        return Ok(Some(hit));
-                    }
+                if let Some(row) = exact
+                    && let Some(hit) = self.touch(&mut conn, row, *position == 0)?
+                {
+                    return Ok(Some(hit));
                 }
                 let mut prefixed = base().filter(e::key_lower.gt(lower));
                 if let Some(upper) = prefix_upper_bound(lower) {
@@ -675,10 +675,10 @@ impl Index {
                     .first(&mut conn)
                     .optional()
                     .map_err(q(OP))?;
-                if let Some(row) = newest {
-                    if let Some(hit) = self.touch(&mut conn, row, false)? {
-                        return Ok(Some(hit));
-                    }
+                if let Some(row) = newest
+                    && let Some(hit) = self.touch(&mut conn, row, false)?
+                {
+                    return Ok(Some(hit));
                 }
             }
         }
@@ -1170,6 +1170,27 @@ impl Index {
             }
             doomed.into_iter().map(EntryRow::into_entry).collect()
         })
+    }
+
+    /// SQLite's `PRAGMA integrity_check` (`["ok"]` when healthy); `None` on PostgreSQL, which has
+    /// no built-in equivalent. Run through the index because the file's "C" collation is only
+    /// known to runner's connections.
+    pub fn integrity_check(&self) -> Result<Option<Vec<String>>, IndexError> {
+        #[derive(QueryableByName)]
+        struct Check {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            integrity_check: String,
+        }
+        let mut conn = self.conn()?;
+        match &mut *conn {
+            AnyConnection::Sqlite(c) => {
+                let rows: Vec<Check> = diesel::sql_query("PRAGMA integrity_check")
+                    .load(c)
+                    .map_err(q("integrity check"))?;
+                Ok(Some(rows.into_iter().map(|r| r.integrity_check).collect()))
+            }
+            AnyConnection::Postgres(_) => Ok(None),
+        }
     }
 
     /// The live schema as the database reports it (for the schema test and `cache verify`).

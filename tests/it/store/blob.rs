@@ -25,7 +25,9 @@ fn read_all(store: &LocalBlobStore, digest: &str) -> std::io::Result<Vec<u8>> {
 }
 
 fn tmp_files(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir.join("blobs-v1/tmp")).expect("tmp dir").count()
+    std::fs::read_dir(dir.join("blobs-v1/tmp"))
+        .expect("tmp dir")
+        .count()
 }
 
 #[test]
@@ -35,15 +37,31 @@ fn blobs_are_named_by_sha256_and_round_trip() {
     let cases: &[&[u8]] = &[b"", b"hello", &[0u8; 300_000], "ünïcödé".as_bytes()];
     for bytes in cases {
         let info = put(&store, bytes);
-        assert_eq!((info.digest.clone(), info.size), (sha(bytes), bytes.len() as u64));
-        let path = dir.path().join("blobs-v1").join(&info.digest[..2]).join(&info.digest);
-        assert_eq!(std::fs::read(&path).expect("blob file"), *bytes, "layout blobs-v1/ab/abcd..");
+        assert_eq!(
+            (info.digest.clone(), info.size),
+            (sha(bytes), bytes.len() as u64)
+        );
+        let path = dir
+            .path()
+            .join("blobs-v1")
+            .join(&info.digest[..2])
+            .join(&info.digest);
+        assert_eq!(
+            std::fs::read(&path).expect("blob file"),
+            *bytes,
+            "layout blobs-v1/ab/abcd.."
+        );
         assert_eq!(read_all(&store, &info.digest).expect("read"), *bytes);
         assert!(store.contains(&info.digest).expect("contains"));
     }
     // Identical bytes are stored once.
     put(&store, b"hello");
-    let mut listed: Vec<String> = store.list().expect("list").into_iter().map(|b| b.digest).collect();
+    let mut listed: Vec<String> = store
+        .list()
+        .expect("list")
+        .into_iter()
+        .map(|b| b.digest)
+        .collect();
     let mut want: Vec<String> = cases.iter().map(|b| sha(b)).collect();
     listed.sort();
     want.sort();
@@ -78,7 +96,11 @@ fn altered_bytes_fail_at_end_of_stream() {
     ];
     for (name, altered) in cases {
         let info = put(&store, &original);
-        let path = dir.path().join("blobs-v1").join(&info.digest[..2]).join(&info.digest);
+        let path = dir
+            .path()
+            .join("blobs-v1")
+            .join(&info.digest[..2])
+            .join(&info.digest);
         std::fs::write(&path, altered).expect("tamper");
         let err = read_all(&store, &info.digest).expect_err(name);
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{name}");
@@ -94,16 +116,36 @@ fn altered_bytes_fail_at_end_of_stream() {
 fn bad_digests_are_refused_and_missing_ones_reported() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LocalBlobStore::new(dir.path()).expect("store");
-    let bad = ["", "../../etc/passwd", &"A".repeat(64), &"a".repeat(63), &format!("{}/", "a".repeat(63))];
+    let bad = [
+        "",
+        "../../etc/passwd",
+        &"A".repeat(64),
+        &"a".repeat(63),
+        &format!("{}/", "a".repeat(63)),
+    ];
     for digest in bad {
-        assert!(matches!(store.open(digest), Err(BlobError::InvalidDigest { .. })), "{digest:?}");
-        assert!(matches!(store.contains(digest), Err(BlobError::InvalidDigest { .. })), "{digest:?}");
-        assert!(matches!(store.delete(digest), Err(BlobError::InvalidDigest { .. })), "{digest:?}");
+        assert!(
+            matches!(store.open(digest), Err(BlobError::InvalidDigest { .. })),
+            "{digest:?}"
+        );
+        assert!(
+            matches!(store.contains(digest), Err(BlobError::InvalidDigest { .. })),
+            "{digest:?}"
+        );
+        assert!(
+            matches!(store.delete(digest), Err(BlobError::InvalidDigest { .. })),
+            "{digest:?}"
+        );
     }
     let missing = "0".repeat(64);
-    assert!(matches!(store.open(&missing), Err(BlobError::NotFound { .. })));
+    assert!(matches!(
+        store.open(&missing),
+        Err(BlobError::NotFound { .. })
+    ));
     assert!(!store.contains(&missing).expect("contains"));
-    store.delete(&missing).expect("deleting a missing blob is fine");
+    store
+        .delete(&missing)
+        .expect("deleting a missing blob is fine");
 }
 
 #[test]
@@ -123,7 +165,12 @@ fn list_ignores_what_is_not_a_blob() {
     );
     let mut w = store.writer().expect("writer");
     w.write_all(b"in progress").expect("write");
-    let listed: Vec<String> = store.list().expect("list").into_iter().map(|b| b.digest).collect();
+    let listed: Vec<String> = store
+        .list()
+        .expect("list")
+        .into_iter()
+        .map(|b| b.digest)
+        .collect();
     assert_eq!(listed, vec![info.digest]);
     drop(w);
 }

@@ -63,28 +63,46 @@ fn evicts_entries_unused_for_ttl(h: &Harness) {
     assert!(!h.store.blobs().contains(&old_digest).expect("contains"));
     // Exactly at the TTL boundary an entry stays ("used", read on day 5); past it, it goes.
     h.clock.set(T0 + 5 * DAY + 7 * DAY);
-    assert_eq!(keys(&store.evict(&policy(7, u64::MAX)).expect("evict")), vec!["young"]);
+    assert_eq!(
+        keys(&store.evict(&policy(7, u64::MAX)).expect("evict")),
+        vec!["young"]
+    );
     h.clock.advance(1);
-    assert_eq!(keys(&store.evict(&policy(7, u64::MAX)).expect("evict")), vec!["used"]);
+    assert_eq!(
+        keys(&store.evict(&policy(7, u64::MAX)).expect("evict")),
+        vec!["used"]
+    );
     let events = h.index().events(T0).expect("events");
     let evicts: Vec<(&str, Option<u64>)> = events
         .iter()
         .filter(|e| e.event.kind == EventKind::Evict)
         .map(|e| (e.event.key.as_str(), e.event.bytes))
         .collect();
-    assert_eq!(evicts, vec![("old", Some(9)), ("young", Some(11)), ("used", Some(10))]);
+    assert_eq!(
+        evicts,
+        vec![("old", Some(9)), ("young", Some(11)), ("used", Some(10))]
+    );
 }
 
 fn evicts_least_recently_used_above_budget(h: &Harness) {
     // Sizes 100 each; budget 250 per repository.
     for key in ["a", "b", "c", "d"] {
         h.clock.advance(MINUTE);
-        h.save(&Spec::new("refs/heads/main", key), &[key.as_bytes()[0]; 100]);
+        h.save(
+            &Spec::new("refs/heads/main", key),
+            &[key.as_bytes()[0]; 100],
+        );
     }
     // Another repository's entries count against its own budget only.
     for key in ["x", "y"] {
         h.clock.advance(MINUTE);
-        h.save(&Spec { repository: "other/repo", ..Spec::new("refs/heads/main", key) }, &[key.as_bytes()[0]; 100]);
+        h.save(
+            &Spec {
+                repository: "other/repo",
+                ..Spec::new("refs/heads/main", key)
+            },
+            &[key.as_bytes()[0]; 100],
+        );
     }
     // Recency order now (oldest first): b, d, a, c.
     for key in ["b", "d", "a", "c"] {
@@ -98,7 +116,11 @@ fn evicts_least_recently_used_above_budget(h: &Harness) {
     assert_eq!(remaining(h), vec!["a", "c", "x", "y"]);
     for e in &evicted {
         let digest = e.blob_digest.clone().expect("digest");
-        assert!(!h.store.blobs().contains(&digest).expect("contains"), "{} blob kept", e.key);
+        assert!(
+            !h.store.blobs().contains(&digest).expect("contains"),
+            "{} blob kept",
+            e.key
+        );
     }
     // Within budget now: nothing more goes.
     assert!(store.evict(&policy(7, 250)).expect("evict").is_empty());
@@ -107,15 +129,20 @@ fn evicts_least_recently_used_above_budget(h: &Harness) {
 
 fn expires_stale_reservations(h: &Harness) {
     let idx = h.index();
-    idx.reserve(&Spec::new("refs/heads/main", "stale").new_entry()).expect("reserve");
+    idx.reserve(&Spec::new("refs/heads/main", "stale").new_entry())
+        .expect("reserve");
     h.clock.advance(30 * MINUTE);
-    idx.reserve(&Spec::new("refs/heads/main", "fresh").new_entry()).expect("reserve");
+    idx.reserve(&Spec::new("refs/heads/main", "fresh").new_entry())
+        .expect("reserve");
     h.clock.advance(31 * MINUTE);
     let evicted = h.store.evict(&policy(7, u64::MAX)).expect("evict");
     assert_eq!(keys(&evicted), vec!["stale"]);
     assert_eq!(evicted[0].state, EntryState::Reserved);
     let left = idx
-        .list(&runner::store::index::ListFilter { include_reserved: true, ..Default::default() })
+        .list(&runner::store::index::ListFilter {
+            include_reserved: true,
+            ..Default::default()
+        })
         .expect("list");
     assert_eq!(keys(&left), vec!["fresh"]);
     // Reservations are not entries: no evict event.
@@ -126,7 +153,10 @@ fn dry_run_removes_nothing(h: &Harness) {
     h.save(&Spec::new("refs/heads/main", "a"), &[1; 100]);
     h.clock.advance(MINUTE);
     h.save(&Spec::new("refs/heads/main", "b"), &[2; 100]);
-    let dry = EvictionPolicy { dry_run: true, ..policy(7, 150) };
+    let dry = EvictionPolicy {
+        dry_run: true,
+        ..policy(7, 150)
+    };
     let mut store = h.reopen();
     store.set_blob_grace(0);
     let would = store.evict(&dry).expect("dry run");
@@ -147,9 +177,18 @@ fn shared_blobs_survive_until_unreferenced(h: &Harness) {
     assert_eq!(a.blob_digest, b.blob_digest);
     let digest = a.blob_digest.clone().expect("digest");
     h.clock.set(T0 + 8 * DAY);
-    assert_eq!(keys(&store.evict(&policy(7, u64::MAX)).expect("evict")), vec!["a"]);
-    assert!(h.store.blobs().contains(&digest).expect("contains"), "still used by b");
+    assert_eq!(
+        keys(&store.evict(&policy(7, u64::MAX)).expect("evict")),
+        vec!["a"]
+    );
+    assert!(
+        h.store.blobs().contains(&digest).expect("contains"),
+        "still used by b"
+    );
     h.clock.set(T0 + 10 * DAY);
-    assert_eq!(keys(&store.evict(&policy(7, u64::MAX)).expect("evict")), vec!["b"]);
+    assert_eq!(
+        keys(&store.evict(&policy(7, u64::MAX)).expect("evict")),
+        vec!["b"]
+    );
     assert!(!h.store.blobs().contains(&digest).expect("contains"));
 }

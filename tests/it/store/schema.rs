@@ -57,19 +57,26 @@ fn top_level_items(body: &str) -> Vec<String> {
 
 /// What `schema.sql` declares, in the shape [`Index::describe_schema`] reports.
 fn expected_from_schema_sql() -> SchemaDescription {
-    let sql = std::fs::read_to_string(crate::support::repo_root().join("schema.sql")).expect("read schema.sql");
+    let sql = std::fs::read_to_string(crate::support::repo_root().join("schema.sql"))
+        .expect("read schema.sql");
     let mut out = SchemaDescription::default();
     for stmt in statements(&sql) {
         let upper = stmt.to_ascii_uppercase();
         if let Some(rest) = upper.strip_prefix("CREATE TABLE ") {
-            let name = rest.split_whitespace().next().expect("table name").to_ascii_lowercase();
+            let name = rest
+                .split_whitespace()
+                .next()
+                .expect("table name")
+                .to_ascii_lowercase();
             let open = stmt.find('(').expect("(");
             let close = stmt.rfind(')').expect(")");
             let mut columns = Vec::new();
             for item in top_level_items(&stmt[open + 1..close]) {
                 let mut words = item.split_whitespace();
                 let first = words.next().expect("column name");
-                if ["PRIMARY", "UNIQUE", "CHECK", "CONSTRAINT", "FOREIGN"].contains(&first.to_ascii_uppercase().as_str()) {
+                if ["PRIMARY", "UNIQUE", "CHECK", "CONSTRAINT", "FOREIGN"]
+                    .contains(&first.to_ascii_uppercase().as_str())
+                {
                     continue;
                 }
                 let item_upper = item.to_ascii_uppercase();
@@ -83,13 +90,23 @@ fn expected_from_schema_sql() -> SchemaDescription {
         } else if upper.starts_with("CREATE INDEX ") || upper.starts_with("CREATE UNIQUE INDEX ") {
             let unique = upper.starts_with("CREATE UNIQUE");
             let words: Vec<&str> = stmt.split_whitespace().collect();
-            let at = words.iter().position(|w| w.eq_ignore_ascii_case("INDEX")).expect("INDEX");
+            let at = words
+                .iter()
+                .position(|w| w.eq_ignore_ascii_case("INDEX"))
+                .expect("INDEX");
             let name = words[at + 1].to_string();
             let table = words[at + 3].to_string();
             let open = stmt.find('(').expect("(");
             let close = stmt.rfind(')').expect(")");
             let columns = top_level_items(&stmt[open + 1..close]);
-            out.indexes.insert(name, IndexDescription { table, columns, unique });
+            out.indexes.insert(
+                name,
+                IndexDescription {
+                    table,
+                    columns,
+                    unique,
+                },
+            );
         } else {
             panic!("schema.sql has a statement this test does not understand: {stmt}");
         }
@@ -99,13 +116,25 @@ fn expected_from_schema_sql() -> SchemaDescription {
 
 fn live_schema_matches_schema_sql(h: &Harness) {
     let expected = expected_from_schema_sql();
-    assert!(expected.tables.contains_key("cache_entries") && expected.indexes.len() >= 4, "{expected:?}");
+    assert!(
+        expected.tables.contains_key("cache_entries") && expected.indexes.len() >= 4,
+        "{expected:?}"
+    );
     let live = h.index().describe_schema().expect("describe");
-    assert_eq!(live, expected, "{}: live schema differs from schema.sql", h.backend);
+    assert_eq!(
+        live, expected,
+        "{}: live schema differs from schema.sql",
+        h.backend
+    );
     // And diesel's table! definitions name the same columns in the same order.
     let from_diesel: BTreeMap<String, Vec<String>> = diesel_columns()
         .into_iter()
-        .map(|(t, cols)| (t.to_string(), cols.into_iter().map(str::to_string).collect()))
+        .map(|(t, cols)| {
+            (
+                t.to_string(),
+                cols.into_iter().map(str::to_string).collect(),
+            )
+        })
         .collect();
     let from_live: BTreeMap<String, Vec<String>> = live
         .tables
@@ -150,7 +179,10 @@ fn schema_drift_is_detected(h: &Harness) {
     raw_execute(h, "ALTER TABLE cache_events ADD COLUMN extra TEXT");
     let live = h.index().describe_schema().expect("describe");
     assert!(!live.indexes.contains_key("cache_entries_lru"));
-    assert_eq!(live.tables["cache_events"].last().map(|c| c.name.as_str()), Some("extra"));
+    assert_eq!(
+        live.tables["cache_events"].last().map(|c| c.name.as_str()),
+        Some("extra")
+    );
     assert_ne!(live, expected);
 }
 
@@ -158,7 +190,10 @@ fn concurrent_first_opens_migrate_once(h: &Harness) {
     // A database nobody has opened yet.
     let _pg;
     let url = if h.backend == "sqlite" {
-        format!("sqlite://{}", h.dir.path().join("fresh/index.sqlite").display())
+        format!(
+            "sqlite://{}",
+            h.dir.path().join("fresh/index.sqlite").display()
+        )
     } else {
         _pg = PgSchema::create().expect("postgres configured");
         _pg.url()
@@ -171,7 +206,10 @@ fn concurrent_first_opens_migrate_once(h: &Harness) {
                 s.spawn(move || Index::open(&url, clock).map_err(|e| e.to_string()))
             })
             .collect();
-        handles.into_iter().map(|t| t.join().expect("thread")).collect()
+        handles
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect()
     });
     for result in &opened {
         assert!(result.is_ok(), "{}: {result:?}", h.backend);
