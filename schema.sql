@@ -32,6 +32,11 @@ CREATE TABLE cache_entries (
 -- column order, the index behind every lookup: equality on the first three, range on key_lower.
 CREATE UNIQUE INDEX cache_entries_lookup ON cache_entries (repository, version, scope, key_lower);
 
+-- Newest-prefix-match search reads only this index (a covering index: every column the search
+-- filters, orders or returns is in it), so a restore key matching thousands of entries costs an
+-- index range scan, not thousands of table row visits.
+CREATE INDEX cache_entries_newest ON cache_entries (repository, version, scope, key_lower, state, created_at, id);
+
 -- Least-recently-used eviction per repository.
 CREATE INDEX cache_entries_lru ON cache_entries (repository, last_accessed_at);
 

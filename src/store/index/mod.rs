@@ -635,9 +635,17 @@ impl Index {
     /// Finds the entry a restore should use, and marks it used. See the module docs for the
     /// order. Empty keys are ignored.
     pub fn lookup(&self, query: &LookupQuery) -> Result<Option<LookupHit>, IndexError> {
+        let mut conn = self.conn()?;
+        self.lookup_on(&mut conn, query)
+    }
+
+    fn lookup_on(
+        &self,
+        conn: &mut AnyConnection,
+        query: &LookupQuery,
+    ) -> Result<Option<LookupHit>, IndexError> {
         use cache_entries::dsl as e;
         const OP: &str = "lookup";
-        let mut conn = self.conn()?;
         let keys: Vec<(usize, String)> = query
             .keys
             .iter()
@@ -647,22 +655,14 @@ impl Index {
             .collect();
         for scope in &query.scopes {
             for (position, lower) in &keys {
-                let base = || {
-                    e::cache_entries
-                        .filter(e::repository.eq(&query.repository))
-                        .filter(e::version.eq(&query.version))
-                        .filter(e::scope.eq(scope))
-                        .filter(e::state.eq(COMMITTED))
-                        .select(EntryRow::as_select())
-                        .into_boxed()
-                };
-                let exact = base()
+                let base = || search_query(query, scope);
+                let exact: Option<String> = base()
                     .filter(e::key_lower.eq(lower))
-                    .first(&mut conn)
+                    .first(conn)
                     .optional()
                     .map_err(q(OP))?;
-                if let Some(row) = exact
-                    && let Some(hit) = self.touch(&mut conn, row, *position == 0)?
+                if let Some(id) = exact
+                    && let Some(hit) = self.touch(conn, &id, *position == 0)?
                 {
                     return Ok(Some(hit));
                 }
@@ -670,13 +670,13 @@ impl Index {
                 if let Some(upper) = prefix_upper_bound(lower) {
                     prefixed = prefixed.filter(e::key_lower.lt(upper));
                 }
-                let newest = prefixed
+                let newest: Option<String> = prefixed
                     .order((e::created_at.desc(), e::id.desc()))
-                    .first(&mut conn)
+                    .first(conn)
                     .optional()
                     .map_err(q(OP))?;
-                if let Some(row) = newest
-                    && let Some(hit) = self.touch(&mut conn, row, false)?
+                if let Some(id) = newest
+                    && let Some(hit) = self.touch(conn, &id, false)?
                 {
                     return Ok(Some(hit));
                 }
@@ -688,13 +688,13 @@ impl Index {
     /// Marks a found row used; `None` if it vanished meanwhile (deleted or evicted).
     fn touch(
         &self,
-        conn: &mut Conn,
-        row: EntryRow,
+        conn: &mut AnyConnection,
+        id: &str,
         exact: bool,
     ) -> Result<Option<LookupHit>, IndexError> {
         use cache_entries::dsl as e;
         let now = self.clock.now_millis();
-        let updated = diesel::update(e::cache_entries.filter(e::id.eq(&row.id)))
+        let updated = diesel::update(e::cache_entries.filter(e::id.eq(id)))
             .filter(e::state.eq(COMMITTED))
             .set((
                 e::last_accessed_at.eq(now),
@@ -1200,6 +1200,23 @@ impl Index {
     }
 }
 
+/// The committed entries of one (repository, version, scope), selecting only `id`: every
+/// column the lookup filters, orders or returns is in the covering index cache_entries_newest,
+/// so SQLite searches it without visiting table rows; `touch` then reads the one row found.
+fn search_query<'a>(
+    query: &'a LookupQuery,
+    scope: &'a str,
+) -> cache_entries::BoxedQuery<'a, conn::MultiBackend, diesel::sql_types::Text> {
+    use cache_entries::dsl as e;
+    e::cache_entries
+        .filter(e::repository.eq(&query.repository))
+        .filter(e::version.eq(&query.version))
+        .filter(e::scope.eq(scope))
+        .filter(e::state.eq(COMMITTED))
+        .select(e::id)
+        .into_boxed()
+}
+
 fn event_row(event: &NewEvent, at: EpochMillis) -> Result<EventRow, IndexError> {
     Ok(EventRow {
         id: new_id(),
@@ -1223,3 +1240,64 @@ pub fn diesel_columns() -> Vec<(&'static str, Vec<&'static str>)> {
 }
 
 mod introspect;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(QueryableByName)]
+    struct PlanRow {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+
+    /// The prefix search must be a range scan answered from the covering index alone: no table
+    /// scan, no table row visits, no LIKE.
+    #[test]
+    fn prefix_search_is_an_index_only_range_scan_on_sqlite() -> Result<(), IndexError> {
+        let dir = tempfile::tempdir().map_err(|source| IndexError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        let url = format!("sqlite://{}", dir.path().join("i.sqlite").display());
+        let index = Index::open(&url, Arc::new(crate::clock::ManualClock::new(0)))?;
+        let query = LookupQuery {
+            repository: "o/r".into(),
+            scopes: vec!["refs/heads/main".into()],
+            keys: vec!["npm-".into()],
+            version: "v".into(),
+        };
+        // Record the SQL the real lookup sends.
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let mut conn = index.conn()?;
+        let sink = Arc::clone(&seen);
+        conn.set_instrumentation(move |event: diesel::connection::InstrumentationEvent<'_>| {
+            if let diesel::connection::InstrumentationEvent::StartQuery { query, .. } = event
+                && let Ok(mut seen) = sink.lock()
+            {
+                seen.push(query.to_string());
+            }
+        });
+        assert_eq!(index.lookup_on(&mut conn, &query)?, None);
+        let statements = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        let sql = statements
+            .iter()
+            .find(|s| s.contains("ORDER BY"))
+            .map(|s| s.split(" -- binds:").next().unwrap_or_default().to_string())
+            .unwrap_or_default();
+        assert!(sql.contains("key_lower"), "{statements:?}");
+        assert!(!sql.to_ascii_uppercase().contains("LIKE"), "{sql}");
+        let plan: Vec<PlanRow> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+            .load(&mut *conn)
+            .map_err(q("explain"))?;
+        let plan: Vec<String> = plan.into_iter().map(|r| r.detail).collect();
+        assert!(
+            plan.iter()
+                .any(|d| d.contains("USING COVERING INDEX cache_entries_newest")
+                    && d.contains("key_lower>? AND key_lower<?")),
+            "{sql}\n{plan:?}"
+        );
+        assert!(!plan.iter().any(|d| d.starts_with("SCAN")), "{plan:?}");
+        Ok(())
+    }
+}
