@@ -17,6 +17,7 @@ both_backends!(
     live_schema_matches_schema_sql,
     schema_drift_is_detected,
     concurrent_first_opens_migrate_once,
+    key_lower_uses_code_point_collation,
 );
 
 /// Splits `schema.sql` into statements with comments removed.
@@ -219,4 +220,33 @@ fn concurrent_first_opens_migrate_once(h: &Harness) {
     drop(opened);
     Index::open(&url, clock).expect("reopen");
     assert_eq!(migration_versions(&url), vec![1]);
+}
+
+/// Prefix ranges are only prefixes under code-point order; a linguistic default collation (often
+/// en_US on PostgreSQL) would break them, so key_lower must carry the "C" collation everywhere.
+fn key_lower_uses_code_point_collation(h: &Harness) {
+    #[derive(QueryableByName)]
+    struct Coll {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        coll: Option<String>,
+    }
+    let rows: Vec<Coll> = if let Some(path) = h.url.strip_prefix("sqlite://") {
+        let mut conn = diesel::SqliteConnection::establish(path).expect("open sqlite");
+        diesel::sql_query(
+            "SELECT coll FROM pragma_index_xinfo('cache_entries_lookup') WHERE name = 'key_lower'",
+        )
+        .load(&mut conn)
+        .expect("index_xinfo")
+    } else {
+        let mut conn = diesel::PgConnection::establish(&h.url).expect("open postgres");
+        diesel::sql_query(
+            "SELECT collation_name::text AS coll FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = 'cache_entries' \
+             AND column_name = 'key_lower'",
+        )
+        .load(&mut conn)
+        .expect("information_schema")
+    };
+    let colls: Vec<Option<String>> = rows.into_iter().map(|r| r.coll).collect();
+    assert_eq!(colls, vec![Some("C".to_string())], "{}", h.backend);
 }
