@@ -2,7 +2,12 @@
 //! ([`blob`]). Knows nothing of actions/cache semantics; `cache/` decides what to look up.
 //!
 //! CONTRACT (other modules code against these names; extend, don't rename): see [`index::Index`]
-//! and [`blob::BlobStore`].
+//! and [`blob::BlobStore`]; [`Store`] bundles both, opened from a cache directory.
+//!
+//! On disk (`default_cache_dir()`): `index.sqlite` (unless `RUNNER_CACHE_DB` names another
+//! index, e.g. PostgreSQL) and `blobs-v1/ab/abcdef…` with `blobs-v1/tmp/` for writes in
+//! progress. A save is: `index().reserve` → `blobs().writer()` + write → [`Store::commit_blob`]
+//! (blob durable, then row committed) or `index().abort` on failure.
 
 pub mod blob;
 pub mod index;

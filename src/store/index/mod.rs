@@ -594,6 +594,8 @@ impl Index {
                 Backend::Postgres => 8,
             })
             .min_idle(Some(0))
+            // A SQLite file connection does not go stale; a server connection may.
+            .test_on_check_out(backend == Backend::Postgres)
             .connection_timeout(Duration::from_secs(30))
             .build_unchecked(manager);
         Ok(Self {
