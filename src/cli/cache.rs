@@ -23,6 +23,14 @@ pub struct Common {
     json: bool,
 }
 
+/// Options of the store-wide verbs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Output {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 /// Sort orders of `list`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum SortBy {
@@ -93,13 +101,14 @@ pub enum CacheCommand {
         #[command(flatten)]
         common: Common,
     },
-    /// Apply the eviction policy now (RUNNER_CACHE_TTL_DAYS, RUNNER_CACHE_MAX_SIZE).
+    /// Apply the eviction policy to every repository now (RUNNER_CACHE_TTL_DAYS,
+    /// RUNNER_CACHE_MAX_SIZE).
     Prune {
         /// Only show what would be evicted.
         #[arg(long)]
         dry_run: bool,
         #[command(flatten)]
-        common: Common,
+        output: Output,
     },
     /// Re-hash every blob; remove rows without blobs and blobs without rows.
     Verify {
@@ -107,7 +116,7 @@ pub enum CacheCommand {
         #[arg(long)]
         dry_run: bool,
         #[command(flatten)]
-        common: Common,
+        output: Output,
     },
 }
 
@@ -226,9 +235,9 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
             }
             Ok(EXIT_OK)
         }
-        CacheCommand::Prune { dry_run, common } => {
+        CacheCommand::Prune { dry_run, output } => {
             let evicted = cache.prune(dry_run)?;
-            if common.json {
+            if output.json {
                 let value =
                     serde_json::json!({"dry_run": dry_run, "evicted": entries_json(&evicted)});
                 serde_json::to_writer_pretty(&mut out, &value)?;
@@ -252,16 +261,14 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
                     )?;
                 }
             }
-            // The budget is per repository, but eviction sweeps every repository of the store.
-            let _ = common.repository;
             Ok(EXIT_OK)
         }
-        CacheCommand::Verify { dry_run, common } => {
+        CacheCommand::Verify { dry_run, output } => {
             let report = cache.verify(dry_run)?;
             let problems = report.rows_without_blob.len()
                 + report.orphan_blobs.len()
                 + report.corrupt_blobs.len();
-            if common.json {
+            if output.json {
                 let value = serde_json::json!({
                     "dry_run": dry_run,
                     "blobs_checked": report.blobs_checked,
@@ -301,7 +308,6 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
                     writeln!(out, "Problems {done}.")?;
                 }
             }
-            let _ = common.repository;
             Ok(if problems > 0 && dry_run {
                 EXIT_FAILED
             } else {
