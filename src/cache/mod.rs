@@ -92,7 +92,7 @@ impl CacheError {
 
 /// `Cache Size: ~N MB (B B)` with the toolkit's rounding (`Math.round`).
 pub fn size_line(bytes: u64) -> String {
-    let mb = (bytes + 512 * 1024) / (1024 * 1024);
+    let mb = bytes.saturating_add(512 * 1024) / (1024 * 1024);
     format!("Cache Size: ~{mb} MB ({bytes} B)")
 }
 
