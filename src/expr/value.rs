@@ -173,7 +173,7 @@ pub fn format_number(n: f64) -> String {
     if n < 0.0 {
         out.push('-');
     }
-    if !(-5..15).contains(&exponent) {
+    if !(-4..15).contains(&exponent) {
         out.push_str(&digits[..1]);
         if digits.len() > 1 {
             out.push('.');
