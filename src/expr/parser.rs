@@ -12,7 +12,7 @@ pub const MAX_LENGTH: usize = 21_000;
 /// Recursion guard: nested parentheses, brackets, calls and `!`. Trees this deep already
 /// exceed [`MAX_DEPTH`] unless they are only redundant parentheses, which the runner would
 /// accept; we refuse them to keep the parser's stack small.
-const MAX_NESTING: usize = 200;
+const MAX_NESTING: usize = 100;
 
 /// Builds a [`ParseError`] at byte `offset` of `src`.
 pub(crate) fn error_at(src: &str, offset: usize, message: impl Into<String>) -> ParseError {
