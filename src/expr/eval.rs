@@ -194,8 +194,24 @@ struct Evaluator<'h> {
     host: &'h dyn Host,
 }
 
-/// Evaluates `expr` against `host`.
+/// Evaluates `expr` against `host`. Every context the expression names must exist, even in a
+/// branch that short-circuiting skips (the runner rejects unknown names before evaluating).
 pub(crate) fn evaluate(expr: &Expr, host: &dyn Host) -> Result<Value, EvalError> {
+    let mut unknown = None;
+    expr.walk(&mut |e| {
+        if let ExprKind::Context(name) = &e.kind
+            && unknown.is_none()
+            && host.context(name).is_none()
+        {
+            unknown = Some(EvalError::UnknownContext {
+                name: name.clone(),
+                span: e.span,
+            });
+        }
+    });
+    if let Some(err) = unknown {
+        return Err(err);
+    }
     Evaluator { host }.eval(expr).map(Val::into_value)
 }
 
@@ -292,15 +308,15 @@ impl<'h> Evaluator<'h> {
                         contains_ignore_case(&l.to_display_string(), &r.to_display_string())
                     }));
                 }
-                if let View::Array(items) = left.view() {
-                    if items.len() > 0 {
-                        let right = arg(1)?;
-                        let found = match items {
-                            Items::Values(vs) => vs.iter().any(|v| loose_eq(&right, &Val::Ref(v))),
-                            Items::Vals(vs) => vs.iter().any(|v| loose_eq(&right, v)),
-                        };
-                        return boolean(found);
-                    }
+                if let View::Array(items) = left.view()
+                    && items.len() > 0
+                {
+                    let right = arg(1)?;
+                    let found = match items {
+                        Items::Values(vs) => vs.iter().any(|v| loose_eq(&right, &Val::Ref(v))),
+                        Items::Vals(vs) => vs.iter().any(|v| loose_eq(&right, v)),
+                    };
+                    return boolean(found);
                 }
                 boolean(false)
             }
@@ -694,10 +710,10 @@ fn index_value<'h>(target: &Val<'h>, key: &Val<'_>) -> Val<'h> {
         Val::Filtered(items) => {
             let mut out = Vec::new();
             for item in items.iter() {
-                if matches!(item.view(), View::Array(_) | View::Object) {
-                    if let Some(v) = child(item, key) {
-                        out.push(v);
-                    }
+                if matches!(item.view(), View::Array(_) | View::Object)
+                    && let Some(v) = child(item, key)
+                {
+                    out.push(v);
                 }
             }
             Val::Filtered(Rc::new(out))

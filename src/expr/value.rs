@@ -221,31 +221,28 @@ pub fn parse_number(text: &str) -> f64 {
         if hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             // Int32 hex parsing accepts up to 32 bits (two's complement), leading zeros aside.
             let significant = hex.trim_start_matches('0');
-            if significant.len() <= 8 {
-                if let Ok(v) = u32::from_str_radix(
-                    if significant.is_empty() {
-                        "0"
-                    } else {
-                        significant
-                    },
-                    16,
-                ) {
-                    #[allow(clippy::cast_possible_wrap)]
-                    return f64::from(v as i32);
-                }
+            let digits = if significant.is_empty() {
+                "0"
+            } else {
+                significant
+            };
+            if significant.len() <= 8
+                && let Ok(v) = u32::from_str_radix(digits, 16)
+            {
+                #[allow(clippy::cast_possible_wrap)]
+                return f64::from(v as i32);
             }
         }
         return f64::NAN;
     }
     if bytes.len() > 2 && bytes[0] == b'0' && bytes[1] == b'o' {
         let oct = &s[2..];
-        if oct.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-            if let Ok(v) = u64::from_str_radix(oct, 8) {
-                if let Ok(v) = u32::try_from(v) {
-                    #[allow(clippy::cast_possible_wrap)]
-                    return f64::from(v as i32);
-                }
-            }
+        if oct.bytes().all(|b| (b'0'..=b'7').contains(&b))
+            && let Ok(v) = u64::from_str_radix(oct, 8)
+            && let Ok(v) = u32::try_from(v)
+        {
+            #[allow(clippy::cast_possible_wrap)]
+            return f64::from(v as i32);
         }
         return f64::NAN;
     }
