@@ -51,11 +51,12 @@ pub(crate) fn parse_expression(src: &str) -> Result<Expr, ParseError> {
         nesting: 0,
     };
     if p.peek().kind == Tok::Eof {
-        return Err(error_at(
-            src,
-            src.len(),
-            "expected an expression but found end of expression",
-        ));
+        // The runner evaluates an empty expression to null (templates reject `${{ }}`).
+        let at = src.len() - src.trim_start().len();
+        return Ok(Expr {
+            kind: ExprKind::Null,
+            span: Span { start: at, end: at },
+        });
     }
     let expr = p.parse_or()?;
     let tok = p.peek().clone();

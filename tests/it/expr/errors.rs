@@ -4,12 +4,12 @@ use runner::expr::parse;
 
 /// (expression, column, part of the message).
 const SYNTAX_ERRORS: &[(&str, usize, &str)] = &[
-    ("", 1, "expected an expression but found end of expression"),
     (
-        "   ",
-        4,
-        "expected an expression but found end of expression",
+        "1 2",
+        3,
+        "unexpected '2': expected an operator or end of expression",
     ),
+    ("github.*.", 10, "expected a property name or '*' after '.'"),
     (
         "1 ==",
         5,

@@ -5,7 +5,9 @@ use super::eval;
 /// (expression, expected value as JSON). Numbers that must print a certain way are checked
 /// through `format('{0}', ...)` (string conversion) or `toJSON`.
 const CASES: &[(&str, &str)] = &[
-    // Literals
+    // Literals (an empty expression is null)
+    (r#""#, r#"null"#),
+    (r#"  "#, r#"null"#),
     (r#"null"#, r#"null"#),
     (r#"true"#, r#"true"#),
     (r#"false"#, r#"false"#),
@@ -51,7 +53,7 @@ const CASES: &[(&str, &str)] = &[
     (r#"format('{0}', NaN)"#, r#""NaN""#),
     (r#"format('{0}', Infinity)"#, r#""Infinity""#),
     (r#"format('{0}', -Infinity)"#, r#""-Infinity""#),
-    (r#"format('{0}', -0)"#, r#""-0""#),
+    (r#"format('{0}', -0)"#, r#""0""#),
     (r#"format('{0}', 0x10)"#, r#""16""#),
     // Other values → string
     (
@@ -304,6 +306,11 @@ const CASES: &[(&str, &str)] = &[
     (r#"fromJSON('{}') == fromJSON('{}')"#, r#"false"#),
     (r#"objs.*.y == objs.*.y"#, r#"false"#),
     (r#"objs.x == 'Object'"#, r#"false"#),
+    // 10^5 characters stay under the memory limit.
+    (
+        "endsWith(format('{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}', format('{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}', format('{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}', format('{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}', 'abcdefghij')))), 'jabcdefghij')",
+        r#"true"#,
+    ),
     // Whitespace is free between tokens, including before '('
     (" contains ( 'abc' , 'b' ) ", r#"true"#),
     ("1\t==\n1", r#"true"#),
@@ -380,6 +387,11 @@ const EVAL_ERRORS: &[(&str, &str)] = &[
         "case predicate must evaluate to a boolean value",
     ),
     ("hashFiles('fail')", "hashFiles failed on purpose"),
+    // 10^6 characters are 2 MB of UTF-16: over the runner's 1 MiB evaluation limit.
+    (
+        "format('{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}', format('{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}', format('{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}', format('{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}', format('{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}', 'abcdefghij')))))",
+        "The maximum allowed memory size was exceeded while evaluating the following expression: format(",
+    ),
 ];
 
 #[test]
