@@ -42,6 +42,17 @@ pub struct ParseError {
     pub offset: usize,
 }
 
+impl ParseError {
+    /// The 1-based line and column of the error inside `source` (the string that was parsed),
+    /// for sources that span several lines (YAML block scalars).
+    pub fn line_and_column(&self, source: &str) -> (usize, usize) {
+        let before = source.get(..self.offset).unwrap_or(source);
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |p| p + 1);
+        (line, before[line_start..].chars().count() + 1)
+    }
+}
+
 /// An error while evaluating a parsed expression.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EvalError {

@@ -259,3 +259,28 @@ fn spans_cover_each_node() {
     assert_eq!(text(&inner[0]), "a.b");
     assert_eq!(text(&inner[1]), "!c");
 }
+
+#[test]
+fn long_templates_with_many_parts() {
+    let source = "x${{ 1 }}".repeat(20_000);
+    let t = parse_template(&source).expect("parses");
+    assert_eq!(t.parts.len(), 40_000);
+    let rendered = t.render(&TestHost::new()).expect("renders");
+    assert_eq!(rendered, "x1".repeat(20_000));
+}
+
+#[test]
+fn contexts_lists_every_named_context() {
+    let expr = parse("github.ref == 'x' || contains(env.A, matrix['os']) && !steps.*.outcome")
+        .expect("parses");
+    let names: Vec<&str> = expr.contexts().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["github", "env", "matrix", "steps"]);
+}
+
+#[test]
+fn parse_error_line_and_column_in_multi_line_sources() {
+    let source = "github.event_name == 'push'\n  && contains(env.X)";
+    let err = parse(source).expect_err("contains needs two arguments");
+    assert_eq!(err.line_and_column(source), (2, 6));
+    assert_eq!(err.column, 34);
+}
