@@ -335,20 +335,27 @@ impl<'h> Evaluator<'h, '_> {
                     });
                 }
             },
-            ExprKind::Index { target, index } => {
-                let target = self.eval(target)?;
-                match index {
-                    Index::Wildcard { .. } => wildcard(&target),
+            ExprKind::Index {
+                target: target_expr,
+                index,
+            } => {
+                let exact = matches!(&target_expr.kind, ExprKind::Context(name) if self.host.case_sensitive(name));
+                let target = self.eval(target_expr)?;
+                let key = match index {
+                    Index::Wildcard { .. } => return Ok(wildcard(&target)),
                     Index::Property(name) => {
                         let key = Val::own(Value::String(name.clone()));
                         self.account(level + 1, &key)?;
-                        index_value(&target, &key)
+                        key
                     }
-                    Index::Expr(e) => {
-                        let key = self.eval(e)?;
-                        index_value(&target, &key)
-                    }
+                    Index::Expr(e) => self.eval(e)?,
+                };
+                if exact && let Val::Ref(Value::Object(map)) = &target {
+                    return Ok(string_index(&key)
+                        .and_then(|k| map.get(&k))
+                        .map_or_else(|| Val::own(Value::Null), Val::Ref));
                 }
+                index_value(&target, &key)
             }
             ExprKind::Not(e) => Val::own(Value::Bool(!self.eval(e)?.is_truthy())),
             ExprKind::Compare { op, left, right } => {

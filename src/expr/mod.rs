@@ -96,6 +96,11 @@ pub trait Host {
     fn hash_files(&self, patterns: &[String]) -> Result<String, String>;
     /// The value of a status function for the step being evaluated.
     fn status(&self, function: StatusFunction) -> bool;
+    /// Whether property names of the named context match case-sensitively. The runner keeps
+    /// `env` case-sensitive except on Windows (`env.path` is not `env.PATH` on Linux).
+    fn case_sensitive(&self, context: &str) -> bool {
+        !cfg!(windows) && context.eq_ignore_ascii_case("env")
+    }
 }
 
 /// A string that may contain `${{ expr }}` / `$<< expr >>` parts.

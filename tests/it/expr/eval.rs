@@ -113,7 +113,8 @@ const CASES: &[(&str, &str)] = &[
     (r#"'abc' <= 'ABC'"#, r#"true"#),
     (r#"GITHUB.EVENT_NAME"#, r#""push""#),
     (r#"github.EVENT.Number"#, r#"42"#),
-    (r#"env.name"#, r#""Value""#),
+    (r#"env.NAME"#, r#""Value""#),
+    (r#"ENV.NAME"#, r#""Value""#),
     (r#"CONTAINS('abc', 'B')"#, r#"true"#),
     (r#"toJson(1)"#, r#""1""#),
     (r#"FromJSON('true')"#, r#"true"#),
@@ -418,4 +419,22 @@ fn unknown_context_error_points_at_the_name() {
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+/// The runner keeps `env` case-sensitive except on Windows; other contexts never are.
+#[test]
+fn env_property_names_are_case_sensitive_outside_windows() {
+    let name = eval("env.name").expect("evaluates");
+    let indexed = eval("env['name']").expect("evaluates");
+    let want = if cfg!(windows) {
+        runner::expr::Value::String("Value".into())
+    } else {
+        runner::expr::Value::Null
+    };
+    assert_eq!(name, want);
+    assert_eq!(indexed, want);
+    assert_eq!(
+        eval("github.EVENT_NAME").expect("evaluates"),
+        runner::expr::Value::String("push".into())
+    );
 }
