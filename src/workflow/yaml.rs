@@ -662,7 +662,7 @@ mod tests {
             (
                 "a:\n  - x\n  y: 1\n",
                 Pos::new(3, 3),
-                "expected <block end>",
+                "did not find expected '-' indicator",
             ),
             ("a: \"open\n", Pos::new(2, 1), "unexpected end of stream"),
             ("a: *nope\n", Pos::new(1, 4), "unknown anchor '*nope'"),
