@@ -63,12 +63,12 @@ const CASES: &[Case] = &[
     (
         "needs cycle",
         "!root\njobs:\n  a:\n    needs: c\n    runs-on: x\n    steps: [{run: a}]\n  b:\n    needs: a\n    runs-on: x\n    steps: [{run: b}]\n  c:\n    needs: b\n    runs-on: x\n    steps: [{run: c}]\n",
-        &[(8, 12, "'needs' form a cycle: a → c → b → a")],
+        &[(7, 12, "'needs' form a cycle: a → c → b → a")],
     ),
     (
         "job needs itself",
         "!root\njobs:\n  a:\n    needs: [a]\n    runs-on: x\n    steps: [{run: a}]\n",
-        &[(4, 13, "'needs' form a cycle: a → a")],
+        &[(3, 13, "'needs' form a cycle: a → a")],
     ),
     (
         "bad expression in a plain scalar",
@@ -107,7 +107,7 @@ const CASES: &[Case] = &[
     (
         "steps is not a list",
         "!root\njobs:\n  build:\n    runs-on: x\n    steps: echo hi\n",
-        &[(5, 12, "'steps' must be a list, found a string 'echo hi'")],
+        &[(4, 12, "'steps' must be a list, found a string 'echo hi'")],
     ),
     (
         "env is not a mapping",
@@ -122,12 +122,12 @@ const CASES: &[Case] = &[
     (
         "missing runs-on",
         "!root\njobs:\n  build:\n    steps:\n      - run: make\n",
-        &[(3, 3, "job 'build' is missing 'runs-on'")],
+        &[(2, 3, "job 'build' is missing 'runs-on'")],
     ),
     (
         "missing steps",
         "!root\njobs:\n  build:\n    runs-on: x\n",
-        &[(3, 3, "job 'build' is missing 'steps'")],
+        &[(2, 3, "job 'build' is missing 'steps'")],
     ),
     (
         "empty file",
@@ -171,13 +171,13 @@ const CASES: &[Case] = &[
     (
         "duplicate key",
         "!root\non: push\njobs:\n  build:\n    runs-on: a\n    runs-on: b\n    steps: [{run: x}]\n",
-        &[(6, 5, "'runs-on' is already defined on line 5")],
+        &[(5, 5, "'runs-on' is already defined on line 4")],
     ),
     (
         "invalid job id",
         "!root\njobs:\n  1build:\n    runs-on: x\n    steps: [{run: x}]\n",
         &[(
-            3,
+            2,
             3,
             "invalid job id '1build': ids must start with a letter or '_' and contain only letters, digits, '-' and '_'",
         )],
