@@ -712,3 +712,42 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn check_positions(node: &Node, lines: usize) {
+        assert!(node.start.pos.line >= 1 && node.start.pos.line <= lines + 1);
+        match &node.kind {
+            NodeKind::Scalar(s) => {
+                for (offset, _) in s.value.char_indices() {
+                    let p = s.map.pos_at(&s.value, offset);
+                    assert!(p.line >= 1 && p.line <= lines + 1 && p.column >= 1, "{p:?}");
+                }
+            }
+            NodeKind::Seq(items) => items.iter().for_each(|i| check_positions(i, lines)),
+            NodeKind::Map(entries) => entries.iter().for_each(|(k, v)| {
+                check_positions(k, lines);
+                check_positions(v, lines);
+            }),
+        }
+    }
+
+    proptest! {
+        /// Any text parses or fails with a position inside the text; nothing panics.
+        #[test]
+        fn never_panics_and_positions_stay_in_the_text(
+            src in "([a-z:\\-\\[\\]{},&*!|>'\"#?% \\t\\n]|\\$\\{\\{|é){0,120}"
+        ) {
+            let lines = src.split('\n').count();
+            match parse(&src) {
+                Ok(Some(node)) => check_positions(&node, lines),
+                Ok(None) => {}
+                Err(e) => prop_assert!(e.pos.line >= 1 && e.pos.line <= lines + 1, "{e:?}"),
+            }
+        }
+    }
+}

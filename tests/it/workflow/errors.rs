@@ -301,3 +301,34 @@ fn garbage_never_panics() {
         let _ = load(input);
     }
 }
+
+const VALID: &str = "name: CI\non: [push]\nenv:\n  A: ${{ github.sha }}\njobs:\n  build:\n    runs-on: ubuntu-latest\n    strategy:\n      matrix:\n        os: [a, b]\n    steps:\n      - id: one\n        if: success() && matrix.os == 'a'\n        run: |\n          echo ${{ matrix.os }}\n      - uses: actions/cache@v4\n        with:\n          key: k-${{ hashFiles('x') }}\n  test:\n    needs: build\n    runs-on: x\n    steps: [{run: \"echo 'hi'\"}]\n";
+
+proptest::proptest! {
+    /// Random edits of a valid workflow never panic, and every error points into the file and
+    /// shows the line it names.
+    #[test]
+    fn mutated_workflows_fail_cleanly(
+        at in 0usize..VALID.len(),
+        cut in 0usize..6,
+        insert in "[a-z:\\-\\[\\]{}$&*|>'\"# \\n()=!.]{0,4}",
+    ) {
+        let at = (0..=at).rev().find(|i| VALID.is_char_boundary(*i)).unwrap_or(0);
+        let end = (at + cut).min(VALID.len());
+        let end = (end..=VALID.len()).find(|i| VALID.is_char_boundary(*i)).unwrap_or(VALID.len());
+        let src = format!("{}{}{}", &VALID[..at], insert, &VALID[end..]);
+        let lines: Vec<&str> = src.split('\n').collect();
+        match runner::workflow::parse(std::path::Path::new("ci.yml"), &src) {
+            Ok(_) => {}
+            Err(err) => {
+                proptest::prop_assert!(!err.errors().is_empty());
+                for e in err.errors() {
+                    proptest::prop_assert!(e.line >= 1 && e.line <= lines.len(), "{e}");
+                    proptest::prop_assert!(e.column >= 1, "{e}");
+                    let want = lines[e.line - 1].strip_suffix('\r').unwrap_or(lines[e.line - 1]);
+                    proptest::prop_assert_eq!(e.source_line.as_str(), want);
+                }
+            }
+        }
+    }
+}
