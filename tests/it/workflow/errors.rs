@@ -23,6 +23,15 @@ const CASES: &[Case] = &[
         )],
     ),
     (
+        "YAML ending inside a quoted string points at the end of the last line",
+        "      - run: \"open\n",
+        &[(
+            6,
+            19,
+            "invalid YAML: found unexpected end of stream (while scanning a quoted scalar)",
+        )],
+    ),
+    (
         "unknown step key with suggestion",
         "      - run: echo hi\n        working_directory: src\n",
         &[(
