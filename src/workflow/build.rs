@@ -73,13 +73,20 @@ pub(crate) fn build(path: &Path, source: &str) -> Result<Workflow, WorkflowError
         warnings: Vec::new(),
     };
     let root = match yaml::parse(source) {
-        Ok(Some(root)) => Some(root),
-        Ok(None) => {
-            cx.error(
-                Pos::new(1, 1),
-                "the workflow file is empty (it needs 'jobs')",
-            );
-            None
+        Ok(doc) => {
+            for pos in doc.merge_keys {
+                cx.warn(
+                    pos,
+                    "merge keys ('<<') are applied here, but GitHub rejects them",
+                );
+            }
+            if doc.root.is_none() {
+                cx.error(
+                    Pos::new(1, 1),
+                    "the workflow file is empty (it needs 'on' and 'jobs')",
+                );
+            }
+            doc.root
         }
         Err(e) => {
             cx.error(e.pos, e.message);
@@ -389,7 +396,8 @@ impl Cx<'_> {
             }
         }
         if !entries.contains_key("on") {
-            self.warn(root.pos(), "the workflow has no 'on' triggers");
+            // GitHub refuses such a file ("Required property is missing: on").
+            self.error(root.pos(), "the workflow is missing 'on'");
         }
         match entries.get("jobs") {
             None => self.error(root.pos(), "the workflow is missing 'jobs'"),

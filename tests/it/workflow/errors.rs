@@ -71,13 +71,13 @@ const CASES: &[Case] = &[
     ),
     (
         "needs cycle",
-        "!root\njobs:\n  a:\n    needs: c\n    runs-on: x\n    steps: [{run: a}]\n  b:\n    needs: a\n    runs-on: x\n    steps: [{run: b}]\n  c:\n    needs: b\n    runs-on: x\n    steps: [{run: c}]\n",
-        &[(7, 12, "'needs' form a cycle: a → c → b → a")],
+        "!root\non: push\njobs:\n  a:\n    needs: c\n    runs-on: x\n    steps: [{run: a}]\n  b:\n    needs: a\n    runs-on: x\n    steps: [{run: b}]\n  c:\n    needs: b\n    runs-on: x\n    steps: [{run: c}]\n",
+        &[(8, 12, "'needs' form a cycle: a → c → b → a")],
     ),
     (
         "job needs itself",
-        "!root\njobs:\n  a:\n    needs: [a]\n    runs-on: x\n    steps: [{run: a}]\n",
-        &[(3, 13, "'needs' form a cycle: a → a")],
+        "!root\non: push\njobs:\n  a:\n    needs: [a]\n    runs-on: x\n    steps: [{run: a}]\n",
+        &[(4, 13, "'needs' form a cycle: a → a")],
     ),
     (
         "bad expression in a plain scalar",
@@ -115,8 +115,8 @@ const CASES: &[Case] = &[
     ),
     (
         "steps is not a list",
-        "!root\njobs:\n  build:\n    runs-on: x\n    steps: echo hi\n",
-        &[(4, 12, "'steps' must be a list, found a string 'echo hi'")],
+        "!root\non: push\njobs:\n  build:\n    runs-on: x\n    steps: echo hi\n",
+        &[(5, 12, "'steps' must be a list, found a string 'echo hi'")],
     ),
     (
         "env is not a mapping",
@@ -125,23 +125,32 @@ const CASES: &[Case] = &[
     ),
     (
         "missing jobs",
-        "!root\nname: nothing\n",
+        "!root\nname: nothing\non: push\n",
         &[(1, 1, "the workflow is missing 'jobs'")],
     ),
     (
+        "missing on",
+        "!root\njobs:\n  build:\n    runs-on: x\n    steps: [{run: x}]\n",
+        &[(1, 1, "the workflow is missing 'on'")],
+    ),
+    (
         "missing runs-on",
-        "!root\njobs:\n  build:\n    steps:\n      - run: make\n",
-        &[(2, 3, "job 'build' is missing 'runs-on'")],
+        "!root\non: push\njobs:\n  build:\n    steps:\n      - run: make\n",
+        &[(3, 3, "job 'build' is missing 'runs-on'")],
     ),
     (
         "missing steps",
-        "!root\njobs:\n  build:\n    runs-on: x\n",
-        &[(2, 3, "job 'build' is missing 'steps'")],
+        "!root\non: push\njobs:\n  build:\n    runs-on: x\n",
+        &[(3, 3, "job 'build' is missing 'steps'")],
     ),
     (
         "empty file",
         "!root\n",
-        &[(1, 1, "the workflow file is empty (it needs 'jobs')")],
+        &[(
+            1,
+            1,
+            "the workflow file is empty (it needs 'on' and 'jobs')",
+        )],
     ),
     (
         "no jobs",
@@ -184,9 +193,9 @@ const CASES: &[Case] = &[
     ),
     (
         "invalid job id",
-        "!root\njobs:\n  1build:\n    runs-on: x\n    steps: [{run: x}]\n",
+        "!root\non: push\njobs:\n  1build:\n    runs-on: x\n    steps: [{run: x}]\n",
         &[(
-            2,
+            3,
             3,
             "invalid job id '1build': ids must start with a letter or '_' and contain only letters, digits, '-' and '_'",
         )],

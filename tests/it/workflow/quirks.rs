@@ -28,6 +28,19 @@ fn merge_keys_fill_in_without_overriding() {
         .map(|(k, v)| (k.as_str(), v.raw.as_str()))
         .collect();
     assert_eq!(env, [("B", "mine"), ("C", "three"), ("A", "one")]);
+    let warnings: Vec<(usize, usize, &str)> = wf
+        .warnings
+        .iter()
+        .map(|w| (w.line, w.column, w.message.as_str()))
+        .collect();
+    assert_eq!(
+        warnings,
+        [(
+            10,
+            7,
+            "merge keys ('<<') are applied here, but GitHub rejects them"
+        )]
+    );
 }
 
 #[test]
