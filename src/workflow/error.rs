@@ -80,7 +80,7 @@ impl fmt::Display for Diagnostic {
             let pad: String = self
                 .source_line
                 .chars()
-                .take(self.column - 1)
+                .take(self.column.saturating_sub(1))
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             write!(f, "\n  {}\n  {pad}^", self.source_line)?;
