@@ -260,3 +260,10 @@ fn crlf_files_and_non_ascii_columns() {
         Some("one\ntwo\n")
     );
 }
+
+#[test]
+fn a_byte_order_mark_is_ignored() {
+    let wf = load_ok("\u{feff}on: push\njobs:\n  a:\n    runs-on: x\n    steps: [{run: echo}]\n");
+    let events: Vec<(&str, Pos)> = wf.events.iter().map(|e| (e.as_str(), e.pos)).collect();
+    assert_eq!(events, [("push", Pos::new(1, 5))]);
+}
