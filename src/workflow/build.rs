@@ -480,8 +480,8 @@ impl Cx<'_> {
             self.error(node.pos(), "'jobs' must define at least one job");
         }
         for (id, (k, v)) in entries {
-            if !is_identifier(id) {
-                self.error(k.pos(), format!("invalid job id '{id}': {ID_RULE}"));
+            if let Some(problem) = id_problem(id) {
+                self.error(k.pos(), format!("invalid job id '{id}': {problem}"));
             }
             if let Some(job) = self.job(Spanned::new(id.to_string(), k.pos()), v) {
                 jobs.insert(id.to_string(), job);
@@ -750,9 +750,9 @@ impl Cx<'_> {
             Some((_, v)) => {
                 let id = self.plain(v, "'id'");
                 if let Some(id) = &id
-                    && !is_identifier(&id.value)
+                    && let Some(problem) = id_problem(&id.value)
                 {
-                    self.error(id.pos, format!("invalid step id '{}': {ID_RULE}", id.value));
+                    self.error(id.pos, format!("invalid step id '{}': {problem}", id.value));
                 }
                 id
             }
@@ -912,6 +912,19 @@ fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Why GitHub rejects `id` as a job or step id, if it does.
+fn id_problem(id: &str) -> Option<String> {
+    if !is_identifier(id) {
+        Some(ID_RULE.to_string())
+    } else if id.starts_with("__") {
+        Some("ids starting with '__' are reserved".to_string())
+    } else if id.len() >= 100 {
+        Some("ids must be shorter than 100 characters".to_string())
+    } else {
+        None
+    }
 }
 
 /// Resolves a scalar as GitHub's YAML reader does (YAML 1.2 core schema): only plain scalars can

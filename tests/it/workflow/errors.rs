@@ -201,6 +201,15 @@ const CASES: &[Case] = &[
         )],
     ),
     (
+        "reserved job id",
+        "!root\non: push\njobs:\n  __build:\n    runs-on: x\n    steps: [{run: x}]\n",
+        &[(
+            3,
+            3,
+            "invalid job id '__build': ids starting with '__' are reserved",
+        )],
+    ),
+    (
         "invalid step id",
         "      - id: my step\n        run: make\n",
         &[(
