@@ -86,8 +86,9 @@ pub(crate) struct YamlError {
     pub pos: Pos,
 }
 
-/// The number of nodes alias expansion may create before we call it an alias bomb.
-const NODE_BUDGET: usize = 1_000_000;
+/// The number of nodes a document may expand to (aliases included) before we call it an alias
+/// bomb; real workflows have a few thousand.
+const NODE_BUDGET: usize = 100_000;
 /// Nesting deeper than this is refused: the tree builders recurse, and debug builds use several
 /// KiB of stack per level. Real workflows nest less than 10 levels.
 const MAX_DEPTH: usize = 64;
