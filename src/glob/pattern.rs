@@ -544,7 +544,7 @@ mod tests {
             ("**\n!a/b\na/b/c", "/ws/a/b/c", MATCH_ALL, true),
         ];
         for (patterns, path, kind, partial) in rows {
-            let set = PatternSet::new(&patterns, "/ws", true, None).expect("valid patterns");
+            let set = PatternSet::new(patterns, "/ws", true, None).expect("valid patterns");
             let item = ItemPath::new(path);
             assert_eq!(
                 set.match_kind(&item),
