@@ -75,6 +75,14 @@ pub enum CacheError {
     /// Resolving the `path` patterns failed.
     #[error(transparent)]
     Glob(#[from] crate::glob::GlobError),
+    /// The workspace or home path cannot be made absolute.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// A committed entry has no blob (a corrupt row).
     #[error("cache entry {id} has no blob")]
     NoBlob {
@@ -136,6 +144,26 @@ pub struct Location {
     pub home: PathBuf,
     /// Whether we run on Windows (adds `windows-only` to the version).
     pub windows: bool,
+}
+
+impl Location {
+    /// The same location with absolute, normalized paths: archive names and the paths a
+    /// restore may write are computed from these, never from the process's current directory.
+    pub fn absolute(&self) -> Result<Location, CacheError> {
+        let absolute = |path: &PathBuf| {
+            std::path::absolute(path)
+                .map(|p| paths::normalize(&p))
+                .map_err(|source| CacheError::Io {
+                    path: path.clone(),
+                    source,
+                })
+        };
+        Ok(Location {
+            workspace: absolute(&self.workspace)?,
+            home: absolute(&self.home)?,
+            windows: self.windows,
+        })
+    }
 }
 
 /// A restore, as `restoreCache(paths, primaryKey, restoreKeys, { lookupOnly }, crossOs)`.
@@ -411,7 +439,8 @@ impl Cache {
             });
         }
         log(LogLevel::Info, &size_line(size));
-        if let Err(err) = self.extract_entry(&hit.entry, request) {
+        let location = request.location.absolute()?;
+        if let Err(err) = self.extract_entry(&hit.entry, &request.paths, &location) {
             self.forget_if_broken(&hit.entry, log);
             return Err(err);
         }
@@ -423,7 +452,12 @@ impl Cache {
         })
     }
 
-    fn extract_entry(&self, entry: &Entry, request: &RestoreRequest) -> Result<(), CacheError> {
+    fn extract_entry(
+        &self,
+        entry: &Entry,
+        paths: &[String],
+        location: &Location,
+    ) -> Result<(), CacheError> {
         let digest = entry
             .blob_digest
             .as_deref()
@@ -431,11 +465,7 @@ impl Cache {
                 id: entry.id.clone(),
             })?;
         let reader = self.store.blobs().open(digest)?;
-        let allowed = allowed_roots(
-            &request.paths,
-            &request.location.workspace,
-            &request.location.home,
-        );
+        let allowed = allowed_roots(paths, &location.workspace, &location.home);
         let mut progress = Progress::new(
             "Restoring cache",
             Some(entry.size_bytes),
@@ -445,7 +475,7 @@ impl Cache {
             inner: reader,
             progress: &mut progress,
         };
-        let result = archive::extract(&mut input, &request.location.workspace, &allowed);
+        let result = archive::extract(&mut input, &location.workspace, &allowed);
         progress.finish();
         result.map(|_| ()).map_err(CacheError::from)
     }
@@ -507,7 +537,7 @@ impl Cache {
     }
 
     fn try_save(&self, request: &SaveRequest, log: Log<'_>) -> Result<SaveOutcome, CacheError> {
-        let location = &request.location;
+        let location = &request.location.absolute()?;
         let patterns: Vec<String> = request
             .paths
             .iter()
@@ -633,6 +663,19 @@ mod tests {
         for (bytes, expected) in rows {
             assert_eq!(size_line(bytes), expected);
         }
+    }
+
+    #[test]
+    fn locations_become_absolute() {
+        let cwd = std::env::current_dir().expect("cwd");
+        let location = Location {
+            workspace: PathBuf::from("ws/./a/../b"),
+            home: PathBuf::from("/home/u/"),
+            windows: false,
+        };
+        let absolute = location.absolute().expect("absolute");
+        assert_eq!(absolute.workspace, cwd.join("ws/b"));
+        assert_eq!(absolute.home, PathBuf::from("/home/u"));
     }
 
     #[test]
