@@ -10,6 +10,7 @@ mod cache;
 mod eval;
 mod exec;
 mod hash_files;
+mod printer;
 
 /// Everything went well.
 pub const EXIT_OK: u8 = 0;

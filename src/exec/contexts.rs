@@ -13,6 +13,8 @@ pub struct JobState {
     pub failed: bool,
     /// The run was cancelled (job timeout, Ctrl-C).
     pub cancelled: bool,
+    /// A needed job was skipped or cancelled: `success()` is false but `failure()` is not true.
+    pub blocked: bool,
 }
 
 /// Named contexts plus what `hashFiles` and the status functions need.
@@ -80,7 +82,9 @@ impl Host for Contexts {
             StatusFunction::Always => true,
             StatusFunction::Cancelled => self.state.cancelled,
             StatusFunction::Failure => self.state.failed && !self.state.cancelled,
-            StatusFunction::Success => !self.state.failed && !self.state.cancelled,
+            StatusFunction::Success => {
+                !self.state.failed && !self.state.cancelled && !self.state.blocked
+            }
         }
     }
 }
@@ -134,7 +138,11 @@ mod tests {
         ];
         for (failed, cancelled, expected) in rows {
             let mut c = Contexts::new(PathBuf::from("/"));
-            c.state = JobState { failed, cancelled };
+            c.state = JobState {
+                failed,
+                cancelled,
+                blocked: false,
+            };
             let got = [
                 c.status(StatusFunction::Success),
                 c.status(StatusFunction::Failure),

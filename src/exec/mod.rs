@@ -9,9 +9,11 @@ pub mod git;
 pub mod mask;
 pub mod process;
 mod report;
+mod runner;
 pub mod shell;
 
 pub use action::{ActionContext, ActionError, ActionHandler, ActionRegistry, JobInfo, LogLevel};
 pub use contexts::{Contexts, JobState};
 pub use error::ExecError;
 pub use report::{AnnotationLevel, Event, EventSink, JobReport, RunReport, Status, StepReport};
+pub use runner::{RunOptions, Runner, builtin_registry};

@@ -69,8 +69,6 @@ pub enum Event {
     StepStarted {
         /// The step's display name (`Post <name>` for post steps).
         name: String,
-        /// The shell command line for `run:` steps.
-        shell: Option<String>,
     },
     /// A step did not run because its `if:` was false.
     StepSkipped {
@@ -231,6 +229,12 @@ pub struct JobReport {
     pub result: Status,
     /// Job outputs (masked).
     pub outputs: IndexMap<String, String>,
+    /// Job outputs as the jobs that need this one see them (unmasked: never print these).
+    #[serde(skip)]
+    pub raw_outputs: IndexMap<String, String>,
+    /// What the steps wrote to `GITHUB_STEP_SUMMARY` (masked).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub summary: String,
     /// Steps in the order they ran, post steps last.
     pub steps: Vec<StepReport>,
     /// Wall time in seconds.
