@@ -8,9 +8,18 @@
 //!   I/O-bound functions (`hashFiles`, status functions), so this module never touches the disk.
 //! - Errors carry a 1-based character column inside the source string they were given.
 
+mod ast;
+mod eval;
+mod lexer;
+mod parser;
+mod template;
 mod value;
 
-pub use value::Value;
+pub use ast::{CompareOp, Expr, ExprKind, Function, Index};
+pub use eval::to_json_string;
+pub use parser::{MAX_DEPTH, MAX_LENGTH};
+pub use template::{TemplatePart, hash_files_options};
+pub use value::{Value, format_number, parse_number};
 
 /// A byte range in the source text an AST node came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -19,13 +28,6 @@ pub struct Span {
     pub start: usize,
     /// One past the last byte.
     pub end: usize,
-}
-
-/// A parsed expression. (Placeholder: the expression issue replaces it with the real AST.)
-#[derive(Debug, Clone, PartialEq)]
-pub struct Expr {
-    /// Where the whole expression sits in its source.
-    pub span: Span,
 }
 
 /// A syntax error inside one expression or template.
@@ -90,18 +92,47 @@ pub trait Host {
 pub struct Template {
     /// The source text, kept for diagnostics.
     pub source: String,
+    /// Literal text and expressions, in order (adjacent literals merged).
+    pub parts: Vec<TemplatePart>,
 }
 
 impl Template {
     /// True when the template has no expression parts (its value is the literal text).
     pub fn is_literal(&self) -> bool {
-        todo!("expr issue")
+        self.parts
+            .iter()
+            .all(|p| matches!(p, TemplatePart::Literal(_)))
     }
+
+    /// The literal text when [`Template::is_literal`], else `None`.
+    pub fn literal(&self) -> Option<String> {
+        self.is_literal().then(|| {
+            self.parts
+                .iter()
+                .map(|p| match p {
+                    TemplatePart::Literal(s) => s.as_str(),
+                    TemplatePart::Expr(_) => "",
+                })
+                .collect()
+        })
+    }
+
     /// Evaluates every part and joins them as GitHub does; a template that is exactly one
     /// expression yields that expression's value unconverted.
-    pub fn evaluate(&self, _host: &dyn Host) -> Result<Value, EvalError> {
-        todo!("expr issue")
+    pub fn evaluate(&self, host: &dyn Host) -> Result<Value, EvalError> {
+        if let [TemplatePart::Expr(e)] = self.parts.as_slice() {
+            return evaluate(e, host);
+        }
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                TemplatePart::Literal(s) => out.push_str(s),
+                TemplatePart::Expr(e) => out.push_str(&evaluate(e, host)?.to_display_string()),
+            }
+        }
+        Ok(Value::String(out))
     }
+
     /// Evaluates and converts the result to a string the way GitHub substitutes it.
     pub fn render(&self, host: &dyn Host) -> Result<String, EvalError> {
         self.evaluate(host).map(|v| v.to_display_string())
@@ -109,22 +140,22 @@ impl Template {
 }
 
 /// Parses one expression (no delimiters).
-pub fn parse(_source: &str) -> Result<Expr, ParseError> {
-    todo!("expr issue")
+pub fn parse(source: &str) -> Result<Expr, ParseError> {
+    parser::parse_expression(source)
 }
 
 /// Parses a string that may contain `${{ }}` / `$<< >>` expressions.
-pub fn parse_template(_source: &str) -> Result<Template, ParseError> {
-    todo!("expr issue")
+pub fn parse_template(source: &str) -> Result<Template, ParseError> {
+    template::parse_template(source)
 }
 
 /// Parses an `if:` value: delimiters optional; `success() && (...)` is implied unless a status
-/// function is used.
-pub fn parse_condition(_source: &str) -> Result<Expr, ParseError> {
-    todo!("expr issue")
+/// function is used. An empty condition is `success()`.
+pub fn parse_condition(source: &str) -> Result<Expr, ParseError> {
+    template::parse_condition(source)
 }
 
 /// Evaluates a parsed expression.
-pub fn evaluate(_expr: &Expr, _host: &dyn Host) -> Result<Value, EvalError> {
-    todo!("expr issue")
+pub fn evaluate(expr: &Expr, host: &dyn Host) -> Result<Value, EvalError> {
+    eval::evaluate(expr, host)
 }
