@@ -899,6 +899,7 @@ impl<'r> JobRun<'r> {
             event_path,
             setup_problem: None,
         };
+        run.sync_env_context();
         run.setup_problem = run.evaluate_job_settings().err();
         Ok(run)
     }
