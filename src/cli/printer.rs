@@ -368,10 +368,12 @@ impl EventSink for Printer {
                 needs,
                 condition,
             } => {
-                let mut line = format!("job {job}");
-                if name != job {
-                    line.push_str(&format!(" ({name})"));
-                }
+                // Matrix names already start with the id: `test (linux)`.
+                let mut line = if name.starts_with(job.as_str()) {
+                    format!("job {name}")
+                } else {
+                    format!("job {job} \"{name}\"")
+                };
                 if !needs.is_empty() {
                     line.push_str(&format!(", needs: {}", needs.join(", ")));
                 }

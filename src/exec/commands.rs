@@ -386,7 +386,8 @@ mod tests {
     #[test]
     fn workflow_commands() {
         let mut p = CommandParser::new();
-        let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             ("::warning::hi", "warning", &[], "hi"),
             (
                 "  ::error file=a.rs,line=3::bad",

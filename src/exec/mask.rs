@@ -126,7 +126,7 @@ fn base64(bytes: &[u8]) -> String {
         }
     }
     // Only full 4-char groups are stable regardless of the bytes around the secret.
-    if bytes.len() % 3 != 0 {
+    if !bytes.len().is_multiple_of(3) {
         let full = (bytes.len() / 3) * 4;
         if full >= 8 {
             out.truncate(full);
