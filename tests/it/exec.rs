@@ -449,3 +449,150 @@ fn fixtures() {
     });
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Library embedding: handlers registered by the caller, post hooks, state, and events.
+mod embedding {
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+
+    use runner::exec::{
+        ActionContext, ActionError, ActionHandler, ActionRegistry, Event, RunOptions, Runner,
+        Status,
+    };
+
+    /// A real handler that records what it sees in a shared journal.
+    struct Journal {
+        entries: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl ActionHandler for Journal {
+        fn run(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
+            let tag = ctx.input("tag").unwrap_or("").to_string();
+            self.entries.lock().unwrap().push(format!("main {tag}"));
+            if tag == "boom" {
+                return Err(ActionError::new("boom requested"));
+            }
+            ctx.set_output("echo", format!("out-{tag}"));
+            ctx.save_state("tag", tag.clone());
+            let condition = ctx.input("post-if").unwrap_or("always()").to_string();
+            ctx.register_post(&condition);
+            ctx.info(&format!("ran {tag} in {}", ctx.job.workspace.display()));
+            Ok(())
+        }
+
+        fn post(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
+            let tag = ctx.get_state("tag").unwrap_or("<none>").to_string();
+            self.entries.lock().unwrap().push(format!("post {tag}"));
+            Ok(())
+        }
+    }
+
+    fn run(workflow: &str, registry: ActionRegistry) -> (runner::exec::RunReport, Vec<Event>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ci.yml");
+        std::fs::write(&path, workflow).unwrap();
+        let wf = runner::workflow::parse(Path::new("ci.yml"), workflow).unwrap();
+        let options = RunOptions {
+            workspace: dir.path().to_path_buf(),
+            ..RunOptions::default()
+        };
+        let mut events: Vec<Event> = Vec::new();
+        let report = Runner::new(wf, options, registry).run(&mut events).unwrap();
+        (report, events)
+    }
+
+    fn registry(entries: &Arc<Mutex<Vec<String>>>) -> ActionRegistry {
+        let mut registry = ActionRegistry::new();
+        registry.register(
+            "acme/journal",
+            Arc::new(Journal {
+                entries: entries.clone(),
+            }),
+        );
+        registry
+    }
+
+    #[test]
+    fn post_hooks_run_in_reverse_with_their_state_and_conditions() {
+        let entries = Arc::new(Mutex::new(Vec::new()));
+        let workflow = r#"on: push
+jobs:
+  build:
+    runs-on: x
+    steps:
+      - id: one
+        uses: acme/journal@v1
+        with: {tag: one}
+      - id: two
+        uses: Acme/Journal@main
+        with: {tag: two, post-if: success()}
+      - id: three
+        uses: acme/journal@v1
+        with: {tag: three, post-if: failure()}
+      - run: echo "${{ steps.two.outputs.echo }}" > "${{ github.workspace }}/seen.txt"; exit 1
+"#;
+        let (report, events) = run(workflow, registry(&entries));
+        assert_eq!(
+            *entries.lock().unwrap(),
+            [
+                "main one",
+                "main two",
+                "main three",
+                "post three",
+                "post one"
+            ],
+            "post steps run in reverse order, each only if its condition holds"
+        );
+        let job = &report.jobs[0];
+        assert_eq!(job.result, Status::Failure);
+        let steps: Vec<(&str, Status)> = job
+            .steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.outcome))
+            .collect();
+        assert_eq!(
+            steps[4..],
+            [
+                ("Post Run acme/journal@v1", Status::Success),
+                ("Post Run Acme/Journal@main", Status::Skipped),
+                ("Post Run acme/journal@v1", Status::Success),
+            ]
+        );
+        assert_eq!(
+            job.steps[1].outputs.get("echo").map(String::as_str),
+            Some("out-two")
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Output { line } if line.starts_with("ran one in ")))
+        );
+    }
+
+    #[test]
+    fn handler_errors_fail_the_step_and_skip_its_post() {
+        let entries = Arc::new(Mutex::new(Vec::new()));
+        let workflow = r#"on: push
+jobs:
+  build:
+    runs-on: x
+    steps:
+      - id: bad
+        uses: acme/journal@v1
+        with: {tag: boom}
+      - if: always()
+        run: echo "${{ steps.bad.outcome }}"
+"#;
+        let (report, events) = run(workflow, registry(&entries));
+        assert_eq!(*entries.lock().unwrap(), ["main boom"]);
+        assert_eq!(report.jobs[0].steps[0].outcome, Status::Failure);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Output { line } if line == "failure"))
+        );
+        assert!(events.iter().any(
+            |e| matches!(e, Event::Annotation { message, .. } if message == "boom requested")
+        ));
+    }
+}
