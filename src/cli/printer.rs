@@ -152,7 +152,7 @@ impl Printer {
                     job.name.clone(),
                     "-".into(),
                     job.result.as_str().into(),
-                    format_duration(job.duration),
+                    "-".into(),
                 ]);
                 styles.push(Some(job.result));
             }

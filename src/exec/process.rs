@@ -172,6 +172,48 @@ pub fn kill_group(pgid: i32, signal: i32) {
     }
 }
 
+/// The variable that marks every process a job started, as GitHub's runner does, so that
+/// processes left running after the job's last step can be found and stopped.
+pub const TRACKING_VAR: &str = "RUNNER_TRACKING_ID";
+
+/// Kills every process whose environment has `RUNNER_TRACKING_ID=<tracking_id>` (Linux: read
+/// from `/proc`; elsewhere nothing is found). Returns the pids that were signalled.
+pub fn kill_tracked(tracking_id: &str) -> Vec<i32> {
+    let needle = format!("{TRACKING_VAR}={tracking_id}");
+    let mut killed = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return killed;
+    };
+    let me = std::process::id();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if u32::try_from(pid).is_ok_and(|p| p == me) {
+            continue;
+        }
+        // Unreadable (another user's process, already gone): not ours.
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .split(|b| *b == 0)
+            .any(|var| var == needle.as_bytes())
+        {
+            // SAFETY: kill(2) on a pid we just found; no memory is involved.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            killed.push(pid);
+        }
+    }
+    killed
+}
+
 fn spawn_reader<R: Read + Send + 'static>(
     pipe: R,
     stream: Stream,

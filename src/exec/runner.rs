@@ -799,6 +799,8 @@ struct JobRun<'r> {
     summary: String,
     event_path: PathBuf,
     setup_problem: Option<Problem>,
+    /// `RUNNER_TRACKING_ID` of this job's processes.
+    tracking_id: String,
 }
 
 impl<'r> JobRun<'r> {
@@ -898,6 +900,7 @@ impl<'r> JobRun<'r> {
             summary: String::new(),
             event_path,
             setup_problem: None,
+            tracking_id: format!("runner_{}", uuid::Uuid::now_v7().simple()),
         };
         run.sync_env_context();
         run.setup_problem = run.evaluate_job_settings().err();
@@ -1066,6 +1069,12 @@ impl<'r> JobRun<'r> {
             }
         }
         self.run_posts()?;
+        // Like GitHub's runner, stop what the job's steps left running in the background.
+        for pid in process::kill_tracked(&self.tracking_id) {
+            self.emit(Event::Debug {
+                message: format!("Terminated orphan process {pid}"),
+            });
+        }
         let (outputs, raw_outputs) = self.job_outputs();
         let result = if self.cancelled {
             Status::Cancelled
@@ -1406,7 +1415,13 @@ impl<'r> JobRun<'r> {
             env: proc_env,
             cwd,
             timeout,
-            cancel: self.runner.options.cancel.clone(),
+            // Once the job is cancelled, the steps that still run (`if: always()`) are cleanup
+            // and must not be killed by the same cancellation.
+            cancel: if self.cancelled {
+                Arc::new(AtomicBool::new(false))
+            } else {
+                self.runner.options.cancel.clone()
+            },
         };
         let mut io = StepIo {
             parser: CommandParser::new(),
@@ -1525,10 +1540,7 @@ impl<'r> JobRun<'r> {
     ) -> IndexMap<String, String> {
         let mut out: IndexMap<String, String> = std::env::vars()
             .filter(|(k, _)| {
-                !k.starts_with("GITHUB_")
-                    && !k.starts_with("RUNNER_")
-                    && !k.starts_with("INPUT_")
-                    && !k.starts_with("STATE_")
+                !k.starts_with("GITHUB_") && !k.starts_with("INPUT_") && !k.starts_with("STATE_")
             })
             .collect();
         let g = |k: &str| Runner::github_str(&self.ctx, k);
@@ -1541,6 +1553,7 @@ impl<'r> JobRun<'r> {
         };
         let defaults = [
             ("CI", "true".to_string()),
+            (process::TRACKING_VAR, self.tracking_id.clone()),
             ("GITHUB_ACTIONS", "true".to_string()),
             ("GITHUB_ACTION", step_id.to_string()),
             ("GITHUB_ACTOR", g("actor")),

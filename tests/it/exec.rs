@@ -596,3 +596,69 @@ jobs:
         ));
     }
 }
+
+/// Ctrl-C (SIGINT to the runner) kills the running step's process group, skips normal steps,
+/// still runs `if: always()` steps, and exits 1.
+#[test]
+fn interrupt_cancels_the_run() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::write_tree(
+        dir.path(),
+        &[(
+            "ci.yml",
+            "on: push\njobs:\n  build:\n    runs-on: x\n    steps:\n      - id: long\n        run: echo started; sleep 60\n      - id: normal\n        run: touch normal.txt\n      - id: cleanup\n        if: always()\n        run: echo \"${{ job.status }} ${{ steps.long.outcome }}\" > cleanup.txt\n",
+        )],
+    );
+    let mut child = Command::new(runner_bin())
+        .args(["exec", "ci.yml", "--json"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let out_thread =
+        std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    // Wait until the step is running, then interrupt.
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("runner ended before the step started: {log}");
+        }
+        log.push_str(&line);
+        if line.contains("started") {
+            break;
+        }
+    }
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: signalling the child we spawned.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    let rest = std::io::read_to_string(stderr).unwrap_or_default();
+    log.push_str(&rest);
+    let status = child.wait().unwrap();
+    let report: Json = serde_json::from_str(&out_thread.join().unwrap()).unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
+    let job = find_job(&report, "build").unwrap();
+    assert_eq!(str_at(job, "result"), Some("cancelled"), "{log}");
+    let outcome = |id: &str| {
+        find_step(job, id)
+            .and_then(|s| str_at(s, "outcome"))
+            .map(str::to_string)
+    };
+    assert_eq!(outcome("long").as_deref(), Some("cancelled"));
+    assert_eq!(outcome("normal").as_deref(), Some("skipped"));
+    assert_eq!(outcome("cleanup").as_deref(), Some("success"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("cleanup.txt")).unwrap(),
+        "cancelled cancelled\n"
+    );
+    assert!(!dir.path().join("normal.txt").exists());
+}
