@@ -450,8 +450,9 @@ impl Runner {
             Some(cond) => match eval_condition(cond, &ctx) {
                 Ok(v) => v,
                 Err(p) => {
+                    // GitHub fails a job whose condition cannot be evaluated.
                     self.annotate_problem(sink, masker, AnnotationLevel::Error, &p);
-                    false
+                    return Ok(vec![skipped_job(&id, &plain_name, Status::Failure)]);
                 }
             },
         };
