@@ -94,6 +94,13 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
             return Ok(EXIT_USAGE);
         }
     };
+    let step_debug = |m: &IndexMap<String, String>| {
+        m.get("ACTIONS_STEP_DEBUG")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    };
+    if step_debug(&options.secrets) || step_debug(&options.vars) {
+        printer.show_debug(true);
+    }
     install_interrupt_handler(options.cancel.clone());
     let runner = Runner::new(workflow, options, default_registry());
     let report = match runner.run(&mut printer) {

@@ -37,6 +37,8 @@ pub struct Printer {
     out_color: bool,
     err_color: bool,
     verbose: bool,
+    /// Show `::debug::` lines.
+    debug: bool,
     /// The open `::group::`: its title and the lines folded into it.
     group: Option<(String, Vec<String>)>,
     /// Set once something was written to stderr inside a job, to separate jobs.
@@ -59,6 +61,7 @@ impl Printer {
             out: Box::new(std::io::stdout()),
             err: Box::new(std::io::stderr()),
             verbose,
+            debug: verbose,
             group: None,
             job_open: false,
         }
@@ -70,6 +73,11 @@ impl Printer {
         } else {
             text.to_string()
         }
+    }
+
+    /// Shows `::debug::` messages (also without verbose), as `ACTIONS_STEP_DEBUG` does.
+    pub fn show_debug(&mut self, on: bool) {
+        self.debug = on;
     }
 
     /// Writes a line of data to stdout.
@@ -310,7 +318,7 @@ impl EventSink for Printer {
             }
             Event::GroupEnded => self.close_group(false),
             Event::Debug { message } => {
-                if self.verbose {
+                if self.debug {
                     let line = Self::paint(c, Style::Dim, &format!("  Debug: {message}"));
                     self.log(&line);
                 }
