@@ -4,6 +4,15 @@
 //! - [`hash_files`] computes `hashFiles()` exactly as GitHub's runner does.
 //! - [`resolve_paths`] resolves a cache `path:` list the way `@actions/cache` does (no implicit
 //!   descendants: a matched directory is returned once, not its files).
+//!
+//! The reference is what the runner ships: its bundled hashFiles script (@actions/glob with
+//! minimatch 3). One matcher ([`pattern`]) and one walk ([`walk`]) serve both modes; they differ
+//! only in options, as the toolkit's `GlobOptions` do.
+
+mod hash;
+mod pattern;
+mod segment;
+mod walk;
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +35,27 @@ pub enum GlobError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A matched symbolic link whose target does not exist (the runner fails hashFiles on it
+    /// unless links are followed).
+    #[error(
+        "{path}: broken symbolic link (its target does not exist); hashFiles fails on it as GitHub's runner does, unless --follow-symbolic-links is given"
+    )]
+    DanglingSymlink {
+        /// The link.
+        path: PathBuf,
+    },
+    /// A matched fifo or socket, which cannot be hashed.
+    #[error("{path}: not a regular file (fifo or socket); hashFiles cannot read it")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A first argument starting with `--` that is not `--follow-symbolic-links`.
+    #[error("invalid glob option '{option}', available option: '--follow-symbolic-links'")]
+    InvalidOption {
+        /// The argument as given.
+        option: String,
+    },
 }
 
 /// Options for [`hash_files`].
@@ -35,19 +65,140 @@ pub struct HashOptions {
     pub follow_symbolic_links: bool,
 }
 
+/// Options of a general [`glob`], named as @actions/glob names them.
+#[derive(Debug, Clone)]
+pub struct GlobOptions {
+    /// Follow symbolic links (broken ones are then omitted, directory cycles cut).
+    pub follow_symbolic_links: bool,
+    /// A matched directory implies all its descendants (`dir` behaves as `dir/**`).
+    pub implicit_descendants: bool,
+    /// The directory `~` stands for; `None` means `$HOME` (then the password database).
+    pub home_dir: Option<PathBuf>,
+}
+
+impl Default for GlobOptions {
+    /// The toolkit's defaults: follow links, implicit descendants.
+    fn default() -> Self {
+        Self {
+            follow_symbolic_links: true,
+            implicit_descendants: true,
+            home_dir: None,
+        }
+    }
+}
+
 /// `hashFiles(patterns...)` rooted at `workspace`: lowercase hex sha256 over the raw sha256 of
 /// each matched file in walk order, or `""` when nothing matched.
+///
+/// Each element of `patterns` may hold several newline-separated patterns (the runner joins
+/// its arguments with newlines). The workspace is resolved to its real path, as the runner's
+/// script sees it as its working directory.
 pub fn hash_files(
-    _workspace: &Path,
-    _patterns: &[String],
-    _options: &HashOptions,
+    workspace: &Path,
+    patterns: &[String],
+    options: &HashOptions,
 ) -> Result<String, GlobError> {
-    todo!("expressions/hashFiles issue")
+    let workspace = std::fs::canonicalize(workspace).map_err(|source| GlobError::Io {
+        path: workspace.to_owned(),
+        source,
+    })?;
+    let cwd = workspace.to_string_lossy();
+    let set = pattern::PatternSet::new(&patterns.join("\n"), &cwd, true, None)?;
+    let mut found = Vec::new();
+    let walked = walk::walk(&set, options.follow_symbolic_links, |f| found.push(f));
+    // A walk error ends the walk; files met before it are still read first, so the reported
+    // error is the first one in walk order, as the runner's sequential loop would report it.
+    let hashed = hash::combine(&format!("{cwd}/"), &found);
+    walked?;
+    hashed
+}
+
+/// [`hash_files`] with the runner's argument rule: a first argument starting with `--` must be
+/// `--follow-symbolic-links` (any case) and sets that option; later ones are patterns.
+pub fn hash_files_args(workspace: &Path, args: &[String]) -> Result<String, GlobError> {
+    let (options, patterns) = split_hash_args(args)?;
+    hash_files(workspace, patterns, &options)
+}
+
+/// Splits hashFiles arguments into options and patterns (see [`hash_files_args`]).
+pub fn split_hash_args(args: &[String]) -> Result<(HashOptions, &[String]), GlobError> {
+    match args.first() {
+        Some(first) if first.starts_with("--") => {
+            if first.eq_ignore_ascii_case("--follow-symbolic-links") {
+                Ok((
+                    HashOptions {
+                        follow_symbolic_links: true,
+                    },
+                    &args[1..],
+                ))
+            } else {
+                Err(GlobError::InvalidOption {
+                    option: first.clone(),
+                })
+            }
+        }
+        _ => Ok((HashOptions::default(), args)),
+    }
 }
 
 /// Resolves a cache `path:` list (one pattern per entry, `!` excludes, `~` is home) relative to
 /// `workspace`, returning matched files and directories in walk order without implicit
 /// descendants.
-pub fn resolve_paths(_workspace: &Path, _patterns: &[String]) -> Result<Vec<PathBuf>, GlobError> {
-    todo!("expressions/hashFiles issue")
+///
+/// As in @actions/cache, links are followed (broken ones omitted) and a matched directory is
+/// returned itself, not its contents; paths outside the workspace (`~/.npm`, `/tmp/x`) are
+/// returned too. Paths are absolute and start with `workspace` (made absolute, not
+/// canonicalized) when they are inside it, so `strip_prefix(workspace)` relativizes them.
+pub fn resolve_paths(workspace: &Path, patterns: &[String]) -> Result<Vec<PathBuf>, GlobError> {
+    glob(
+        workspace,
+        patterns,
+        &GlobOptions {
+            implicit_descendants: false,
+            ..GlobOptions::default()
+        },
+    )
+}
+
+/// Matches `patterns` (rooted at `workspace`) with @actions/glob's semantics and options;
+/// returns matched files and directories in walk order.
+pub fn glob(
+    workspace: &Path,
+    patterns: &[String],
+    options: &GlobOptions,
+) -> Result<Vec<PathBuf>, GlobError> {
+    let workspace = absolute(workspace)?;
+    let cwd = workspace.to_string_lossy();
+    let home = options
+        .home_dir
+        .as_ref()
+        .map(|h| h.to_string_lossy().into_owned());
+    let set = pattern::PatternSet::new(
+        &patterns.join("\n"),
+        &cwd,
+        options.implicit_descendants,
+        home.as_deref(),
+    )?;
+    let mut paths = Vec::new();
+    walk::walk(&set, options.follow_symbolic_links, |f| paths.push(f.path))?;
+    Ok(paths)
+}
+
+/// `path` made absolute against the current directory and normalized lexically.
+fn absolute(path: &Path) -> Result<PathBuf, GlobError> {
+    let joined = std::path::absolute(path).map_err(|source| GlobError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut out = PathBuf::new();
+    for component in joined.components() {
+        match component {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Ok(out)
 }
