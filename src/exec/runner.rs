@@ -602,13 +602,14 @@ impl Runner {
         p: &Problem,
     ) {
         let diag = self.workflow.diagnostic(p.pos, p.message.clone());
+        // The message already starts with `file:line:col:` and shows the line.
         sink.event(&Event::Annotation {
             level,
             message: masker.mask(&diag.to_string()),
             title: None,
-            file: Some(self.workflow.path.display().to_string()),
-            line: Some(p.pos.line.to_string()),
-            col: Some(p.pos.column.to_string()),
+            file: None,
+            line: None,
+            col: None,
         });
     }
 }
