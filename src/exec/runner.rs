@@ -511,6 +511,7 @@ impl Runner {
                 reports.push(r);
                 continue;
             }
+            self.warn_foreign_runner(job, &jctx, &name, sink);
             if self.options.dry_run {
                 sink.event(&Event::PlanJob {
                     job: id.clone(),
@@ -532,6 +533,34 @@ impl Runner {
             reports.push(report);
         }
         Ok(reports)
+    }
+
+    /// `runs-on` asks for another OS than this host's: say so, then run here anyway.
+    fn warn_foreign_runner(&self, job: &Job, ctx: &Contexts, name: &str, sink: &mut dyn EventSink) {
+        let Some(runs_on) = &job.runs_on else {
+            return;
+        };
+        let host = contexts::runner_os();
+        for label in &runs_on.labels {
+            let text = render(label, ctx).unwrap_or_else(|_| label.raw.clone());
+            let lower = text.to_ascii_lowercase();
+            let wants = if lower.contains("windows") {
+                "Windows"
+            } else if lower.contains("macos") {
+                "macOS"
+            } else if lower.contains("ubuntu") || lower.contains("linux") {
+                "Linux"
+            } else {
+                continue;
+            };
+            if wants != host {
+                sink.event(&Event::Warning {
+                    message: format!(
+                        "job '{name}' runs-on '{text}' ({wants}); running on this {host} host instead"
+                    ),
+                });
+            }
+        }
     }
 
     fn job_display_name(&self, job: &Job, ctx: &Contexts, matrix: Option<&Value>) -> String {
