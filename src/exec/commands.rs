@@ -234,7 +234,9 @@ pub fn escape_property(text: &str) -> String {
 /// file yields nothing; a malformed one is an error naming the file.
 pub fn read_key_value_file(path: &Path) -> Result<Vec<(String, String)>, ExecError> {
     let text = match std::fs::read(path) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        // Like .NET's ReadAllText, a UTF-8 byte order mark is not part of the text.
+        Ok(bytes) => String::from_utf8_lossy(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes))
+            .into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
             return Err(ExecError::Io {
@@ -383,6 +385,148 @@ mod tests {
         }
     }
 
+    /// The scenarios of the runner's own file-command tests (SetEnvFileCommandL0), re-stated
+    /// as behaviour: lines joined with "\n" and no trailing newline, as those tests write them.
+    #[test]
+    fn agrees_with_the_runners_file_command_scenarios() {
+        type Case = (
+            &'static str,
+            &'static [&'static str],
+            Result<&'static [(&'static str, &'static str)], &'static str>,
+        );
+        let cases: &[Case] = &[
+            (
+                "Simple",
+                &["MY_ENV=MY VALUE"],
+                Ok(&[("MY_ENV", "MY VALUE")]),
+            ),
+            (
+                "SkipEmptyLines",
+                &["", "MY_ENV=my value", "", "MY_ENV_2=my second value", ""],
+                Ok(&[("MY_ENV", "my value"), ("MY_ENV_2", "my second value")]),
+            ),
+            ("EmptyValue", &["MY_ENV="], Ok(&[("MY_ENV", "")])),
+            (
+                "MultipleValues",
+                &["MY_ENV=my value", "MY_ENV_2=", "MY_ENV_3=my third value"],
+                Ok(&[
+                    ("MY_ENV", "my value"),
+                    ("MY_ENV_2", ""),
+                    ("MY_ENV_3", "my third value"),
+                ]),
+            ),
+            (
+                "SpecialCharacters",
+                &["MY_ENV==abc", "MY_ENV_2=def=ghi", "MY_ENV_3=jkl="],
+                Ok(&[
+                    ("MY_ENV", "=abc"),
+                    ("MY_ENV_2", "def=ghi"),
+                    ("MY_ENV_3", "jkl="),
+                ]),
+            ),
+            (
+                "Heredoc",
+                &["MY_ENV<<EOF", "line one", "line two", "line three", "EOF"],
+                Ok(&[("MY_ENV", "line one\nline two\nline three")]),
+            ),
+            (
+                "Heredoc_EmptyValue",
+                &["MY_ENV<<EOF", "EOF"],
+                Ok(&[("MY_ENV", "")]),
+            ),
+            (
+                "Heredoc_SkipEmptyLines",
+                &[
+                    "",
+                    "MY_ENV<<EOF",
+                    "hello",
+                    "world",
+                    "EOF",
+                    "",
+                    "MY_ENV_2<<EOF",
+                    "HELLO",
+                    "AGAIN",
+                    "EOF",
+                    "",
+                ],
+                Ok(&[("MY_ENV", "hello\nworld"), ("MY_ENV_2", "HELLO\nAGAIN")]),
+            ),
+            (
+                "Heredoc_SpecialCharacters",
+                &[
+                    "MY_ENV<<=EOF",
+                    "hello",
+                    "one",
+                    "=EOF",
+                    "MY_ENV_2<<<EOF",
+                    "hello",
+                    "two",
+                    "<EOF",
+                    "MY_ENV_3<<EOF",
+                    "hello",
+                    "",
+                    "three",
+                    "",
+                    "EOF",
+                    "MY_ENV_4<<EOF",
+                    "hello=four",
+                    "EOF",
+                    "MY_ENV_5<<EOF",
+                    " EOF",
+                    "EOF",
+                ],
+                Ok(&[
+                    ("MY_ENV", "hello\none"),
+                    ("MY_ENV_2", "hello\ntwo"),
+                    ("MY_ENV_3", "hello\n\nthree\n"),
+                    ("MY_ENV_4", "hello=four"),
+                    ("MY_ENV_5", " EOF"),
+                ]),
+            ),
+        ];
+        for (name, lines, expected) in cases {
+            let got = parse_key_value(&lines.join("\n"));
+            let expected = expected
+                .map(|pairs| {
+                    pairs
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect::<Vec<_>>()
+                })
+                .map_err(str::to_string);
+            assert_eq!(got, expected, "{name}");
+        }
+        // Lines joined with a space instead of a newline: the runner reports these two errors.
+        let joined = ["MY_ENV<<EOF", "line one", "line two", "line three", "EOF"].join(" ");
+        assert!(
+            parse_key_value(&joined)
+                .unwrap_err()
+                .contains("Matching delimiter not found")
+        );
+        let joined = ["MY_ENV<<EOF", "line one\n line two\n line three", "EOF"].join(" ");
+        assert!(
+            parse_key_value(&joined)
+                .unwrap_err()
+                .contains("EOF marker missing new line")
+        );
+    }
+
+    #[test]
+    fn byte_order_mark_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("env");
+        std::fs::write(&path, b"\xEF\xBB\xBFMY_ENV=v\n").unwrap();
+        assert_eq!(
+            read_key_value_file(&path).unwrap(),
+            vec![("MY_ENV".to_string(), "v".to_string())]
+        );
+        assert!(
+            read_key_value_file(&dir.path().join("missing"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
     #[test]
     fn workflow_commands() {
         let mut p = CommandParser::new();
@@ -433,6 +577,63 @@ mod tests {
             "echo ::warning::x",
         ] {
             assert_eq!(p.parse(text), Line::Text(text.to_string()));
+        }
+    }
+
+    /// The scenarios of the runner's command parser tests (ActionCommandL0), with a known
+    /// command name in place of their test-only one.
+    #[test]
+    fn agrees_with_the_runners_command_parser_scenarios() {
+        type Case<'a> = (&'a str, Option<(&'a [(&'a str, &'a str)], &'a str)>);
+        let cases: &[Case] = &[
+            ("::warning k1=v1,::msg", Some((&[("k1", "v1")], "msg"))),
+            ("::warning::", Some((&[], ""))),
+            (
+                "::warning k1=;=%2C=%0D=%0A=]=%3A,::;-%0D-%0A-]-:-,",
+                Some((&[("k1", ";=,=\r=\n=]=:")], ";-\r-\n-]-:-,")),
+            ),
+            (
+                "::warning k1=;=%252C=%250D=%250A=]=%253A,::;-%250D-%250A-]-:-,",
+                Some((&[("k1", ";=%2C=%0D=%0A=]=%3A")], ";-%0D-%0A-]-:-,")),
+            ),
+            ("::warning k1=,k2=,::", Some((&[], ""))),
+            ("::warning k1=v1::", Some((&[("k1", "v1")], ""))),
+            ("   ::warning k1=v1,::msg", Some((&[("k1", "v1")], "msg"))),
+            ("   >>>   ::warning k1=v1,::msg", None),
+            ("##[warning k1=v1;]msg", Some((&[("k1", "v1")], "msg"))),
+            ("##[warning]", Some((&[], ""))),
+            (
+                "##[warning k1=%3B=%0D=%0A=%5D;]%3B-%0D-%0A-%5D",
+                Some((&[("k1", ";=\r=\n=]")], ";-\r-\n-]")),
+            ),
+            (
+                "##[warning k1=%253B=%250D=%250A=%255D;]%253B-%250D-%250A-%255D",
+                Some((&[("k1", "%3B=%0D=%0A=%5D")], "%3B-%0D-%0A-%5D")),
+            ),
+            ("##[warning k1=;k2=;]", Some((&[], ""))),
+            (
+                ">>>   ##[warning k1=v1;]msg",
+                Some((&[("k1", "v1")], "msg")),
+            ),
+        ];
+        for (line, expected) in cases {
+            let got = match CommandParser::new().parse(line) {
+                Line::Command(cmd) => Some(cmd),
+                _ => None,
+            };
+            match (got, expected) {
+                (None, None) => {}
+                (Some(cmd), Some((props, data))) => {
+                    let got: Vec<(&str, &str)> = cmd
+                        .properties
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    assert_eq!(got, *props, "{line}");
+                    assert_eq!(cmd.data, *data, "{line}");
+                }
+                (got, expected) => panic!("{line}: got {got:?}, expected {expected:?}"),
+            }
         }
     }
 
