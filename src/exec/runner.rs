@@ -499,7 +499,11 @@ impl Runner {
             .map(|(k, v)| (k.to_string(), v))
             .collect();
             jctx.set("strategy", Value::Object(strategy));
-            let name = self.job_display_name(job, &jctx, has_matrix.then_some(&matrix_value));
+            let name = masker.mask(&self.job_display_name(
+                job,
+                &jctx,
+                has_matrix.then_some(&matrix_value),
+            ));
             if failed && fail_fast {
                 sink.event(&Event::JobSkipped {
                     job: id.clone(),
