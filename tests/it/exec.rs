@@ -25,6 +25,7 @@
 //! absent: [path]
 //! runs: [ {...}, {...} ]       # instead of the keys above: several runs of the same workspace,
 //!                              # sharing HOME and RUNNER_CACHE_DIR (cache fixtures)
+//! requires: [python3]          # skip the case (with a message) when a tool is not on PATH
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -102,6 +103,8 @@ struct RunExpect {
     absent: Vec<String>,
     #[serde(default)]
     runs: Vec<RunExpect>,
+    #[serde(default)]
+    requires: Vec<String>,
 }
 
 fn default_json() -> bool {
@@ -384,6 +387,18 @@ fn run_case(case: &Path) -> Vec<String> {
         Ok(e) => e,
         Err(e) => return vec![format!("{}/expect.yml: {e}", case.display())],
     };
+    let path_var = std::env::var("PATH").unwrap_or_default();
+    if let Some(missing) = expect
+        .requires
+        .iter()
+        .find(|tool| !std::env::split_paths(&path_var).any(|dir| dir.join(tool.as_str()).is_file()))
+    {
+        eprintln!(
+            "skipping fixture {}: {missing} is not on PATH",
+            case.display()
+        );
+        return Vec::new();
+    }
     let Ok(root) = tempfile::tempdir() else {
         return vec!["cannot create a temp dir".into()];
     };
