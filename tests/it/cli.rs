@@ -32,9 +32,18 @@ fn runner(dir: &Path, args: &[&str]) -> Run {
 /// Replaces what changes between runs: temp paths, durations, uuids.
 fn settings(dir: &Path) -> insta::Settings {
     let mut s = insta::Settings::clone_current();
-    let dir = dir.display().to_string();
-    s.add_filter(&regex_escape(&dir), "[WORKSPACE]");
-    s.add_filter(r"/tmp/runner-job-[A-Za-z0-9]+", "[JOBTMP]");
+    if let Ok(canonical) = dir.canonicalize() {
+        s.add_filter(
+            &regex_escape(&canonical.display().to_string()),
+            "[WORKSPACE]",
+        );
+    }
+    s.add_filter(&regex_escape(&dir.display().to_string()), "[WORKSPACE]");
+    let tmp = std::env::temp_dir().join("runner-job-");
+    s.add_filter(
+        &format!("{}[A-Za-z0-9]+", regex_escape(&tmp.display().to_string())),
+        "[JOBTMP]",
+    );
     s.add_filter(r"\b\d+\.\d{2}s\b", "[DURATION]");
     s.add_filter(r"\b\d+m\d{2}s\b", "[DURATION]");
     s.set_prepend_module_to_snapshot(false);
