@@ -1810,6 +1810,11 @@ impl<'r> JobRun<'r> {
             }
             self.emit(Event::StepStarted { name: name.clone() });
             let started = Instant::now();
+            // As for JavaScript actions, the saved state is also visible as `STATE_<name>`.
+            let mut post_env = post.env.clone();
+            for (k, v) in &post.state {
+                post_env.insert(format!("STATE_{k}"), v.clone());
+            }
             let result = {
                 let masker: &Masker = self.masker;
                 let sink: &mut dyn EventSink = self.sink;
@@ -1819,7 +1824,7 @@ impl<'r> JobRun<'r> {
                 let mut actx = ActionContext {
                     uses: &post.uses,
                     inputs: &post.inputs,
-                    env: &post.env,
+                    env: &post_env,
                     job: &self.info,
                     contexts: &self.ctx,
                     outputs: IndexMap::new(),

@@ -497,6 +497,11 @@ mod embedding {
 
         fn post(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
             let tag = ctx.get_state("tag").unwrap_or("<none>").to_string();
+            assert_eq!(
+                ctx.env.get("STATE_tag"),
+                Some(&tag),
+                "state is also in the env"
+            );
             self.entries.lock().unwrap().push(format!("post {tag}"));
             Ok(())
         }
