@@ -73,13 +73,20 @@ pub(crate) fn build(path: &Path, source: &str) -> Result<Workflow, WorkflowError
         warnings: Vec::new(),
     };
     let root = match yaml::parse(source) {
-        Ok(Some(root)) => Some(root),
-        Ok(None) => {
-            cx.error(
-                Pos::new(1, 1),
-                "the workflow file is empty (it needs 'jobs')",
-            );
-            None
+        Ok(doc) => {
+            for pos in doc.merge_keys {
+                cx.warn(
+                    pos,
+                    "merge keys ('<<') are applied here, but GitHub rejects them",
+                );
+            }
+            if doc.root.is_none() {
+                cx.error(
+                    Pos::new(1, 1),
+                    "the workflow file is empty (it needs 'on' and 'jobs')",
+                );
+            }
+            doc.root
         }
         Err(e) => {
             cx.error(e.pos, e.message);
@@ -389,7 +396,8 @@ impl Cx<'_> {
             }
         }
         if !entries.contains_key("on") {
-            self.warn(root.pos(), "the workflow has no 'on' triggers");
+            // GitHub refuses such a file ("Required property is missing: on").
+            self.error(root.pos(), "the workflow is missing 'on'");
         }
         match entries.get("jobs") {
             None => self.error(root.pos(), "the workflow is missing 'jobs'"),
@@ -472,8 +480,8 @@ impl Cx<'_> {
             self.error(node.pos(), "'jobs' must define at least one job");
         }
         for (id, (k, v)) in entries {
-            if !is_identifier(id) {
-                self.error(k.pos(), format!("invalid job id '{id}': {ID_RULE}"));
+            if let Some(problem) = id_problem(id) {
+                self.error(k.pos(), format!("invalid job id '{id}': {problem}"));
             }
             if let Some(job) = self.job(Spanned::new(id.to_string(), k.pos()), v) {
                 jobs.insert(id.to_string(), job);
@@ -742,9 +750,9 @@ impl Cx<'_> {
             Some((_, v)) => {
                 let id = self.plain(v, "'id'");
                 if let Some(id) = &id
-                    && !is_identifier(&id.value)
+                    && let Some(problem) = id_problem(&id.value)
                 {
-                    self.error(id.pos, format!("invalid step id '{}': {ID_RULE}", id.value));
+                    self.error(id.pos, format!("invalid step id '{}': {problem}", id.value));
                 }
                 id
             }
@@ -906,6 +914,19 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// Why GitHub rejects `id` as a job or step id, if it does.
+fn id_problem(id: &str) -> Option<String> {
+    if !is_identifier(id) {
+        Some(ID_RULE.to_string())
+    } else if id.starts_with("__") {
+        Some("ids starting with '__' are reserved".to_string())
+    } else if id.len() >= 100 {
+        Some("ids must be shorter than 100 characters".to_string())
+    } else {
+        None
+    }
+}
+
 /// Resolves a scalar as GitHub's YAML reader does (YAML 1.2 core schema): only plain scalars can
 /// be null/bool/number; `yes`, `no`, `on`, `off` stay strings.
 pub(crate) fn resolve(s: &Scalar) -> ScalarKind {
@@ -988,20 +1009,32 @@ pub(crate) fn did_you_mean<'c>(
     best.map(|(_, c)| c)
 }
 
+/// Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of two
+/// neighbouring characters (`biuld` → `build`) each cost one.
 fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.iter().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
+    let width = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * width];
+    for i in 0..=a.len() {
+        d[i * width] = i;
     }
-    prev[b.len()]
+    for (j, cell) in d.iter_mut().enumerate().take(width) {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[(i - 1) * width + j] + 1)
+                .min(d[i * width + j - 1] + 1)
+                .min(d[(i - 1) * width + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[(i - 2) * width + j - 2] + 1);
+            }
+            d[i * width + j] = best;
+        }
+    }
+    d[a.len() * width + b.len()]
 }
 
 #[cfg(test)]
@@ -1059,5 +1092,11 @@ mod tests {
         assert_eq!(did_you_mean("step", keys.clone()), Some("steps"));
         assert_eq!(did_you_mean("timeout", keys.clone()), None);
         assert_eq!(did_you_mean("xyz", keys), None);
+        assert_eq!(
+            did_you_mean("biuld", ["build", "test"].into_iter()),
+            Some("build")
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 }

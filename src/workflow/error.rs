@@ -27,16 +27,33 @@ pub type LoadError = Diagnostic;
 impl Diagnostic {
     /// A diagnostic at `pos` in `source` (the file's text) of the file `path`.
     pub fn new(path: &Path, source: &str, pos: Pos, message: impl Into<String>) -> Self {
-        let line = pos.line.max(1);
-        let source_line = source
+        let lines: Vec<&str> = source
             .split('\n')
-            .nth(line - 1)
-            .map(|l| l.strip_suffix('\r').unwrap_or(l).to_string())
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .collect();
+        // The text after a final line break is not a line of its own.
+        let count = if source.ends_with('\n') {
+            lines.len() - 1
+        } else {
+            lines.len()
+        };
+        let (mut line, mut column) = (pos.line.max(1), pos.column.max(1));
+        if count == 0 {
+            (line, column) = (1, 1);
+        } else if line > count {
+            // libyaml reports "end of stream" errors on a line past the end: point at the end of
+            // the last line instead, so the caret has something to stand under.
+            line = count;
+            column = lines[count - 1].chars().count() + 1;
+        }
+        let source_line = lines
+            .get(line - 1)
+            .map(|l| l.to_string())
             .unwrap_or_default();
         Self {
             path: path.to_path_buf(),
             line,
-            column: pos.column.max(1),
+            column,
             message: message.into(),
             source_line,
         }
@@ -63,7 +80,7 @@ impl fmt::Display for Diagnostic {
             let pad: String = self
                 .source_line
                 .chars()
-                .take(self.column - 1)
+                .take(self.column.saturating_sub(1))
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             write!(f, "\n  {}\n  {pad}^", self.source_line)?;

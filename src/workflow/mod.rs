@@ -37,6 +37,8 @@ pub fn load(path: &Path) -> Result<Workflow, WorkflowError> {
 
 /// Parses workflow text; `path` is only used in diagnostics and kept on the [`Workflow`].
 pub fn parse(path: &Path, source: &str) -> Result<Workflow, WorkflowError> {
+    // Editors on Windows may save a byte-order mark; it is not part of the text users see.
+    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
     build::build(path, source)
 }
 

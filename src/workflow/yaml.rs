@@ -91,13 +91,23 @@ const NODE_BUDGET: usize = 1_000_000;
 /// Nesting deeper than this is refused (protects the recursive builders).
 const MAX_DEPTH: usize = 256;
 
-/// Parses the first document of `source`. `Ok(None)` for an empty stream.
-pub(crate) fn parse(source: &str) -> Result<Option<Node>, YamlError> {
+/// A parsed YAML document.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Document {
+    /// The root node; `None` for an empty stream.
+    pub root: Option<Node>,
+    /// Where `<<` merge keys were used (GitHub rejects them; the loader warns).
+    pub merge_keys: Vec<Pos>,
+}
+
+/// Parses the only document of `source`.
+pub(crate) fn parse(source: &str) -> Result<Document, YamlError> {
     let mut parser = EventParser::new(source.as_bytes());
     let mut builder = Builder {
         source,
         anchors: HashMap::new(),
         budget: NODE_BUDGET,
+        merge_keys: Vec::new(),
     };
     let first = parser.next()?;
     if !matches!(first.kind, Ev::StreamStart) {
@@ -108,7 +118,12 @@ pub(crate) fn parse(source: &str) -> Result<Option<Node>, YamlError> {
     }
     let ev = parser.next()?;
     match ev.kind {
-        Ev::StreamEnd => return Ok(None),
+        Ev::StreamEnd => {
+            return Ok(Document {
+                root: None,
+                merge_keys: Vec::new(),
+            });
+        }
         Ev::DocumentStart => {}
         _ => {
             return Err(YamlError {
@@ -127,7 +142,10 @@ pub(crate) fn parse(source: &str) -> Result<Option<Node>, YamlError> {
     }
     let next = parser.next()?;
     match next.kind {
-        Ev::StreamEnd => Ok(Some(root)),
+        Ev::StreamEnd => Ok(Document {
+            root: Some(root),
+            merge_keys: builder.merge_keys,
+        }),
         _ => Err(YamlError {
             message: "a workflow file must contain exactly one YAML document".into(),
             pos: next.start.pos,
@@ -139,6 +157,7 @@ struct Builder<'s> {
     source: &'s str,
     anchors: HashMap<String, Node>,
     budget: usize,
+    merge_keys: Vec<Pos>,
 }
 
 impl Builder<'_> {
@@ -225,6 +244,7 @@ impl Builder<'_> {
                     let key = self.node_from(ev, parser, depth + 1)?;
                     let value = self.node(parser, depth + 1)?;
                     if is_merge_key(&key) {
+                        self.merge_keys.push(key.start.pos);
                         merge_into(&mut merged, value)?;
                     } else {
                         entries.push((key, value));
@@ -605,7 +625,7 @@ mod tests {
     #[test]
     fn positions_of_plain_quoted_and_block_scalars() {
         let src = "a: hello\nb: \"x\\ty\"\nc: |\n  one\n  two ${{ x }}\nd: 'it''s'\né: ünï\n";
-        let root = parse(src).unwrap().unwrap();
+        let root = parse(src).unwrap().root.unwrap();
         let a = scalar(map_get(&root, "a"));
         assert_eq!(a.map.pos_at(&a.value, 0), Pos::new(1, 4));
         assert_eq!(a.map.pos_at(&a.value, 2), Pos::new(1, 6));
@@ -629,7 +649,7 @@ mod tests {
     #[test]
     fn folded_and_multiline_plain_scalars_map_each_line() {
         let src = "k: >\n  first\n  second\np: one\n   two\n";
-        let root = parse(src).unwrap().unwrap();
+        let root = parse(src).unwrap().root.unwrap();
         let k = scalar(map_get(&root, "k"));
         assert_eq!(k.value, "first second\n");
         assert_eq!(
@@ -644,9 +664,10 @@ mod tests {
     #[test]
     fn anchors_aliases_and_merge_keys() {
         let src = "base: &b\n  x: 1\n  y: 2\nuse: *b\nm:\n  <<: *b\n  y: 3\n";
-        let root = parse(src).unwrap().unwrap();
+        let root = parse(src).unwrap().root.unwrap();
         assert_eq!(scalar(map_get(map_get(&root, "use"), "x")).value, "1");
         let m = map_get(&root, "m");
+        assert_eq!(parse(src).unwrap().merge_keys, [Pos::new(6, 3)]);
         assert_eq!(scalar(map_get(m, "x")).value, "1");
         assert_eq!(scalar(map_get(m, "y")).value, "3");
     }
@@ -662,7 +683,7 @@ mod tests {
             (
                 "a:\n  - x\n  y: 1\n",
                 Pos::new(3, 3),
-                "expected <block end>",
+                "did not find expected '-' indicator",
             ),
             ("a: \"open\n", Pos::new(2, 1), "unexpected end of stream"),
             ("a: *nope\n", Pos::new(1, 4), "unknown anchor '*nope'"),
@@ -695,8 +716,8 @@ mod tests {
 
     #[test]
     fn empty_and_garbage_inputs_do_not_panic() {
-        assert_eq!(parse("").unwrap(), None);
-        assert_eq!(parse("# only a comment\n").unwrap(), None);
+        assert_eq!(parse("").unwrap().root, None);
+        assert_eq!(parse("# only a comment\n").unwrap().root, None);
         for src in [
             "\u{0}",
             "{",
@@ -709,6 +730,48 @@ mod tests {
             "%YAML 9.9\n---\n",
         ] {
             let _ = parse(src);
+        }
+    }
+}
+
+#[cfg(test)]
+mod prop {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn check_positions(node: &Node, lines: usize) {
+        assert!(node.start.pos.line >= 1 && node.start.pos.line <= lines + 1);
+        match &node.kind {
+            NodeKind::Scalar(s) => {
+                for (offset, _) in s.value.char_indices() {
+                    let p = s.map.pos_at(&s.value, offset);
+                    assert!(p.line >= 1 && p.line <= lines + 1 && p.column >= 1, "{p:?}");
+                }
+            }
+            NodeKind::Seq(items) => items.iter().for_each(|i| check_positions(i, lines)),
+            NodeKind::Map(entries) => entries.iter().for_each(|(k, v)| {
+                check_positions(k, lines);
+                check_positions(v, lines);
+            }),
+        }
+    }
+
+    proptest! {
+        /// Any text parses or fails with a position inside the text; nothing panics.
+        #[test]
+        fn never_panics_and_positions_stay_in_the_text(
+            src in "([a-z:\\-\\[\\]{},&*!|>'\"#?% \\t\\n]|\\$\\{\\{|é){0,120}"
+        ) {
+            let lines = src.split('\n').count();
+            match parse(&src) {
+                Ok(doc) => {
+                    if let Some(node) = doc.root {
+                        check_positions(&node, lines);
+                    }
+                }
+                Err(e) => prop_assert!(e.pos.line >= 1 && e.pos.line <= lines + 1, "{e:?}"),
+            }
         }
     }
 }
