@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use runner::expr::{self, EvalError, Host, ParseError, StatusFunction, Value};
 use runner::glob::{HashOptions, hash_files};
 
-use super::{EXIT_OK, EXIT_USAGE};
+use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
 /// Arguments of `runner eval`.
 #[derive(Debug, clap::Args)]
@@ -24,6 +24,9 @@ pub struct EvalArgs {
     /// Treat the argument as an `if:` condition (delimiters optional, implicit `success()`).
     #[arg(long, conflicts_with = "template")]
     condition: bool,
+    /// Exit with 1 when the result is falsy (after printing it), for use in scripts.
+    #[arg(long)]
+    check: bool,
     /// The expression.
     #[arg(value_name = "EXPR", allow_hyphen_values = true)]
     expression: String,
@@ -134,7 +137,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<u8> {
             let json = serde_json::to_string_pretty(&value.to_json())
                 .context("writing the result as JSON")?;
             println!("{json}");
-            Ok(EXIT_OK)
+            Ok(if args.check && !value.is_truthy() {
+                EXIT_FAILED
+            } else {
+                EXIT_OK
+            })
         }
         Err(e) => {
             let span = match &e {

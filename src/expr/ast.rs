@@ -247,8 +247,20 @@ impl Expr {
         found
     }
 
+    /// The context names the expression reads, with where they are written (for validating
+    /// them at load time, as the runner does when it parses).
+    pub fn contexts(&self) -> Vec<(&str, Span)> {
+        let mut out = Vec::new();
+        self.walk(&mut |e| {
+            if let ExprKind::Context(name) = &e.kind {
+                out.push((name.as_str(), e.span));
+            }
+        });
+        out
+    }
+
     /// Calls `f` on this node and every descendant, parents first.
-    pub fn walk(&self, f: &mut dyn FnMut(&Expr)) {
+    pub fn walk<'a>(&'a self, f: &mut dyn FnMut(&'a Expr)) {
         f(self);
         match &self.kind {
             ExprKind::Index { target, index } => {

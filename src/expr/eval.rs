@@ -190,13 +190,72 @@ fn loose_lt(a: &Val<'_>, b: &Val<'_>) -> bool {
     }
 }
 
-struct Evaluator<'h> {
-    host: &'h dyn Host,
+/// Memory an evaluation may hold at once, as the runner (1 MiB, .NET string sizes).
+const MAX_MEMORY: usize = 1_048_576;
+const MIN_OBJECT_SIZE: usize = 24;
+const STRING_OVERHEAD: usize = 26;
+
+fn string_bytes(s: &str) -> usize {
+    STRING_OVERHEAD + 2 * s.encode_utf16().count()
 }
 
-/// Evaluates `expr` against `host`.
+/// The runner's `EvaluationMemory`: bytes of results held per tree level; finishing a
+/// primitive result releases what deeper levels held.
+#[derive(Default)]
+struct Memory {
+    levels: Vec<usize>,
+    total: usize,
+}
+
+impl Memory {
+    fn add(&mut self, level: usize, bytes: usize, trim: bool) -> bool {
+        if trim {
+            while self.levels.len() > level + 1 {
+                let released = self.levels.pop().unwrap_or(0);
+                self.total -= released;
+            }
+        }
+        if self.levels.len() <= level {
+            self.levels.resize(level + 1, 0);
+        }
+        self.levels[level] += bytes;
+        self.total += bytes;
+        self.total <= MAX_MEMORY
+    }
+}
+
+struct Evaluator<'h, 'e> {
+    host: &'h dyn Host,
+    root: &'e Expr,
+    level: std::cell::Cell<usize>,
+    memory: std::cell::RefCell<Memory>,
+}
+
+/// Evaluates `expr` against `host`. Every context the expression names must exist, even in a
+/// branch that short-circuiting skips (the runner rejects unknown names before evaluating).
 pub(crate) fn evaluate(expr: &Expr, host: &dyn Host) -> Result<Value, EvalError> {
-    Evaluator { host }.eval(expr).map(Val::into_value)
+    let mut unknown = None;
+    expr.walk(&mut |e| {
+        if let ExprKind::Context(name) = &e.kind
+            && unknown.is_none()
+            && host.context(name).is_none()
+        {
+            unknown = Some(EvalError::UnknownContext {
+                name: name.clone(),
+                span: e.span,
+            });
+        }
+    });
+    if let Some(err) = unknown {
+        return Err(err);
+    }
+    let evaluator = Evaluator {
+        host,
+        root: expr,
+        level: std::cell::Cell::new(0),
+        memory: std::cell::RefCell::new(Memory::default()),
+    };
+    evaluator.eval(expr).map(Val::into_value)
 }
 
 fn function_error(span: Span, message: impl Into<String>) -> EvalError {
@@ -206,8 +265,62 @@ fn function_error(span: Span, message: impl Into<String>) -> EvalError {
     }
 }
 
-impl<'h> Evaluator<'h> {
+fn memory_error(expr: &Expr) -> EvalError {
+    function_error(
+        expr.span,
+        format!(
+            "The maximum allowed memory size was exceeded while evaluating the following expression: {expr}"
+        ),
+    )
+}
+
+impl<'h> Evaluator<'h, '_> {
     fn eval(&self, expr: &Expr) -> Result<Val<'h>, EvalError> {
+        let level = self.level.get();
+        self.level.set(level + 1);
+        let result = self.eval_core(expr, level);
+        self.level.set(level);
+        let result = result?;
+        self.account(level, &result)?;
+        Ok(result)
+    }
+
+    /// Counts a result the way the runner's `ExpressionNode.Evaluate` does.
+    fn account(&self, level: usize, result: &Val<'h>) -> Result<(), EvalError> {
+        let mut memory = self.memory.borrow_mut();
+        let ok = match result {
+            Val::Own(v) => match &**v {
+                Value::String(s) => memory.add(level, string_bytes(s), true),
+                Value::Array(_) | Value::Object(_) => memory.add(level, MIN_OBJECT_SIZE, false),
+                _ => memory.add(level, MIN_OBJECT_SIZE, true),
+            },
+            Val::Filtered(items) => memory.add(level, MIN_OBJECT_SIZE + 8 * items.len(), false),
+            // Context data: the wrapper object, plus the converted value for primitives.
+            Val::Ref(v) => {
+                memory.add(level, MIN_OBJECT_SIZE, false)
+                    && match v {
+                        Value::String(s) => memory.add(level, string_bytes(s), false),
+                        Value::Array(_) | Value::Object(_) => true,
+                        _ => memory.add(level, MIN_OBJECT_SIZE, false),
+                    }
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(memory_error(self.root))
+        }
+    }
+
+    /// A function's own result may not exceed the limit either (the runner's `MemoryCounter`).
+    fn checked_string(expr: &Expr, s: String) -> Result<Val<'h>, EvalError> {
+        if string_bytes(&s) > MAX_MEMORY {
+            return Err(memory_error(expr));
+        }
+        Ok(Val::own(Value::String(s)))
+    }
+
+    fn eval_core(&self, expr: &Expr, level: usize) -> Result<Val<'h>, EvalError> {
         Ok(match &expr.kind {
             ExprKind::Null => Val::own(Value::Null),
             ExprKind::Bool(b) => Val::own(Value::Bool(*b)),
@@ -222,19 +335,27 @@ impl<'h> Evaluator<'h> {
                     });
                 }
             },
-            ExprKind::Index { target, index } => {
-                let target = self.eval(target)?;
-                match index {
-                    Index::Wildcard { .. } => wildcard(&target),
+            ExprKind::Index {
+                target: target_expr,
+                index,
+            } => {
+                let exact = matches!(&target_expr.kind, ExprKind::Context(name) if self.host.case_sensitive(name));
+                let target = self.eval(target_expr)?;
+                let key = match index {
+                    Index::Wildcard { .. } => return Ok(wildcard(&target)),
                     Index::Property(name) => {
                         let key = Val::own(Value::String(name.clone()));
-                        index_value(&target, &key)
+                        self.account(level + 1, &key)?;
+                        key
                     }
-                    Index::Expr(e) => {
-                        let key = self.eval(e)?;
-                        index_value(&target, &key)
-                    }
+                    Index::Expr(e) => self.eval(e)?,
+                };
+                if exact && let Val::Ref(Value::Object(map)) = &target {
+                    return Ok(string_index(&key)
+                        .and_then(|k| map.get(&k))
+                        .map_or_else(|| Val::own(Value::Null), Val::Ref));
                 }
+                index_value(&target, &key)
             }
             ExprKind::Not(e) => Val::own(Value::Bool(!self.eval(e)?.is_truthy())),
             ExprKind::Compare { op, left, right } => {
@@ -270,7 +391,19 @@ impl<'h> Evaluator<'h> {
                 }
                 last
             }
-            ExprKind::Call { function, args, .. } => self.call(*function, args, expr.span)?,
+            ExprKind::Call { function, args, .. } => match function {
+                Function::Format | Function::Join | Function::ToJson => {
+                    match self.call(*function, args, expr.span)? {
+                        Val::Own(v) => match Rc::try_unwrap(v) {
+                            Ok(Value::String(s)) => Self::checked_string(expr, s)?,
+                            Ok(other) => Val::own(other),
+                            Err(rc) => Val::Own(rc),
+                        },
+                        other => other,
+                    }
+                }
+                _ => self.call(*function, args, expr.span)?,
+            },
         })
     }
 
@@ -292,15 +425,15 @@ impl<'h> Evaluator<'h> {
                         contains_ignore_case(&l.to_display_string(), &r.to_display_string())
                     }));
                 }
-                if let View::Array(items) = left.view() {
-                    if items.len() > 0 {
-                        let right = arg(1)?;
-                        let found = match items {
-                            Items::Values(vs) => vs.iter().any(|v| loose_eq(&right, &Val::Ref(v))),
-                            Items::Vals(vs) => vs.iter().any(|v| loose_eq(&right, v)),
-                        };
-                        return boolean(found);
-                    }
+                if let View::Array(items) = left.view()
+                    && items.len() > 0
+                {
+                    let right = arg(1)?;
+                    let found = match items {
+                        Items::Values(vs) => vs.iter().any(|v| loose_eq(&right, &Val::Ref(v))),
+                        Items::Vals(vs) => vs.iter().any(|v| loose_eq(&right, v)),
+                    };
+                    return boolean(found);
                 }
                 boolean(false)
             }
@@ -694,10 +827,10 @@ fn index_value<'h>(target: &Val<'h>, key: &Val<'_>) -> Val<'h> {
         Val::Filtered(items) => {
             let mut out = Vec::new();
             for item in items.iter() {
-                if matches!(item.view(), View::Array(_) | View::Object) {
-                    if let Some(v) = child(item, key) {
-                        out.push(v);
-                    }
+                if matches!(item.view(), View::Array(_) | View::Object)
+                    && let Some(v) = child(item, key)
+                {
+                    out.push(v);
                 }
             }
             Val::Filtered(Rc::new(out))

@@ -42,6 +42,17 @@ pub struct ParseError {
     pub offset: usize,
 }
 
+impl ParseError {
+    /// The 1-based line and column of the error inside `source` (the string that was parsed),
+    /// for sources that span several lines (YAML block scalars).
+    pub fn line_and_column(&self, source: &str) -> (usize, usize) {
+        let before = source.get(..self.offset).unwrap_or(source);
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |p| p + 1);
+        (line, before[line_start..].chars().count() + 1)
+    }
+}
+
 /// An error while evaluating a parsed expression.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EvalError {
@@ -85,6 +96,11 @@ pub trait Host {
     fn hash_files(&self, patterns: &[String]) -> Result<String, String>;
     /// The value of a status function for the step being evaluated.
     fn status(&self, function: StatusFunction) -> bool;
+    /// Whether property names of the named context match case-sensitively. The runner keeps
+    /// `env` case-sensitive except on Windows (`env.path` is not `env.PATH` on Linux).
+    fn case_sensitive(&self, context: &str) -> bool {
+        !cfg!(windows) && context.eq_ignore_ascii_case("env")
+    }
 }
 
 /// A string that may contain `${{ expr }}` / `$<< expr >>` parts.

@@ -12,7 +12,7 @@ pub const MAX_LENGTH: usize = 21_000;
 /// Recursion guard: nested parentheses, brackets, calls and `!`. Trees this deep already
 /// exceed [`MAX_DEPTH`] unless they are only redundant parentheses, which the runner would
 /// accept; we refuse them to keep the parser's stack small.
-const MAX_NESTING: usize = 200;
+const MAX_NESTING: usize = 100;
 
 /// Builds a [`ParseError`] at byte `offset` of `src`.
 pub(crate) fn error_at(src: &str, offset: usize, message: impl Into<String>) -> ParseError {
@@ -51,11 +51,12 @@ pub(crate) fn parse_expression(src: &str) -> Result<Expr, ParseError> {
         nesting: 0,
     };
     if p.peek().kind == Tok::Eof {
-        return Err(error_at(
-            src,
-            src.len(),
-            "expected an expression but found end of expression",
-        ));
+        // The runner evaluates an empty expression to null (templates reject `${{ }}`).
+        let at = src.len() - src.trim_start().len();
+        return Ok(Expr {
+            kind: ExprKind::Null,
+            span: Span { start: at, end: at },
+        });
     }
     let expr = p.parse_or()?;
     let tok = p.peek().clone();

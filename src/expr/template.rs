@@ -56,10 +56,22 @@ pub(crate) fn parse_template(source: &str) -> Result<Template, ParseError> {
     let mut parts: Vec<TemplatePart> = Vec::new();
     let mut literal = String::new();
     let mut i = 0;
+    // Cached next position of each opener (`usize::MAX`: none left).
+    let mut next_at: [Option<usize>; 2] = [None, None];
     while i < source.len() {
-        let next = OPENERS
+        // Each opener's next position is searched again only once we have passed it, so long
+        // templates with many parts stay linear.
+        for (slot, (open, _)) in next_at.iter_mut().zip(OPENERS) {
+            if slot.is_none_or(|p| p < i) {
+                *slot = Some(source[i..].find(open).map_or(usize::MAX, |p| i + p));
+            }
+        }
+        let next = next_at
             .iter()
-            .filter_map(|(open, close)| source[i..].find(open).map(|p| (i + p, *open, *close)))
+            .zip(OPENERS)
+            .filter_map(|(p, (open, close))| {
+                p.filter(|&p| p != usize::MAX).map(|p| (p, open, close))
+            })
             .min_by_key(|(p, _, _)| *p);
         let Some((start, open, close)) = next else {
             literal.push_str(&source[i..]);
