@@ -20,11 +20,13 @@ pub mod commands;
 mod contexts;
 mod error;
 pub mod git;
+mod job;
 pub mod mask;
 pub mod process;
 mod report;
 mod runner;
 pub mod shell;
+mod step_io;
 
 pub use action::{ActionContext, ActionError, ActionHandler, ActionRegistry, JobInfo, LogLevel};
 pub use contexts::{Contexts, JobState};
