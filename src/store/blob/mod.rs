@@ -1,8 +1,15 @@
 //! Archive blobs named by the sha256 of their bytes. The [`BlobStore`] trait, the local-directory
 //! implementation, and small wrappers.
 
+mod local;
+mod verify;
+
 use std::io::{Read, Write};
 use std::path::PathBuf;
+
+use crate::clock::EpochMillis;
+pub use local::LocalBlobStore;
+pub use verify::{DigestWriter, VerifyingReader};
 
 /// Errors from a blob store. Every I/O error names its path.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +36,20 @@ pub enum BlobError {
         /// What the bytes actually hash to.
         actual: String,
     },
+    /// A digest that is not 64 lowercase hex characters (never turned into a path).
+    #[error("invalid blob digest {digest:?}: expected 64 lowercase hex characters")]
+    InvalidDigest {
+        /// The rejected digest.
+        digest: String,
+    },
+}
+
+/// Whether `digest` is a well-formed lowercase hex sha256.
+pub fn is_valid_digest(digest: &str) -> bool {
+    digest.len() == 64
+        && digest
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// A blob that has been durably stored.
@@ -60,4 +81,16 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     fn delete(&self, digest: &str) -> Result<(), BlobError>;
     /// Every stored digest (for `verify` and orphan removal).
     fn list(&self) -> Result<Vec<BlobInfo>, BlobError>;
+    /// When the blob was last written, if the store can tell; `Ok(None)` for a missing blob or a
+    /// store without timestamps. Orphan removal spares recently written blobs, whose row may be
+    /// about to be committed.
+    fn modified_at(&self, digest: &str) -> Result<Option<EpochMillis>, BlobError> {
+        let _ = digest;
+        Ok(None)
+    }
+    /// Removes leftovers of interrupted writes older than `older_than`; returns how many.
+    fn remove_stale_temp(&self, older_than: EpochMillis) -> Result<usize, BlobError> {
+        let _ = older_than;
+        Ok(0)
+    }
 }

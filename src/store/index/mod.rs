@@ -1,10 +1,1305 @@
 //! The cache index: diesel models and queries over SQLite and PostgreSQL through one code path,
 //! with `schema.sql` applied as a versioned migration. Holds no archive bytes.
 //!
-//! CONTRACT (sketch the cache issue builds out; extend, don't rename):
-//! - `Index::open(url, clock)` with `sqlite://PATH` or `postgres://...`.
-//! - `Index::lookup(&LookupQuery) -> Option<(Entry, MatchKind)>`: per scope in order, exact key then
+//! CONTRACT (other modules code against these names; extend, don't rename):
+//! - [`Index::open`]`(url, clock)` with `sqlite://PATH` or `postgres://...`.
+//! - [`Index::lookup`]`(&LookupQuery) -> Option<LookupHit>`: per scope in order, exact key then
 //!   newest prefix match of the primary key, then each restore key (exact, newest prefix); keys
 //!   compared case-insensitively; prefix matching as an index range scan.
-//! - `Index::reserve(NewEntry) -> Reserved | AlreadyExists`, `commit(id, blob)`, `abort(id)`.
-//! - `record_event`, `list`, `delete`, `stats`, `evict(policy)`.
+//! - [`Index::reserve`]`(&NewEntry) -> Reserved(id) | AlreadyExists`, [`Index::commit`]`(id, blob)`,
+//!   [`Index::abort`]`(id)`.
+//! - [`Index::record_event`], [`Index::list`], [`Index::get`], [`Index::find_by_key`],
+//!   [`Index::delete`], [`Index::stats`], [`Index::evict`], [`Index::referenced_digests`].
+//!
+//! The API is synchronous; async callers wrap it in `spawn_blocking`.
+
+mod conn;
+mod policy;
+mod prefix;
+mod schema;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::dsl::{count_star, sql};
+use diesel::prelude::*;
+use diesel::r2d2::{Pool, PooledConnection};
+use diesel::result::DatabaseErrorKind;
+use diesel::sql_types::BigInt;
+
+use crate::clock::{Clock, EpochMillis};
+use crate::store::blob::BlobInfo;
+pub use conn::AnyConnection;
+use conn::{Manager, Target, write_tx};
+pub use policy::{
+    DEFAULT_MAX_SIZE_BYTES, DEFAULT_RESERVATION_TTL_MS, DEFAULT_TTL_DAYS, EvictionPolicy,
+    parse_size,
+};
+pub use prefix::prefix_upper_bound;
+use schema::{cache_entries, cache_events};
+
+/// Errors from the index. Database errors name the operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// The store URL is not one we understand.
+    #[error("invalid cache database URL {url}: {reason}")]
+    InvalidUrl {
+        /// The URL, password hidden.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Connecting to the database failed.
+    #[error("cannot open cache database {url}: {source}")]
+    Connect {
+        /// The URL, password hidden.
+        url: String,
+        /// The underlying error.
+        source: diesel::ConnectionError,
+    },
+    /// No pooled connection became available.
+    #[error("cache database {url}: {source}")]
+    Pool {
+        /// The URL, password hidden.
+        url: String,
+        /// The underlying error.
+        source: diesel::r2d2::PoolError,
+    },
+    /// A query failed.
+    #[error("cache index {operation} failed: {source}")]
+    Query {
+        /// What we were doing.
+        operation: &'static str,
+        /// The underlying error.
+        source: diesel::result::Error,
+    },
+    /// Applying a schema migration failed.
+    #[error("applying cache index schema version {version} failed: {source}")]
+    Migration {
+        /// The migration's version.
+        version: i64,
+        /// The underlying error.
+        source: diesel::result::Error,
+    },
+    /// The database was migrated by a newer runner.
+    #[error(
+        "cache index schema version {found} is newer than this runner supports ({supported}); upgrade runner"
+    )]
+    SchemaTooNew {
+        /// The version found in the database.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// `commit`/`abort` of an id that is not an open reservation (unknown, committed already, or
+    /// taken over after it went stale).
+    #[error("cache entry {id} is not an open reservation")]
+    NotReserved {
+        /// The reservation id.
+        id: String,
+    },
+    /// A key the database cannot store.
+    #[error("invalid cache key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A value out of the range the index stores.
+    #[error("{field} value {value} is out of range")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// The value.
+        value: u64,
+    },
+    /// A stored row does not make sense (edited by hand, or a bug).
+    #[error("cache index row {id} is corrupt: {field}: {reason}")]
+    CorruptRow {
+        /// The row id.
+        id: String,
+        /// The column.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A setting (environment variable) has a bad value.
+    #[error("{name}={value:?}: {reason}")]
+    InvalidSetting {
+        /// The variable name.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Which database an index lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Whether an entry's bytes are in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryState {
+    /// A save is in progress; invisible to lookups.
+    Reserved,
+    /// The blob is durable; visible to lookups.
+    Committed,
+}
+
+impl EntryState {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryState::Reserved => "reserved",
+            EntryState::Committed => "committed",
+        }
+    }
+}
+
+const RESERVED: &str = "reserved";
+const COMMITTED: &str = "committed";
+
+/// One cache entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Application-generated id (uuid v7).
+    pub id: String,
+    /// The repository (`owner/name`) that owns it.
+    pub repository: String,
+    /// The git ref that wrote it (`refs/heads/main`).
+    pub scope: String,
+    /// The key as saved (original case).
+    pub key: String,
+    /// The cache version (hash of paths and compression).
+    pub version: String,
+    /// The `path` lines it was saved with.
+    pub paths: Vec<String>,
+    /// Compression method (`zstd-without-long`, `gzip`).
+    pub compression: String,
+    /// The blob's sha256; `None` while reserved.
+    pub blob_digest: Option<String>,
+    /// Archive size in bytes (0 while reserved).
+    pub size_bytes: u64,
+    /// Reserved or committed.
+    pub state: EntryState,
+    /// When it was committed (when reserved, for a reservation).
+    pub created_at: EpochMillis,
+    /// The last lookup that returned it.
+    pub last_accessed_at: EpochMillis,
+    /// How many lookups returned it.
+    pub access_count: u64,
+    /// The run that saved it, if known.
+    pub created_by_run: Option<String>,
+}
+
+/// What a save wants to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEntry {
+    /// The repository.
+    pub repository: String,
+    /// The scope (git ref) to write to.
+    pub scope: String,
+    /// The primary key.
+    pub key: String,
+    /// The cache version.
+    pub version: String,
+    /// The `path` lines.
+    pub paths: Vec<String>,
+    /// Compression method.
+    pub compression: String,
+    /// The run saving it, if known.
+    pub created_by_run: Option<String>,
+}
+
+/// The outcome of [`Index::reserve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// The caller owns the new row with this id and must `commit` or `abort` it.
+    Reserved(String),
+    /// An entry (committed, or a live reservation) already has this identity.
+    AlreadyExists,
+}
+
+/// A restore lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupQuery {
+    /// The repository.
+    pub repository: String,
+    /// Readable scopes, most specific first.
+    pub scopes: Vec<String>,
+    /// The primary key, then the restore keys, in order.
+    pub keys: Vec<String>,
+    /// The cache version; matched exactly.
+    pub version: String,
+}
+
+/// A lookup result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupHit {
+    /// The entry found (access time and count already updated).
+    pub entry: Entry,
+    /// The entry's key as stored (`cache-matched-key`).
+    pub matched_key: String,
+    /// True only for a case-insensitive exact match of the primary key (`cache-hit`).
+    pub exact: bool,
+}
+
+/// Kinds of metrics events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EventKind {
+    /// Exact primary-key hit.
+    HitExact,
+    /// Restore-key or prefix hit.
+    HitPartial,
+    /// Nothing found.
+    Miss,
+    /// An entry was saved.
+    Save,
+    /// A save was skipped (exact hit, or already being created).
+    Skip,
+    /// An entry was evicted.
+    Evict,
+    /// A restore or save failed.
+    Error,
+}
+
+impl EventKind {
+    /// Every kind, in stored order.
+    pub const ALL: [EventKind; 7] = [
+        EventKind::HitExact,
+        EventKind::HitPartial,
+        EventKind::Miss,
+        EventKind::Save,
+        EventKind::Skip,
+        EventKind::Evict,
+        EventKind::Error,
+    ];
+
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::HitExact => "hit_exact",
+            EventKind::HitPartial => "hit_partial",
+            EventKind::Miss => "miss",
+            EventKind::Save => "save",
+            EventKind::Skip => "skip",
+            EventKind::Evict => "evict",
+            EventKind::Error => "error",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// A metrics event to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The repository.
+    pub repository: String,
+    /// The scope involved.
+    pub scope: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// The primary key of the step.
+    pub key: String,
+    /// The key of the entry restored, for hits.
+    pub matched_key: Option<String>,
+    /// Bytes restored or saved.
+    pub bytes: Option<u64>,
+    /// How long it took.
+    pub duration_ms: Option<u64>,
+}
+
+/// A recorded event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// When, in epoch milliseconds.
+    pub at: EpochMillis,
+    /// The rest, as recorded.
+    pub event: NewEvent,
+}
+
+/// How `list` sorts (always descending: newest, most recently used, largest first).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ListSort {
+    /// By creation time.
+    #[default]
+    Created,
+    /// By last access.
+    LastUsed,
+    /// By size.
+    Size,
+}
+
+/// Filters for `list`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only keys starting with this (case-insensitive).
+    pub key_prefix: Option<String>,
+    /// Only this scope.
+    pub scope: Option<String>,
+    /// Only this repository.
+    pub repository: Option<String>,
+    /// Sort order.
+    pub sort: ListSort,
+    /// At most this many entries.
+    pub limit: Option<usize>,
+    /// Include reservations (saves in progress).
+    pub include_reserved: bool,
+}
+
+/// Hits for one key in [`Stats::top_keys`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyHits {
+    /// The matched key.
+    pub key: String,
+    /// Hits (exact and partial) in the window.
+    pub hits: u64,
+}
+
+/// Store statistics: current content, and events since a time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// Committed entries.
+    pub entries: u64,
+    /// Their total size.
+    pub total_size_bytes: u64,
+    /// Open reservations.
+    pub reserved: u64,
+    /// Events per kind in the window.
+    pub events: BTreeMap<EventKind, u64>,
+    /// Hits / (hits + misses) in the window, 0 without lookups.
+    pub hit_rate: f64,
+    /// Bytes restored by hits in the window.
+    pub bytes_restored: u64,
+    /// Bytes saved in the window.
+    pub bytes_saved: u64,
+    /// Most-hit keys in the window, most hits first.
+    pub top_keys: Vec<KeyHits>,
+}
+
+impl Stats {
+    /// Events of one kind in the window.
+    pub fn count(&self, kind: EventKind) -> u64 {
+        self.events.get(&kind).copied().unwrap_or(0)
+    }
+}
+
+/// One column of the live schema.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ColumnDescription {
+    /// Column name.
+    pub name: String,
+    /// Declared type, uppercase (`TEXT`, `BIGINT`).
+    pub sql_type: String,
+    /// Whether NULL is refused.
+    pub not_null: bool,
+}
+
+/// One secondary index of the live schema.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IndexDescription {
+    /// The table.
+    pub table: String,
+    /// Indexed columns in order.
+    pub columns: Vec<String>,
+    /// Whether it is unique.
+    pub unique: bool,
+}
+
+/// The live schema (tables other than `schema_migrations`, and named indexes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchemaDescription {
+    /// Columns per table, in declaration order.
+    pub tables: BTreeMap<String, Vec<ColumnDescription>>,
+    /// Indexes by name (primary keys excluded).
+    pub indexes: BTreeMap<String, IndexDescription>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = cache_entries)]
+struct EntryRow {
+    id: String,
+    repository: String,
+    scope: String,
+    key: String,
+    key_lower: String,
+    version: String,
+    paths: String,
+    compression: String,
+    blob_digest: Option<String>,
+    size_bytes: i64,
+    state: String,
+    created_at: i64,
+    last_accessed_at: i64,
+    access_count: i64,
+    created_by_run: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = cache_events)]
+struct EventRow {
+    id: String,
+    at: i64,
+    repository: String,
+    scope: String,
+    kind: String,
+    key: String,
+    matched_key: Option<String>,
+    bytes: Option<i64>,
+    duration_ms: Option<i64>,
+}
+
+impl EntryRow {
+    fn into_entry(self) -> Result<Entry, IndexError> {
+        let corrupt = |field: &'static str, reason: String| IndexError::CorruptRow {
+            id: self.id.clone(),
+            field,
+            reason,
+        };
+        let paths: Vec<String> =
+            serde_json::from_str(&self.paths).map_err(|e| corrupt("paths", e.to_string()))?;
+        let state = match self.state.as_str() {
+            RESERVED => EntryState::Reserved,
+            COMMITTED => EntryState::Committed,
+            other => return Err(corrupt("state", format!("unknown state {other:?}"))),
+        };
+        let size_bytes = u64::try_from(self.size_bytes)
+            .map_err(|_| corrupt("size_bytes", format!("negative: {}", self.size_bytes)))?;
+        let access_count = u64::try_from(self.access_count)
+            .map_err(|_| corrupt("access_count", format!("negative: {}", self.access_count)))?;
+        Ok(Entry {
+            id: self.id,
+            repository: self.repository,
+            scope: self.scope,
+            key: self.key,
+            version: self.version,
+            paths,
+            compression: self.compression,
+            blob_digest: self.blob_digest,
+            size_bytes,
+            state,
+            created_at: self.created_at,
+            last_accessed_at: self.last_accessed_at,
+            access_count,
+            created_by_run: self.created_by_run,
+        })
+    }
+}
+
+fn to_i64(field: &'static str, value: u64) -> Result<i64, IndexError> {
+    i64::try_from(value).map_err(|_| IndexError::OutOfRange { field, value })
+}
+
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// The lowercase form keys are matched by. Unicode-aware, like JavaScript's `toLowerCase`.
+pub fn key_lower(key: &str) -> String {
+    key.to_lowercase()
+}
+
+fn check_key(key: &str) -> Result<(), IndexError> {
+    if key.is_empty() {
+        return Err(IndexError::InvalidKey {
+            key: key.to_string(),
+            reason: "empty",
+        });
+    }
+    if key.contains('\0') {
+        return Err(IndexError::InvalidKey {
+            key: key.to_string(),
+            reason: "contains a NUL character",
+        });
+    }
+    Ok(())
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// A handle on the index database: a connection pool plus the injected clock. Cheap to share by
+/// reference across threads.
+pub struct Index {
+    pool: Pool<Manager>,
+    clock: Arc<dyn Clock>,
+    backend: Backend,
+    url: String,
+    reservation_ttl_ms: i64,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("url", &self.url)
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+type Conn = PooledConnection<Manager>;
+
+fn q(operation: &'static str) -> impl Fn(diesel::result::Error) -> IndexError {
+    move |source| IndexError::Query { operation, source }
+}
+
+impl Index {
+    /// Opens (creating and migrating if needed) the index at `url`: `sqlite://PATH` or
+    /// `postgres://...`. The clock stamps every write and drives eviction.
+    pub fn open(url: &str, clock: Arc<dyn Clock>) -> Result<Self, IndexError> {
+        let target = Target::parse(url)?;
+        let display = target.display();
+        let backend = match &target {
+            Target::Sqlite(path) => {
+                conn::ensure_parent(path)?;
+                Backend::Sqlite
+            }
+            Target::Postgres(_) => Backend::Postgres,
+        };
+        let manager = Manager { target };
+        // One direct connection first: a wrong URL fails now with the real error instead of a
+        // pool timeout, and it runs the migrations.
+        let mut first = manager.open().map_err(|source| IndexError::Connect {
+            url: display.clone(),
+            source,
+        })?;
+        conn::migrate(&mut first, clock.now_millis())?;
+        drop(first);
+        let pool = Pool::builder()
+            .max_size(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 8,
+            })
+            .min_idle(Some(0))
+            // A SQLite file connection does not go stale; a server connection may.
+            .test_on_check_out(backend == Backend::Postgres)
+            .connection_timeout(Duration::from_secs(30))
+            .build_unchecked(manager);
+        Ok(Self {
+            pool,
+            clock,
+            backend,
+            url: display,
+            reservation_ttl_ms: DEFAULT_RESERVATION_TTL_MS,
+        })
+    }
+
+    /// Which backend this index uses.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The URL it was opened with, password hidden.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The injected clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Sets after how long an uncommitted reservation may be taken over by another saver.
+    pub fn set_reservation_ttl(&mut self, ttl_ms: i64) {
+        self.reservation_ttl_ms = ttl_ms;
+    }
+
+    fn conn(&self) -> Result<Conn, IndexError> {
+        self.pool.get().map_err(|source| IndexError::Pool {
+            url: self.url.clone(),
+            source,
+        })
+    }
+
+    /// Finds the entry a restore should use, and marks it used. See the module docs for the
+    /// order. Empty keys are ignored.
+    pub fn lookup(&self, query: &LookupQuery) -> Result<Option<LookupHit>, IndexError> {
+        let mut conn = self.conn()?;
+        self.lookup_on(&mut conn, query)
+    }
+
+    fn lookup_on(
+        &self,
+        conn: &mut AnyConnection,
+        query: &LookupQuery,
+    ) -> Result<Option<LookupHit>, IndexError> {
+        use cache_entries::dsl as e;
+        const OP: &str = "lookup";
+        let keys: Vec<(usize, String)> = query
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| !k.is_empty())
+            .map(|(i, k)| (i, key_lower(k)))
+            .collect();
+        for scope in &query.scopes {
+            for (position, lower) in &keys {
+                let base = || search_query(query, scope);
+                let exact: Option<String> = base()
+                    .filter(e::key_lower.eq(lower))
+                    .first(conn)
+                    .optional()
+                    .map_err(q(OP))?;
+                if let Some(id) = exact
+                    && let Some(hit) = self.touch(conn, &id, *position == 0)?
+                {
+                    return Ok(Some(hit));
+                }
+                let mut prefixed = base().filter(e::key_lower.gt(lower));
+                if let Some(upper) = prefix_upper_bound(lower) {
+                    prefixed = prefixed.filter(e::key_lower.lt(upper));
+                }
+                let newest: Option<String> = prefixed
+                    .order((e::created_at.desc(), e::id.desc()))
+                    .first(conn)
+                    .optional()
+                    .map_err(q(OP))?;
+                if let Some(id) = newest
+                    && let Some(hit) = self.touch(conn, &id, false)?
+                {
+                    return Ok(Some(hit));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Marks a found row used; `None` if it vanished meanwhile (deleted or evicted).
+    fn touch(
+        &self,
+        conn: &mut AnyConnection,
+        id: &str,
+        exact: bool,
+    ) -> Result<Option<LookupHit>, IndexError> {
+        use cache_entries::dsl as e;
+        let now = self.clock.now_millis();
+        let updated = diesel::update(e::cache_entries.filter(e::id.eq(id)))
+            .filter(e::state.eq(COMMITTED))
+            .set((
+                e::last_accessed_at.eq(now),
+                e::access_count.eq(e::access_count + 1),
+            ))
+            .returning(cache_entries::all_columns)
+            .get_result::<EntryRow>(conn)
+            .optional()
+            .map_err(q("lookup"))?;
+        let Some(row) = updated else {
+            return Ok(None);
+        };
+        let entry = row.into_entry()?;
+        Ok(Some(LookupHit {
+            matched_key: entry.key.clone(),
+            entry,
+            exact,
+        }))
+    }
+
+    /// Reserves the identity (repository, scope, lower(key), version) for a save. A reservation
+    /// older than the reservation TTL is taken over (it gets a new id, so its old owner's commit
+    /// fails with [`IndexError::NotReserved`]).
+    pub fn reserve(&self, new: &NewEntry) -> Result<Reservation, IndexError> {
+        use cache_entries::dsl as e;
+        const OP: &str = "reserve";
+        check_key(&new.key)?;
+        let now = self.clock.now_millis();
+        let paths = serde_json::to_string(&new.paths).map_err(|err| IndexError::CorruptRow {
+            id: String::new(),
+            field: "paths",
+            reason: err.to_string(),
+        })?;
+        let lower = key_lower(&new.key);
+        let row = EntryRow {
+            id: new_id(),
+            repository: new.repository.clone(),
+            scope: new.scope.clone(),
+            key: new.key.clone(),
+            key_lower: lower.clone(),
+            version: new.version.clone(),
+            paths: paths.clone(),
+            compression: new.compression.clone(),
+            blob_digest: None,
+            size_bytes: 0,
+            state: RESERVED.to_string(),
+            created_at: now,
+            last_accessed_at: now,
+            access_count: 0,
+            created_by_run: new.created_by_run.clone(),
+        };
+        let mut conn = self.conn()?;
+        match diesel::insert_into(e::cache_entries)
+            .values(&row)
+            .execute(&mut conn)
+        {
+            Ok(_) => return Ok(Reservation::Reserved(row.id)),
+            Err(diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {}
+            Err(source) => {
+                return Err(IndexError::Query {
+                    operation: OP,
+                    source,
+                });
+            }
+        }
+        // Someone holds the identity. Take it over only if it is an abandoned reservation; the
+        // conditions in WHERE make this a compare-and-set, so two takers cannot both win.
+        let id = new_id();
+        let taken = diesel::update(e::cache_entries)
+            .filter(e::repository.eq(&new.repository))
+            .filter(e::version.eq(&new.version))
+            .filter(e::scope.eq(&new.scope))
+            .filter(e::key_lower.eq(&lower))
+            .filter(e::state.eq(RESERVED))
+            .filter(e::created_at.lt(now.saturating_sub(self.reservation_ttl_ms)))
+            .set((
+                e::id.eq(&id),
+                e::key.eq(&new.key),
+                e::paths.eq(&paths),
+                e::compression.eq(&new.compression),
+                e::created_at.eq(now),
+                e::last_accessed_at.eq(now),
+                e::created_by_run.eq(&new.created_by_run),
+            ))
+            .execute(&mut conn)
+            .map_err(q(OP))?;
+        Ok(if taken == 1 {
+            Reservation::Reserved(id)
+        } else {
+            Reservation::AlreadyExists
+        })
+    }
+
+    /// Makes a reservation visible, pointing at a blob that is already durable. Its creation
+    /// time becomes now, so "newest" means newest visible.
+    pub fn commit(&self, id: &str, blob: &BlobInfo) -> Result<Entry, IndexError> {
+        use cache_entries::dsl as e;
+        let now = self.clock.now_millis();
+        let size = to_i64("size_bytes", blob.size)?;
+        let mut conn = self.conn()?;
+        let row: Option<EntryRow> = diesel::update(e::cache_entries.filter(e::id.eq(id)))
+            .filter(e::state.eq(RESERVED))
+            .set((
+                e::state.eq(COMMITTED),
+                e::blob_digest.eq(&blob.digest),
+                e::size_bytes.eq(size),
+                e::created_at.eq(now),
+                e::last_accessed_at.eq(now),
+            ))
+            .returning(cache_entries::all_columns)
+            .get_result(&mut conn)
+            .optional()
+            .map_err(q("commit"))?;
+        match row {
+            Some(row) => row.into_entry(),
+            None => Err(IndexError::NotReserved { id: id.to_string() }),
+        }
+    }
+
+    /// Drops a reservation (the save failed). Returns whether it was still open.
+    pub fn abort(&self, id: &str) -> Result<bool, IndexError> {
+        use cache_entries::dsl as e;
+        let mut conn = self.conn()?;
+        let n = diesel::delete(e::cache_entries.filter(e::id.eq(id)))
+            .filter(e::state.eq(RESERVED))
+            .execute(&mut conn)
+            .map_err(q("abort"))?;
+        Ok(n == 1)
+    }
+
+    /// Records a metrics event stamped with the clock.
+    pub fn record_event(&self, event: &NewEvent) -> Result<(), IndexError> {
+        let row = event_row(event, self.clock.now_millis())?;
+        let mut conn = self.conn()?;
+        diesel::insert_into(cache_events::table)
+            .values(&row)
+            .execute(&mut conn)
+            .map_err(q("record event"))?;
+        Ok(())
+    }
+
+    /// Events at or after `since`, oldest first (for tests and exports).
+    pub fn events(&self, since: EpochMillis) -> Result<Vec<Event>, IndexError> {
+        use cache_events::dsl as v;
+        let mut conn = self.conn()?;
+        let rows: Vec<EventRow> = v::cache_events
+            .filter(v::at.ge(since))
+            .order((v::at.asc(), v::id.asc()))
+            .select(EventRow::as_select())
+            .load(&mut conn)
+            .map_err(q("list events"))?;
+        rows.into_iter()
+            .map(|r| {
+                let kind = EventKind::parse(&r.kind).ok_or_else(|| IndexError::CorruptRow {
+                    id: r.id.clone(),
+                    field: "kind",
+                    reason: format!("unknown event kind {:?}", r.kind),
+                })?;
+                Ok(Event {
+                    at: r.at,
+                    event: NewEvent {
+                        repository: r.repository,
+                        scope: r.scope,
+                        kind,
+                        key: r.key,
+                        matched_key: r.matched_key,
+                        bytes: r.bytes.map(to_u64),
+                        duration_ms: r.duration_ms.map(to_u64),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Entries matching `filter`, sorted and limited.
+    pub fn list(&self, filter: &ListFilter) -> Result<Vec<Entry>, IndexError> {
+        use cache_entries::dsl as e;
+        let mut query = e::cache_entries.select(EntryRow::as_select()).into_boxed();
+        if !filter.include_reserved {
+            query = query.filter(e::state.eq(COMMITTED));
+        }
+        if let Some(repository) = &filter.repository {
+            query = query.filter(e::repository.eq(repository.clone()));
+        }
+        if let Some(scope) = &filter.scope {
+            query = query.filter(e::scope.eq(scope.clone()));
+        }
+        if let Some(prefix) = filter.key_prefix.as_deref().filter(|p| !p.is_empty()) {
+            let lower = key_lower(prefix);
+            if let Some(upper) = prefix_upper_bound(&lower) {
+                query = query.filter(e::key_lower.lt(upper));
+            }
+            query = query.filter(e::key_lower.ge(lower));
+        }
+        query = match filter.sort {
+            ListSort::Created => query.order((e::created_at.desc(), e::id.desc())),
+            ListSort::LastUsed => query.order((e::last_accessed_at.desc(), e::id.desc())),
+            ListSort::Size => query.order((e::size_bytes.desc(), e::id.desc())),
+        };
+        if let Some(limit) = filter.limit {
+            query = query.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        let mut conn = self.conn()?;
+        let rows = query.load(&mut conn).map_err(q("list"))?;
+        rows.into_iter().map(EntryRow::into_entry).collect()
+    }
+
+    /// The entry with this id, in any state.
+    pub fn get(&self, id: &str) -> Result<Option<Entry>, IndexError> {
+        use cache_entries::dsl as e;
+        let mut conn = self.conn()?;
+        let row = e::cache_entries
+            .filter(e::id.eq(id))
+            .select(EntryRow::as_select())
+            .first(&mut conn)
+            .optional()
+            .map_err(q("get"))?;
+        row.map(EntryRow::into_entry).transpose()
+    }
+
+    /// Committed entries whose key equals `key` (case-insensitive), optionally limited to a
+    /// repository and scope; newest first. Several versions or scopes may share a key.
+    pub fn find_by_key(
+        &self,
+        repository: Option<&str>,
+        scope: Option<&str>,
+        key: &str,
+    ) -> Result<Vec<Entry>, IndexError> {
+        use cache_entries::dsl as e;
+        let mut query = e::cache_entries
+            .select(EntryRow::as_select())
+            .filter(e::key_lower.eq(key_lower(key)))
+            .filter(e::state.eq(COMMITTED))
+            .into_boxed();
+        if let Some(repository) = repository {
+            query = query.filter(e::repository.eq(repository.to_string()));
+        }
+        if let Some(scope) = scope {
+            query = query.filter(e::scope.eq(scope.to_string()));
+        }
+        let mut conn = self.conn()?;
+        let rows = query
+            .order((e::created_at.desc(), e::id.desc()))
+            .load(&mut conn)
+            .map_err(q("find by key"))?;
+        rows.into_iter().map(EntryRow::into_entry).collect()
+    }
+
+    /// Committed entries whose blob is `digest` (blobs are shared by identical archives).
+    pub fn find_by_digest(&self, digest: &str) -> Result<Vec<Entry>, IndexError> {
+        use cache_entries::dsl as e;
+        let mut conn = self.conn()?;
+        let rows = e::cache_entries
+            .filter(e::blob_digest.eq(digest))
+            .select(EntryRow::as_select())
+            .load(&mut conn)
+            .map_err(q("find by digest"))?;
+        rows.into_iter().map(EntryRow::into_entry).collect()
+    }
+
+    /// Deletes an entry (any state); returns it if it existed. The blob is the caller's business
+    /// (it may be shared): see [`crate::store::Store::delete`].
+    pub fn delete(&self, id: &str) -> Result<Option<Entry>, IndexError> {
+        use cache_entries::dsl as e;
+        let mut conn = self.conn()?;
+        let row: Option<EntryRow> = diesel::delete(e::cache_entries.filter(e::id.eq(id)))
+            .returning(cache_entries::all_columns)
+            .get_result(&mut conn)
+            .optional()
+            .map_err(q("delete"))?;
+        row.map(EntryRow::into_entry).transpose()
+    }
+
+    /// Whether any row (committed or not) still points at `digest`.
+    pub fn is_referenced(&self, digest: &str) -> Result<bool, IndexError> {
+        use cache_entries::dsl as e;
+        let mut conn = self.conn()?;
+        let n: i64 = e::cache_entries
+            .filter(e::blob_digest.eq(digest))
+            .count()
+            .get_result(&mut conn)
+            .map_err(q("check blob reference"))?;
+        Ok(n > 0)
+    }
+
+    /// Every blob digest a row points at.
+    pub fn referenced_digests(&self) -> Result<BTreeSet<String>, IndexError> {
+        use cache_entries::dsl as e;
+        let mut conn = self.conn()?;
+        let digests: Vec<Option<String>> = e::cache_entries
+            .filter(e::blob_digest.is_not_null())
+            .select(e::blob_digest)
+            .distinct()
+            .load(&mut conn)
+            .map_err(q("list blob references"))?;
+        Ok(digests.into_iter().flatten().collect())
+    }
+
+    /// Current content, plus events at or after `since`, optionally for one repository.
+    pub fn stats(&self, since: EpochMillis, repository: Option<&str>) -> Result<Stats, IndexError> {
+        use cache_entries::dsl as e;
+        use cache_events::dsl as v;
+        const OP: &str = "stats";
+        const TOP_KEYS: i64 = 10;
+        // SUM over BIGINT is NUMERIC on PostgreSQL; cast back so both backends give a BIGINT.
+        let sum_size = || sql::<BigInt>("CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT)");
+        let sum_bytes = || sql::<BigInt>("CAST(COALESCE(SUM(bytes), 0) AS BIGINT)");
+        let mut conn = self.conn()?;
+
+        let mut entries = e::cache_entries
+            .group_by(e::state)
+            .select((e::state, count_star(), sum_size()))
+            .into_boxed();
+        if let Some(repository) = repository {
+            entries = entries.filter(e::repository.eq(repository.to_string()));
+        }
+        let by_state: Vec<(String, i64, i64)> = entries.load(&mut conn).map_err(q(OP))?;
+        let mut stats = Stats::default();
+        for (state, count, size) in by_state {
+            match state.as_str() {
+                COMMITTED => {
+                    stats.entries = to_u64(count);
+                    stats.total_size_bytes = to_u64(size);
+                }
+                _ => stats.reserved += to_u64(count),
+            }
+        }
+
+        let mut events = v::cache_events
+            .filter(v::at.ge(since))
+            .group_by(v::kind)
+            .select((v::kind, count_star(), sum_bytes()))
+            .into_boxed();
+        if let Some(repository) = repository {
+            events = events.filter(v::repository.eq(repository.to_string()));
+        }
+        let by_kind: Vec<(String, i64, i64)> = events.load(&mut conn).map_err(q(OP))?;
+        for (kind, count, bytes) in by_kind {
+            let Some(kind) = EventKind::parse(&kind) else {
+                continue;
+            };
+            stats.events.insert(kind, to_u64(count));
+            match kind {
+                EventKind::HitExact | EventKind::HitPartial => {
+                    stats.bytes_restored += to_u64(bytes)
+                }
+                EventKind::Save => stats.bytes_saved += to_u64(bytes),
+                _ => {}
+            }
+        }
+        let hits = stats.count(EventKind::HitExact) + stats.count(EventKind::HitPartial);
+        let lookups = hits + stats.count(EventKind::Miss);
+        stats.hit_rate = if lookups == 0 {
+            0.0
+        } else {
+            hits as f64 / lookups as f64
+        };
+
+        let mut top = v::cache_events
+            .filter(v::at.ge(since))
+            .filter(
+                v::kind
+                    .eq(EventKind::HitExact.as_str())
+                    .or(v::kind.eq(EventKind::HitPartial.as_str())),
+            )
+            .filter(v::matched_key.is_not_null())
+            .group_by(v::matched_key)
+            .select((v::matched_key, count_star()))
+            .order((count_star().desc(), v::matched_key.asc()))
+            .limit(TOP_KEYS)
+            .into_boxed();
+        if let Some(repository) = repository {
+            top = top.filter(v::repository.eq(repository.to_string()));
+        }
+        let top: Vec<(Option<String>, i64)> = top.load(&mut conn).map_err(q(OP))?;
+        stats.top_keys = top
+            .into_iter()
+            .filter_map(|(key, hits)| {
+                key.map(|key| KeyHits {
+                    key,
+                    hits: to_u64(hits),
+                })
+            })
+            .collect();
+        Ok(stats)
+    }
+
+    /// Applies the eviction policy: abandoned reservations, entries unused for `ttl_days`, then
+    /// least-recently-used entries until each repository fits its size budget. Returns what was
+    /// (or, with `dry_run`, would be) removed; records an `evict` event per removed entry. Blobs
+    /// are the caller's business: see [`crate::store::Store::evict`].
+    pub fn evict(&self, policy: &EvictionPolicy) -> Result<Vec<Entry>, IndexError> {
+        use cache_entries::dsl as e;
+        const OP: &str = "evict";
+        let now = self.clock.now_millis();
+        let mut conn = self.conn()?;
+        write_tx(&mut conn, OP, |conn| {
+            let mut doomed: Vec<EntryRow> = e::cache_entries
+                .filter(e::state.eq(RESERVED))
+                .filter(e::created_at.lt(now.saturating_sub(policy.reservation_ttl_ms)))
+                .select(EntryRow::as_select())
+                .order((e::created_at.asc(), e::id.asc()))
+                .load(conn)
+                .map_err(q(OP))?;
+            doomed.extend(
+                e::cache_entries
+                    .filter(e::state.eq(COMMITTED))
+                    .filter(e::last_accessed_at.lt(now.saturating_sub(policy.ttl_millis())))
+                    .select(EntryRow::as_select())
+                    .order((e::last_accessed_at.asc(), e::id.asc()))
+                    .load(conn)
+                    .map_err(q(OP))?,
+            );
+            let aged: BTreeSet<String> = doomed.iter().map(|r| r.id.clone()).collect();
+
+            let budget = i64::try_from(policy.max_size_bytes).unwrap_or(i64::MAX);
+            let sum_size = sql::<BigInt>("CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT)");
+            let totals: Vec<(String, i64)> = e::cache_entries
+                .filter(e::state.eq(COMMITTED))
+                .group_by(e::repository)
+                .select((e::repository, sum_size))
+                .load(conn)
+                .map_err(q(OP))?;
+            for (repository, mut total) in totals {
+                total -= doomed
+                    .iter()
+                    .filter(|r| r.repository == repository && r.state == COMMITTED)
+                    .map(|r| r.size_bytes)
+                    .sum::<i64>();
+                if total <= budget {
+                    continue;
+                }
+                let lru: Vec<EntryRow> = e::cache_entries
+                    .filter(e::repository.eq(&repository))
+                    .filter(e::state.eq(COMMITTED))
+                    .select(EntryRow::as_select())
+                    .order((e::last_accessed_at.asc(), e::created_at.asc(), e::id.asc()))
+                    .load(conn)
+                    .map_err(q(OP))?;
+                for row in lru {
+                    if total <= budget {
+                        break;
+                    }
+                    if aged.contains(&row.id) {
+                        continue;
+                    }
+                    total -= row.size_bytes;
+                    doomed.push(row);
+                }
+            }
+
+            if !policy.dry_run {
+                for row in &doomed {
+                    diesel::delete(e::cache_entries.filter(e::id.eq(&row.id)))
+                        .execute(conn)
+                        .map_err(q(OP))?;
+                    if row.state == COMMITTED {
+                        let event = NewEvent {
+                            repository: row.repository.clone(),
+                            scope: row.scope.clone(),
+                            kind: EventKind::Evict,
+                            key: row.key.clone(),
+                            matched_key: None,
+                            bytes: Some(to_u64(row.size_bytes)),
+                            duration_ms: None,
+                        };
+                        diesel::insert_into(cache_events::table)
+                            .values(event_row(&event, now)?)
+                            .execute(conn)
+                            .map_err(q(OP))?;
+                    }
+                }
+            }
+            doomed.into_iter().map(EntryRow::into_entry).collect()
+        })
+    }
+
+    /// SQLite's `PRAGMA integrity_check` (`["ok"]` when healthy); `None` on PostgreSQL, which has
+    /// no built-in equivalent. Run through the index because the file's "C" collation is only
+    /// known to runner's connections.
+    pub fn integrity_check(&self) -> Result<Option<Vec<String>>, IndexError> {
+        #[derive(QueryableByName)]
+        struct Check {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            integrity_check: String,
+        }
+        let mut conn = self.conn()?;
+        match &mut *conn {
+            AnyConnection::Sqlite(c) => {
+                let rows: Vec<Check> = diesel::sql_query("PRAGMA integrity_check")
+                    .load(c)
+                    .map_err(q("integrity check"))?;
+                Ok(Some(rows.into_iter().map(|r| r.integrity_check).collect()))
+            }
+            AnyConnection::Postgres(_) => Ok(None),
+        }
+    }
+
+    /// The live schema as the database reports it (for the schema test and `cache verify`).
+    pub fn describe_schema(&self) -> Result<SchemaDescription, IndexError> {
+        let mut conn = self.conn()?;
+        introspect::describe(&mut conn)
+    }
+}
+
+/// The committed entries of one (repository, version, scope), selecting only `id`: every
+/// column the lookup filters, orders or returns is in the covering index cache_entries_newest,
+/// so SQLite searches it without visiting table rows; `touch` then reads the one row found.
+fn search_query<'a>(
+    query: &'a LookupQuery,
+    scope: &'a str,
+) -> cache_entries::BoxedQuery<'a, conn::MultiBackend, diesel::sql_types::Text> {
+    use cache_entries::dsl as e;
+    e::cache_entries
+        .filter(e::repository.eq(&query.repository))
+        .filter(e::version.eq(&query.version))
+        .filter(e::scope.eq(scope))
+        .filter(e::state.eq(COMMITTED))
+        .select(e::id)
+        .into_boxed()
+}
+
+fn event_row(event: &NewEvent, at: EpochMillis) -> Result<EventRow, IndexError> {
+    Ok(EventRow {
+        id: new_id(),
+        at,
+        repository: event.repository.clone(),
+        scope: event.scope.clone(),
+        kind: event.kind.as_str().to_string(),
+        key: event.key.clone(),
+        matched_key: event.matched_key.clone(),
+        bytes: event.bytes.map(|b| to_i64("bytes", b)).transpose()?,
+        duration_ms: event
+            .duration_ms
+            .map(|d| to_i64("duration_ms", d))
+            .transpose()?,
+    })
+}
+
+/// Column names per table as diesel knows them (to compare with [`Index::describe_schema`]).
+pub fn diesel_columns() -> Vec<(&'static str, Vec<&'static str>)> {
+    schema::diesel_columns()
+}
+
+mod introspect;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(QueryableByName)]
+    struct PlanRow {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+
+    /// The prefix search must be a range scan answered from the covering index alone: no table
+    /// scan, no table row visits, no LIKE.
+    #[test]
+    fn prefix_search_is_an_index_only_range_scan_on_sqlite() -> Result<(), IndexError> {
+        let dir = tempfile::tempdir().map_err(|source| IndexError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        let url = format!("sqlite://{}", dir.path().join("i.sqlite").display());
+        let index = Index::open(&url, Arc::new(crate::clock::ManualClock::new(0)))?;
+        let query = LookupQuery {
+            repository: "o/r".into(),
+            scopes: vec!["refs/heads/main".into()],
+            keys: vec!["npm-".into()],
+            version: "v".into(),
+        };
+        // Record the SQL the real lookup sends.
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let mut conn = index.conn()?;
+        let sink = Arc::clone(&seen);
+        conn.set_instrumentation(move |event: diesel::connection::InstrumentationEvent<'_>| {
+            if let diesel::connection::InstrumentationEvent::StartQuery { query, .. } = event
+                && let Ok(mut seen) = sink.lock()
+            {
+                seen.push(query.to_string());
+            }
+        });
+        assert_eq!(index.lookup_on(&mut conn, &query)?, None);
+        let statements = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        let sql = statements
+            .iter()
+            .find(|s| s.contains("ORDER BY"))
+            .map(|s| s.split(" -- binds:").next().unwrap_or_default().to_string())
+            .unwrap_or_default();
+        assert!(sql.contains("key_lower"), "{statements:?}");
+        assert!(!sql.to_ascii_uppercase().contains("LIKE"), "{sql}");
+        let plan: Vec<PlanRow> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+            .load(&mut *conn)
+            .map_err(q("explain"))?;
+        let plan: Vec<String> = plan.into_iter().map(|r| r.detail).collect();
+        assert!(
+            plan.iter()
+                .any(|d| d.contains("USING COVERING INDEX cache_entries_newest")
+                    && d.contains("key_lower>? AND key_lower<?")),
+            "{sql}\n{plan:?}"
+        );
+        assert!(!plan.iter().any(|d| d.starts_with("SCAN")), "{plan:?}");
+        Ok(())
+    }
+}

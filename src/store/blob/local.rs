@@ -1,0 +1,219 @@
+//! Blobs as files in a local directory: `blobs-v1/ab/abcdef…` (two-hex-digit shards), temporary
+//! files in `blobs-v1/tmp/` on the same file system so the final rename is atomic.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use tempfile::NamedTempFile;
+
+use super::verify::{DigestWriter, VerifyingReader};
+use super::{BlobError, BlobInfo, BlobStore, BlobWriter, is_valid_digest};
+use crate::clock::EpochMillis;
+
+/// The layout directory; bump the version if the layout changes.
+pub const LAYOUT_DIR: &str = "blobs-v1";
+
+/// Content-addressed blobs in a directory.
+#[derive(Debug, Clone)]
+pub struct LocalBlobStore {
+    root: PathBuf,
+    tmp: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
+    move |source| BlobError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl LocalBlobStore {
+    /// Opens (creating) the store under `dir`; blobs go to `dir/blobs-v1/`.
+    pub fn new(dir: impl AsRef<Path>) -> Result<Self, BlobError> {
+        let root = dir.as_ref().join(LAYOUT_DIR);
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        Ok(Self { root, tmp })
+    }
+
+    /// The layout directory (`dir/blobs-v1`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the blob with this digest lives.
+    pub fn path_of(&self, digest: &str) -> Result<PathBuf, BlobError> {
+        if !is_valid_digest(digest) {
+            return Err(BlobError::InvalidDigest {
+                digest: digest.to_string(),
+            });
+        }
+        Ok(self.root.join(&digest[..2]).join(digest))
+    }
+}
+
+/// A blob being written to a temporary file.
+struct LocalWriter {
+    out: DigestWriter<BufWriter<NamedTempFile>>,
+    store: LocalBlobStore,
+}
+
+impl Write for LocalWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl BlobWriter for LocalWriter {
+    fn finish(self: Box<Self>) -> Result<BlobInfo, BlobError> {
+        let LocalWriter { out, store } = *self;
+        let (digest, size, buffered) = out.finish();
+        let tmp_path = store.tmp.clone();
+        let temp = buffered.into_inner().map_err(|e| BlobError::Io {
+            path: tmp_path.clone(),
+            source: e.into_error(),
+        })?;
+        // Data on disk before the name points at it, so a crash never exposes a short blob.
+        temp.as_file().sync_all().map_err(io_err(temp.path()))?;
+        let dest = store.path_of(&digest)?;
+        let shard = dest
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| store.root.clone());
+        fs::create_dir_all(&shard).map_err(io_err(&shard))?;
+        // Replacing an existing blob of the same digest is harmless (same bytes) and refreshes
+        // its mtime, which protects it from orphan removal until its row is committed.
+        temp.persist(&dest).map_err(|e| BlobError::Io {
+            path: dest.clone(),
+            source: e.error,
+        })?;
+        // The rename is durable only once the directory entry is.
+        File::open(&shard)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&shard))?;
+        Ok(BlobInfo { digest, size })
+    }
+}
+
+fn mtime_millis(meta: &fs::Metadata) -> Option<EpochMillis> {
+    let since = meta.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
+    i64::try_from(since.as_millis()).ok()
+}
+
+impl BlobStore for LocalBlobStore {
+    fn writer(&self) -> Result<Box<dyn BlobWriter>, BlobError> {
+        let temp = tempfile::Builder::new()
+            .prefix("blob-")
+            .suffix(".partial")
+            .tempfile_in(&self.tmp)
+            .map_err(io_err(&self.tmp))?;
+        Ok(Box::new(LocalWriter {
+            out: DigestWriter::new(BufWriter::with_capacity(256 * 1024, temp)),
+            store: self.clone(),
+        }))
+    }
+
+    fn open(&self, digest: &str) -> Result<Box<dyn Read + Send>, BlobError> {
+        let path = self.path_of(digest)?;
+        match File::open(&path) {
+            Ok(file) => Ok(Box::new(VerifyingReader::new(
+                io::BufReader::with_capacity(256 * 1024, file),
+                digest,
+            ))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(BlobError::NotFound {
+                digest: digest.to_string(),
+            }),
+            Err(source) => Err(BlobError::Io { path, source }),
+        }
+    }
+
+    fn contains(&self, digest: &str) -> Result<bool, BlobError> {
+        let path = self.path_of(digest)?;
+        match fs::metadata(&path) {
+            Ok(meta) => Ok(meta.is_file()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(BlobError::Io { path, source }),
+        }
+    }
+
+    fn delete(&self, digest: &str) -> Result<(), BlobError> {
+        let path = self.path_of(digest)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(BlobError::Io { path, source }),
+        }
+    }
+
+    fn list(&self) -> Result<Vec<BlobInfo>, BlobError> {
+        let mut out = Vec::new();
+        for shard in fs::read_dir(&self.root).map_err(io_err(&self.root))? {
+            let shard = shard.map_err(io_err(&self.root))?;
+            let shard_name = shard.file_name();
+            let Some(shard_name) = shard_name.to_str() else {
+                continue;
+            };
+            // Only two-hex-digit shard directories; `tmp/` and stray files are not blobs.
+            if shard_name.len() != 2 || !shard_name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            let shard_path = shard.path();
+            for file in fs::read_dir(&shard_path).map_err(io_err(&shard_path))? {
+                let file = file.map_err(io_err(&shard_path))?;
+                let name = file.file_name();
+                let Some(name) = name.to_str() else {
+                    continue;
+                };
+                if !is_valid_digest(name) || !name.starts_with(shard_name) {
+                    continue;
+                }
+                let path = file.path();
+                let meta = file.metadata().map_err(io_err(&path))?;
+                if meta.is_file() {
+                    out.push(BlobInfo {
+                        digest: name.to_string(),
+                        size: meta.len(),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(out)
+    }
+
+    fn modified_at(&self, digest: &str) -> Result<Option<EpochMillis>, BlobError> {
+        let path = self.path_of(digest)?;
+        match fs::metadata(&path) {
+            Ok(meta) => Ok(mtime_millis(&meta)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(BlobError::Io { path, source }),
+        }
+    }
+
+    fn remove_stale_temp(&self, older_than: EpochMillis) -> Result<usize, BlobError> {
+        let mut removed = 0;
+        for file in fs::read_dir(&self.tmp).map_err(io_err(&self.tmp))? {
+            let file = file.map_err(io_err(&self.tmp))?;
+            let path = file.path();
+            let meta = match file.metadata() {
+                Ok(meta) => meta,
+                // Finished (renamed) by its writer meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(BlobError::Io { path, source }),
+            };
+            if meta.is_file() && mtime_millis(&meta).is_some_and(|t| t < older_than) {
+                match fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(BlobError::Io { path, source }),
+                }
+            }
+        }
+        Ok(removed)
+    }
+}

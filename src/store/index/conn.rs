@@ -1,0 +1,313 @@
+//! Connections: the backend enum, the r2d2 manager that opens and configures them, write
+//! transactions that do not deadlock on SQLite, and the versioned migration runner.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use diesel::r2d2::R2D2Connection;
+
+use super::IndexError;
+
+/// One connection type over both backends, so every query is written once.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    /// A PostgreSQL server.
+    Postgres(diesel::PgConnection),
+    /// A SQLite file.
+    Sqlite(diesel::SqliteConnection),
+}
+
+/// How long a SQLite writer waits for another process's write lock before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Migrations in order; version 1 is the canonical DDL. A later change appends a delta here and
+/// updates `schema.sql`, and the schema test proves the deltas lead to `schema.sql`.
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../schema.sql"))];
+
+/// The database a URL names.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// `sqlite://PATH`.
+    Sqlite(PathBuf),
+    /// `postgres://...` or `postgresql://...`, passed to libpq as is.
+    Postgres(String),
+}
+
+impl Target {
+    /// Parses a store URL.
+    pub(crate) fn parse(url: &str) -> Result<Self, IndexError> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(IndexError::InvalidUrl {
+                    url: url.to_string(),
+                    reason: "missing file path after sqlite://".into(),
+                });
+            }
+            return Ok(Target::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Target::Postgres(url.to_string()));
+        }
+        Err(IndexError::InvalidUrl {
+            url: redact(url),
+            reason: "expected sqlite://PATH or postgres://...".into(),
+        })
+    }
+
+    /// The URL with any password hidden, for messages.
+    pub(crate) fn display(&self) -> String {
+        match self {
+            Target::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Target::Postgres(url) => redact(url),
+        }
+    }
+}
+
+/// Hides the password of `scheme://user:password@host/...`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &authority[..colon],
+            &rest[at..]
+        ),
+        _ => url.to_string(),
+    }
+}
+
+/// Opens and configures connections for the pool.
+#[derive(Debug)]
+pub(crate) struct Manager {
+    pub(crate) target: Target,
+}
+
+impl Manager {
+    /// Opens one configured connection.
+    pub(crate) fn open(&self) -> Result<AnyConnection, diesel::ConnectionError> {
+        match &self.target {
+            Target::Sqlite(path) => {
+                let path = path.to_str().ok_or_else(|| {
+                    diesel::ConnectionError::InvalidConnectionUrl(format!(
+                        "{}: SQLite path is not valid UTF-8",
+                        path.display()
+                    ))
+                })?;
+                let mut conn = diesel::SqliteConnection::establish(path)?;
+                // The busy timeout first: any later statement may need a lock another process
+                // holds (for instance while it switches a fresh file to WAL).
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                    SQLITE_BUSY_TIMEOUT.as_millis()
+                ))
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                // schema.sql declares key_lower COLLATE "C"; bytewise order is what SQLite's
+                // BINARY does and what the prefix range scan needs.
+                register_c_collation(&mut conn)
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+            Target::Postgres(url) => Ok(AnyConnection::Postgres(diesel::PgConnection::establish(
+                url,
+            )?)),
+        }
+    }
+}
+
+/// Registers the bytewise "C" collation and proves its direction with a query: diesel 2.3 hands
+/// the callback its operands in swapped order, and a future fix must not silently invert every
+/// range scan.
+fn register_c_collation(conn: &mut diesel::SqliteConnection) -> QueryResult<()> {
+    use diesel::sql_types::Integer;
+    conn.register_collation("C", |a: &str, b: &str| a.as_bytes().cmp(b.as_bytes()))?;
+    let probe = || {
+        diesel::select(diesel::dsl::sql::<Integer>(
+            "CASE WHEN 'a' < 'b' COLLATE \"C\" THEN 1 ELSE 0 END",
+        ))
+    };
+    if probe().get_result::<i32>(conn)? == 1 {
+        return Ok(());
+    }
+    conn.register_collation("C", |a: &str, b: &str| b.as_bytes().cmp(a.as_bytes()))?;
+    if probe().get_result::<i32>(conn)? == 1 {
+        Ok(())
+    } else {
+        Err(diesel::result::Error::QueryBuilderError(
+            "SQLite collation \"C\" does not order 'a' before 'b'".into(),
+        ))
+    }
+}
+
+impl diesel::r2d2::ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<AnyConnection, Self::Error> {
+        self.open().map_err(diesel::r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), Self::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+/// Creates the directory that will hold a SQLite file.
+pub(crate) fn ensure_parent(path: &Path) -> Result<(), IndexError> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(|source| IndexError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Runs `f` in a write transaction. On SQLite it is `BEGIN IMMEDIATE`, so the write lock is taken
+/// up front and waits on the busy timeout, instead of a deferred read lock failing to upgrade
+/// with SQLITE_BUSY while another process writes.
+pub(crate) fn write_tx<T>(
+    conn: &mut AnyConnection,
+    operation: &'static str,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T, IndexError>,
+) -> Result<T, IndexError> {
+    let begun = match conn {
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c),
+    };
+    begun.map_err(|source| IndexError::Query { operation, source })?;
+    match f(conn) {
+        Ok(value) => {
+            <AnyConnection as Connection>::TransactionManager::commit_transaction(conn)
+                .map_err(|source| IndexError::Query { operation, source })?;
+            Ok(value)
+        }
+        Err(err) => {
+            // The original error matters more than a failed rollback; a broken connection is
+            // dropped by the pool.
+            let _ = <AnyConnection as Connection>::TransactionManager::rollback_transaction(conn);
+            Err(err)
+        }
+    }
+}
+
+diesel::table! {
+    schema_migrations (version) {
+        version -> BigInt,
+        applied_at -> BigInt,
+    }
+}
+
+/// Brings the schema up to the newest migration. Safe when several processes open a fresh store
+/// at once: SQLite serialises them on the write lock, PostgreSQL on an advisory lock.
+pub(crate) fn migrate(conn: &mut AnyConnection, now: i64) -> Result<i64, IndexError> {
+    const OP: &str = "migrate";
+    let q = |source| IndexError::Query {
+        operation: OP,
+        source,
+    };
+    if let AnyConnection::Sqlite(c) = conn {
+        // Persistent in the file; readers then never block the writer.
+        c.batch_execute("PRAGMA journal_mode = WAL;").map_err(q)?;
+    }
+    write_tx(conn, OP, |conn| {
+        if let AnyConnection::Postgres(c) = conn {
+            // Arbitrary constant: "runner" in ASCII.
+            diesel::sql_query("SELECT pg_advisory_xact_lock(125762000108914)")
+                .execute(c)
+                .map_err(q)?;
+        }
+        conn.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (\
+             version BIGINT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .map_err(q)?;
+        let current: Option<i64> = schema_migrations::table
+            .select(diesel::dsl::max(schema_migrations::version))
+            .first(conn)
+            .map_err(q)?;
+        let current = current.unwrap_or(0);
+        let newest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        if current > newest {
+            return Err(IndexError::SchemaTooNew {
+                found: current,
+                supported: newest,
+            });
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            conn.batch_execute(sql)
+                .map_err(|source| IndexError::Migration {
+                    version: *version,
+                    source,
+                })?;
+            diesel::insert_into(schema_migrations::table)
+                .values((
+                    schema_migrations::version.eq(*version),
+                    schema_migrations::applied_at.eq(now),
+                ))
+                .execute(conn)
+                .map_err(q)?;
+        }
+        Ok(newest)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        let cases = [
+            (
+                "postgres://u:secret@h:5432/db",
+                "postgres://u:***@h:5432/db",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            (
+                "postgres://h/db?password=x:y@z",
+                "postgres://h/db?password=x:y@z",
+            ),
+            ("sqlite:///tmp/a:b@c", "sqlite:///tmp/a:b@c"),
+            ("nonsense", "nonsense"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn parses_urls() {
+        assert!(
+            matches!(Target::parse("sqlite:///a/b.db"), Ok(Target::Sqlite(p)) if p == Path::new("/a/b.db"))
+        );
+        assert!(
+            matches!(Target::parse("sqlite://rel.db"), Ok(Target::Sqlite(p)) if p == Path::new("rel.db"))
+        );
+        assert!(matches!(
+            Target::parse("postgresql://h/db"),
+            Ok(Target::Postgres(_))
+        ));
+        for bad in ["sqlite://", "mysql://h/db", "/plain/path", ""] {
+            assert!(
+                matches!(Target::parse(bad), Err(IndexError::InvalidUrl { .. })),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Diesel's view of `schema.sql` (kept in step with it by the schema test).
+
+diesel::table! {
+    cache_entries (id) {
+        id -> Text,
+        repository -> Text,
+        scope -> Text,
+        key -> Text,
+        key_lower -> Text,
+        version -> Text,
+        paths -> Text,
+        compression -> Text,
+        blob_digest -> Nullable<Text>,
+        size_bytes -> BigInt,
+        state -> Text,
+        created_at -> BigInt,
+        last_accessed_at -> BigInt,
+        access_count -> BigInt,
+        created_by_run -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    cache_events (id) {
+        id -> Text,
+        at -> BigInt,
+        repository -> Text,
+        scope -> Text,
+        kind -> Text,
+        key -> Text,
+        matched_key -> Nullable<Text>,
+        bytes -> Nullable<BigInt>,
+        duration_ms -> Nullable<BigInt>,
+    }
+}
+
+/// Column names per table, as diesel knows them; the schema test compares them with the live
+/// database.
+pub fn diesel_columns() -> Vec<(&'static str, Vec<&'static str>)> {
+    use diesel::Column;
+    macro_rules! names {
+        ($table:ident: $($col:ident),*) => {
+            vec![$( $table::$col::NAME ),*]
+        };
+    }
+    vec![
+        (
+            "cache_entries",
+            names!(cache_entries: id, repository, scope, key, key_lower, version, paths,
+                compression, blob_digest, size_bytes, state, created_at, last_accessed_at,
+                access_count, created_by_run),
+        ),
+        (
+            "cache_events",
+            names!(cache_events: id, at, repository, scope, kind, key, matched_key, bytes,
+                duration_ms),
+        ),
+    ]
+}

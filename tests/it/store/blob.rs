@@ -1,0 +1,196 @@
+//! The local blob store on a real directory.
+
+use std::io::{Read, Write};
+
+use runner::store::blob::{BlobError, BlobStore, LocalBlobStore};
+use sha2::{Digest, Sha256};
+
+fn sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn put(store: &LocalBlobStore, bytes: &[u8]) -> runner::store::blob::BlobInfo {
+    let mut w = store.writer().expect("writer");
+    // Several writes, as an archiver streams.
+    for chunk in bytes.chunks(7) {
+        w.write_all(chunk).expect("write");
+    }
+    w.finish().expect("finish")
+}
+
+fn read_all(store: &LocalBlobStore, digest: &str) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    store.open(digest).expect("open").read_to_end(&mut out)?;
+    Ok(out)
+}
+
+fn tmp_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("blobs-v1/tmp"))
+        .expect("tmp dir")
+        .count()
+}
+
+#[test]
+fn blobs_are_named_by_sha256_and_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalBlobStore::new(dir.path()).expect("store");
+    let cases: &[&[u8]] = &[b"", b"hello", &[0u8; 300_000], "ünïcödé".as_bytes()];
+    for bytes in cases {
+        let info = put(&store, bytes);
+        assert_eq!(
+            (info.digest.clone(), info.size),
+            (sha(bytes), bytes.len() as u64)
+        );
+        let path = dir
+            .path()
+            .join("blobs-v1")
+            .join(&info.digest[..2])
+            .join(&info.digest);
+        assert_eq!(
+            std::fs::read(&path).expect("blob file"),
+            *bytes,
+            "layout blobs-v1/ab/abcd.."
+        );
+        assert_eq!(read_all(&store, &info.digest).expect("read"), *bytes);
+        assert!(store.contains(&info.digest).expect("contains"));
+    }
+    // Identical bytes are stored once.
+    put(&store, b"hello");
+    let mut listed: Vec<String> = store
+        .list()
+        .expect("list")
+        .into_iter()
+        .map(|b| b.digest)
+        .collect();
+    let mut want: Vec<String> = cases.iter().map(|b| sha(b)).collect();
+    listed.sort();
+    want.sort();
+    assert_eq!(listed, want);
+    assert_eq!(tmp_files(dir.path()), 0);
+}
+
+#[test]
+fn an_unfinished_writer_leaves_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalBlobStore::new(dir.path()).expect("store");
+    {
+        let mut w = store.writer().expect("writer");
+        w.write_all(b"half an archive").expect("write");
+        assert_eq!(tmp_files(dir.path()), 1);
+    }
+    assert_eq!(tmp_files(dir.path()), 0);
+    assert!(store.list().expect("list").is_empty());
+    assert!(!store.contains(&sha(b"half an archive")).expect("contains"));
+}
+
+#[test]
+fn altered_bytes_fail_at_end_of_stream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalBlobStore::new(dir.path()).expect("store");
+    let original = b"the archive bytes".to_vec();
+    let cases: &[(&str, &[u8])] = &[
+        ("flipped byte", b"the archive bytez"),
+        ("truncated", b"the archive"),
+        ("extended", b"the archive bytes!"),
+        ("emptied", b""),
+    ];
+    for (name, altered) in cases {
+        let info = put(&store, &original);
+        let path = dir
+            .path()
+            .join("blobs-v1")
+            .join(&info.digest[..2])
+            .join(&info.digest);
+        std::fs::write(&path, altered).expect("tamper");
+        let err = read_all(&store, &info.digest).expect_err(name);
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{name}");
+        let inner = err.get_ref().and_then(|e| e.downcast_ref::<BlobError>());
+        assert!(
+            matches!(inner, Some(BlobError::DigestMismatch { digest, actual }) if *digest == info.digest && *actual == sha(altered)),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn bad_digests_are_refused_and_missing_ones_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalBlobStore::new(dir.path()).expect("store");
+    let bad = [
+        "",
+        "../../etc/passwd",
+        &"A".repeat(64),
+        &"a".repeat(63),
+        &format!("{}/", "a".repeat(63)),
+    ];
+    for digest in bad {
+        assert!(
+            matches!(store.open(digest), Err(BlobError::InvalidDigest { .. })),
+            "{digest:?}"
+        );
+        assert!(
+            matches!(store.contains(digest), Err(BlobError::InvalidDigest { .. })),
+            "{digest:?}"
+        );
+        assert!(
+            matches!(store.delete(digest), Err(BlobError::InvalidDigest { .. })),
+            "{digest:?}"
+        );
+    }
+    let missing = "0".repeat(64);
+    assert!(matches!(
+        store.open(&missing),
+        Err(BlobError::NotFound { .. })
+    ));
+    assert!(!store.contains(&missing).expect("contains"));
+    store
+        .delete(&missing)
+        .expect("deleting a missing blob is fine");
+}
+
+#[test]
+fn list_ignores_what_is_not_a_blob() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalBlobStore::new(dir.path()).expect("store");
+    let info = put(&store, b"real");
+    let root = dir.path().join("blobs-v1");
+    crate::support::write_tree(
+        &root,
+        &[
+            ("README", "x"),
+            ("zz/zz00", "x"),
+            (&format!("{}/{}", &info.digest[..2], "short"), "x"),
+            (&format!("ff/{}", "0".repeat(64)), "wrong shard"),
+        ],
+    );
+    let mut w = store.writer().expect("writer");
+    w.write_all(b"in progress").expect("write");
+    let listed: Vec<String> = store
+        .list()
+        .expect("list")
+        .into_iter()
+        .map(|b| b.digest)
+        .collect();
+    assert_eq!(listed, vec![info.digest]);
+    drop(w);
+}
+
+#[test]
+fn stale_temp_files_are_removed_fresh_ones_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalBlobStore::new(dir.path()).expect("store");
+    let tmp = dir.path().join("blobs-v1/tmp");
+    for name in ["old.partial", "new.partial"] {
+        std::fs::write(tmp.join(name), b"x").expect("write");
+    }
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(tmp.join("old.partial"))
+        .and_then(|f| f.set_modified(hour_ago))
+        .expect("set mtime");
+    let now = runner::clock::Clock::now_millis(&runner::clock::SystemClock);
+    assert_eq!(store.remove_stale_temp(now - 60_000).expect("remove"), 1);
+    assert!(!tmp.join("old.partial").exists());
+    assert!(tmp.join("new.partial").exists());
+}

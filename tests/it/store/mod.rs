@@ -1,0 +1,204 @@
+//! Integration tests: store. Every index test body runs on SQLite and, when
+//! `RUNNER_TEST_POSTGRES_URL` is set, on PostgreSQL (a fresh schema per test).
+
+mod blob;
+mod concurrency;
+mod eviction;
+mod index;
+mod schema;
+mod verify;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use diesel::prelude::*;
+use runner::clock::ManualClock;
+use runner::store::Store;
+use runner::store::blob::BlobInfo;
+use runner::store::index::{Entry, Index, NewEntry, Reservation};
+
+/// 2026-01-01T00:00:00Z; tests move the clock from here.
+pub const T0: i64 = 1_767_225_600_000;
+pub const MINUTE: i64 = 60 * 1000;
+pub const DAY: i64 = 24 * 60 * MINUTE;
+
+/// A PostgreSQL schema that exists for one test and is dropped after it.
+pub struct PgSchema {
+    admin_url: String,
+    name: String,
+}
+
+impl PgSchema {
+    /// `None` (with the reason printed) when no server is configured.
+    fn create() -> Option<Self> {
+        let Ok(admin_url) = std::env::var("RUNNER_TEST_POSTGRES_URL") else {
+            eprintln!("skipping PostgreSQL variant: RUNNER_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        let name = format!("t_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = diesel::PgConnection::establish(&admin_url)
+            .unwrap_or_else(|e| panic!("RUNNER_TEST_POSTGRES_URL is set but unusable: {e}"));
+        diesel::sql_query(format!("CREATE SCHEMA {name}"))
+            .execute(&mut conn)
+            .expect("create test schema");
+        Some(Self { admin_url, name })
+    }
+
+    /// The admin URL with this schema as the search path.
+    pub fn url(&self) -> String {
+        let sep = if self.admin_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!(
+            "{}{sep}options=-csearch_path%3D{}",
+            self.admin_url, self.name
+        )
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = diesel::PgConnection::establish(&self.admin_url) {
+            let _ = diesel::sql_query(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+                .execute(&mut conn);
+        }
+    }
+}
+
+/// One store on one backend, with a manual clock.
+pub struct Harness {
+    pub store: Store,
+    pub clock: ManualClock,
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub backend: &'static str,
+    // Dropped last: the store's connections go first.
+    _pg: Option<PgSchema>,
+}
+
+impl Harness {
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("index.sqlite").display());
+        Self::build(dir, url, "sqlite", None)
+    }
+
+    pub fn postgres() -> Option<Self> {
+        let pg = PgSchema::create()?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = pg.url();
+        Some(Self::build(dir, url, "postgres", Some(pg)))
+    }
+
+    fn build(
+        dir: tempfile::TempDir,
+        url: String,
+        backend: &'static str,
+        pg: Option<PgSchema>,
+    ) -> Self {
+        let clock = ManualClock::new(T0);
+        let store = Store::open(dir.path(), Some(&url), Arc::new(clock.clone()))
+            .unwrap_or_else(|e| panic!("open {backend} store: {e}"));
+        Self {
+            store,
+            clock,
+            dir,
+            url,
+            backend,
+            _pg: pg,
+        }
+    }
+
+    pub fn index(&self) -> &Index {
+        self.store.index()
+    }
+
+    /// A new handle on the same database (another "process").
+    pub fn reopen(&self) -> Store {
+        Store::open(
+            self.dir.path(),
+            Some(&self.url),
+            Arc::new(self.clock.clone()),
+        )
+        .unwrap_or_else(|e| panic!("reopen {} store: {e}", self.backend))
+    }
+
+    pub fn blob_dir(&self) -> PathBuf {
+        self.dir.path().join("blobs-v1")
+    }
+
+    /// Saves an entry with real blob bytes; returns it committed.
+    pub fn save(&self, spec: &Spec<'_>, bytes: &[u8]) -> Entry {
+        let new = spec.new_entry();
+        let Reservation::Reserved(id) = self.index().reserve(&new).expect("reserve") else {
+            panic!("{spec:?} already exists");
+        };
+        let mut writer = self.store.blobs().writer().expect("blob writer");
+        std::io::Write::write_all(&mut writer, bytes).expect("write blob");
+        self.store.commit_blob(&id, writer).expect("commit")
+    }
+}
+
+/// Declares each function as a test run on both backends:
+/// `both_backends!(f, g)` makes `f::sqlite`, `f::postgres`, `g::sqlite`, ...
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    super::$name(&$crate::store::Harness::sqlite());
+                }
+                #[test]
+                fn postgres() {
+                    if let Some(h) = $crate::store::Harness::postgres() {
+                        super::$name(&h);
+                    }
+                }
+            }
+        )*
+    };
+}
+
+/// What an entry is, for table-driven setups.
+#[derive(Debug, Clone)]
+pub struct Spec<'a> {
+    pub repository: &'a str,
+    pub scope: &'a str,
+    pub key: &'a str,
+    pub version: &'a str,
+}
+
+impl<'a> Spec<'a> {
+    pub fn new(scope: &'a str, key: &'a str) -> Self {
+        Self {
+            repository: "octo/repo",
+            scope,
+            key,
+            version: "v1",
+        }
+    }
+
+    pub fn new_entry(&self) -> NewEntry {
+        NewEntry {
+            repository: self.repository.to_string(),
+            scope: self.scope.to_string(),
+            key: self.key.to_string(),
+            version: self.version.to_string(),
+            paths: vec!["~/.npm".to_string(), "!~/.npm/_logs".to_string()],
+            compression: "zstd-without-long".to_string(),
+            created_by_run: Some("run-1".to_string()),
+        }
+    }
+}
+
+/// A fake blob reference for index-only tests.
+pub fn blob_info(n: u64, size: u64) -> BlobInfo {
+    BlobInfo {
+        digest: format!("{n:064x}"),
+        size,
+    }
+}
