@@ -6,7 +6,19 @@
 //!   [`parse_condition`] an `if:` value (delimiters optional, implicit `success() &&`).
 //! - [`evaluate`] / [`Template::render`] against a [`Host`] that supplies contexts and the
 //!   I/O-bound functions (`hashFiles`, status functions), so this module never touches the disk.
-//! - Errors carry a 1-based character column inside the source string they were given.
+//! - Errors carry a 1-based character column inside the source string they were given
+//!   ([`ParseError::line_and_column`] for multi-line sources).
+//! - [`Expr`] is the AST root (spans on every node); its `Display` prints expression source
+//!   that parses back to the same tree ([`Expr::same_ast`]); [`Expr::contexts`] lists the
+//!   context names it reads and [`Expr::uses_status_function`] tells whether an `if:` needs
+//!   the implicit `success()` (which [`parse_condition`] already adds).
+//! - [`hash_files_options`] splits a leading `--follow-symbolic-links` off `hashFiles()`
+//!   arguments, for hosts implementing [`Host::hash_files`].
+//!
+//! Where GitHub's two evaluators disagree we follow the runner's C# one (numbers print like
+//! .NET `G15`, `0x`/`0o` only in lowercase, per-character ordinal case folding, strict
+//! `format()`, unknown contexts rejected even in short-circuited branches, a 1 MiB memory
+//! limit per evaluation).
 
 mod ast;
 mod eval;

@@ -238,7 +238,7 @@ pub fn parse_number(text: &str) -> f64 {
     if bytes.len() > 2 && bytes[0] == b'0' && bytes[1] == b'o' {
         let oct = &s[2..];
         if oct.bytes().all(|b| (b'0'..=b'7').contains(&b))
-            && let Ok(v) = u64::from_str_radix(oct, 8)
+            && let Ok(v) = u64::from_str_radix(&format!("0{}", oct.trim_start_matches('0')), 8)
             && let Ok(v) = u32::try_from(v)
         {
             #[allow(clippy::cast_possible_wrap)]
@@ -423,6 +423,8 @@ mod tests {
             ("0xffffffff", -1.0),
             ("0x000000001", 1.0),
             ("0o17", 15.0),
+            ("0o0000000000000000000000017", 15.0),
+            ("0o37777777777", -1.0),
             ("Infinity", f64::INFINITY),
             ("-Infinity", f64::NEG_INFINITY),
         ];
