@@ -8,6 +8,7 @@ use indexmap::IndexMap;
 
 use crate::expr;
 
+use super::contexts::{self, Scope};
 use super::error::{Diagnostic, WorkflowError};
 use super::model::{
     Condition, Env, Job, Located, OrExpr, Pos, RunDefaults, RunsOn, ScalarKind, Spanned, Step,
@@ -71,6 +72,7 @@ pub(crate) fn build(path: &Path, source: &str) -> Result<Workflow, WorkflowError
         source,
         errors: Vec::new(),
         warnings: Vec::new(),
+        scope: Scope::Workflow,
     };
     let root = match yaml::parse(source) {
         Ok(doc) => {
@@ -128,6 +130,8 @@ struct Cx<'a> {
     source: &'a str,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
+    /// Where expressions being parsed now are written (decides which contexts they may use).
+    scope: Scope,
 }
 
 impl Cx<'_> {
@@ -139,6 +143,14 @@ impl Cx<'_> {
     fn warn(&mut self, pos: Pos, message: impl Into<String>) {
         self.warnings
             .push(Diagnostic::new(self.path, self.source, pos, message));
+    }
+
+    /// Runs `f` with expressions checked against `scope`.
+    fn scoped<T>(&mut self, scope: Scope, f: impl FnOnce(&mut Self) -> T) -> T {
+        let outer = std::mem::replace(&mut self.scope, scope);
+        let out = f(self);
+        self.scope = outer;
+        out
     }
 
     // ----- generic shapes ------------------------------------------------------------------
@@ -229,12 +241,18 @@ impl Cx<'_> {
         };
         let pos = s.map.pos_at(&s.value, 0);
         match expr::parse_template(&raw) {
-            Ok(t) => Some(Located {
-                value: t,
-                raw,
-                pos,
-                map: s.map.clone(),
-            }),
+            Ok(t) => {
+                if let Some((offset, message)) = contexts::check_template(&t, self.scope) {
+                    self.error(s.map.pos_at(&s.value, offset), message);
+                    return None;
+                }
+                Some(Located {
+                    value: t,
+                    raw,
+                    pos,
+                    map: s.map.clone(),
+                })
+            }
             Err(e) => {
                 let at = s.map.pos_at(&s.value, e.offset);
                 self.error(at, e.message);
@@ -266,12 +284,18 @@ impl Cx<'_> {
         let raw = s.value.clone();
         let pos = s.map.pos_at(&s.value, 0);
         match expr::parse_condition(&raw) {
-            Ok(e) => Some(Located {
-                value: e,
-                raw,
-                pos,
-                map: s.map.clone(),
-            }),
+            Ok(e) => {
+                if let Some((offset, message)) = contexts::check_expr(&e, self.scope) {
+                    self.error(s.map.pos_at(&s.value, offset), message);
+                    return None;
+                }
+                Some(Located {
+                    value: e,
+                    raw,
+                    pos,
+                    map: s.map.clone(),
+                })
+            }
             Err(e) => {
                 let at = s.map.pos_at(&s.value, e.offset);
                 self.error(at, e.message);
@@ -388,7 +412,7 @@ impl Cx<'_> {
                 "run-name" => wf.run_name = self.text(v, "'run-name'"),
                 "on" => {
                     wf.events = self.events(v);
-                    wf.on = self.tree(v);
+                    wf.on = self.scoped(Scope::Unchecked, |cx| cx.tree(v));
                 }
                 "env" => wf.env = self.env(v, "'env'"),
                 "defaults" => wf.defaults = self.defaults(v),
@@ -491,6 +515,10 @@ impl Cx<'_> {
     }
 
     fn job(&mut self, id: Spanned<String>, node: &Node) -> Option<Job> {
+        self.scoped(Scope::Job, |cx| cx.job_in_scope(id, node))
+    }
+
+    fn job_in_scope(&mut self, id: Spanned<String>, node: &Node) -> Option<Job> {
         let is_call = matches!(&node.kind, NodeKind::Map(pairs)
             if pairs.iter().any(|(k, _)| matches!(&k.kind, NodeKind::Scalar(s) if s.value == "uses")));
         let what = format!("job '{}'", id.value);
@@ -519,12 +547,14 @@ impl Cx<'_> {
             match *key {
                 "name" => job.name = self.text(v, "'name'"),
                 "needs" => job.needs = self.needs(v),
-                "if" => job.if_ = self.condition(v),
+                "if" => job.if_ = self.scoped(Scope::JobIf, |cx| cx.condition(v)),
                 "runs-on" => job.runs_on = self.runs_on(v),
                 "env" => job.env = self.env(v, "'env'"),
-                "defaults" => job.defaults = self.defaults(v),
-                "strategy" => job.strategy = self.strategy(v),
-                "outputs" => job.outputs = self.env(v, "'outputs'"),
+                "defaults" => job.defaults = self.scoped(Scope::JobOutputs, |cx| cx.defaults(v)),
+                "strategy" => job.strategy = self.scoped(Scope::Strategy, |cx| cx.strategy(v)),
+                "outputs" => {
+                    job.outputs = self.scoped(Scope::JobOutputs, |cx| cx.env(v, "'outputs'"));
+                }
                 "timeout-minutes" => {
                     job.timeout_minutes = self.or_expr_number(v, "'timeout-minutes'");
                 }
@@ -713,6 +743,10 @@ impl Cx<'_> {
     }
 
     fn step(&mut self, index: usize, node: &Node) -> Option<Step> {
+        self.scoped(Scope::Step, |cx| cx.step_in_scope(index, node))
+    }
+
+    fn step_in_scope(&mut self, index: usize, node: &Node) -> Option<Step> {
         let entries = self.mapping(node, "a step", STEP_KEYS, &[])?;
         let pos = node.pos();
         let run = entries.get("run").copied();
@@ -763,7 +797,7 @@ impl Cx<'_> {
             None => None,
         };
         let if_ = match entries.get("if") {
-            Some((_, v)) => self.condition(v),
+            Some((_, v)) => self.scoped(Scope::StepIf, |cx| cx.condition(v)),
             None => None,
         };
         let env = match entries.get("env") {

@@ -10,6 +10,7 @@
 //! - Pure helpers: [`job_order`], [`with_needs`], [`expand_matrix`], [`filter_matrix`].
 
 mod build;
+mod contexts;
 mod error;
 mod matrix;
 mod model;

@@ -350,6 +350,8 @@ pub struct Step {
 }
 
 /// What a step does.
+// A job has a handful of steps; boxing the larger variant would only make matching clumsier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepKind {
     /// A `run:` step.

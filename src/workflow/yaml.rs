@@ -86,10 +86,12 @@ pub(crate) struct YamlError {
     pub pos: Pos,
 }
 
-/// The number of nodes alias expansion may create before we call it an alias bomb.
-const NODE_BUDGET: usize = 1_000_000;
-/// Nesting deeper than this is refused (protects the recursive builders).
-const MAX_DEPTH: usize = 256;
+/// The number of nodes a document may expand to (aliases included) before we call it an alias
+/// bomb; real workflows have a few thousand.
+const NODE_BUDGET: usize = 100_000;
+/// Nesting deeper than this is refused: the tree builders recurse, and debug builds use several
+/// KiB of stack per level. Real workflows nest less than 10 levels.
+const MAX_DEPTH: usize = 64;
 
 /// A parsed YAML document.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,7 +157,8 @@ pub(crate) fn parse(source: &str) -> Result<Document, YamlError> {
 
 struct Builder<'s> {
     source: &'s str,
-    anchors: HashMap<String, Node>,
+    /// Anchored nodes with their height, so an alias cannot nest the tree past [`MAX_DEPTH`].
+    anchors: HashMap<String, (Node, usize)>,
     budget: usize,
     merge_keys: Vec<Pos>,
 }
@@ -190,10 +193,16 @@ impl Builder<'_> {
         let start = ev.start;
         let (node, anchor) = match ev.kind {
             Ev::Alias(name) => {
-                let node = self.anchors.get(&name).cloned().ok_or_else(|| YamlError {
+                let (node, height) = self.anchors.get(&name).cloned().ok_or_else(|| YamlError {
                     message: format!("unknown anchor '*{name}'"),
                     pos: start.pos,
                 })?;
+                if depth + height > MAX_DEPTH {
+                    return Err(YamlError {
+                        message: format!("nesting deeper than {MAX_DEPTH} levels"),
+                        pos: start.pos,
+                    });
+                }
                 self.spend(count_nodes(&node), start.pos)?;
                 return Ok(node);
             }
@@ -278,7 +287,8 @@ impl Builder<'_> {
             }
         };
         if let Some(name) = anchor {
-            self.anchors.insert(name, node.clone());
+            let height = height(&node);
+            self.anchors.insert(name, (node.clone(), height));
         }
         Ok(node)
     }
@@ -293,6 +303,20 @@ fn count_nodes(node: &Node) -> usize {
                 .iter()
                 .map(|(k, v)| count_nodes(k) + count_nodes(v))
                 .sum::<usize>()
+        }
+    }
+}
+
+fn height(node: &Node) -> usize {
+    match &node.kind {
+        NodeKind::Scalar(_) => 0,
+        NodeKind::Seq(items) => 1 + items.iter().map(height).max().unwrap_or(0),
+        NodeKind::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| height(k).max(height(v)))
+                .max()
+                .unwrap_or(0)
         }
     }
 }
@@ -699,6 +723,41 @@ mod tests {
             assert!(err.message.contains(msg), "{src:?}: {}", err.message);
             assert_eq!(err.pos, *pos, "{src:?}: {}", err.message);
         }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        for src in [
+            "[".repeat(100_000),
+            "{a: ".repeat(10_000),
+            "- ".repeat(10_000),
+        ] {
+            let err = parse(&src).unwrap_err();
+            assert!(
+                err.message.contains("nesting deeper than 64"),
+                "{}",
+                err.message
+            );
+        }
+        let ok = format!("{}1{}", "[".repeat(60), "]".repeat(60));
+        assert!(parse(&ok).is_ok());
+        // Aliases cannot be used to stack deep trees on top of each other.
+        let mut src = format!("a0: &a0 {}1{}\n", "[".repeat(30), "]".repeat(30));
+        for i in 1..10 {
+            let p = i - 1;
+            src.push_str(&format!(
+                "a{i}: &a{i} {}*a{p}{}\n",
+                "[".repeat(30),
+                "]".repeat(30)
+            ));
+        }
+        let err = parse(&src).unwrap_err();
+        assert!(
+            err.message.contains("nesting deeper than 64"),
+            "{}",
+            err.message
+        );
+        assert_eq!(err.pos.line, 3);
     }
 
     #[test]

@@ -95,6 +95,43 @@ const CASES: &[Case] = &[
         &[(6, 28, "…")],
     ),
     (
+        "matrix used in workflow env",
+        "!root\non: push\nenv:\n  A: ${{ matrix.os }}\njobs:\n  a:\n    runs-on: x\n    steps: [{run: x}]\n",
+        &[(
+            3,
+            10,
+            "Unrecognized named-value: 'matrix' (available here: github, inputs, vars, secrets)",
+        )],
+    ),
+    (
+        "matrix used in a job if",
+        "      - run: x\n  b:\n    if: matrix.os == 'a'\n    runs-on: x\n    steps: [{run: x}]\n",
+        &[(
+            8,
+            9,
+            "Unrecognized named-value: 'matrix' (available here: github, inputs, vars, needs)",
+        )],
+    ),
+    (
+        "steps used in runs-on",
+        "!root\non: push\njobs:\n  a:\n    runs-on: ${{ steps.x.outputs.os }}\n    steps: [{run: x}]\n",
+        &[(
+            4,
+            18,
+            "Unrecognized named-value: 'steps' (available here: github, inputs, vars, secrets, needs, strategy, matrix)",
+        )],
+    ),
+    (
+        "hashFiles outside a step",
+        "!root\non: push\njobs:\n  a:\n    runs-on: x\n    env:\n      K: ${{ hashFiles('x') }}\n    steps: [{run: x}]\n",
+        &[(6, 14, "the function 'hashFiles' is not available here")],
+    ),
+    (
+        "status function outside if",
+        "      - run: echo ${{ success() }}\n",
+        &[(6, 23, "the function 'success' is not available here")],
+    ),
+    (
         "bad if condition",
         "      - run: make\n        if: foo(1)\n",
         &[(7, 13, "unrecognized function 'foo'…")],
