@@ -222,12 +222,12 @@ fn options(args: &ExecArgs) -> anyhow::Result<RunOptions> {
 static CANCEL: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
 extern "C" fn on_interrupt(_signal: libc::c_int) {
-    if let Some(flag) = CANCEL.get() {
-        if flag.swap(true, Ordering::SeqCst) {
-            // A second Ctrl-C: stop now.
-            // SAFETY: _exit is async-signal-safe.
-            unsafe { libc::_exit(130) };
-        }
+    if let Some(flag) = CANCEL.get()
+        && flag.swap(true, Ordering::SeqCst)
+    {
+        // A second Ctrl-C: stop now.
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(130) };
     }
 }
 
