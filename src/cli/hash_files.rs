@@ -36,8 +36,10 @@ pub fn run(args: HashFilesArgs) -> anyhow::Result<u8> {
     // The runner's own rule: a first pattern argument starting with `--` is an option.
     let (mut options, patterns) = runner::glob::split_hash_args(&args.patterns)?;
     options.follow_symbolic_links |= args.follow_symbolic_links;
-    let hash = runner::glob::hash_files(&workspace, patterns, &options)
-        .with_context(|| format!("hashFiles failed under '{}'", workspace.display()))?;
+    // Formatted here rather than chained: the error's text already includes its cause.
+    let hash = runner::glob::hash_files(&workspace, patterns, &options).map_err(|err| {
+        anyhow::anyhow!("hashFiles failed under '{}': {err}", workspace.display())
+    })?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{hash}").context("cannot write to stdout")?;
     Ok(EXIT_OK)

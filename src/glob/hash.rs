@@ -1,4 +1,5 @@
-//! Hashing the walk's files: each file's sha256 on all cores, combined in walk order.
+//! Hashing the walk's files: each file's sha256 on all cores while the walk goes on, combined
+//! in walk order.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -6,12 +7,13 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
-use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::GlobError;
-use super::walk::{Found, Kind};
+use super::pattern::PatternSet;
+use super::walk::{self, Found, Kind};
 
 /// Read buffer per worker thread: large enough that most files need one `read`.
 const BUFFER_SIZE: usize = 256 * 1024;
@@ -20,28 +22,68 @@ thread_local! {
     static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; BUFFER_SIZE]);
 }
 
-/// The hashFiles value of `found` (in walk order): files under `workspace_prefix` (the
-/// workspace followed by `/`) are hashed, directories skipped; `""` when no file was hashed.
-pub(crate) fn combine(workspace_prefix: &str, found: &[Found]) -> Result<String, GlobError> {
+/// Entries hashed per parallel task: big enough to amortize scheduling, small enough that
+/// hashing starts while the walk is still going.
+const BATCH: usize = 512;
+
+type Digest32 = Result<Option<[u8; 32]>, GlobError>;
+
+/// Walks `set` and returns the hashFiles value: files under `workspace_prefix` (the workspace
+/// followed by `/`) are hashed on all cores while the walk goes on, directories are skipped, and
+/// the digests are combined in walk order; `""` when no file was hashed.
+pub(crate) fn hash_walk(
+    set: &PatternSet,
+    follow: bool,
+    workspace_prefix: &str,
+) -> Result<String, GlobError> {
     let prefix = workspace_prefix.as_bytes();
-    let digests: Vec<Result<Option<[u8; 32]>, GlobError>> = found
-        .par_iter()
-        .with_min_len(8)
-        .map(|entry| {
-            if !entry.path.as_os_str().as_bytes().starts_with(prefix) {
-                return Ok(None);
+    let done: Mutex<Vec<(usize, Vec<Digest32>)>> = Mutex::new(Vec::new());
+    let walked = rayon::scope(|scope| {
+        let done = &done;
+        let mut batch: Vec<Found> = Vec::with_capacity(BATCH);
+        let mut index = 0usize;
+        let mut flush = |batch: Vec<Found>| {
+            let i = index;
+            index += 1;
+            scope.spawn(move |_| {
+                let digests: Vec<Digest32> = batch
+                    .iter()
+                    .map(|entry| {
+                        if entry.path.as_os_str().as_bytes().starts_with(prefix) {
+                            digest_entry(entry)
+                        } else {
+                            Ok(None)
+                        }
+                    })
+                    .collect();
+                done.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((i, digests));
+            });
+        };
+        let walked = walk::walk(set, follow, |found| {
+            batch.push(found);
+            if batch.len() == BATCH {
+                flush(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
             }
-            digest_entry(entry)
-        })
-        .collect();
+        });
+        if !batch.is_empty() {
+            flush(batch);
+        }
+        walked
+    });
+    let mut batches = done.into_inner().unwrap_or_else(PoisonError::into_inner);
+    batches.sort_unstable_by_key(|(i, _)| *i);
+    // The first error in walk order wins; a walk error comes after every file met before it.
     let mut total = Sha256::new();
     let mut any = false;
-    for digest in digests {
+    for digest in batches.into_iter().flat_map(|(_, digests)| digests) {
         if let Some(digest) = digest? {
             total.update(digest);
             any = true;
         }
     }
+    walked?;
     Ok(if any {
         hex::encode(total.finalize())
     } else {

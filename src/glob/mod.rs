@@ -104,13 +104,7 @@ pub fn hash_files(
     })?;
     let cwd = workspace.to_string_lossy();
     let set = pattern::PatternSet::new(&patterns.join("\n"), &cwd, true, None)?;
-    let mut found = Vec::new();
-    let walked = walk::walk(&set, options.follow_symbolic_links, |f| found.push(f));
-    // A walk error ends the walk; files met before it are still read first, so the reported
-    // error is the first one in walk order, as the runner's sequential loop would report it.
-    let hashed = hash::combine(&format!("{cwd}/"), &found);
-    walked?;
-    hashed
+    hash::hash_walk(&set, options.follow_symbolic_links, &format!("{cwd}/"))
 }
 
 /// [`hash_files`] with the runner's argument rule: a first argument starting with `--` must be

@@ -516,6 +516,50 @@ mod tests {
     }
 
     #[test]
+    fn match_kinds_like_the_toolkit() {
+        // (patterns, path, match kind, partial match), rooted at /ws, implicit descendants on.
+        let rows: &[(&str, &str, MatchKind, bool)] = &[
+            ("**", "/ws", MATCH_ALL, true),
+            ("**", "/ws/a/b", MATCH_ALL, true),
+            ("a", "/ws/a", MATCH_ALL, true),
+            ("a", "/ws/a/b", MATCH_ALL, true),
+            ("a", "/ws/ab", 0, false),
+            ("a/", "/ws/a", MATCH_DIRECTORY, true),
+            ("a/", "/ws/a/b", MATCH_ALL, true),
+            ("a/*/", "/ws/a/b", MATCH_DIRECTORY, true),
+            ("a/*/", "/ws/a/b/c", MATCH_ALL, true),
+            ("*.txt/", "/ws/x.txt", MATCH_DIRECTORY, true),
+            ("a/**", "/ws/a", MATCH_ALL, true),
+            ("a/*", "/ws/a", 0, true),
+            ("a/*", "/ws", 0, true),
+            ("a/*", "/other", 0, false),
+            ("a/*", "/", 0, true),
+            ("**/x/**", "/ws/p/q", 0, true),
+            ("**/x/**", "/ws/p/x", MATCH_ALL, true),
+            ("a\nb", "/ws/b", MATCH_ALL, true),
+            ("a\\*", "/ws/a*", MATCH_ALL, true),
+            ("a\\*", "/ws/ab", 0, false),
+            ("!a", "/ws/a", 0, false),
+            ("**\n!a/b", "/ws/a/b/c", 0, true),
+            ("**\n!a/b\na/b/c", "/ws/a/b/c", MATCH_ALL, true),
+        ];
+        for (patterns, path, kind, partial) in rows {
+            let set = PatternSet::new(patterns, "/ws", true, None).expect("valid patterns");
+            let item = ItemPath::new(path);
+            assert_eq!(
+                set.match_kind(&item),
+                *kind,
+                "patterns {patterns:?} path {path}"
+            );
+            assert_eq!(
+                set.match_kind(&item) != 0 || set.partial_match(&item),
+                *partial,
+                "partial: patterns {patterns:?} path {path}"
+            );
+        }
+    }
+
+    #[test]
     fn search_paths_drop_duplicates_and_descendants() {
         let set = PatternSet::new("b/**\na/x/*.txt\n!c/**\na/**\nb/**", "/ws", true, None)
             .expect("valid patterns");

@@ -575,3 +575,37 @@ fn cli_tilde_is_home() {
     assert_eq!(outside.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&outside.stdout), "\n");
 }
+
+#[test]
+fn fifo_is_an_error_not_a_hang() {
+    let dir = tree();
+    let fifo = dir.path().join("b/pipe");
+    let status = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success());
+    let err = hash(dir.path(), &["b/**"]).expect_err("a fifo cannot be hashed");
+    assert!(
+        matches!(&err, GlobError::NotAFile { path } if *path == fifo),
+        "{err}"
+    );
+    // Not matched: no error.
+    assert_eq!(hash(dir.path(), &["b/*.lock"]).expect("hash"), EXAMPLE_HASH);
+}
+
+#[test]
+fn hash_files_args_applies_the_first_argument_rule() {
+    let dir = tree();
+    symlink("b", dir.path().join("ld")).expect("symlink");
+    // `ld/x.lock` is not walked as its own root: `ld/**` names an ancestor search path, so
+    // the walk of `ld` (in its order) covers it, even though that pattern comes later.
+    let args = strings(&["--follow-symbolic-links", "ld/x.lock", "ld/**"]);
+    assert_eq!(
+        runner::glob::hash_files_args(dir.path(), &args).expect("hash"),
+        expected_hash(dir.path(), &["b/c/d/deep.js", "b/c/y.txt", "b/x.lock"])
+    );
+    let err = runner::glob::hash_files_args(dir.path(), &strings(&["--nope", "**"]))
+        .expect_err("unknown option");
+    assert!(matches!(err, GlobError::InvalidOption { .. }), "{err}");
+}
