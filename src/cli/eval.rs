@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use runner::expr::{self, EvalError, Host, ParseError, StatusFunction, Value};
-use runner::glob::{HashOptions, hash_files};
+use runner::glob::hash_files_args;
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
@@ -44,14 +44,10 @@ impl Host for CliHost {
     }
 
     fn hash_files(&self, args: &[String]) -> Result<String, String> {
-        let (follow, patterns) = expr::hash_files_options(args)?;
-        let options = HashOptions {
-            follow_symbolic_links: follow,
-        };
-        hash_files(&self.workspace, patterns, &options).map_err(|e| {
+        hash_files_args(&self.workspace, args).map_err(|e| {
             format!(
                 "hashFiles('{}') failed: {e}",
-                patterns.join(", ").replace('\'', "''")
+                args.join(", ").replace('\'', "''")
             )
         })
     }

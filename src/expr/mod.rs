@@ -12,8 +12,8 @@
 //!   that parses back to the same tree ([`Expr::same_ast`]); [`Expr::contexts`] lists the
 //!   context names it reads and [`Expr::uses_status_function`] tells whether an `if:` needs
 //!   the implicit `success()` (which [`parse_condition`] already adds).
-//! - [`hash_files_options`] splits a leading `--follow-symbolic-links` off `hashFiles()`
-//!   arguments, for hosts implementing [`Host::hash_files`].
+//! - Hosts implement [`Host::hash_files`] with `glob::hash_files_args`, which applies the
+//!   runner's rule for a leading `--follow-symbolic-links`.
 //!
 //! Where GitHub's two evaluators disagree we follow the runner's C# one (numbers print like
 //! .NET `G15`, `0x`/`0o` only in lowercase, per-character ordinal case folding, strict
@@ -30,7 +30,7 @@ mod value;
 pub use ast::{CompareOp, Expr, ExprKind, Function, Index};
 pub use eval::to_json_string;
 pub use parser::{MAX_DEPTH, MAX_LENGTH};
-pub use template::{TemplatePart, hash_files_options};
+pub use template::TemplatePart;
 pub use value::{Value, format_number, parse_number};
 
 /// A byte range in the source text an AST node came from.

@@ -230,21 +230,3 @@ pub(crate) fn parse_condition(source: &str) -> Result<Expr, ParseError> {
     }
     Ok(wrapped)
 }
-
-/// Splits `hashFiles()` arguments as the runner does: a first argument starting with `--`
-/// must be `--follow-symbolic-links` (any case) and turns following on; the rest are
-/// patterns.
-pub fn hash_files_options(args: &[String]) -> Result<(bool, &[String]), String> {
-    match args.split_first() {
-        Some((first, rest)) if first.starts_with("--") => {
-            if first.eq_ignore_ascii_case("--follow-symbolic-links") {
-                Ok((true, rest))
-            } else {
-                Err(format!(
-                    "invalid glob option '{first}': the only option is '--follow-symbolic-links'"
-                ))
-            }
-        }
-        _ => Ok((false, args)),
-    }
-}
