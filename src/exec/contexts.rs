@@ -69,12 +69,9 @@ impl Host for Contexts {
     }
 
     fn hash_files(&self, patterns: &[String]) -> Result<String, String> {
-        crate::glob::hash_files(
-            &self.workspace,
-            patterns,
-            &crate::glob::HashOptions::default(),
-        )
-        .map_err(|e| format!("hashFiles({}) failed: {e}", patterns.join(", ")))
+        // A leading `--follow-symbolic-links` argument is an option, as on GitHub.
+        crate::glob::hash_files_args(&self.workspace, patterns)
+            .map_err(|e| format!("hashFiles({}) failed: {e}", patterns.join(", ")))
     }
 
     fn status(&self, function: StatusFunction) -> bool {
