@@ -1,10 +1,245 @@
 //! `runner exec`.
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{Context, bail};
+use indexmap::IndexMap;
+use runner::exec::{ActionRegistry, RunOptions, Runner, builtin_registry, commands};
+
+use super::printer::Printer;
+use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+
 /// Arguments of `runner exec`.
 #[derive(Debug, clap::Args)]
-pub struct ExecArgs {}
+pub struct ExecArgs {
+    /// The workflow file, e.g. .github/workflows/ci.yml.
+    pub workflow: PathBuf,
+    /// The checkout the jobs run in.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub workspace: PathBuf,
+    /// Run only this job.
+    #[arg(long, value_name = "ID")]
+    pub job: Option<String>,
+    /// With --job: also run the jobs it needs.
+    #[arg(long, requires = "job")]
+    pub with_needs: bool,
+    /// Run only matrix combinations with this value (repeatable; same key = either value).
+    #[arg(long, value_name = "KEY:VALUE")]
+    pub matrix: Vec<String>,
+    /// Environment for every step (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// A `vars` context value (repeatable).
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// A secret (repeatable); `--secret KEY` takes the value from the environment variable KEY.
+    #[arg(long = "secret", value_name = "KEY[=VALUE]")]
+    pub secrets: Vec<String>,
+    /// A file of secrets: KEY=VALUE lines (and KEY<<EOF blocks), `#` comments.
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Vec<PathBuf>,
+    /// `github.event_name`.
+    #[arg(long, value_name = "NAME", default_value = "push")]
+    pub event: String,
+    /// The event payload (`github.event`), a JSON object.
+    #[arg(long, value_name = "FILE")]
+    pub event_file: Option<PathBuf>,
+    /// `github.ref` (default: the checkout's branch).
+    #[arg(long = "ref", value_name = "REF")]
+    pub git_ref: Option<String>,
+    /// `github.sha` (default: the checkout's HEAD).
+    #[arg(long, value_name = "SHA")]
+    pub sha: Option<String>,
+    /// `github.repository` (default: from the origin remote).
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub repository: Option<String>,
+    /// Print the plan (jobs, steps, evaluated if: and with:) without running anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Fail steps that use actions runner exec does not implement (default: skip them).
+    #[arg(long)]
+    pub strict: bool,
+    /// Write a machine-readable report to stdout instead of the summary table.
+    #[arg(long)]
+    pub json: bool,
+    /// Unfold ::group:: output and show ::debug:: messages.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// The handlers `runner exec` uses for `uses:` steps: the single place where built-in
+/// actions are registered.
+// The cache handlers from `runner::cache` are registered here once that module lands.
+pub fn default_registry() -> ActionRegistry {
+    builtin_registry()
+}
 
 /// Runs the verb; returns the exit code.
-pub fn run(_args: ExecArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("not implemented yet")
+pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
+    let mut printer = Printer::new(args.verbose);
+    let path = resolve_workflow_path(&args.workflow, &args.workspace);
+    let workflow = match runner::workflow::load(&path) {
+        Ok(w) => w,
+        Err(err) => {
+            printer.error(&err.to_string());
+            return Ok(EXIT_USAGE);
+        }
+    };
+    let options = match options(&args) {
+        Ok(o) => o,
+        Err(err) => {
+            printer.error(&format!("{err:#}"));
+            return Ok(EXIT_USAGE);
+        }
+    };
+    let step_debug = |m: &IndexMap<String, String>| {
+        m.get("ACTIONS_STEP_DEBUG")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    };
+    if step_debug(&options.secrets) || step_debug(&options.vars) {
+        printer.show_debug(true);
+    }
+    install_interrupt_handler(options.cancel.clone());
+    let runner = Runner::new(workflow, options, default_registry());
+    let report = match runner.run(&mut printer) {
+        Ok(report) => report,
+        Err(err) => {
+            printer.error(&err.to_string());
+            return Ok(EXIT_USAGE);
+        }
+    };
+    if args.json {
+        printer.json(&report)?;
+    } else if !args.dry_run {
+        printer.summary(&report);
+    }
+    Ok(if report.success() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
+}
+
+/// The workflow as given, or relative to the workspace when only that exists.
+fn resolve_workflow_path(workflow: &Path, workspace: &Path) -> PathBuf {
+    if workflow.is_relative() && !workflow.exists() {
+        let candidate = workspace.join(workflow);
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    workflow.to_path_buf()
+}
+
+fn key_value(text: &str, flag: &str) -> anyhow::Result<(String, String)> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => bail!("{flag} expects KEY=VALUE, got '{text}'"),
+    }
+}
+
+fn options(args: &ExecArgs) -> anyhow::Result<RunOptions> {
+    let workspace = args
+        .workspace
+        .canonicalize()
+        .with_context(|| format!("--workspace {}", args.workspace.display()))?;
+    let mut env = IndexMap::new();
+    for e in &args.env {
+        let (k, v) = key_value(e, "--env")?;
+        env.insert(k, v);
+    }
+    let mut vars = IndexMap::new();
+    for e in &args.vars {
+        let (k, v) = key_value(e, "--var")?;
+        vars.insert(k, v);
+    }
+    let mut secrets = IndexMap::new();
+    for file in &args.secret_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("--secret-file {}", file.display()))?;
+        let body: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let pairs = commands::parse_key_value(&body)
+            .map_err(|m| anyhow::anyhow!("--secret-file {}: {m}", file.display()))?;
+        secrets.extend(pairs);
+    }
+    for e in &args.secrets {
+        if let Some((k, v)) = e.split_once('=') {
+            if k.is_empty() {
+                bail!("--secret expects KEY=VALUE or KEY, got '{e}'");
+            }
+            secrets.insert(k.to_string(), v.to_string());
+        } else {
+            let value = std::env::var(e)
+                .with_context(|| format!("--secret {e}: environment variable {e} is not set"))?;
+            secrets.insert(e.clone(), value);
+        }
+    }
+    let mut matrix = Vec::new();
+    for m in &args.matrix {
+        match m.split_once(':') {
+            Some((k, v)) if !k.is_empty() => matrix.push((k.to_string(), v.to_string())),
+            _ => bail!("--matrix expects KEY:VALUE, got '{m}'"),
+        }
+    }
+    let event = match &args.event_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--event-file {}", path.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("--event-file {}: not valid JSON", path.display()))?;
+            if !value.is_object() {
+                bail!("--event-file {}: must hold a JSON object", path.display());
+            }
+            value
+        }
+        None => serde_json::Value::Object(serde_json::Map::new()),
+    };
+    Ok(RunOptions {
+        workspace,
+        job: args.job.clone(),
+        with_needs: args.with_needs,
+        matrix,
+        env,
+        vars,
+        secrets,
+        event_name: args.event.clone(),
+        event,
+        git_ref: args.git_ref.clone(),
+        sha: args.sha.clone(),
+        repository: args.repository.clone(),
+        dry_run: args.dry_run,
+        strict: args.strict,
+        ..RunOptions::default()
+    })
+}
+
+static CANCEL: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+extern "C" fn on_interrupt(_signal: libc::c_int) {
+    if let Some(flag) = CANCEL.get()
+        && flag.swap(true, Ordering::SeqCst)
+    {
+        // A second Ctrl-C: stop now.
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+/// Ctrl-C cancels the run (running steps are killed, `always()` steps still run); a second
+/// Ctrl-C exits at once. Step processes run in their own process groups, so they do not see
+/// the terminal's SIGINT themselves.
+fn install_interrupt_handler(flag: Arc<AtomicBool>) {
+    if CANCEL.set(flag).is_ok() {
+        let handler = on_interrupt as extern "C" fn(libc::c_int);
+        // SAFETY: the handler only touches an atomic and calls _exit.
+        unsafe {
+            libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+        }
+    }
 }

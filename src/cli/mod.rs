@@ -10,6 +10,7 @@ mod cache;
 mod eval;
 mod exec;
 mod hash_files;
+mod printer;
 
 /// Everything went well.
 pub const EXIT_OK: u8 = 0;
@@ -29,7 +30,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the jobs of a workflow file on this host.
-    Exec(exec::ExecArgs),
+    Exec(Box<exec::ExecArgs>),
     /// Evaluate one expression and print the result as JSON.
     Eval(eval::EvalArgs),
     /// Print hashFiles() of the given patterns.
@@ -53,7 +54,7 @@ pub fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Exec(args) => exec::run(args),
+        Command::Exec(args) => exec::run(*args),
         Command::Eval(args) => eval::run(args),
         Command::HashFiles(args) => hash_files::run(args),
         Command::Cache(command) => cache::run(command),

@@ -1,6 +1,35 @@
 //! Job planning, contexts, the step loop, shells, file commands, the [`ActionHandler`] trait and
 //! its registry, and post hooks. Knows nothing of how caches are stored.
+//!
+//! Embedding: load a workflow, choose the handlers for `uses:` steps, and run it, receiving
+//! [`Event`]s as they happen and a [`RunReport`] at the end.
+//!
+//! ```no_run
+//! use runner::exec::{builtin_registry, Event, RunOptions, Runner};
+//!
+//! let workflow = runner::workflow::load(".github/workflows/ci.yml".as_ref())?;
+//! let options = RunOptions { workspace: ".".into(), ..RunOptions::default() };
+//! let mut events: Vec<Event> = Vec::new(); // or any `EventSink`
+//! let report = Runner::new(workflow, options, builtin_registry()).run(&mut events)?;
+//! assert!(report.success());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod action;
+pub mod commands;
+mod contexts;
+mod error;
+pub mod git;
+mod job;
+pub mod mask;
+pub mod process;
+mod report;
+mod runner;
+pub mod shell;
+mod step_io;
 
 pub use action::{ActionContext, ActionError, ActionHandler, ActionRegistry, JobInfo, LogLevel};
+pub use contexts::{Contexts, JobState};
+pub use error::ExecError;
+pub use report::{AnnotationLevel, Event, EventSink, JobReport, RunReport, Status, StepReport};
+pub use runner::{RunOptions, Runner, builtin_registry};

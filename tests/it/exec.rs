@@ -1,1 +1,684 @@
-//! Integration tests: exec.
+//! Integration tests: exec. The fixture harness runs every `fixtures/<case>/` through the real
+//! `runner` binary; adding a case needs no Rust code.
+//!
+//! A case is a directory with `workflow.yml`, the files the workflow needs, and `expect.yml`:
+//!
+//! ```yaml
+//! args: [--job, build]         # extra arguments to `runner exec workflow.yml --json`
+//! env: {KEY: value}            # extra environment for the runner process
+//! before: "shell commands"     # run in the workspace before this run (sh -c)
+//! git: {branch: feature, remote: https://github.com/o/r.git}  # make the workspace a checkout
+//! exit: 1                      # expected exit code (default 0)
+//! stdout: [substring, ...]     # must appear (stdout is the JSON report unless json: false)
+//! stderr: [substring, ...]     # must appear in the log
+//! not_output: [text, ...]      # must appear in neither stream (masking)
+//! job_names: [a, "b (x, 1)"]   # exactly the job runs, in order
+//! jobs:                        # by display name (or id when unique)
+//!   build:
+//!     result: failure
+//!     outputs: {k: v}
+//!     steps:                   # by step id, else by display name
+//!       first: {outcome: failure, conclusion: success, outputs: {k: v}}
+//!     step_count: 3
+//! files: {path: "exact contents"}      # relative to the workspace, after the run
+//! files_contain: {path: [substring]}
+//! absent: [path]
+//! runs: [ {...}, {...} ]       # instead of the keys above: several runs of the same workspace,
+//!                              # sharing HOME and RUNNER_CACHE_DIR (cache fixtures)
+//! requires: [python3]          # skip the case (with a message) when a tool is not on PATH
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::support::{copy_dir, repo_root, runner_bin};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GitSetup {
+    #[serde(default)]
+    branch: Option<String>,
+    #[serde(default)]
+    remote: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepExpect {
+    outcome: Option<String>,
+    conclusion: Option<String>,
+    #[serde(default)]
+    outputs: indexmap::IndexMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobExpect {
+    result: Option<String>,
+    #[serde(default)]
+    outputs: indexmap::IndexMap<String, String>,
+    #[serde(default)]
+    steps: indexmap::IndexMap<String, StepExpect>,
+    step_count: Option<usize>,
+    summary_contains: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunExpect {
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    workflow: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: indexmap::IndexMap<String, String>,
+    #[serde(default)]
+    before: Option<String>,
+    #[serde(default)]
+    git: Option<GitSetup>,
+    #[serde(default = "default_json")]
+    json: bool,
+    #[serde(default)]
+    exit: i32,
+    #[serde(default)]
+    stdout: Vec<String>,
+    #[serde(default)]
+    stderr: Vec<String>,
+    #[serde(default)]
+    not_output: Vec<String>,
+    #[serde(default)]
+    job_names: Option<Vec<String>>,
+    #[serde(default)]
+    jobs: indexmap::IndexMap<String, JobExpect>,
+    #[serde(default)]
+    files: indexmap::IndexMap<String, String>,
+    #[serde(default)]
+    files_contain: indexmap::IndexMap<String, Vec<String>>,
+    #[serde(default)]
+    absent: Vec<String>,
+    #[serde(default)]
+    runs: Vec<RunExpect>,
+    #[serde(default)]
+    requires: Vec<String>,
+}
+
+fn default_json() -> bool {
+    true
+}
+
+/// The fixture directories, sorted; `RUNNER_FIXTURE=name` narrows to one.
+fn fixture_dirs() -> Vec<PathBuf> {
+    let only = std::env::var("RUNNER_FIXTURE").ok();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo_root().join("fixtures"))
+        .expect("fixtures/ exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("expect.yml").is_file())
+        .filter(|p| {
+            only.as_deref()
+                .is_none_or(|o| p.file_name().is_some_and(|n| n == o))
+        })
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn git(workspace: &Path, args: &[&str]) -> Result<(), String> {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(workspace)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .map_err(|e| format!("git {args:?}: {e}"))?;
+    if !status.status.success() {
+        return Err(format!(
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&status.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// Finds a job in the JSON report by display name, else by id when only one run has it.
+fn find_job<'a>(report: &'a Json, key: &str) -> Option<&'a Json> {
+    let jobs = report.get("jobs")?.as_array()?;
+    jobs.iter()
+        .find(|j| j.get("name").and_then(Json::as_str) == Some(key))
+        .or_else(|| {
+            let by_id: Vec<&Json> = jobs
+                .iter()
+                .filter(|j| j.get("id").and_then(Json::as_str) == Some(key))
+                .collect();
+            (by_id.len() == 1).then(|| by_id[0])
+        })
+}
+
+fn find_step<'a>(job: &'a Json, key: &str) -> Option<&'a Json> {
+    let steps = job.get("steps")?.as_array()?;
+    steps
+        .iter()
+        .find(|s| s.get("id").and_then(Json::as_str) == Some(key))
+        .or_else(|| {
+            steps
+                .iter()
+                .find(|s| s.get("name").and_then(Json::as_str) == Some(key))
+        })
+}
+
+fn str_at<'a>(v: &'a Json, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Json::as_str)
+}
+
+fn check_map(
+    errors: &mut Vec<String>,
+    what: &str,
+    got: Option<&Json>,
+    want: &indexmap::IndexMap<String, String>,
+) {
+    for (k, v) in want {
+        let actual = got.and_then(|o| o.get(k)).and_then(Json::as_str);
+        if actual != Some(v.as_str()) {
+            errors.push(format!("{what} output {k}: expected {v:?}, got {actual:?}"));
+        }
+    }
+}
+
+/// Runs one run of a case and returns what did not match.
+fn run_once(
+    case: &Path,
+    workspace: &Path,
+    home: &Path,
+    cache: &Path,
+    run: &RunExpect,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    if let Some(g) = &run.git {
+        let branch = g.branch.as_deref().unwrap_or("main");
+        let mut steps: Vec<Vec<&str>> = vec![
+            vec!["init", "-q", "-b", branch],
+            vec!["add", "-A"],
+            vec!["commit", "-q", "-m", "fixture"],
+        ];
+        if let Some(remote) = &g.remote {
+            steps.push(vec!["remote", "add", "origin", remote]);
+        }
+        for args in steps {
+            if let Err(e) = git(workspace, &args) {
+                return vec![e];
+            }
+        }
+    }
+    if let Some(before) = &run.before {
+        let status = Command::new("sh")
+            .args(["-c", before])
+            .current_dir(workspace)
+            .env("HOME", home)
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            return vec![format!("before: {before:?} failed")];
+        }
+    }
+    let workflow = run.workflow.as_deref().unwrap_or("workflow.yml");
+    let mut cmd = Command::new(runner_bin());
+    cmd.arg("exec").arg(workflow);
+    if run.json {
+        cmd.arg("--json");
+    }
+    cmd.args(&run.args)
+        .current_dir(workspace)
+        .env("HOME", home)
+        .env("RUNNER_CACHE_DIR", cache)
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("NO_COLOR", "1")
+        .env_remove("GITHUB_ACTIONS")
+        .envs(&run.env);
+    let out = match cmd.output() {
+        Ok(out) => out,
+        Err(e) => return vec![format!("cannot run runner: {e}")],
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let code = out.status.code().unwrap_or(-1);
+    if code != run.exit {
+        errors.push(format!("exit code: expected {}, got {code}", run.exit));
+    }
+    for s in &run.stdout {
+        if !stdout.contains(s.as_str()) {
+            errors.push(format!("stdout lacks {s:?}"));
+        }
+    }
+    for s in &run.stderr {
+        if !stderr.contains(s.as_str()) {
+            errors.push(format!("stderr lacks {s:?}"));
+        }
+    }
+    for s in &run.not_output {
+        if stdout.contains(s.as_str()) || stderr.contains(s.as_str()) {
+            errors.push(format!("output contains {s:?}, which must not appear"));
+        }
+    }
+    let needs_report = run.job_names.is_some() || !run.jobs.is_empty();
+    if needs_report {
+        match serde_json::from_str::<Json>(&stdout) {
+            Err(e) => errors.push(format!("stdout is not a JSON report: {e}")),
+            Ok(report) => check_report(&mut errors, &report, run),
+        }
+    }
+    for (rel, want) in &run.files {
+        match std::fs::read_to_string(workspace.join(rel)) {
+            Ok(got) if got == *want => {}
+            Ok(got) => errors.push(format!("file {rel}: expected {want:?}, got {got:?}")),
+            Err(e) => errors.push(format!("file {rel}: {e}")),
+        }
+    }
+    for (rel, wants) in &run.files_contain {
+        match std::fs::read_to_string(workspace.join(rel)) {
+            Ok(got) => {
+                for want in wants {
+                    if !got.contains(want.as_str()) {
+                        errors.push(format!("file {rel} lacks {want:?}: {got:?}"));
+                    }
+                }
+            }
+            Err(e) => errors.push(format!("file {rel}: {e}")),
+        }
+    }
+    for rel in &run.absent {
+        if workspace.join(rel).exists() {
+            errors.push(format!("{rel} exists but must not"));
+        }
+    }
+    if !errors.is_empty() {
+        errors.push(format!(
+            "case {} ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+            case.display(),
+            run.description.as_deref().unwrap_or("")
+        ));
+    }
+    errors
+}
+
+fn check_report(errors: &mut Vec<String>, report: &Json, run: &RunExpect) {
+    if let Some(names) = &run.job_names {
+        let got: Vec<&str> = report
+            .get("jobs")
+            .and_then(Json::as_array)
+            .map(|jobs| jobs.iter().filter_map(|j| str_at(j, "name")).collect())
+            .unwrap_or_default();
+        if got != names.iter().map(String::as_str).collect::<Vec<_>>() {
+            errors.push(format!("job runs: expected {names:?}, got {got:?}"));
+        }
+    }
+    for (key, want) in &run.jobs {
+        let Some(job) = find_job(report, key) else {
+            errors.push(format!("no job {key:?} in the report"));
+            continue;
+        };
+        if let Some(result) = &want.result
+            && str_at(job, "result") != Some(result.as_str())
+        {
+            errors.push(format!(
+                "job {key}: result {:?}, expected {result:?}",
+                str_at(job, "result")
+            ));
+        }
+        check_map(
+            errors,
+            &format!("job {key}"),
+            job.get("outputs"),
+            &want.outputs,
+        );
+        if let Some(n) = want.step_count {
+            let got = job
+                .get("steps")
+                .and_then(Json::as_array)
+                .map_or(0, Vec::len);
+            if got != n {
+                errors.push(format!("job {key}: {got} steps, expected {n}"));
+            }
+        }
+        if let Some(s) = &want.summary_contains
+            && !str_at(job, "summary").unwrap_or("").contains(s.as_str())
+        {
+            errors.push(format!("job {key}: summary lacks {s:?}"));
+        }
+        for (skey, swant) in &want.steps {
+            let Some(step) = find_step(job, skey) else {
+                errors.push(format!("job {key}: no step {skey:?}"));
+                continue;
+            };
+            for (field, want) in [
+                ("outcome", &swant.outcome),
+                ("conclusion", &swant.conclusion),
+            ] {
+                if let Some(w) = want
+                    && str_at(step, field) != Some(w.as_str())
+                {
+                    errors.push(format!(
+                        "job {key} step {skey}: {field} {:?}, expected {w:?}",
+                        str_at(step, field)
+                    ));
+                }
+            }
+            check_map(
+                errors,
+                &format!("job {key} step {skey}"),
+                step.get("outputs"),
+                &swant.outputs,
+            );
+        }
+    }
+}
+
+fn run_case(case: &Path) -> Vec<String> {
+    let text = match std::fs::read_to_string(case.join("expect.yml")) {
+        Ok(t) => t,
+        Err(e) => return vec![format!("{}: {e}", case.display())],
+    };
+    let expect: RunExpect = match serde_yaml::from_str(&text) {
+        Ok(e) => e,
+        Err(e) => return vec![format!("{}/expect.yml: {e}", case.display())],
+    };
+    let path_var = std::env::var("PATH").unwrap_or_default();
+    if let Some(missing) = expect
+        .requires
+        .iter()
+        .find(|tool| !std::env::split_paths(&path_var).any(|dir| dir.join(tool.as_str()).is_file()))
+    {
+        eprintln!(
+            "skipping fixture {}: {missing} is not on PATH",
+            case.display()
+        );
+        return Vec::new();
+    }
+    let Ok(root) = tempfile::tempdir() else {
+        return vec!["cannot create a temp dir".into()];
+    };
+    let workspace = root.path().join("workspace");
+    let home = root.path().join("home");
+    let cache = root.path().join("cache");
+    for dir in [&home, &cache] {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return vec![format!("{}: {e}", dir.display())];
+        }
+    }
+    if let Err(e) = copy_dir(case, &workspace, &["expect.yml"]) {
+        return vec![format!("copy {}: {e}", case.display())];
+    }
+    if expect.runs.is_empty() {
+        run_once(case, &workspace, &home, &cache, &expect)
+    } else {
+        let mut errors = Vec::new();
+        for (i, run) in expect.runs.iter().enumerate() {
+            let errs = run_once(case, &workspace, &home, &cache, run);
+            errors.extend(errs.into_iter().map(|e| format!("run {}: {e}", i + 1)));
+        }
+        errors
+    }
+}
+
+#[test]
+fn fixtures() {
+    let cases = fixture_dirs();
+    assert!(
+        std::env::var("RUNNER_FIXTURE").is_ok() || cases.len() >= 25,
+        "expected at least 25 fixture cases, found {}",
+        cases.len()
+    );
+    // A few cases at a time: most of their time is spent in sleeping child processes.
+    let chunks: Vec<&[PathBuf]> = cases.chunks(cases.len().div_ceil(4).max(1)).collect();
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .flat_map(|case| {
+                            run_case(case).into_iter().map(move |e| {
+                                format!(
+                                    "[{}] {e}",
+                                    case.file_name().unwrap_or_default().to_string_lossy()
+                                )
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec!["harness thread panicked".into()])
+            })
+            .collect()
+    });
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Library embedding: handlers registered by the caller, post hooks, state, and events.
+mod embedding {
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+
+    use runner::exec::{
+        ActionContext, ActionError, ActionHandler, ActionRegistry, Event, RunOptions, Runner,
+        Status,
+    };
+
+    /// A real handler that records what it sees in a shared journal.
+    struct Journal {
+        entries: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl ActionHandler for Journal {
+        fn run(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
+            let tag = ctx.input("tag").unwrap_or("").to_string();
+            self.entries.lock().unwrap().push(format!("main {tag}"));
+            if tag == "boom" {
+                return Err(ActionError::new("boom requested"));
+            }
+            ctx.set_output("echo", format!("out-{tag}"));
+            ctx.save_state("tag", tag.clone());
+            let condition = ctx.input("post-if").unwrap_or("always()").to_string();
+            ctx.register_post(&condition);
+            ctx.info(&format!("ran {tag} in {}", ctx.job.workspace.display()));
+            Ok(())
+        }
+
+        fn post(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
+            let tag = ctx.get_state("tag").unwrap_or("<none>").to_string();
+            assert_eq!(
+                ctx.env.get("STATE_tag"),
+                Some(&tag),
+                "state is also in the env"
+            );
+            self.entries.lock().unwrap().push(format!("post {tag}"));
+            Ok(())
+        }
+    }
+
+    fn run(workflow: &str, registry: ActionRegistry) -> (runner::exec::RunReport, Vec<Event>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ci.yml");
+        std::fs::write(&path, workflow).unwrap();
+        let wf = runner::workflow::parse(Path::new("ci.yml"), workflow).unwrap();
+        let options = RunOptions {
+            workspace: dir.path().to_path_buf(),
+            ..RunOptions::default()
+        };
+        let mut events: Vec<Event> = Vec::new();
+        let report = Runner::new(wf, options, registry).run(&mut events).unwrap();
+        (report, events)
+    }
+
+    fn registry(entries: &Arc<Mutex<Vec<String>>>) -> ActionRegistry {
+        let mut registry = ActionRegistry::new();
+        registry.register(
+            "acme/journal",
+            Arc::new(Journal {
+                entries: entries.clone(),
+            }),
+        );
+        registry
+    }
+
+    #[test]
+    fn post_hooks_run_in_reverse_with_their_state_and_conditions() {
+        let entries = Arc::new(Mutex::new(Vec::new()));
+        let workflow = r#"on: push
+jobs:
+  build:
+    runs-on: x
+    steps:
+      - id: one
+        uses: acme/journal@v1
+        with: {tag: one}
+      - id: two
+        uses: Acme/Journal@main
+        with: {tag: two, post-if: success()}
+      - id: three
+        uses: acme/journal@v1
+        with: {tag: three, post-if: failure()}
+      - run: echo "${{ steps.two.outputs.echo }}" > "${{ github.workspace }}/seen.txt"; exit 1
+"#;
+        let (report, events) = run(workflow, registry(&entries));
+        assert_eq!(
+            *entries.lock().unwrap(),
+            [
+                "main one",
+                "main two",
+                "main three",
+                "post three",
+                "post one"
+            ],
+            "post steps run in reverse order, each only if its condition holds"
+        );
+        let job = &report.jobs[0];
+        assert_eq!(job.result, Status::Failure);
+        let steps: Vec<(&str, Status)> = job
+            .steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.outcome))
+            .collect();
+        assert_eq!(
+            steps[4..],
+            [
+                ("Post Run acme/journal@v1", Status::Success),
+                ("Post Run Acme/Journal@main", Status::Skipped),
+                ("Post Run acme/journal@v1", Status::Success),
+            ]
+        );
+        assert_eq!(
+            job.steps[1].outputs.get("echo").map(String::as_str),
+            Some("out-two")
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Output { line } if line.starts_with("ran one in ")))
+        );
+    }
+
+    #[test]
+    fn handler_errors_fail_the_step_and_skip_its_post() {
+        let entries = Arc::new(Mutex::new(Vec::new()));
+        let workflow = r#"on: push
+jobs:
+  build:
+    runs-on: x
+    steps:
+      - id: bad
+        uses: acme/journal@v1
+        with: {tag: boom}
+      - if: always()
+        run: echo "${{ steps.bad.outcome }}"
+"#;
+        let (report, events) = run(workflow, registry(&entries));
+        assert_eq!(*entries.lock().unwrap(), ["main boom"]);
+        assert_eq!(report.jobs[0].steps[0].outcome, Status::Failure);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Output { line } if line == "failure"))
+        );
+        assert!(events.iter().any(
+            |e| matches!(e, Event::Annotation { message, .. } if message == "boom requested")
+        ));
+    }
+}
+
+/// Ctrl-C (SIGINT to the runner) kills the running step's process group, skips normal steps,
+/// still runs `if: always()` steps, and exits 1.
+#[test]
+fn interrupt_cancels_the_run() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::write_tree(
+        dir.path(),
+        &[(
+            "ci.yml",
+            "on: push\njobs:\n  build:\n    runs-on: x\n    steps:\n      - id: long\n        run: echo started; sleep 60\n      - id: normal\n        run: touch normal.txt\n      - id: cleanup\n        if: always()\n        run: echo \"${{ job.status }} ${{ steps.long.outcome }}\" > cleanup.txt\n",
+        )],
+    );
+    let mut child = Command::new(runner_bin())
+        .args(["exec", "ci.yml", "--json"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let out_thread =
+        std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    // Wait until the step is running, then interrupt.
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("runner ended before the step started: {log}");
+        }
+        log.push_str(&line);
+        if line.contains("started") {
+            break;
+        }
+    }
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: signalling the child we spawned.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    let rest = std::io::read_to_string(stderr).unwrap_or_default();
+    log.push_str(&rest);
+    let status = child.wait().unwrap();
+    let report: Json = serde_json::from_str(&out_thread.join().unwrap()).unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
+    let job = find_job(&report, "build").unwrap();
+    assert_eq!(str_at(job, "result"), Some("cancelled"), "{log}");
+    let outcome = |id: &str| {
+        find_step(job, id)
+            .and_then(|s| str_at(s, "outcome"))
+            .map(str::to_string)
+    };
+    assert_eq!(outcome("long").as_deref(), Some("cancelled"));
+    assert_eq!(outcome("normal").as_deref(), Some("skipped"));
+    assert_eq!(outcome("cleanup").as_deref(), Some("success"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("cleanup.txt")).unwrap(),
+        "cancelled cancelled\n"
+    );
+    assert!(!dir.path().join("normal.txt").exists());
+}

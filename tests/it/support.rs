@@ -23,3 +23,26 @@ pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
         std::fs::write(&path, contents).expect("write test file");
     }
 }
+
+/// Copies the directory tree `from` into `to` (created), skipping top-level entries named in
+/// `skip`. Symlinks are recreated, not followed.
+pub fn copy_dir(from: &Path, to: &Path, skip: &[&str]) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if skip.iter().any(|s| name == *s) {
+            continue;
+        }
+        let target = to.join(&name);
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_dir(&entry.path(), &target, &[])?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,1118 @@
+//! One job run (one matrix combination): contexts, the step loop, `run:` steps and actions,
+//! post hooks, and job outputs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+
+use super::action::{ActionContext, ActionHandler, JobInfo, LogLevel};
+use super::commands::{self, CommandParser};
+use super::contexts::{self, Contexts, JobState, s};
+use super::error::ExecError;
+use super::git::GitInfo;
+use super::mask::Masker;
+use super::process::{self, Exit, ProcessSpec};
+use super::report::{AnnotationLevel, Event, EventSink, JobReport, Status, StepReport};
+use super::shell;
+use crate::expr::Value;
+use crate::workflow::{Job, Pos, Step, StepKind, Text};
+
+use super::runner::{
+    DEFAULT_JOB_TIMEOUT_MINUTES, Problem, Runner, eval_bool, eval_condition, eval_number, render,
+};
+use super::step_io::{FileCommands, StepIo};
+
+/// A post step registered by a `uses:` step.
+struct PostHook {
+    handler: Arc<dyn ActionHandler>,
+    uses: String,
+    name: String,
+    id: Option<String>,
+    condition: String,
+    inputs: IndexMap<String, String>,
+    env: IndexMap<String, String>,
+    state: IndexMap<String, String>,
+}
+
+/// One job run (one matrix combination).
+pub(super) struct JobRun<'r> {
+    runner: &'r Runner,
+    job: &'r Job,
+    ctx: Contexts,
+    masker: &'r mut Masker,
+    sink: &'r mut dyn EventSink,
+    name: String,
+    info: JobInfo,
+    temp: tempfile::TempDir,
+    /// Workflow + job `env:` (evaluated), then `GITHUB_ENV` additions.
+    env: IndexMap<String, String>,
+    /// `GITHUB_PATH` additions, most recent first.
+    path_prefix: Vec<String>,
+    failed: bool,
+    cancelled: bool,
+    deadline: Instant,
+    timeout_minutes: f64,
+    continue_on_error: bool,
+    steps: Vec<StepReport>,
+    posts: Vec<PostHook>,
+    summary: String,
+    event_path: PathBuf,
+    setup_problem: Option<Problem>,
+    /// `RUNNER_TRACKING_ID` of this job's processes.
+    tracking_id: String,
+}
+
+impl<'r> JobRun<'r> {
+    pub(super) fn new(
+        runner: &'r Runner,
+        job: &'r Job,
+        mut ctx: Contexts,
+        git: &GitInfo,
+        masker: &'r mut Masker,
+        sink: &'r mut dyn EventSink,
+        name: String,
+    ) -> Result<Self, ExecError> {
+        let temp = tempfile::Builder::new()
+            .prefix("runner-job-")
+            .tempdir()
+            .map_err(|source| ExecError::Io {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let runner_temp = temp.path().join("temp");
+        let tool_cache = temp.path().join("tool-cache");
+        let workflow_dir = temp.path().join("workflow");
+        for dir in [&runner_temp, &tool_cache, &workflow_dir] {
+            std::fs::create_dir_all(dir).map_err(|source| ExecError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let event_path = workflow_dir.join("event.json");
+        let event_json = serde_json::to_string_pretty(&runner.options.event).unwrap_or_default();
+        std::fs::write(&event_path, event_json).map_err(|source| ExecError::Io {
+            path: event_path.clone(),
+            source,
+        })?;
+        let debug = runner
+            .options
+            .secrets
+            .get("ACTIONS_STEP_DEBUG")
+            .or_else(|| runner.options.vars.get("ACTIONS_STEP_DEBUG"))
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let runner_ctx: IndexMap<String, Value> = [
+            ("arch", s(contexts::runner_arch())),
+            ("debug", s(if debug { "1" } else { "" })),
+            ("environment", s("self-hosted")),
+            ("name", s("runner-local")),
+            ("os", s(contexts::runner_os())),
+            ("temp", s(runner_temp.display().to_string())),
+            ("tool_cache", s(tool_cache.display().to_string())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        ctx.set("runner", Value::Object(runner_ctx));
+        let mut job_ctx = IndexMap::new();
+        job_ctx.insert("status".to_string(), s("success"));
+        job_ctx.insert("container".to_string(), Value::Object(IndexMap::new()));
+        job_ctx.insert("services".to_string(), Value::Object(IndexMap::new()));
+        ctx.set("job", Value::Object(job_ctx));
+        ctx.state = JobState::default();
+
+        let base_ref = Runner::github_str(&ctx, "base_ref");
+        let info = JobInfo {
+            workspace: runner.options.workspace.clone(),
+            repository: Runner::github_str(&ctx, "repository"),
+            git_ref: Runner::github_str(&ctx, "ref"),
+            base_ref: (!base_ref.is_empty()).then(|| format!("refs/heads/{base_ref}")),
+            default_branch: git.default_branch.clone(),
+            run_id: Runner::github_str(&ctx, "run_id"),
+            runner_os: contexts::runner_os().to_string(),
+            home: runner
+                .options
+                .home
+                .clone()
+                .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("/")),
+            temp: runner_temp,
+        };
+
+        let mut run = Self {
+            runner,
+            job,
+            ctx,
+            masker,
+            sink,
+            name,
+            info,
+            temp,
+            env: runner.options.env.clone(),
+            path_prefix: Vec::new(),
+            failed: false,
+            cancelled: false,
+            deadline: Instant::now(),
+            timeout_minutes: DEFAULT_JOB_TIMEOUT_MINUTES,
+            continue_on_error: false,
+            steps: Vec::new(),
+            posts: Vec::new(),
+            summary: String::new(),
+            event_path,
+            setup_problem: None,
+            tracking_id: format!("runner_{}", uuid::Uuid::now_v7().simple()),
+        };
+        run.sync_env_context();
+        run.setup_problem = run.evaluate_job_settings().err();
+        Ok(run)
+    }
+
+    /// Workflow and job `env:`, `timeout-minutes`, `continue-on-error`.
+    fn evaluate_job_settings(&mut self) -> Result<(), Problem> {
+        let wf = &self.runner.workflow;
+        for (key, text) in wf.env.iter().chain(self.job.env.iter()) {
+            let value = render(text, &self.ctx)?;
+            self.env.insert(key.clone(), value);
+            self.sync_env_context();
+        }
+        if let Some(t) = &self.job.timeout_minutes {
+            self.timeout_minutes = eval_number(t, &self.ctx)?;
+        }
+        if let Some(c) = &self.job.continue_on_error {
+            self.continue_on_error = eval_bool(c, &self.ctx)?;
+        }
+        Ok(())
+    }
+
+    fn sync_env_context(&mut self) {
+        self.ctx.set("env", contexts::string_object(&self.env));
+    }
+
+    fn sync_state(&mut self) {
+        self.ctx.state = JobState {
+            failed: self.failed,
+            cancelled: self.cancelled,
+            blocked: false,
+        };
+        let status = if self.cancelled {
+            "cancelled"
+        } else if self.failed {
+            "failure"
+        } else {
+            "success"
+        };
+        self.ctx
+            .object_mut("job")
+            .insert("status".into(), s(status));
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.sink.event(&event);
+    }
+
+    fn annotate(&mut self, level: AnnotationLevel, message: &str) {
+        let message = self.masker.mask(message);
+        self.emit(Event::Annotation {
+            level,
+            message,
+            title: None,
+            file: None,
+            line: None,
+            col: None,
+        });
+    }
+
+    fn annotate_problem(&mut self, p: &Problem) {
+        self.runner
+            .annotate_problem(self.sink, self.masker, AnnotationLevel::Error, p);
+    }
+
+    /// `--dry-run`: what would run, with `if:` and `with:` evaluated assuming success so far.
+    pub(super) fn plan(&mut self) -> JobReport {
+        let job = self.job;
+        for step in &job.steps {
+            let name = self.step_name(step);
+            let condition = step.if_.as_ref().map(|c| {
+                let verdict = match eval_condition(c, &self.ctx) {
+                    Ok(v) => v.to_string(),
+                    Err(p) => format!("error: {}", p.message),
+                };
+                (c.raw.clone(), verdict)
+            });
+            let (action, with) = match &step.kind {
+                StepKind::Run { .. } => ("run".to_string(), IndexMap::new()),
+                StepKind::Uses { uses, with } => {
+                    let handled = if self.runner.registry.get(&uses.value).is_some() {
+                        "built in"
+                    } else {
+                        "not supported: skipped"
+                    };
+                    let with = with
+                        .iter()
+                        .map(|(k, v)| {
+                            let value = render(v, &self.ctx)
+                                .unwrap_or_else(|p| format!("<error: {}>", p.message));
+                            (k.clone(), self.masker.mask(&value))
+                        })
+                        .collect();
+                    (format!("uses {} ({handled})", uses.value), with)
+                }
+            };
+            self.emit(Event::PlanStep {
+                name: name.clone(),
+                action,
+                condition,
+                with,
+            });
+            self.steps.push(StepReport {
+                id: step.id.as_ref().map(|i| i.value.clone()),
+                name,
+                outcome: Status::Skipped,
+                conclusion: Status::Skipped,
+                outputs: IndexMap::new(),
+                duration: Duration::ZERO,
+            });
+        }
+        self.finish_report(
+            Status::Success,
+            Duration::ZERO,
+            IndexMap::new(),
+            IndexMap::new(),
+        )
+    }
+
+    fn finish_report(
+        &mut self,
+        result: Status,
+        duration: Duration,
+        outputs: IndexMap<String, String>,
+        raw_outputs: IndexMap<String, String>,
+    ) -> JobReport {
+        JobReport {
+            id: self.job.id.value.clone(),
+            name: self.masker.mask(&self.name),
+            matrix: None,
+            result,
+            outputs,
+            raw_outputs,
+            steps: std::mem::take(&mut self.steps),
+            summary: self.masker.mask(&self.summary),
+            duration,
+        }
+    }
+
+    fn step_name(&self, step: &Step) -> String {
+        let name = match &step.name {
+            Some(n) => render(n, &self.ctx).unwrap_or_else(|_| n.raw.clone()),
+            None => step.default_name(),
+        };
+        self.masker.mask(&name)
+    }
+
+    pub(super) fn run(&mut self) -> Result<JobReport, ExecError> {
+        let started = Instant::now();
+        let job_name = self.masker.mask(&self.name);
+        self.emit(Event::JobStarted {
+            job: self.job.id.value.clone(),
+            name: job_name.clone(),
+        });
+        if let Some(p) = self.setup_problem.take() {
+            self.annotate_problem(&p);
+            self.failed = true;
+        }
+        let minutes = self.timeout_minutes.max(0.0);
+        self.deadline = started + Duration::from_secs_f64((minutes * 60.0).min(1e9));
+        let job = self.job;
+        if !self.failed {
+            for step in &job.steps {
+                self.run_step(step)?;
+            }
+        }
+        self.run_posts()?;
+        // Like GitHub's runner, stop what the job's steps left running in the background.
+        for pid in process::kill_tracked(&self.tracking_id) {
+            self.emit(Event::Debug {
+                message: format!("Terminated orphan process {pid}"),
+            });
+        }
+        let (outputs, raw_outputs) = self.job_outputs();
+        let result = if self.cancelled {
+            Status::Cancelled
+        } else if self.failed && !self.continue_on_error {
+            Status::Failure
+        } else {
+            Status::Success
+        };
+        let duration = started.elapsed();
+        self.emit(Event::JobFinished {
+            job: self.job.id.value.clone(),
+            name: job_name,
+            result,
+            duration,
+        });
+        Ok(self.finish_report(result, duration, outputs, raw_outputs))
+    }
+
+    /// Job `outputs:`, evaluated after the last step; values that contain a secret are dropped
+    /// with a warning, as on GitHub.
+    fn job_outputs(&mut self) -> (IndexMap<String, String>, IndexMap<String, String>) {
+        let mut masked = IndexMap::new();
+        let mut raw = IndexMap::new();
+        let job = self.job;
+        for (key, text) in &job.outputs {
+            match render(text, &self.ctx) {
+                Ok(value) => {
+                    let m = self.masker.mask(&value);
+                    if m != value {
+                        self.annotate(
+                            AnnotationLevel::Warning,
+                            &format!("Skip output '{key}' since it may contain secret."),
+                        );
+                        continue;
+                    }
+                    masked.insert(key.clone(), m);
+                    raw.insert(key.clone(), value);
+                }
+                Err(p) => {
+                    self.annotate_problem(&p);
+                }
+            }
+        }
+        (masked, raw)
+    }
+
+    fn record_step(
+        &mut self,
+        step: Option<&Step>,
+        name: String,
+        outcome: Status,
+        conclusion: Status,
+        outputs: &IndexMap<String, String>,
+        duration: Duration,
+    ) {
+        let id = step.and_then(|s| s.id.as_ref().map(|i| i.value.clone()));
+        if let Some(id) = &id {
+            let entry: IndexMap<String, Value> = [
+                ("outputs".to_string(), contexts::string_object(outputs)),
+                ("outcome".to_string(), s(outcome.as_str())),
+                ("conclusion".to_string(), s(conclusion.as_str())),
+            ]
+            .into_iter()
+            .collect();
+            self.ctx
+                .object_mut("steps")
+                .insert(id.clone(), Value::Object(entry));
+        }
+        if conclusion == Status::Failure {
+            self.failed = true;
+        }
+        self.sync_state();
+        self.emit(Event::StepFinished {
+            name: name.clone(),
+            outcome,
+            conclusion,
+            duration,
+        });
+        let outputs = outputs
+            .iter()
+            .map(|(k, v)| (k.clone(), self.masker.mask(v)))
+            .collect();
+        self.steps.push(StepReport {
+            id,
+            name,
+            outcome,
+            conclusion,
+            outputs,
+            duration,
+        });
+    }
+
+    fn run_step(&mut self, step: &Step) -> Result<(), ExecError> {
+        self.sync_state();
+        if self.runner.options.cancel.load(Ordering::SeqCst) {
+            self.cancelled = true;
+            self.sync_state();
+        }
+        let name = self.step_name(step);
+        let run_it = match &step.if_ {
+            None => self.ctx.state_success(),
+            Some(cond) => match eval_condition(cond, &self.ctx) {
+                Ok(v) => v,
+                Err(p) => {
+                    self.emit(Event::StepStarted { name: name.clone() });
+                    self.annotate_problem(&p);
+                    self.record_step(
+                        Some(step),
+                        name,
+                        Status::Failure,
+                        Status::Failure,
+                        &IndexMap::new(),
+                        Duration::ZERO,
+                    );
+                    return Ok(());
+                }
+            },
+        };
+        if !run_it {
+            let reason = match &step.if_ {
+                Some(c) => format!("if: {} was false", c.raw.trim()),
+                None if self.cancelled => "the job was cancelled".to_string(),
+                None => "a previous step failed".to_string(),
+            };
+            self.emit(Event::StepSkipped {
+                name: name.clone(),
+                reason,
+            });
+            let id = step.id.as_ref().map(|i| i.value.clone());
+            if let Some(id) = &id {
+                let entry: IndexMap<String, Value> = [
+                    ("outputs".to_string(), Value::Object(IndexMap::new())),
+                    ("outcome".to_string(), s("skipped")),
+                    ("conclusion".to_string(), s("skipped")),
+                ]
+                .into_iter()
+                .collect();
+                self.ctx
+                    .object_mut("steps")
+                    .insert(id.clone(), Value::Object(entry));
+            }
+            self.steps.push(StepReport {
+                id,
+                name,
+                outcome: Status::Skipped,
+                conclusion: Status::Skipped,
+                outputs: IndexMap::new(),
+                duration: Duration::ZERO,
+            });
+            return Ok(());
+        }
+        self.emit(Event::StepStarted { name: name.clone() });
+        let started = Instant::now();
+        let mut outputs = IndexMap::new();
+        let outcome = match self.execute_step(step, &name, &mut outputs) {
+            Ok(outcome) => outcome,
+            Err(StepFailure::Problem(p)) => {
+                self.annotate_problem(&p);
+                Status::Failure
+            }
+            Err(StepFailure::Message(m)) => {
+                self.annotate(AnnotationLevel::Error, &m);
+                Status::Failure
+            }
+            Err(StepFailure::Fatal(e)) => return Err(e),
+        };
+        let continue_on_error = match &step.continue_on_error {
+            None => false,
+            Some(c) => match eval_bool(c, &self.ctx) {
+                Ok(v) => v,
+                Err(p) => {
+                    self.annotate_problem(&p);
+                    false
+                }
+            },
+        };
+        let conclusion = if outcome == Status::Failure && continue_on_error {
+            Status::Success
+        } else {
+            outcome
+        };
+        self.record_step(
+            Some(step),
+            name,
+            outcome,
+            conclusion,
+            &outputs,
+            started.elapsed(),
+        );
+        Ok(())
+    }
+
+    /// Step env: job env (+ `GITHUB_ENV`), then the step's own `env:`.
+    fn step_env(&mut self, step: &Step) -> Result<IndexMap<String, String>, Problem> {
+        let mut env = self.env.clone();
+        for (key, text) in &step.env {
+            let value = render(text, &self.ctx)?;
+            env.insert(key.clone(), value);
+            self.ctx.set("env", contexts::string_object(&env));
+        }
+        Ok(env)
+    }
+
+    fn execute_step(
+        &mut self,
+        step: &Step,
+        name: &str,
+        outputs: &mut IndexMap<String, String>,
+    ) -> Result<Status, StepFailure> {
+        let env = self.step_env(step).map_err(StepFailure::Problem);
+        let result = match env {
+            Err(e) => Err(e),
+            Ok(env) => {
+                let step_id = step
+                    .id
+                    .as_ref()
+                    .map(|i| i.value.clone())
+                    .unwrap_or_else(|| format!("__run_{}", step.index + 1));
+                self.ctx
+                    .object_mut("github")
+                    .insert("action".into(), s(step_id.clone()));
+                match &step.kind {
+                    StepKind::Run {
+                        run,
+                        shell,
+                        working_directory,
+                    } => self.run_script(
+                        step,
+                        name,
+                        &step_id,
+                        &env,
+                        run,
+                        shell.as_ref(),
+                        working_directory.as_ref(),
+                        outputs,
+                    ),
+                    StepKind::Uses { uses, with } => self.run_action(
+                        step,
+                        name,
+                        &env,
+                        uses.value.as_str(),
+                        uses.pos,
+                        with,
+                        outputs,
+                    ),
+                }
+            }
+        };
+        // The step's env: never leaks into the next step's expressions.
+        self.sync_env_context();
+        result
+    }
+
+    fn timeout_for(&self, step: &Step) -> Result<(Option<Duration>, bool), Problem> {
+        // Once the job is cancelled, cleanup steps (`if: always()`) get only their own timeout.
+        let job_left = if self.cancelled {
+            Duration::from_secs(u32::MAX.into())
+        } else {
+            self.deadline.saturating_duration_since(Instant::now())
+        };
+        let step_timeout = match &step.timeout_minutes {
+            Some(t) => Some(Duration::from_secs_f64(
+                (eval_number(t, &self.ctx)?.max(0.0) * 60.0).min(1e9),
+            )),
+            None => None,
+        };
+        Ok(match step_timeout {
+            Some(t) if t < job_left => (Some(t), false),
+            _ => (Some(job_left), true),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_script(
+        &mut self,
+        step: &Step,
+        name: &str,
+        step_id: &str,
+        env: &IndexMap<String, String>,
+        run: &Text,
+        shell: Option<&Text>,
+        working_directory: Option<&Text>,
+        outputs: &mut IndexMap<String, String>,
+    ) -> Result<Status, StepFailure> {
+        let wf = &self.runner.workflow;
+        let script = render(run, &self.ctx).map_err(StepFailure::Problem)?;
+        let shell_text = shell
+            .or(self.job.defaults.shell.as_ref())
+            .or(wf.defaults.shell.as_ref());
+        let shell_value = match shell_text {
+            Some(t) => Some(render(t, &self.ctx).map_err(StepFailure::Problem)?),
+            None => None,
+        };
+        let wd_text = working_directory
+            .or(self.job.defaults.working_directory.as_ref())
+            .or(wf.defaults.working_directory.as_ref());
+        let cwd = match wd_text {
+            Some(t) => {
+                let wd = render(t, &self.ctx).map_err(StepFailure::Problem)?;
+                self.runner.options.workspace.join(wd)
+            }
+            None => self.runner.options.workspace.clone(),
+        };
+        let uuid = uuid::Uuid::now_v7();
+        let runner_temp = self.info.temp.clone();
+        let script_path = runner_temp.join(format!(
+            "{uuid}{}",
+            shell::extension_for(shell_value.as_deref())
+        ));
+        std::fs::write(&script_path, &script).map_err(|source| {
+            StepFailure::Fatal(ExecError::Io {
+                path: script_path.clone(),
+                source,
+            })
+        })?;
+        let files = FileCommands::create(self.temp.path(), &uuid.to_string())
+            .map_err(StepFailure::Fatal)?;
+        let proc_env = self.process_env(env, step_id, &files);
+        let path_var = proc_env.get("PATH").cloned().unwrap_or_default();
+        let shell_cmd =
+            shell::resolve(shell_value.as_deref(), &script_path, &path_var).map_err(|e| {
+                let _ = std::fs::remove_file(&script_path);
+                StepFailure::Message(e.to_string())
+            })?;
+        self.emit(Event::Debug {
+            message: format!("shell: {}", shell_cmd.display),
+        });
+        if !cwd.is_dir() {
+            return Err(StepFailure::Message(format!(
+                "working-directory {} does not exist",
+                cwd.display()
+            )));
+        }
+        let (timeout, is_job_deadline) = self.timeout_for(step).map_err(StepFailure::Problem)?;
+        let spec = ProcessSpec {
+            program: shell_cmd.program.clone(),
+            args: shell_cmd.args.clone(),
+            env: proc_env,
+            cwd,
+            timeout,
+            // Once the job is cancelled, the steps that still run (`if: always()`) are cleanup
+            // and must not be killed by the same cancellation.
+            cancel: if self.cancelled {
+                Arc::new(AtomicBool::new(false))
+            } else {
+                self.runner.options.cancel.clone()
+            },
+        };
+        let mut io = StepIo {
+            parser: CommandParser::new(),
+            echo: false,
+            failed_command: false,
+            outputs: IndexMap::new(),
+            state: IndexMap::new(),
+        };
+        let masker_ptr: &mut Masker = self.masker;
+        let allow_unsecure = env
+            .get("ACTIONS_ALLOW_UNSECURE_COMMANDS")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let sink: &mut dyn EventSink = self.sink;
+        let mut new_env: Vec<(String, String)> = Vec::new();
+        let mut new_path: Vec<String> = Vec::new();
+        let exit = {
+            let mut on_line = |_stream: process::Stream, line: &str| {
+                io.handle_line(
+                    line,
+                    masker_ptr,
+                    sink,
+                    allow_unsecure,
+                    &mut new_env,
+                    &mut new_path,
+                );
+            };
+            process::run(&spec, &mut on_line)
+        };
+        let (exit, _pgid) = exit.map_err(|e| StepFailure::Message(e.to_string()))?;
+        for (k, v) in io.outputs.drain(..) {
+            outputs.insert(k, v);
+        }
+        for (k, v) in new_env {
+            self.env.insert(k, v);
+        }
+        for p in new_path {
+            self.add_path(p);
+        }
+        // File commands are processed whatever the exit code, as the runner does.
+        let mut status = match exit {
+            Exit::Code(0) => Status::Success,
+            Exit::Code(code) => {
+                self.annotate(
+                    AnnotationLevel::Error,
+                    &format!("Process completed with exit code {code}."),
+                );
+                Status::Failure
+            }
+            Exit::Signal(sig) => {
+                self.annotate(
+                    AnnotationLevel::Error,
+                    &format!("Process was terminated by signal {sig}."),
+                );
+                Status::Failure
+            }
+            Exit::TimedOut if is_job_deadline => {
+                self.annotate(
+                    AnnotationLevel::Error,
+                    &format!(
+                        "The job has exceeded its maximum execution time of {} minutes.",
+                        format_minutes(self.timeout_minutes)
+                    ),
+                );
+                self.cancelled = true;
+                Status::Cancelled
+            }
+            Exit::TimedOut => {
+                let minutes = step
+                    .timeout_minutes
+                    .as_ref()
+                    .and_then(|t| eval_number(t, &self.ctx).ok())
+                    .unwrap_or(0.0);
+                self.annotate(
+                    AnnotationLevel::Error,
+                    &format!(
+                        "The step '{name}' has timed out after {} minutes.",
+                        format_minutes(minutes)
+                    ),
+                );
+                Status::Failure
+            }
+            Exit::Cancelled => {
+                self.annotate(AnnotationLevel::Error, "The operation was canceled.");
+                self.cancelled = true;
+                Status::Cancelled
+            }
+        };
+        if io.failed_command && status == Status::Success {
+            status = Status::Failure;
+        }
+        match self.apply_file_commands(&files, outputs) {
+            Ok(()) => {}
+            Err(e) => {
+                self.annotate(AnnotationLevel::Error, &e.to_string());
+                if status == Status::Success {
+                    status = Status::Failure;
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&script_path);
+        Ok(status)
+    }
+
+    fn add_path(&mut self, dir: String) {
+        self.path_prefix.retain(|p| *p != dir);
+        self.path_prefix.insert(0, dir);
+    }
+
+    /// Host env < GitHub's default variables < the step's env; `PATH` gets `GITHUB_PATH`
+    /// additions in front.
+    fn process_env(
+        &self,
+        env: &IndexMap<String, String>,
+        step_id: &str,
+        files: &FileCommands,
+    ) -> IndexMap<String, String> {
+        let mut out: IndexMap<String, String> = std::env::vars()
+            .filter(|(k, _)| {
+                !k.starts_with("GITHUB_") && !k.starts_with("INPUT_") && !k.starts_with("STATE_")
+            })
+            .collect();
+        let g = |k: &str| Runner::github_str(&self.ctx, k);
+        let r = |k: &str| {
+            self.ctx
+                .get("runner")
+                .and_then(|v| v.get(k))
+                .map(Value::to_display_string)
+                .unwrap_or_default()
+        };
+        let defaults = [
+            ("CI", "true".to_string()),
+            (process::TRACKING_VAR, self.tracking_id.clone()),
+            ("GITHUB_ACTIONS", "true".to_string()),
+            ("GITHUB_ACTION", step_id.to_string()),
+            ("GITHUB_ACTOR", g("actor")),
+            ("GITHUB_API_URL", g("api_url")),
+            ("GITHUB_BASE_REF", g("base_ref")),
+            ("GITHUB_EVENT_NAME", g("event_name")),
+            ("GITHUB_EVENT_PATH", self.event_path.display().to_string()),
+            ("GITHUB_GRAPHQL_URL", g("graphql_url")),
+            ("GITHUB_HEAD_REF", g("head_ref")),
+            ("GITHUB_JOB", g("job")),
+            ("GITHUB_REF", g("ref")),
+            ("GITHUB_REF_NAME", g("ref_name")),
+            ("GITHUB_REF_TYPE", g("ref_type")),
+            ("GITHUB_REPOSITORY", g("repository")),
+            ("GITHUB_REPOSITORY_OWNER", g("repository_owner")),
+            ("GITHUB_RETENTION_DAYS", g("retention_days")),
+            ("GITHUB_RUN_ATTEMPT", g("run_attempt")),
+            ("GITHUB_RUN_ID", g("run_id")),
+            ("GITHUB_RUN_NUMBER", g("run_number")),
+            ("GITHUB_SERVER_URL", g("server_url")),
+            ("GITHUB_SHA", g("sha")),
+            ("GITHUB_TRIGGERING_ACTOR", g("triggering_actor")),
+            ("GITHUB_WORKFLOW", g("workflow")),
+            ("GITHUB_WORKSPACE", g("workspace")),
+            ("GITHUB_OUTPUT", files.output.display().to_string()),
+            ("GITHUB_ENV", files.env.display().to_string()),
+            ("GITHUB_PATH", files.path.display().to_string()),
+            ("GITHUB_STATE", files.state.display().to_string()),
+            ("GITHUB_STEP_SUMMARY", files.summary.display().to_string()),
+            ("RUNNER_ARCH", r("arch")),
+            ("RUNNER_DEBUG", r("debug")),
+            ("RUNNER_NAME", r("name")),
+            ("RUNNER_OS", r("os")),
+            ("RUNNER_TEMP", r("temp")),
+            ("RUNNER_TOOL_CACHE", r("tool_cache")),
+        ];
+        for (k, v) in defaults {
+            out.insert(k.to_string(), v);
+        }
+        if let Some(home) = &self.runner.options.home {
+            out.insert("HOME".into(), home.display().to_string());
+        }
+        for (k, v) in env {
+            out.insert(k.clone(), v.clone());
+        }
+        if !self.path_prefix.is_empty() {
+            let base = out.get("PATH").cloned().unwrap_or_default();
+            let mut parts = self.path_prefix.clone();
+            if !base.is_empty() {
+                parts.push(base);
+            }
+            out.insert("PATH".into(), parts.join(":"));
+        }
+        out
+    }
+
+    fn apply_file_commands(
+        &mut self,
+        files: &FileCommands,
+        outputs: &mut IndexMap<String, String>,
+    ) -> Result<(), ExecError> {
+        for (k, v) in commands::read_key_value_file(&files.output)? {
+            outputs.insert(k, v);
+        }
+        for (k, v) in commands::read_key_value_file(&files.env)? {
+            if k.eq_ignore_ascii_case("NODE_OPTIONS") {
+                self.annotate(
+                    AnnotationLevel::Error,
+                    "Can't store NODE_OPTIONS output parameter using '$GITHUB_ENV' command.",
+                );
+                continue;
+            }
+            self.env.insert(k, v);
+        }
+        // State of `run:` steps has no post step to read it; parse it so errors still show.
+        commands::read_key_value_file(&files.state)?;
+        for dir in commands::read_path_file(&files.path)? {
+            self.add_path(dir);
+        }
+        match std::fs::read(&files.summary) {
+            Ok(bytes) if !bytes.is_empty() => {
+                self.summary.push_str(&String::from_utf8_lossy(&bytes));
+                if !self.summary.ends_with('\n') {
+                    self.summary.push('\n');
+                }
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(ExecError::Io {
+                    path: files.summary.clone(),
+                    source,
+                });
+            }
+        }
+        self.sync_env_context();
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_action(
+        &mut self,
+        step: &Step,
+        name: &str,
+        env: &IndexMap<String, String>,
+        uses: &str,
+        uses_pos: Pos,
+        with: &IndexMap<String, Text>,
+        outputs: &mut IndexMap<String, String>,
+    ) -> Result<Status, StepFailure> {
+        let Some(handler) = self.runner.registry.get(uses) else {
+            let p = Problem {
+                pos: uses_pos,
+                message: format!("action '{uses}' is not supported by runner exec"),
+            };
+            if self.runner.options.strict {
+                return Err(StepFailure::Problem(Problem {
+                    message: format!("{} (--strict)", p.message),
+                    ..p
+                }));
+            }
+            self.runner.annotate_problem(
+                self.sink,
+                self.masker,
+                AnnotationLevel::Warning,
+                &Problem {
+                    message: format!("{}; step skipped", p.message),
+                    ..p
+                },
+            );
+            return Ok(Status::Skipped);
+        };
+        let mut inputs = IndexMap::new();
+        for (k, v) in with {
+            inputs.insert(
+                k.clone(),
+                render(v, &self.ctx).map_err(StepFailure::Problem)?,
+            );
+        }
+        let (result, ctx_outputs, state, post) = {
+            let masker: &Masker = self.masker;
+            let sink: &mut dyn EventSink = self.sink;
+            let mut log = |level: LogLevel, message: &str| {
+                log_event(sink, masker, level, message);
+            };
+            let mut actx = ActionContext {
+                uses,
+                inputs: &inputs,
+                env,
+                job: &self.info,
+                contexts: &self.ctx,
+                outputs: IndexMap::new(),
+                state: IndexMap::new(),
+                post_condition: None,
+                log: &mut log,
+            };
+            let result = handler.run(&mut actx);
+            (result, actx.outputs, actx.state, actx.post_condition)
+        };
+        for (k, v) in ctx_outputs {
+            outputs.insert(k, v);
+        }
+        if let Some(condition) = post {
+            self.posts.push(PostHook {
+                handler,
+                uses: uses.to_string(),
+                name: name.to_string(),
+                id: step.id.as_ref().map(|i| i.value.clone()),
+                condition,
+                inputs,
+                env: env.clone(),
+                state,
+            });
+        }
+        match result {
+            Ok(()) => Ok(Status::Success),
+            Err(e) => Err(StepFailure::Message(e.message)),
+        }
+    }
+
+    /// Post steps in reverse registration order, each if its condition holds now.
+    fn run_posts(&mut self) -> Result<(), ExecError> {
+        while let Some(post) = self.posts.pop() {
+            self.sync_state();
+            let name = format!("Post {}", post.name);
+            let holds = match crate::expr::parse_condition(&post.condition) {
+                Ok(expr) => match crate::expr::evaluate(&expr, &self.ctx) {
+                    Ok(v) => v.is_truthy(),
+                    Err(e) => {
+                        self.annotate(
+                            AnnotationLevel::Error,
+                            &format!("post condition '{}' of {}: {e}", post.condition, post.uses),
+                        );
+                        false
+                    }
+                },
+                Err(e) => {
+                    self.annotate(
+                        AnnotationLevel::Error,
+                        &format!("post condition '{}' of {}: {e}", post.condition, post.uses),
+                    );
+                    false
+                }
+            };
+            if !holds {
+                self.emit(Event::StepSkipped {
+                    name: name.clone(),
+                    reason: format!("if: {} was false", post.condition),
+                });
+                self.steps.push(StepReport {
+                    id: post.id.clone(),
+                    name,
+                    outcome: Status::Skipped,
+                    conclusion: Status::Skipped,
+                    outputs: IndexMap::new(),
+                    duration: Duration::ZERO,
+                });
+                continue;
+            }
+            self.emit(Event::StepStarted { name: name.clone() });
+            let started = Instant::now();
+            // As for JavaScript actions, the saved state is also visible as `STATE_<name>`.
+            let mut post_env = post.env.clone();
+            for (k, v) in &post.state {
+                post_env.insert(format!("STATE_{k}"), v.clone());
+            }
+            let result = {
+                let masker: &Masker = self.masker;
+                let sink: &mut dyn EventSink = self.sink;
+                let mut log = |level: LogLevel, message: &str| {
+                    log_event(sink, masker, level, message);
+                };
+                let mut actx = ActionContext {
+                    uses: &post.uses,
+                    inputs: &post.inputs,
+                    env: &post_env,
+                    job: &self.info,
+                    contexts: &self.ctx,
+                    outputs: IndexMap::new(),
+                    state: post.state.clone(),
+                    post_condition: Some(post.condition.clone()),
+                    log: &mut log,
+                };
+                post.handler.post(&mut actx)
+            };
+            let outcome = match result {
+                Ok(()) => Status::Success,
+                Err(e) => {
+                    self.annotate(AnnotationLevel::Error, &e.message);
+                    Status::Failure
+                }
+            };
+            self.record_step(
+                None,
+                name,
+                outcome,
+                outcome,
+                &IndexMap::new(),
+                started.elapsed(),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn format_minutes(m: f64) -> String {
+    if m.fract() == 0.0 && m.abs() < 1e15 {
+        format!("{}", m as i64)
+    } else {
+        format!("{m}")
+    }
+}
+
+/// Forwards a handler's log line to the sink, masked.
+fn log_event(sink: &mut dyn EventSink, masker: &Masker, level: LogLevel, message: &str) {
+    let message = masker.mask(message);
+    let event = match level {
+        LogLevel::Debug => Event::Debug { message },
+        LogLevel::Info => Event::Output { line: message },
+        LogLevel::Notice | LogLevel::Warning | LogLevel::Error => Event::Annotation {
+            level: AnnotationLevel::from_log(level).unwrap_or(AnnotationLevel::Notice),
+            message,
+            title: None,
+            file: None,
+            line: None,
+            col: None,
+        },
+    };
+    sink.event(&event);
+}
+
+/// Why a step failed before or instead of producing an exit status.
+enum StepFailure {
+    /// An expression in the step failed; shown at its position.
+    Problem(Problem),
+    /// A plain message (bad shell, missing working directory, action error).
+    Message(String),
+    /// Not the step's fault: the run cannot continue (temp dir not writable, ...).
+    Fatal(ExecError),
+}
