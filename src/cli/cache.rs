@@ -319,9 +319,10 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
 
 /// `--repository`, else the current checkout's origin.
 fn repository(common: &Common) -> Option<String> {
-    // TODO(exec lands): fall back to runner::exec::git::inspect(".").repository.
-    let _ = Path::new(".");
-    common.repository.clone()
+    common
+        .repository
+        .clone()
+        .or_else(|| runner::exec::git::inspect(Path::new(".")).repository)
 }
 
 /// Entries named by id, or every entry whose key equals `key_or_id` (case-insensitive).

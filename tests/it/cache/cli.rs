@@ -306,3 +306,43 @@ fn human_output_snapshots() {
         );
     });
 }
+
+/// Without `--repository`, the current checkout's `origin` picks the repository, as in
+/// `runner exec`.
+#[test]
+fn repository_defaults_to_the_origin_remote() {
+    let h = filled();
+    let other = h.job(MAIN);
+    let other = runner::exec::JobInfo {
+        repository: "someone/else".into(),
+        ..other
+    };
+    write_tree(&h.workspace(), &[("deps/z", "z")]);
+    h.main(SAVE, &other, &[("path", "deps"), ("key", "elsewhere")]).ok();
+    let checkout = h.dir.path().join("checkout");
+    std::fs::create_dir_all(&checkout).expect("mkdir");
+    let git = |args: &[&str]| {
+        let ok = Command::new("git")
+            .arg("-C")
+            .arg(&checkout)
+            .args(args)
+            .status()
+            .expect("run git")
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["remote", "add", "origin", "https://github.com/someone/else.git"]);
+    let mut cmd = Command::new(runner_bin());
+    let out = cmd
+        .args(["cache", "list", "--json"])
+        .current_dir(&checkout)
+        .env("RUNNER_CACHE_DIR", h.store_dir())
+        .env_remove("RUNNER_CACHE_DB")
+        .output()
+        .expect("run runner cache");
+    assert_eq!(keys(&json(&out)), ["elsewhere"]);
+    // Outside a checkout: every repository.
+    let out = runner_cache(&h, &["list", "--json"], &[]);
+    assert_eq!(keys(&json(&out)).len(), 4);
+}
