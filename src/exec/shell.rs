@@ -53,13 +53,10 @@ pub fn resolve(
     let shell = shell.map(str::trim).filter(|s| !s.is_empty());
     let (command, format, display_name) = match shell {
         None => {
-            // bash when present, else POSIX sh, as the runner does.
+            // An unspecified shell is `bash -e {0}` (no pipefail, unlike an explicit
+            // `shell: bash`), falling back to `sh -e {0}`: what GitHub's runner logs and runs.
             if let Some(bash) = which("bash", path_var) {
-                (
-                    bash,
-                    "--noprofile --norc -eo pipefail {0}".to_string(),
-                    "bash",
-                )
+                (bash, "-e {0}".to_string(), "bash")
             } else {
                 let sh = which("sh", path_var)
                     .ok_or_else(|| ExecError::ShellNotFound { shell: "sh".into() })?;
@@ -169,11 +166,7 @@ mod tests {
         let path = std::env::var("PATH").unwrap_or_default();
         let script = Path::new("/tmp/s.sh");
         let cases: &[(Option<&str>, &[&str], &str)] = &[
-            (
-                None,
-                &["--noprofile", "--norc", "-eo", "pipefail", "/tmp/s.sh"],
-                ".sh",
-            ),
+            (None, &["-e", "/tmp/s.sh"], ".sh"),
             (
                 Some("bash"),
                 &["--noprofile", "--norc", "-eo", "pipefail", "/tmp/s.sh"],
