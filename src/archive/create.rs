@@ -31,6 +31,10 @@ pub struct CreateOptions<'a> {
     pub read_threads: usize,
     /// zstd worker threads; `None` means one per core.
     pub zstd_workers: Option<u32>,
+    /// zstd window log; `None` keeps level 3's own (2^21), which every decoder accepts. Values
+    /// above 27 need `--long`/`window_log_max` to decode; out-of-range values make zstd refuse,
+    /// and the archive falls back to gzip.
+    pub zstd_window_log: Option<u32>,
     /// Called on this thread with the content bytes written so far, after each batch.
     pub progress: Option<&'a dyn Fn(u64)>,
 }
@@ -42,6 +46,7 @@ impl CreateOptions<'_> {
             compression,
             read_threads: 0,
             zstd_workers: None,
+            zstd_window_log: None,
             progress: None,
         }
     }
@@ -53,6 +58,7 @@ impl std::fmt::Debug for CreateOptions<'_> {
             .field("compression", &self.compression)
             .field("read_threads", &self.read_threads)
             .field("zstd_workers", &self.zstd_workers)
+            .field("zstd_window_log", &self.zstd_window_log)
             .field("progress", &self.progress.is_some())
             .finish()
     }
@@ -101,8 +107,11 @@ pub fn create_with(
     // Set the encoder up before a byte is written, so a zstd failure can still fall back.
     let mut out = BufWriter::with_capacity(1 << 20, out);
     let (mut enc, used) = match opts.compression {
-        Compression::Zstd => match zstd_encoder(&mut out, opts.zstd_workers.unwrap_or(cores as u32))
-        {
+        Compression::Zstd => match zstd_encoder(
+            &mut out,
+            opts.zstd_workers.unwrap_or(cores as u32),
+            opts.zstd_window_log,
+        ) {
             Ok(z) => (Encoder::Zstd(z), Compression::Zstd),
             Err(_) => (gzip_encoder(&mut out), Compression::Gzip),
         },
@@ -146,6 +155,7 @@ impl Encoder<'_> {
 fn zstd_encoder<'w>(
     out: &'w mut BufWriter<&mut dyn Write>,
     workers: u32,
+    window_log: Option<u32>,
 ) -> std::io::Result<zstd::stream::write::Encoder<'static, &'w mut dyn Write>> {
     let out: &'w mut dyn Write = out;
     let mut z = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
@@ -153,6 +163,9 @@ fn zstd_encoder<'w>(
     z.include_checksum(true)?;
     if workers > 0 {
         z.multithread(workers)?;
+    }
+    if let Some(log) = window_log {
+        z.window_log(log)?;
     }
     Ok(z)
 }

@@ -114,6 +114,9 @@ struct Root {
     staging: Option<tempfile::TempDir>,
     /// Mode and mtime the archive gives `path` itself when it is `base`.
     root_meta: Option<Meta>,
+    /// `base`'s mtime before the staging directory was made in it, restored when a failed
+    /// restore removes the staging directory again (so the tree is left exactly as it was).
+    base_mtime: Option<Meta>,
 }
 
 struct Stager {
@@ -123,6 +126,23 @@ struct Stager {
     files: HashSet<PathBuf>,
     symlinks: HashSet<PathBuf>,
     dir_meta: Vec<(PathBuf, Meta)>,
+    committed: bool,
+}
+
+impl Drop for Stager {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        for root in &mut self.roots {
+            if let Some(staging) = root.staging.take() {
+                drop(staging);
+                if let Some(meta) = &root.base_mtime {
+                    let _ = set_path_mtime(&root.base, meta, false);
+                }
+            }
+        }
+    }
 }
 
 impl Stager {
@@ -143,6 +163,7 @@ impl Stager {
                 base,
                 staging: None,
                 root_meta: None,
+                base_mtime: None,
             });
         }
         Ok(Stager {
@@ -152,6 +173,7 @@ impl Stager {
             files: HashSet::new(),
             symlinks: HashSet::new(),
             dir_meta: Vec::new(),
+            committed: false,
         })
     }
 
@@ -163,6 +185,12 @@ impl Stager {
     fn staged(&mut self, ri: usize, target: &Path) -> Result<PathBuf, ArchiveError> {
         let root = &mut self.roots[ri];
         if root.staging.is_none() {
+            use std::os::unix::fs::MetadataExt;
+            root.base_mtime = std::fs::symlink_metadata(&root.base).ok().map(|m| Meta {
+                mtime: m.mtime(),
+                mtime_nsec: m.mtime_nsec().clamp(0, 999_999_999) as u32,
+                ..Meta::default()
+            });
             let dir = tempfile::Builder::new()
                 .prefix(".runner-restore-")
                 .tempdir_in(&root.base)
@@ -234,15 +262,20 @@ impl Stager {
     }
 
     fn commit(&mut self) -> Result<(), ArchiveError> {
-        for root in &self.roots {
+        for root in &mut self.roots {
             let Some(staging) = &root.staging else {
                 continue;
             };
             merge(staging.path(), &root.base, &root.path)?;
+            if let Some(staging) = root.staging.take() {
+                let path = staging.path().to_path_buf();
+                staging.close().map_err(io_err(path))?;
+            }
             if let Some(meta) = &root.root_meta {
                 apply_dir_meta(&root.base, meta)?;
             }
         }
+        self.committed = true;
         Ok(())
     }
 }
