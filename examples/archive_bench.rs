@@ -47,7 +47,14 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             let workspace = PathBuf::from(&args[2]);
             let allowed: Vec<PathBuf> = args[3..].iter().map(PathBuf::from).collect();
             let start = Instant::now();
-            let stats = archive::extract(&mut input, &workspace, &allowed)?;
+            let opts = archive::ExtractOptions {
+                write_threads: std::env::var("ARCHIVE_BENCH_THREADS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                ..archive::ExtractOptions::default()
+            };
+            let stats = archive::extract_with(&mut input, &workspace, &allowed, &opts)?;
             let secs = start.elapsed().as_secs_f64();
             println!(
                 "extract {secs:.3}s entries={} content={}",

@@ -101,7 +101,7 @@ pub fn create_with(
     opts: &CreateOptions<'_>,
     out: &mut dyn Write,
 ) -> Result<CreateStats, ArchiveError> {
-    let workspace = paths::absolute(Path::new("/"), workspace);
+    let workspace = paths::absolute(Path::new(""), workspace);
     let items = walk(&workspace, paths_in)?;
     let cores = default_threads();
     // Set the encoder up before a byte is written, so a zstd failure can still fall back.
@@ -271,12 +271,9 @@ fn build_batch(items: &[Item]) -> Result<Batch, ArchiveError> {
             let body = if size >= STREAM_MIN && buffered + size > BATCH_BYTES {
                 None
             } else {
-                let data = read_file(&item.path, size)?;
-                buffered += data.len() as u64;
-                let len = data.len() as u64;
+                let len = read_file_into(&mut b.buf, &item.name, &item.path, size, &meta)?;
+                buffered += len;
                 size = len;
-                tarfmt::push_header(&mut b.buf, &item.name, Kind::File, len, &meta, None);
-                b.buf.extend_from_slice(&data);
                 tarfmt::pad(&mut b.buf, len);
                 if inode.is_none() {
                     b.segs.push(Seg::Bytes(start, b.buf.len()));
@@ -304,11 +301,29 @@ fn build_batch(items: &[Item]) -> Result<Batch, ArchiveError> {
     Ok(b)
 }
 
-fn read_file(path: &Path, size_hint: u64) -> Result<Vec<u8>, ArchiveError> {
+/// Appends header and content of a file, reading straight into `buf`. The header carries the
+/// size actually read: a file that changed size since the stat is still archived consistently.
+fn read_file_into(
+    buf: &mut Vec<u8>,
+    name: &[u8],
+    path: &Path,
+    stat_size: u64,
+    meta: &Meta,
+) -> Result<u64, ArchiveError> {
     let mut f = File::open(path).map_err(io_err(path))?;
-    let mut data = Vec::with_capacity(size_hint as usize + 1);
-    f.read_to_end(&mut data).map_err(io_err(path))?;
-    Ok(data)
+    let start = buf.len();
+    tarfmt::push_header(buf, name, Kind::File, stat_size, meta, None);
+    let data_start = buf.len();
+    buf.reserve(stat_size as usize + 1);
+    f.read_to_end(buf).map_err(io_err(path))?;
+    let len = (buf.len() - data_start) as u64;
+    if len != stat_size {
+        let data = buf.split_off(data_start);
+        buf.truncate(start);
+        tarfmt::push_header(buf, name, Kind::File, len, meta, None);
+        buf.extend_from_slice(&data);
+    }
+    Ok(len)
 }
 
 /// Shared state between the reader threads and the writer.

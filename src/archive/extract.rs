@@ -31,7 +31,7 @@ const WINDOW_LOG_MAX: u32 = 31;
 pub struct ExtractOptions<'a> {
     /// Threads writing files; 0 means a default for this machine.
     pub write_threads: usize,
-    /// Called on this thread with the content bytes decoded so far.
+    /// Called on the calling thread with the uncompressed (tar) bytes decoded so far.
     pub progress: Option<&'a dyn Fn(u64)>,
 }
 
@@ -51,7 +51,7 @@ pub fn extract_with(
     allowed: &[PathBuf],
     opts: &ExtractOptions<'_>,
 ) -> Result<ExtractStats, ArchiveError> {
-    let workspace = paths::absolute(Path::new("/"), workspace);
+    let workspace = paths::absolute(Path::new(""), workspace);
     let mut stager = Stager::new(&workspace, allowed)?;
     let threads = if opts.write_threads == 0 {
         (default_threads() * 2).clamp(2, 8)
@@ -74,17 +74,35 @@ pub fn extract_with(
     } else {
         Box::new(buffered)
     };
-    let stats = {
-        let mut pool = WritePool::new(threads);
-        let r = stage_all(&mut *decoder, &mut stager, &mut pool, opts.progress);
-        // Workers must be idle before staging can be finished or removed.
-        let finished = pool.finish();
-        let stats = r?;
-        finished?;
-        stats
-    };
-    // Read to the end of the stream so the codec checks its trailer (zstd checksum, gzip CRC).
-    std::io::copy(&mut decoder, &mut std::io::sink()).map_err(corrupt)?;
+    // Decode on this thread (the input need not be Send) while a second thread parses the tar
+    // stream and stages entries, like `zstd -d | tar -x`.
+    let stats = std::thread::scope(|s| {
+        let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(8);
+        let stager = &mut stager;
+        let parser = s.spawn(move || {
+            let mut reader = ChunkReader {
+                rx: Some(rx),
+                chunk: Vec::new(),
+                pos: 0,
+            };
+            let mut pool = WritePool::new(threads);
+            let r = stage_all(&mut reader, stager, &mut pool);
+            // Workers must be idle before staging can be finished or removed.
+            let finished = pool.finish();
+            let stats = r?;
+            finished?;
+            // Read to the end so the codec checks its trailer (zstd checksum, gzip CRC).
+            std::io::copy(&mut reader, &mut std::io::sink()).map_err(corrupt)?;
+            Ok::<_, ArchiveError>(stats)
+        });
+        pump(&mut *decoder, &tx, opts.progress);
+        drop(tx);
+        parser.join().unwrap_or_else(|_| {
+            Err(ArchiveError::Corrupt {
+                reason: "the archive reader thread panicked".into(),
+            })
+        })
+    })?;
     stager.fix_dir_metadata()?;
     stager.commit()?;
     Ok(stats)
@@ -362,8 +380,10 @@ fn copy_dir_meta(md: &std::fs::Metadata, to: &Path) -> Result<(), ArchiveError> 
 }
 
 fn apply_dir_meta(p: &Path, meta: &Meta) -> Result<(), ArchiveError> {
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(meta.mode & MODE_MASK))
-        .map_err(io_err(p))?;
+    if !creation_gives(meta.mode & MODE_MASK) || meta.mode & 0o777 != 0o777 & !umask().unwrap_or(0) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(meta.mode & MODE_MASK))
+            .map_err(io_err(p))?;
+    }
     set_path_mtime(p, meta, false)
 }
 
@@ -451,12 +471,10 @@ fn stage_all(
     decoder: &mut dyn Read,
     st: &mut Stager,
     pool: &mut WritePool,
-    progress: Option<&dyn Fn(u64)>,
 ) -> Result<ExtractStats, ArchiveError> {
     let mut stats = ExtractStats::default();
     let mut archive = tar::Archive::new(decoder);
     let mut copy_buf = vec![0u8; 1 << 20];
-    let mut last_progress = 0u64;
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         let etype = entry.header().entry_type();
@@ -560,15 +578,6 @@ fn stage_all(
             ));
         }
         stats.entries += 1;
-        if let Some(cb) = progress {
-            if stats.content_bytes - last_progress >= 4 << 20 {
-                last_progress = stats.content_bytes;
-                cb(stats.content_bytes);
-            }
-        }
-    }
-    if let Some(cb) = progress {
-        cb(stats.content_bytes);
     }
     Ok(stats)
 }
@@ -599,20 +608,38 @@ fn prepare_leaf(
     Ok(())
 }
 
-fn open_new(p: &Path) -> Result<File, ArchiveError> {
-    // Owner-only until finish_file sets the archived mode (which the umask must not alter).
+/// The process umask, read without changing it (Linux reports it in /proc/self/status).
+/// `None` when unknown: then every mode is set explicitly.
+fn umask() -> Option<u32> {
+    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+        u32::from_str_radix(line.trim_start_matches("Umask:").trim(), 8).ok()
+    })
+}
+
+/// Whether creating with `mode` already yields exactly `mode` under the umask.
+fn creation_gives(mode: u32) -> bool {
+    umask().is_some_and(|m| mode & 0o7000 == 0 && mode & !m == mode)
+}
+
+fn open_new(p: &Path, mode: u32) -> Result<File, ArchiveError> {
     OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
+        .mode(mode & 0o777)
         .open(p)
         .map_err(io_err(p))
 }
 
 fn finish_file(f: &File, p: &Path, meta: &Meta) -> Result<(), ArchiveError> {
-    f.set_permissions(std::fs::Permissions::from_mode(meta.mode & MODE_MASK))
-        .map_err(io_err(p))?;
+    // One syscall fewer per file when the umask already produced the archived mode.
+    if !creation_gives(meta.mode & MODE_MASK) {
+        f.set_permissions(std::fs::Permissions::from_mode(meta.mode & MODE_MASK))
+            .map_err(io_err(p))?;
+    }
     f.set_times(std::fs::FileTimes::new().set_modified(system_time(meta)))
         .map_err(io_err(p))
 }
@@ -625,7 +652,7 @@ fn write_inline<R: Read>(
     meta: &Meta,
     buf: &mut [u8],
 ) -> Result<(), ArchiveError> {
-    let mut f = open_new(p)?;
+    let mut f = open_new(p, meta.mode)?;
     let mut left = size;
     while left > 0 {
         let want = left.min(buf.len() as u64) as usize;
@@ -646,10 +673,15 @@ struct FileJob {
 }
 
 fn write_job(job: &FileJob) -> Result<(), ArchiveError> {
-    let mut f = open_new(&job.path)?;
+    let mut f = open_new(&job.path, job.meta.mode)?;
     f.write_all(&job.data).map_err(io_err(&job.path))?;
     finish_file(&f, &job.path, &job.meta)
 }
+
+/// Files handed to a worker at once: one wake-up per batch rather than per file.
+const JOB_BATCH_FILES: usize = 32;
+/// Content bytes after which a batch is handed over even if it has fewer files.
+const JOB_BATCH_BYTES: usize = 2 << 20;
 
 #[derive(Default)]
 struct PoolState {
@@ -659,14 +691,16 @@ struct PoolState {
 
 /// Threads writing small files; the decoder thread keeps going meanwhile.
 struct WritePool {
-    tx: Option<SyncSender<FileJob>>,
+    tx: Option<SyncSender<Vec<FileJob>>>,
     workers: Vec<JoinHandle<()>>,
     shared: Arc<(Mutex<PoolState>, Condvar)>,
+    batch: Vec<FileJob>,
+    batch_bytes: usize,
 }
 
 impl WritePool {
     fn new(threads: usize) -> WritePool {
-        let (tx, rx) = sync_channel::<FileJob>(QUEUE);
+        let (tx, rx) = sync_channel::<Vec<FileJob>>(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
         let shared = Arc::new((Mutex::new(PoolState::default()), Condvar::new()));
         let workers = (0..threads)
@@ -680,10 +714,26 @@ impl WritePool {
             tx: Some(tx),
             workers,
             shared,
+            batch: Vec::with_capacity(JOB_BATCH_FILES),
+            batch_bytes: 0,
         }
     }
 
     fn submit(&mut self, job: FileJob) -> Result<(), ArchiveError> {
+        self.batch_bytes += job.data.len();
+        self.batch.push(job);
+        if self.batch.len() >= JOB_BATCH_FILES || self.batch_bytes >= JOB_BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ArchiveError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(JOB_BATCH_FILES));
+        self.batch_bytes = 0;
         {
             let mut s = lock(&self.shared.0);
             if let Some(e) = s.error.take() {
@@ -691,7 +741,7 @@ impl WritePool {
             }
             s.pending += 1;
         }
-        let sent = self.tx.as_ref().map(|tx| tx.send(job));
+        let sent = self.tx.as_ref().map(|tx| tx.send(batch));
         if !matches!(sent, Some(Ok(()))) {
             return Err(ArchiveError::Io {
                 path: PathBuf::from("<extract worker>"),
@@ -703,6 +753,7 @@ impl WritePool {
 
     /// Waits until every submitted file is written; returns the first error.
     fn barrier(&mut self) -> Result<(), ArchiveError> {
+        self.flush()?;
         let (m, cv) = &*self.shared;
         let mut s = lock(m);
         while s.pending > 0 {
@@ -712,10 +763,12 @@ impl WritePool {
     }
 
     fn finish(&mut self) -> Result<(), ArchiveError> {
+        let flushed = self.flush();
         self.tx = None;
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+        flushed?;
         lock(&self.shared.0).error.take().map_or(Ok(()), Err)
     }
 }
@@ -733,21 +786,99 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn worker(rx: &Mutex<Receiver<FileJob>>, shared: &(Mutex<PoolState>, Condvar)) {
+fn worker(rx: &Mutex<Receiver<Vec<FileJob>>>, shared: &(Mutex<PoolState>, Condvar)) {
     loop {
-        let job = match lock(rx).recv() {
-            Ok(job) => job,
+        let batch = match lock(rx).recv() {
+            Ok(batch) => batch,
             Err(_) => return,
         };
-        let failed = lock(&shared.0).error.is_some();
-        let r = if failed { Ok(()) } else { write_job(&job) };
+        let mut result = Ok(());
+        if lock(&shared.0).error.is_none() {
+            result = batch.iter().try_for_each(write_job);
+        }
         let mut s = lock(&shared.0);
-        if let Err(e) = r {
+        if let Err(e) = result {
             s.error.get_or_insert(e);
         }
         s.pending -= 1;
         if s.pending == 0 {
             shared.1.notify_all();
+        }
+    }
+}
+
+/// The tar parser's side of the decoded stream: chunks sent by the decoding thread.
+struct ChunkReader {
+    rx: Option<Receiver<std::io::Result<Vec<u8>>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+/// Decoded bytes per chunk handed from the decoder to the parser.
+const CHUNK: usize = 1 << 20;
+
+impl Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            let Some(rx) = &self.rx else { return Ok(0) };
+            match rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.rx = None;
+                    return Err(e);
+                }
+                // The decoder is done: end of stream.
+                Err(_) => self.rx = None,
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.pos);
+        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Reads the decoder to its end in chunks and sends them on; stops early when the parser has
+/// gone (it failed). Progress is reported here, in decoded (tar) bytes.
+fn pump(
+    decoder: &mut dyn Read,
+    tx: &SyncSender<std::io::Result<Vec<u8>>>,
+    progress: Option<&dyn Fn(u64)>,
+) {
+    let mut total = 0u64;
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let mut filled = 0;
+        let mut failure = None;
+        while filled < CHUNK {
+            match decoder.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        buf.truncate(filled);
+        total += filled as u64;
+        let last = filled < CHUNK || failure.is_some();
+        if filled > 0 && tx.send(Ok(buf)).is_err() {
+            return;
+        }
+        if let Some(e) = failure {
+            let _ = tx.send(Err(e));
+            return;
+        }
+        if let Some(cb) = progress {
+            cb(total);
+        }
+        if last {
+            return;
         }
     }
 }
