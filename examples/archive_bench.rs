@@ -32,7 +32,10 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             }
             let start = Instant::now();
             let mut out = std::fs::File::create(&out_path)?;
-            let stats = archive::create(&workspace, &paths, compression, &mut out)?;
+            let mut opts = archive::CreateOptions::new(compression);
+            opts.read_threads = env_num("ARCHIVE_BENCH_READERS").unwrap_or(0);
+            opts.zstd_workers = env_num("ARCHIVE_BENCH_ZSTD_WORKERS").map(|n| n as u32);
+            let stats = archive::create_with(&workspace, &paths, &opts, &mut out)?;
             drop(out);
             let secs = start.elapsed().as_secs_f64();
             let size = std::fs::metadata(&out_path)?.len();
@@ -48,10 +51,7 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             let allowed: Vec<PathBuf> = args[3..].iter().map(PathBuf::from).collect();
             let start = Instant::now();
             let opts = archive::ExtractOptions {
-                write_threads: std::env::var("ARCHIVE_BENCH_THREADS")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
+                write_threads: env_num("ARCHIVE_BENCH_THREADS").unwrap_or(0),
                 ..archive::ExtractOptions::default()
             };
             let stats = archive::extract_with(&mut input, &workspace, &allowed, &opts)?;
@@ -62,6 +62,24 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             );
             Ok(())
         }
+        // Raw codec throughput, for comparing the zstd library's multithreading with `zstd -T0`.
+        Some("zstd") if args.len() == 4 => {
+            let workers: u32 = args[3].parse()?;
+            let mut input = std::fs::File::open(&args[1])?;
+            let out = std::fs::File::create(&args[2])?;
+            let start = Instant::now();
+            let mut enc = zstd::stream::write::Encoder::new(out, 3)?;
+            enc.multithread(workers)?;
+            std::io::copy(&mut input, &mut enc)?;
+            enc.finish()?;
+            println!("zstd {:.3}s", start.elapsed().as_secs_f64());
+            Ok(())
+        }
         _ => Err("usage: archive_bench create <ws> <out> [--gzip] <path>... | extract <archive> <ws> <allowed>...".into()),
     }
+}
+
+/// A tuning knob from the environment, for trying thread counts without rebuilding.
+fn env_num(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }

@@ -264,7 +264,14 @@ fn build_batch(items: &[Item]) -> Result<Batch, ArchiveError> {
         } else if ft.is_symlink() {
             let target = std::fs::read_link(&item.path).map_err(io_err(&item.path))?;
             let target = target.as_os_str().as_bytes();
-            tarfmt::push_header(&mut b.buf, &item.name, Kind::Symlink, 0, &meta, Some(target));
+            tarfmt::push_header(
+                &mut b.buf,
+                &item.name,
+                Kind::Symlink,
+                0,
+                &meta,
+                Some(target),
+            );
         } else if ft.is_file() {
             let inode = (md.nlink() > 1).then(|| (md.dev(), md.ino()));
             let mut size = md.len();

@@ -18,9 +18,9 @@ use super::tarfmt::Meta;
 use super::{ArchiveError, ExtractStats, default_threads, io_err, paths};
 
 /// Files up to this size are read into memory and written by the pool; bigger ones inline.
-const POOL_MAX: u64 = 1 << 20;
-/// Jobs queued for the pool at most (bounds memory to about this many × [`POOL_MAX`]).
-const QUEUE: usize = 64;
+const POOL_MAX: u64 = 8 << 20;
+/// Batches queued for the pool at most (bounds memory to about this many × ([`JOB_BATCH_BYTES`] + [`POOL_MAX`])).
+const QUEUE: usize = 16;
 /// Permission bits we restore: setuid/setgid from a cache archive are dropped on purpose.
 const MODE_MASK: u32 = 0o1777;
 /// zstd window limit: archives made with `zstd --long=30/31` decode.
@@ -216,7 +216,11 @@ impl Stager {
             self.made_dirs.insert(dir.path().to_path_buf());
             root.staging = Some(dir);
         }
-        let staging = root.staging.as_ref().map(|d| d.path()).unwrap_or(&root.base);
+        let staging = root
+            .staging
+            .as_ref()
+            .map(|d| d.path())
+            .unwrap_or(&root.base);
         let rel = target.strip_prefix(&root.base).unwrap_or(Path::new(""));
         Ok(if rel.as_os_str().is_empty() {
             staging.to_path_buf()
@@ -227,7 +231,12 @@ impl Stager {
 
     /// Refuses `target` if any directory above it (inside its root) was staged as a symlink:
     /// writing there would follow the link.
-    fn check_no_symlink_above(&self, name: &[u8], target: &Path, ri: usize) -> Result<(), ArchiveError> {
+    fn check_no_symlink_above(
+        &self,
+        name: &[u8],
+        target: &Path,
+        ri: usize,
+    ) -> Result<(), ArchiveError> {
         if self.symlinks.is_empty() {
             return Ok(());
         }
@@ -380,7 +389,8 @@ fn copy_dir_meta(md: &std::fs::Metadata, to: &Path) -> Result<(), ArchiveError> 
 }
 
 fn apply_dir_meta(p: &Path, meta: &Meta) -> Result<(), ArchiveError> {
-    if !creation_gives(meta.mode & MODE_MASK) || meta.mode & 0o777 != 0o777 & !umask().unwrap_or(0) {
+    if !creation_gives(meta.mode & MODE_MASK) || meta.mode & 0o777 != 0o777 & !umask().unwrap_or(0)
+    {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(meta.mode & MODE_MASK))
             .map_err(io_err(p))?;
     }
@@ -402,7 +412,11 @@ fn set_path_mtime(p: &Path, meta: &Meta, nofollow: bool) -> Result<(), ArchiveEr
             tv_nsec: meta.mtime_nsec as libc::c_long,
         },
     ];
-    let flags = if nofollow { libc::AT_SYMLINK_NOFOLLOW } else { 0 };
+    let flags = if nofollow {
+        libc::AT_SYMLINK_NOFOLLOW
+    } else {
+        0
+    };
     // SAFETY: `c` is a valid NUL-terminated path and `times` points to two timespecs.
     let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), flags) };
     if rc != 0 {
@@ -430,11 +444,11 @@ fn entry_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Meta {
     };
     if let Ok(Some(pax)) = entry.pax_extensions() {
         for ext in pax.flatten() {
-            if ext.key_bytes() == b"mtime" {
-                if let Some((s, ns)) = parse_pax_time(ext.value_bytes()) {
-                    meta.mtime = s;
-                    meta.mtime_nsec = ns;
-                }
+            if ext.key_bytes() == b"mtime"
+                && let Some((s, ns)) = parse_pax_time(ext.value_bytes())
+            {
+                meta.mtime = s;
+                meta.mtime_nsec = ns;
             }
         }
     }
@@ -513,7 +527,10 @@ fn stage_all(
             let size = entry.size();
             if size <= POOL_MAX {
                 let mut data = Vec::with_capacity(size as usize);
-                (&mut entry).take(size).read_to_end(&mut data).map_err(corrupt)?;
+                (&mut entry)
+                    .take(size)
+                    .read_to_end(&mut data)
+                    .map_err(corrupt)?;
                 if data.len() as u64 != size {
                     return Err(truncated(&name));
                 }
@@ -532,8 +549,8 @@ fn stage_all(
                 .link_name_bytes()
                 .map(|l| l.into_owned())
                 .ok_or_else(|| unsafe_entry(&name, "symlink without a target"))?;
-            let escapes = paths::resolve_link_target(&target, &link)
-                .is_none_or(|t| st.root_of(&t).is_none());
+            let escapes =
+                paths::resolve_link_target(&target, &link).is_none_or(|t| st.root_of(&t).is_none());
             if escapes {
                 return Err(unsafe_entry(
                     &name,
@@ -570,7 +587,10 @@ fn stage_all(
             }
             st.files.insert(target);
         } else if etype.is_character_special() || etype.is_block_special() || etype.is_fifo() {
-            return Err(unsafe_entry(&name, "device and fifo entries are not restored"));
+            return Err(unsafe_entry(
+                &name,
+                "device and fifo entries are not restored",
+            ));
         } else {
             return Err(unsafe_entry(
                 &name,

@@ -79,7 +79,11 @@ pub(crate) fn push_header(
     }
     let header_mtime = if meta.mtime < 0 || meta.mtime as u64 > MAX_OCTAL_11 || meta.mtime_nsec > 0
     {
-        pax_record(&mut pax, b"mtime", format_time(meta.mtime, meta.mtime_nsec).as_bytes());
+        pax_record(
+            &mut pax,
+            b"mtime",
+            format_time(meta.mtime, meta.mtime_nsec).as_bytes(),
+        );
         meta.mtime.clamp(0, MAX_OCTAL_11 as i64) as u64
     } else {
         meta.mtime as u64
@@ -197,7 +201,15 @@ fn put_octal(field: &mut [u8], value: u64) {
     field[digits] = 0;
 }
 
-fn fill_common(h: &mut [u8; BLOCK], mode: u32, uid: u64, gid: u64, size: u64, mtime: u64, flag: u8) {
+fn fill_common(
+    h: &mut [u8; BLOCK],
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    size: u64,
+    mtime: u64,
+    flag: u8,
+) {
     put_octal(&mut h[100..108], u64::from(mode));
     put_octal(&mut h[108..116], uid);
     put_octal(&mut h[116..124], gid);
@@ -255,18 +267,59 @@ mod tests {
         let long = format!("{}/{}", "d".repeat(120), "f".repeat(90));
         let very_long = format!("{}/{}", "x".repeat(200), "y".repeat(150));
         let long_link = "t".repeat(150);
-        let rows: Vec<(&str, Kind, u64, Meta, Option<&str>, &str)> = vec![
-            ("a.txt", Kind::File, 5, Meta { mtime: 1000, ..Meta::default() }, None, ""),
-            ("dir", Kind::Dir, 0, Meta { mtime: 7, mtime_nsec: 500_000_000, ..Meta::default() }, None, "7.5"),
+        // name, kind, size, meta, link target, expected pax mtime
+        type Row<'a> = (&'a str, Kind, u64, Meta, Option<&'a str>, &'a str);
+        let rows: Vec<Row> = vec![
+            (
+                "a.txt",
+                Kind::File,
+                5,
+                Meta {
+                    mtime: 1000,
+                    ..Meta::default()
+                },
+                None,
+                "",
+            ),
+            (
+                "dir",
+                Kind::Dir,
+                0,
+                Meta {
+                    mtime: 7,
+                    mtime_nsec: 500_000_000,
+                    ..Meta::default()
+                },
+                None,
+                "7.5",
+            ),
             (&long, Kind::File, 0, Meta::default(), None, ""),
             (&very_long, Kind::File, 3, Meta::default(), None, ""),
             ("l", Kind::Symlink, 0, Meta::default(), Some(&long_link), ""),
             ("h", Kind::HardLink, 0, Meta::default(), Some("a.txt"), ""),
-            ("neg", Kind::File, 0, Meta { mtime: -2, mtime_nsec: 500_000_000, ..Meta::default() }, None, "-1.5"),
+            (
+                "neg",
+                Kind::File,
+                0,
+                Meta {
+                    mtime: -2,
+                    mtime_nsec: 500_000_000,
+                    ..Meta::default()
+                },
+                None,
+                "-1.5",
+            ),
         ];
         let mut buf = Vec::new();
         for (name, kind, size, meta, link, _) in &rows {
-            push_header(&mut buf, name.as_bytes(), *kind, *size, meta, link.map(str::as_bytes));
+            push_header(
+                &mut buf,
+                name.as_bytes(),
+                *kind,
+                *size,
+                meta,
+                link.map(str::as_bytes),
+            );
             buf.resize(buf.len() + *size as usize, b'z');
             pad(&mut buf, *size);
         }
@@ -274,7 +327,11 @@ mod tests {
         let got = read_back(&buf);
         assert_eq!(got.len(), rows.len());
         for ((name, kind, size, meta, link, pax_mtime), g) in rows.iter().zip(&got) {
-            let want_name = if *kind == Kind::Dir { format!("{name}/") } else { name.to_string() };
+            let want_name = if *kind == Kind::Dir {
+                format!("{name}/")
+            } else {
+                name.to_string()
+            };
             assert_eq!(g.0, want_name);
             assert_eq!(g.1, if *kind == Kind::File { *size } else { 0 });
             assert_eq!(g.2.as_deref(), *link);

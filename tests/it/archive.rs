@@ -95,13 +95,29 @@ fn rich_tree(root: &Path) {
     let long_file = format!("{}.txt", "f".repeat(95));
     let files: Vec<(String, Vec<u8>, u32)> = vec![
         ("cache/a.txt".into(), b"alpha\n".to_vec(), 0o644),
-        ("cache/bin/tool".into(), b"#!/bin/sh\necho hi\n".to_vec(), 0o755),
+        (
+            "cache/bin/tool".into(),
+            b"#!/bin/sh\necho hi\n".to_vec(),
+            0o755,
+        ),
         ("cache/secret".into(), b"s".to_vec(), 0o600),
         ("cache/readonly".into(), b"r".to_vec(), 0o444),
         ("cache/empty-file".into(), Vec::new(), 0o644),
-        ("cache/ünïcødé/日本語.txt".into(), "héllo".as_bytes().to_vec(), 0o644),
-        (format!("cache/{long_dir}/{long_file}"), b"long".to_vec(), 0o644),
-        (format!("cache/{long_dir}/{long_dir}/{long_file}"), b"longer".to_vec(), 0o640),
+        (
+            "cache/ünïcødé/日本語.txt".into(),
+            "héllo".as_bytes().to_vec(),
+            0o644,
+        ),
+        (
+            format!("cache/{long_dir}/{long_file}"),
+            b"long".to_vec(),
+            0o644,
+        ),
+        (
+            format!("cache/{long_dir}/{long_dir}/{long_file}"),
+            b"longer".to_vec(),
+            0o640,
+        ),
         ("cache/big.bin".into(), pseudo_random(3 << 20, 7), 0o644),
         ("cache/block.bin".into(), vec![b'x'; 1024], 0o644),
     ];
@@ -114,7 +130,11 @@ fn rich_tree(root: &Path) {
     }
     fs::create_dir_all(root.join("cache/empty-dir")).unwrap();
     fs::create_dir_all(root.join("cache/private")).unwrap();
-    fs::set_permissions(root.join("cache/private"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::set_permissions(
+        root.join("cache/private"),
+        fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
     symlink("a.txt", root.join("cache/link-to-file")).unwrap();
     symlink("bin", root.join("cache/link-to-dir")).unwrap();
     symlink("../cache/a.txt", root.join("cache/bin/up-link")).unwrap();
@@ -174,7 +194,10 @@ fn staging_leftovers(root: &Path) -> Vec<PathBuf> {
     while let Some(d) = stack.pop() {
         let Ok(rd) = fs::read_dir(&d) else { continue };
         for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".runner-restore-") {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(".runner-restore-")
+            {
                 found.push(e.path());
             }
             if e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -198,12 +221,8 @@ fn round_trip_preserves_tree_for_each_codec() {
         assert!(bytes.starts_with(magic), "{compression:?}");
 
         let dst = tempfile::tempdir().unwrap();
-        let stats = archive::extract(
-            &mut &bytes[..],
-            dst.path(),
-            &[dst.path().join("cache")],
-        )
-        .unwrap();
+        let stats =
+            archive::extract(&mut &bytes[..], dst.path(), &[dst.path().join("cache")]).unwrap();
         let want = snapshot(src.path());
         assert_eq!(snapshot(dst.path()), want, "{compression:?}");
         assert_eq!(stats.entries as usize, want.len(), "{compression:?}");
@@ -262,10 +281,7 @@ fn overlapping_and_repeated_paths_archive_each_entry_once() {
     let ws = tempfile::tempdir().unwrap();
     support_tree(ws.path(), &["a/b/c.txt", "a/d.txt"]);
     let bytes = create_bytes(ws.path(), &["a", "a/b", "a/d.txt", "a"], Compression::Zstd);
-    assert_eq!(
-        entry_names(&bytes),
-        ["a/", "a/b/", "a/b/c.txt", "a/d.txt"]
-    );
+    assert_eq!(entry_names(&bytes), ["a/", "a/b/", "a/b/c.txt", "a/d.txt"]);
 }
 
 fn support_tree(root: &Path, files: &[&str]) {
@@ -276,7 +292,10 @@ fn support_tree(root: &Path, files: &[&str]) {
 #[test]
 fn existing_destination_files_are_overwritten_and_others_kept() {
     let src = tempfile::tempdir().unwrap();
-    crate::support::write_tree(src.path(), &[("c/x.txt", "new x"), ("c/sub/y.txt", "new y")]);
+    crate::support::write_tree(
+        src.path(),
+        &[("c/x.txt", "new x"), ("c/sub/y.txt", "new y")],
+    );
     let bytes = create_bytes(src.path(), &["c"], Compression::Zstd);
 
     let dst = tempfile::tempdir().unwrap();
@@ -286,11 +305,27 @@ fn existing_destination_files_are_overwritten_and_others_kept() {
     symlink(outside.path(), dst.path().join("c/sub")).unwrap();
     archive::extract(&mut &bytes[..], dst.path(), &[dst.path().join("c")]).unwrap();
 
-    assert_eq!(fs::read_to_string(dst.path().join("c/x.txt")).unwrap(), "new x");
-    assert_eq!(fs::read_to_string(dst.path().join("c/keep.txt")).unwrap(), "kept");
-    assert!(fs::symlink_metadata(dst.path().join("c/sub")).unwrap().is_dir());
-    assert_eq!(fs::read_to_string(dst.path().join("c/sub/y.txt")).unwrap(), "new y");
-    assert!(snapshot(outside.path()).is_empty(), "nothing written through the old symlink");
+    assert_eq!(
+        fs::read_to_string(dst.path().join("c/x.txt")).unwrap(),
+        "new x"
+    );
+    assert_eq!(
+        fs::read_to_string(dst.path().join("c/keep.txt")).unwrap(),
+        "kept"
+    );
+    assert!(
+        fs::symlink_metadata(dst.path().join("c/sub"))
+            .unwrap()
+            .is_dir()
+    );
+    assert_eq!(
+        fs::read_to_string(dst.path().join("c/sub/y.txt")).unwrap(),
+        "new y"
+    );
+    assert!(
+        snapshot(outside.path()).is_empty(),
+        "nothing written through the old symlink"
+    );
     assert!(staging_leftovers(dst.path()).is_empty());
 }
 
@@ -300,11 +335,31 @@ fn gzip_is_selected_by_setting_and_by_zstd_failure() {
     support_tree(ws.path(), &["p/f.txt"]);
     let paths = vec![PathBuf::from("p")];
     let rows: &[(&str, Compression, Option<u32>, Compression)] = &[
-        ("setting gzip", Compression::from_setting(Some("gzip")), None, Compression::Gzip),
-        ("setting unset", Compression::from_setting(None), None, Compression::Zstd),
-        ("zstd window 2^20", Compression::Zstd, Some(20), Compression::Zstd),
+        (
+            "setting gzip",
+            Compression::from_setting(Some("gzip")),
+            None,
+            Compression::Gzip,
+        ),
+        (
+            "setting unset",
+            Compression::from_setting(None),
+            None,
+            Compression::Zstd,
+        ),
+        (
+            "zstd window 2^20",
+            Compression::Zstd,
+            Some(20),
+            Compression::Zstd,
+        ),
         // zstd refuses a window of 2^40 when its encoder is set up: the create falls back.
-        ("zstd setup fails", Compression::Zstd, Some(40), Compression::Gzip),
+        (
+            "zstd setup fails",
+            Compression::Zstd,
+            Some(40),
+            Compression::Gzip,
+        ),
     ];
     for (case, compression, window_log, want) in rows {
         let mut opts = CreateOptions::new(*compression);
@@ -474,11 +529,18 @@ fn our_archives_list_and_extract_with_gnu_tar() {
             .map(str::to_string)
             .collect();
         assert_eq!(listed, entry_names(&bytes), "{compression:?}");
-        assert!(listed.iter().any(|n| n.len() > 200), "a long name is listed whole");
+        assert!(
+            listed.iter().any(|n| n.len() > 200),
+            "a long name is listed whole"
+        );
 
         fs::create_dir_all(dir.path().join("dst")).unwrap();
         sh(dir.path(), extract);
-        assert_eq!(snapshot(&dir.path().join("dst")), snapshot(&ws), "{compression:?}");
+        assert_eq!(
+            snapshot(&dir.path().join("dst")),
+            snapshot(&ws),
+            "{compression:?}"
+        );
     }
 }
 
@@ -552,9 +614,18 @@ fn crafted_archives_are_refused_leaving_everything_untouched() {
     use tar::EntryType as T;
     let rows: Vec<(&str, Vec<Raw>)> = vec![
         ("absolute path", vec![ok(), file(&abs_evil, "x")]),
-        ("dotdot escape", vec![ok(), file("../outside/evil.txt", "x")]),
-        ("dotdot inside name", vec![ok(), file("cache/../../outside/evil.txt", "x")]),
-        ("outside allowed, inside workspace", vec![ok(), file("other/file.txt", "x")]),
+        (
+            "dotdot escape",
+            vec![ok(), file("../outside/evil.txt", "x")],
+        ),
+        (
+            "dotdot inside name",
+            vec![ok(), file("cache/../../outside/evil.txt", "x")],
+        ),
+        (
+            "outside allowed, inside workspace",
+            vec![ok(), file("other/file.txt", "x")],
+        ),
         (
             "symlink escape then write through it",
             vec![
@@ -565,7 +636,14 @@ fn crafted_archives_are_refused_leaving_everything_untouched() {
         ),
         (
             "absolute symlink escape",
-            vec![ok(), special("cache/link", T::Symlink, Some(&outside.display().to_string()))],
+            vec![
+                ok(),
+                special(
+                    "cache/link",
+                    T::Symlink,
+                    Some(&outside.display().to_string()),
+                ),
+            ],
         ),
         (
             "symlink inside, then write through it",
@@ -578,14 +656,23 @@ fn crafted_archives_are_refused_leaving_everything_untouched() {
         ),
         (
             "hard link escape",
-            vec![ok(), special("cache/h", T::Link, Some("../outside/secret.txt"))],
+            vec![
+                ok(),
+                special("cache/h", T::Link, Some("../outside/secret.txt")),
+            ],
         ),
         (
             "hard link to a file outside allowed",
             vec![ok(), special("cache/h", T::Link, Some("other/file.txt"))],
         ),
-        ("character device", vec![ok(), special("cache/tty", T::Char, None)]),
-        ("block device", vec![ok(), special("cache/disk", T::Block, None)]),
+        (
+            "character device",
+            vec![ok(), special("cache/tty", T::Char, None)],
+        ),
+        (
+            "block device",
+            vec![ok(), special("cache/disk", T::Block, None)],
+        ),
         ("fifo", vec![ok(), special("cache/fifo", T::Fifo, None)]),
     ];
     let before = snapshot(dir.path());
@@ -595,8 +682,7 @@ fn crafted_archives_are_refused_leaving_everything_untouched() {
             if compression == "zstd" {
                 bytes = zstd::encode_all(&bytes[..], 3).unwrap();
             }
-            let err = archive::extract(&mut &bytes[..], &ws, &[ws.join("cache")])
-                .expect_err(case);
+            let err = archive::extract(&mut &bytes[..], &ws, &[ws.join("cache")]).expect_err(case);
             assert!(
                 matches!(err, ArchiveError::Unsafe { .. }),
                 "{case} ({compression}): {err}"
@@ -644,7 +730,10 @@ fn corrupt_or_truncated_archives_leave_the_tree_untouched() {
                 "{compression:?} {case}: {err}"
             );
             assert_eq!(snapshot(dst.path()), before, "{compression:?} {case}");
-            assert!(staging_leftovers(dst.path()).is_empty(), "{compression:?} {case}");
+            assert!(
+                staging_leftovers(dst.path()).is_empty(),
+                "{compression:?} {case}"
+            );
         }
     }
 }
@@ -662,7 +751,7 @@ fn outside_path_staging_is_removed_on_refusal() {
         special("../home/.npm/dev", tar::EntryType::Char, None),
     ]);
     let npm = dir.path().join("home/.npm");
-    let err = archive::extract(&mut &bytes[..], &ws, &[npm.clone()]).unwrap_err();
+    let err = archive::extract(&mut &bytes[..], &ws, std::slice::from_ref(&npm)).unwrap_err();
     assert!(matches!(err, ArchiveError::Unsafe { .. }), "{err}");
     assert!(!npm.exists());
     assert!(staging_leftovers(dir.path()).is_empty());
@@ -684,8 +773,13 @@ fn writes_into_a_sink_that_fails_report_the_error() {
     let ws = tempfile::tempdir().unwrap();
     fs::create_dir_all(ws.path().join("p")).unwrap();
     fs::write(ws.path().join("p/big"), pseudo_random(4 << 20, 3)).unwrap();
-    let err = archive::create(ws.path(), &[PathBuf::from("p")], Compression::Zstd, &mut Broken)
-        .unwrap_err();
+    let err = archive::create(
+        ws.path(),
+        &[PathBuf::from("p")],
+        Compression::Zstd,
+        &mut Broken,
+    )
+    .unwrap_err();
     assert!(matches!(err, ArchiveError::Io { .. }), "{err}");
     assert!(err.to_string().contains("disk full"), "{err}");
 }
