@@ -296,6 +296,8 @@ fn existing_destination_files_are_overwritten_and_others_kept() {
         src.path(),
         &[("c/x.txt", "new x"), ("c/sub/y.txt", "new y")],
     );
+    fs::set_permissions(src.path().join("c"), fs::Permissions::from_mode(0o750)).unwrap();
+    set_mtime(&src.path().join("c"), 1_400_000_000, 0);
     let bytes = create_bytes(src.path(), &["c"], Compression::Zstd);
 
     let dst = tempfile::tempdir().unwrap();
@@ -326,6 +328,10 @@ fn existing_destination_files_are_overwritten_and_others_kept() {
         snapshot(outside.path()).is_empty(),
         "nothing written through the old symlink"
     );
+    // The declared directory existed: it is merged into, and takes the archived mode and mtime.
+    let c = fs::metadata(dst.path().join("c")).unwrap();
+    assert_eq!(c.mode() & 0o7777, 0o750);
+    assert_eq!(c.mtime(), 1_400_000_000);
     assert!(staging_leftovers(dst.path()).is_empty());
 }
 
