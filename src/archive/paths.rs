@@ -82,9 +82,20 @@ pub(crate) fn resolve_name(workspace: &Path, name: &[u8]) -> Option<PathBuf> {
 }
 
 /// Where a symlink at absolute `link` pointing to `target` points, resolved lexically.
+/// `None` also for targets with `..` after a named component (`a/../..`): through another
+/// symlink such a target resolves somewhere else than it reads, so it cannot be checked.
 pub(crate) fn resolve_link_target(link: &Path, target: &[u8]) -> Option<PathBuf> {
     if target.is_empty() || target.contains(&0) {
         return None;
+    }
+    let mut named = false;
+    for part in target.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." if named => return None,
+            b".." => {}
+            _ => named = true,
+        }
     }
     if target.first() == Some(&b'/') {
         return Some(normalize(Path::new(OsStr::from_bytes(target))));
@@ -136,7 +147,9 @@ mod tests {
             ("/w/s/a/l", "b", Some("/w/s/a/b")),
             ("/w/s/a/l", "../b", Some("/w/s/b")),
             ("/w/s/a/l", "/etc", Some("/etc")),
-            ("/w/s/a/l", "/a/../../b", Some("/b")),
+            ("/w/s/a/l", "/a/../../b", None),
+            ("/w/s/a/l", "x/..", None),
+            ("/w/s/a/l", "../../s/./b", Some("/w/s/b")),
             ("/w/s/a/l", "", None),
         ];
         for (link, target, want) in rows {

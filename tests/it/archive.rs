@@ -661,6 +661,15 @@ fn crafted_archives_are_refused_leaving_everything_untouched() {
             ],
         ),
         (
+            // l2 is the directory cache itself, so l2/.. is the workspace, not cache.
+            "symlink target through another symlink",
+            vec![
+                ok(),
+                special("cache/l2", T::Symlink, Some(".")),
+                special("cache/l1", T::Symlink, Some("l2/..")),
+            ],
+        ),
+        (
             "hard link escape",
             vec![
                 ok(),
