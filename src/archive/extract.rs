@@ -19,8 +19,8 @@ use super::{ArchiveError, ExtractStats, default_threads, io_err, paths};
 
 /// Files up to this size are read into memory and written by the pool; bigger ones inline.
 const POOL_MAX: u64 = 8 << 20;
-/// Batches queued for the pool at most (bounds memory to about this many × ([`JOB_BATCH_BYTES`] + [`POOL_MAX`])).
-const QUEUE: usize = 16;
+/// Batches queued per writer thread at most (memory: lanes × this × ([`JOB_BATCH_BYTES`] + [`POOL_MAX`]) at worst).
+const QUEUE: usize = 4;
 /// Permission bits we restore: setuid/setgid from a cache archive are dropped on purpose.
 const MODE_MASK: u32 = 0o1777;
 /// zstd window limit: archives made with `zstd --long=30/31` decode.
@@ -709,51 +709,75 @@ struct PoolState {
     error: Option<ArchiveError>,
 }
 
-/// Threads writing small files; the decoder thread keeps going meanwhile.
+/// Threads writing small files while the parser keeps going. Files are sharded by parent
+/// directory: creating entries in one directory from several threads only contends on the
+/// directory's lock in the kernel.
 struct WritePool {
-    tx: Option<SyncSender<Vec<FileJob>>>,
+    lanes: Vec<Lane>,
     workers: Vec<JoinHandle<()>>,
     shared: Arc<(Mutex<PoolState>, Condvar)>,
+}
+
+/// One worker's queue and the batch being filled for it.
+struct Lane {
+    tx: Option<SyncSender<Vec<FileJob>>>,
     batch: Vec<FileJob>,
     batch_bytes: usize,
 }
 
 impl WritePool {
     fn new(threads: usize) -> WritePool {
-        let (tx, rx) = sync_channel::<Vec<FileJob>>(QUEUE);
-        let rx = Arc::new(Mutex::new(rx));
         let shared = Arc::new((Mutex::new(PoolState::default()), Condvar::new()));
-        let workers = (0..threads)
-            .map(|_| {
-                let rx = Arc::clone(&rx);
-                let shared = Arc::clone(&shared);
-                std::thread::spawn(move || worker(&rx, &shared))
-            })
-            .collect();
+        let mut lanes = Vec::new();
+        let mut workers = Vec::new();
+        for _ in 0..threads.max(1) {
+            let (tx, rx) = sync_channel::<Vec<FileJob>>(QUEUE);
+            let shared = Arc::clone(&shared);
+            workers.push(std::thread::spawn(move || worker(&rx, &shared)));
+            lanes.push(Lane {
+                tx: Some(tx),
+                batch: Vec::with_capacity(JOB_BATCH_FILES),
+                batch_bytes: 0,
+            });
+        }
         WritePool {
-            tx: Some(tx),
+            lanes,
             workers,
             shared,
-            batch: Vec::with_capacity(JOB_BATCH_FILES),
-            batch_bytes: 0,
         }
     }
 
     fn submit(&mut self, job: FileJob) -> Result<(), ArchiveError> {
-        self.batch_bytes += job.data.len();
-        self.batch.push(job);
-        if self.batch.len() >= JOB_BATCH_FILES || self.batch_bytes >= JOB_BATCH_BYTES {
-            self.flush()?;
+        let lane = if self.lanes.len() == 1 {
+            0
+        } else {
+            use std::hash::{BuildHasher, Hasher};
+            let mut fx = FIXED_HASH.build_hasher();
+            fx.write(
+                job.path
+                    .parent()
+                    .unwrap_or(Path::new(""))
+                    .as_os_str()
+                    .as_bytes(),
+            );
+            (fx.finish() % self.lanes.len() as u64) as usize
+        };
+        let l = &mut self.lanes[lane];
+        l.batch_bytes += job.data.len();
+        l.batch.push(job);
+        if l.batch.len() >= JOB_BATCH_FILES || l.batch_bytes >= JOB_BATCH_BYTES {
+            self.flush_lane(lane)?;
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), ArchiveError> {
-        if self.batch.is_empty() {
+    fn flush_lane(&mut self, lane: usize) -> Result<(), ArchiveError> {
+        let l = &mut self.lanes[lane];
+        if l.batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(JOB_BATCH_FILES));
-        self.batch_bytes = 0;
+        let batch = std::mem::replace(&mut l.batch, Vec::with_capacity(JOB_BATCH_FILES));
+        l.batch_bytes = 0;
         {
             let mut s = lock(&self.shared.0);
             if let Some(e) = s.error.take() {
@@ -761,7 +785,7 @@ impl WritePool {
             }
             s.pending += 1;
         }
-        let sent = self.tx.as_ref().map(|tx| tx.send(batch));
+        let sent = l.tx.as_ref().map(|tx| tx.send(batch));
         if !matches!(sent, Some(Ok(()))) {
             return Err(ArchiveError::Io {
                 path: PathBuf::from("<extract worker>"),
@@ -769,6 +793,10 @@ impl WritePool {
             });
         }
         Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ArchiveError> {
+        (0..self.lanes.len()).try_for_each(|i| self.flush_lane(i))
     }
 
     /// Waits until every submitted file is written; returns the first error.
@@ -784,21 +812,28 @@ impl WritePool {
 
     fn finish(&mut self) -> Result<(), ArchiveError> {
         let flushed = self.flush();
-        self.tx = None;
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
+        self.stop();
         flushed?;
         lock(&self.shared.0).error.take().map_or(Ok(()), Err)
     }
-}
 
-impl Drop for WritePool {
-    fn drop(&mut self) {
-        self.tx = None;
+    fn stop(&mut self) {
+        for l in &mut self.lanes {
+            l.tx = None;
+        }
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+    }
+}
+
+/// Hasher for picking a lane: deterministic, so one directory always maps to one worker.
+const FIXED_HASH: std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher> =
+    std::hash::BuildHasherDefault::new();
+
+impl Drop for WritePool {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -806,9 +841,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn worker(rx: &Mutex<Receiver<Vec<FileJob>>>, shared: &(Mutex<PoolState>, Condvar)) {
+fn worker(rx: &Receiver<Vec<FileJob>>, shared: &(Mutex<PoolState>, Condvar)) {
     loop {
-        let batch = match lock(rx).recv() {
+        let batch = match rx.recv() {
             Ok(batch) => batch,
             Err(_) => return,
         };
