@@ -54,7 +54,8 @@ pub fn extract_with(
     let workspace = paths::absolute(Path::new(""), workspace);
     let mut stager = Stager::new(&workspace, allowed)?;
     let threads = if opts.write_threads == 0 {
-        (default_threads() * 2).clamp(2, 8)
+        // One per core: more threads than cores only spin on the file system's locks.
+        default_threads().clamp(2, 8)
     } else {
         opts.write_threads
     };
