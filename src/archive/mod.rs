@@ -9,6 +9,14 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+mod create;
+mod extract;
+mod paths;
+mod tarfmt;
+
+pub use create::{CreateOptions, create_with};
+pub use extract::{ExtractOptions, extract_with};
+
 /// How an archive is compressed. The method name is part of the cache version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -25,6 +33,20 @@ impl Compression {
             Compression::Zstd => "zstd-without-long",
             Compression::Gzip => "gzip",
         }
+    }
+
+    /// The codec selected by a `RUNNER_CACHE_COMPRESSION` value: `gzip` (any case) selects gzip,
+    /// anything else (or unset) zstd.
+    pub fn from_setting(value: Option<&str>) -> Compression {
+        match value {
+            Some(v) if v.trim().eq_ignore_ascii_case("gzip") => Compression::Gzip,
+            _ => Compression::Zstd,
+        }
+    }
+
+    /// The codec selected by the `RUNNER_CACHE_COMPRESSION` environment variable.
+    pub fn from_env() -> Compression {
+        Compression::from_setting(std::env::var("RUNNER_CACHE_COMPRESSION").ok().as_deref())
     }
 }
 
@@ -78,21 +100,53 @@ pub struct ExtractStats {
 /// Archives `paths` (files and directories, as resolved by `glob::resolve_paths`; directories
 /// recursively) with names relative to `workspace` (`../` for paths outside it) into `out`.
 pub fn create(
-    _workspace: &Path,
-    _paths: &[PathBuf],
-    _compression: Compression,
-    _out: &mut dyn Write,
+    workspace: &Path,
+    paths: &[PathBuf],
+    compression: Compression,
+    out: &mut dyn Write,
 ) -> Result<CreateStats, ArchiveError> {
-    todo!("cache issue")
+    create_with(workspace, paths, &CreateOptions::new(compression), out)
 }
 
 /// Extracts the archive in `input` (zstd, gzip or plain tar, by magic bytes) relative to
 /// `workspace`. Every entry must fall inside one of `allowed` (absolute paths); nothing is
 /// written to the target until the whole archive has been staged successfully.
 pub fn extract(
-    _input: &mut dyn Read,
-    _workspace: &Path,
-    _allowed: &[PathBuf],
+    input: &mut dyn Read,
+    workspace: &Path,
+    allowed: &[PathBuf],
 ) -> Result<ExtractStats, ArchiveError> {
-    todo!("cache issue")
+    extract_with(input, workspace, allowed, &ExtractOptions::default())
+}
+
+/// Wraps an I/O error with the path it concerns.
+fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ArchiveError {
+    let path = path.into();
+    move |source| ArchiveError::Io { path, source }
+}
+
+/// Threads to use when the caller did not say: every core the process may run on.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_setting_selects_gzip_only_for_gzip() {
+        let rows: &[(Option<&str>, Compression)] = &[
+            (None, Compression::Zstd),
+            (Some(""), Compression::Zstd),
+            (Some("zstd"), Compression::Zstd),
+            (Some("gzip"), Compression::Gzip),
+            (Some("GZIP"), Compression::Gzip),
+            (Some(" gzip "), Compression::Gzip),
+            (Some("gz"), Compression::Zstd),
+        ];
+        for (value, want) in rows {
+            assert_eq!(Compression::from_setting(*value), *want, "{value:?}");
+        }
+    }
 }

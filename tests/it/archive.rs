@@ -1,1 +1,816 @@
-//! Integration tests: archive.
+//! Integration tests: archive. Real trees in temp dirs, real tar/zstd/gzip bytes, GNU tar and
+//! zstd as the reference implementations.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, FileTimes};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, UNIX_EPOCH};
+
+use runner::archive::{
+    self, ArchiveError, Compression, CreateOptions, ExtractOptions, create_with, extract_with,
+};
+
+/// What a restored tree must reproduce for one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Node {
+    File {
+        mode: u32,
+        mtime_ns: i128,
+        content: Vec<u8>,
+    },
+    Dir {
+        mode: u32,
+        mtime_ns: i128,
+    },
+    Link {
+        target: PathBuf,
+    },
+}
+
+fn mtime_ns(md: &fs::Metadata) -> i128 {
+    i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec())
+}
+
+/// Every path under `root` (relative), with kind, mode, mtime and content. Symlinks keep their
+/// target text; mtimes of directories are included (they are restored last).
+fn snapshot(root: &Path) -> BTreeMap<String, Node> {
+    let mut out = BTreeMap::new();
+    snap_into(root, root, &mut out);
+    out
+}
+
+fn snap_into(root: &Path, dir: &Path, out: &mut BTreeMap<String, Node>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd {
+        let p = e.unwrap().path();
+        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let md = fs::symlink_metadata(&p).unwrap();
+        let node = if md.file_type().is_symlink() {
+            Node::Link {
+                target: fs::read_link(&p).unwrap(),
+            }
+        } else if md.is_dir() {
+            snap_into(root, &p, out);
+            Node::Dir {
+                mode: md.mode() & 0o7777,
+                mtime_ns: mtime_ns(&md),
+            }
+        } else {
+            Node::File {
+                mode: md.mode() & 0o7777,
+                mtime_ns: mtime_ns(&md),
+                content: fs::read(&p).unwrap(),
+            }
+        };
+        out.insert(rel, node);
+    }
+}
+
+fn set_mtime(p: &Path, secs: u64, nanos: u32) {
+    let t = UNIX_EPOCH + Duration::new(secs, nanos);
+    let f = File::open(p).unwrap();
+    f.set_times(FileTimes::new().set_modified(t).set_accessed(t))
+        .unwrap();
+}
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A tree exercising everything create must keep: modes, sub-second mtimes, symlinks to files
+/// and directories, empty directories, unicode and long names, a multi-megabyte file, a hard link.
+fn rich_tree(root: &Path) {
+    let long_dir = "d".repeat(120);
+    let long_file = format!("{}.txt", "f".repeat(95));
+    let files: Vec<(String, Vec<u8>, u32)> = vec![
+        ("cache/a.txt".into(), b"alpha\n".to_vec(), 0o644),
+        (
+            "cache/bin/tool".into(),
+            b"#!/bin/sh\necho hi\n".to_vec(),
+            0o755,
+        ),
+        ("cache/secret".into(), b"s".to_vec(), 0o600),
+        ("cache/readonly".into(), b"r".to_vec(), 0o444),
+        ("cache/empty-file".into(), Vec::new(), 0o644),
+        (
+            "cache/ünïcødé/日本語.txt".into(),
+            "héllo".as_bytes().to_vec(),
+            0o644,
+        ),
+        (
+            format!("cache/{long_dir}/{long_file}"),
+            b"long".to_vec(),
+            0o644,
+        ),
+        (
+            format!("cache/{long_dir}/{long_dir}/{long_file}"),
+            b"longer".to_vec(),
+            0o640,
+        ),
+        ("cache/big.bin".into(), pseudo_random(3 << 20, 7), 0o644),
+        ("cache/block.bin".into(), vec![b'x'; 1024], 0o644),
+    ];
+    for (rel, content, mode) in &files {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, content).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).unwrap();
+        set_mtime(&p, 1_600_000_000, 123_456_789);
+    }
+    fs::create_dir_all(root.join("cache/empty-dir")).unwrap();
+    fs::create_dir_all(root.join("cache/private")).unwrap();
+    fs::set_permissions(
+        root.join("cache/private"),
+        fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    symlink("a.txt", root.join("cache/link-to-file")).unwrap();
+    symlink("bin", root.join("cache/link-to-dir")).unwrap();
+    symlink("../cache/a.txt", root.join("cache/bin/up-link")).unwrap();
+    fs::hard_link(root.join("cache/a.txt"), root.join("cache/hard.txt")).unwrap();
+    // Directory mtimes last: creating children changes them.
+    for (i, d) in [
+        "cache/bin",
+        "cache/empty-dir",
+        "cache/private",
+        "cache/ünïcødé",
+        "cache",
+    ]
+    .iter()
+    .enumerate()
+    {
+        set_mtime(&root.join(d), 1_500_000_000 + i as u64, 5);
+    }
+}
+
+fn create_bytes(ws: &Path, paths: &[&str], compression: Compression) -> Vec<u8> {
+    let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+    let mut out = Vec::new();
+    let stats = archive::create(ws, &paths, compression, &mut out).unwrap();
+    assert_eq!(stats.compression, Some(compression));
+    out
+}
+
+fn entry_names(archive_bytes: &[u8]) -> Vec<String> {
+    let tar_bytes = decode(archive_bytes);
+    let mut ar = tar::Archive::new(&tar_bytes[..]);
+    ar.entries()
+        .unwrap()
+        .map(|e| String::from_utf8(e.unwrap().path_bytes().into_owned()).unwrap())
+        .collect()
+}
+
+fn decode(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        zstd::stream::read::Decoder::new(bytes)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+    } else if bytes.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .unwrap();
+    } else {
+        out = bytes.to_vec();
+    }
+    out
+}
+
+fn staging_leftovers(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(".runner-restore-")
+            {
+                found.push(e.path());
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn round_trip_preserves_tree_for_each_codec() {
+    for compression in [Compression::Zstd, Compression::Gzip] {
+        let src = tempfile::tempdir().unwrap();
+        rich_tree(src.path());
+        let bytes = create_bytes(src.path(), &["cache"], compression);
+        let magic: &[u8] = match compression {
+            Compression::Zstd => &[0x28, 0xb5, 0x2f, 0xfd],
+            Compression::Gzip => &[0x1f, 0x8b],
+        };
+        assert!(bytes.starts_with(magic), "{compression:?}");
+
+        let dst = tempfile::tempdir().unwrap();
+        let stats =
+            archive::extract(&mut &bytes[..], dst.path(), &[dst.path().join("cache")]).unwrap();
+        let want = snapshot(src.path());
+        assert_eq!(snapshot(dst.path()), want, "{compression:?}");
+        assert_eq!(stats.entries as usize, want.len(), "{compression:?}");
+        let hard = fs::metadata(dst.path().join("cache/hard.txt")).unwrap();
+        let orig = fs::metadata(dst.path().join("cache/a.txt")).unwrap();
+        assert_eq!(hard.ino(), orig.ino(), "hard link restored as a link");
+        assert!(staging_leftovers(dst.path()).is_empty());
+    }
+}
+
+#[test]
+fn names_are_relative_to_workspace_with_dotdot_outside() {
+    let base = tempfile::tempdir().unwrap();
+    let ws = base.path().join("work/repo");
+    fs::create_dir_all(ws.join("target/debug")).unwrap();
+    fs::write(ws.join("target/debug/out"), b"o").unwrap();
+    fs::create_dir_all(base.path().join("home/.npm/_cacache")).unwrap();
+    fs::write(base.path().join("home/.npm/_cacache/index"), b"i").unwrap();
+    let abs_npm = base.path().join("home/.npm");
+    let bytes = create_bytes(
+        &ws,
+        &["target", abs_npm.to_str().unwrap()],
+        Compression::Zstd,
+    );
+    assert_eq!(
+        entry_names(&bytes),
+        [
+            "target/",
+            "target/debug/",
+            "target/debug/out",
+            "../../home/.npm/",
+            "../../home/.npm/_cacache/",
+            "../../home/.npm/_cacache/index",
+        ]
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    let ws2 = other.path().join("work/repo");
+    fs::create_dir_all(&ws2).unwrap();
+    archive::extract(
+        &mut &bytes[..],
+        &ws2,
+        &[ws2.join("target"), other.path().join("home/.npm")],
+    )
+    .unwrap();
+    assert_eq!(fs::read(ws2.join("target/debug/out")).unwrap(), b"o");
+    assert_eq!(
+        fs::read(other.path().join("home/.npm/_cacache/index")).unwrap(),
+        b"i"
+    );
+    assert!(staging_leftovers(other.path()).is_empty());
+}
+
+#[test]
+fn overlapping_and_repeated_paths_archive_each_entry_once() {
+    let ws = tempfile::tempdir().unwrap();
+    support_tree(ws.path(), &["a/b/c.txt", "a/d.txt"]);
+    let bytes = create_bytes(ws.path(), &["a", "a/b", "a/d.txt", "a"], Compression::Zstd);
+    assert_eq!(entry_names(&bytes), ["a/", "a/b/", "a/b/c.txt", "a/d.txt"]);
+}
+
+fn support_tree(root: &Path, files: &[&str]) {
+    let pairs: Vec<(&str, &str)> = files.iter().map(|f| (*f, *f)).collect();
+    crate::support::write_tree(root, &pairs);
+}
+
+#[test]
+fn existing_destination_files_are_overwritten_and_others_kept() {
+    let src = tempfile::tempdir().unwrap();
+    crate::support::write_tree(
+        src.path(),
+        &[("c/x.txt", "new x"), ("c/sub/y.txt", "new y")],
+    );
+    fs::set_permissions(src.path().join("c"), fs::Permissions::from_mode(0o750)).unwrap();
+    set_mtime(&src.path().join("c"), 1_400_000_000, 0);
+    let bytes = create_bytes(src.path(), &["c"], Compression::Zstd);
+
+    let dst = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    crate::support::write_tree(dst.path(), &[("c/x.txt", "old x"), ("c/keep.txt", "kept")]);
+    // An existing symlink where the archive has a directory must be replaced, not followed.
+    symlink(outside.path(), dst.path().join("c/sub")).unwrap();
+    archive::extract(&mut &bytes[..], dst.path(), &[dst.path().join("c")]).unwrap();
+
+    assert_eq!(
+        fs::read_to_string(dst.path().join("c/x.txt")).unwrap(),
+        "new x"
+    );
+    assert_eq!(
+        fs::read_to_string(dst.path().join("c/keep.txt")).unwrap(),
+        "kept"
+    );
+    assert!(
+        fs::symlink_metadata(dst.path().join("c/sub"))
+            .unwrap()
+            .is_dir()
+    );
+    assert_eq!(
+        fs::read_to_string(dst.path().join("c/sub/y.txt")).unwrap(),
+        "new y"
+    );
+    assert!(
+        snapshot(outside.path()).is_empty(),
+        "nothing written through the old symlink"
+    );
+    // The declared directory existed: it is merged into, and takes the archived mode and mtime.
+    let c = fs::metadata(dst.path().join("c")).unwrap();
+    assert_eq!(c.mode() & 0o7777, 0o750);
+    assert_eq!(c.mtime(), 1_400_000_000);
+    assert!(staging_leftovers(dst.path()).is_empty());
+}
+
+#[test]
+fn gzip_is_selected_by_setting_and_by_zstd_failure() {
+    let ws = tempfile::tempdir().unwrap();
+    support_tree(ws.path(), &["p/f.txt"]);
+    let paths = vec![PathBuf::from("p")];
+    let rows: &[(&str, Compression, Option<u32>, Compression)] = &[
+        (
+            "setting gzip",
+            Compression::from_setting(Some("gzip")),
+            None,
+            Compression::Gzip,
+        ),
+        (
+            "setting unset",
+            Compression::from_setting(None),
+            None,
+            Compression::Zstd,
+        ),
+        (
+            "zstd window 2^20",
+            Compression::Zstd,
+            Some(20),
+            Compression::Zstd,
+        ),
+        // zstd refuses a window of 2^40 when its encoder is set up: the create falls back.
+        (
+            "zstd setup fails",
+            Compression::Zstd,
+            Some(40),
+            Compression::Gzip,
+        ),
+    ];
+    for (case, compression, window_log, want) in rows {
+        let mut opts = CreateOptions::new(*compression);
+        opts.zstd_window_log = *window_log;
+        let mut out = Vec::new();
+        let stats = create_with(ws.path(), &paths, &opts, &mut out).unwrap();
+        assert_eq!(stats.compression, Some(*want), "{case}");
+        let is_gzip = out.starts_with(&[0x1f, 0x8b]);
+        assert_eq!(is_gzip, *want == Compression::Gzip, "{case}");
+        assert_eq!(entry_names(&out), ["p/", "p/f.txt"], "{case}");
+    }
+}
+
+#[test]
+fn progress_reports_content_bytes() {
+    let ws = tempfile::tempdir().unwrap();
+    fs::create_dir_all(ws.path().join("p")).unwrap();
+    fs::write(ws.path().join("p/a"), vec![1u8; 5000]).unwrap();
+    fs::write(ws.path().join("p/b"), vec![2u8; 7000]).unwrap();
+    let seen = std::cell::RefCell::new(Vec::new());
+    let cb = |n: u64| seen.borrow_mut().push(n);
+    let mut opts = CreateOptions::new(Compression::Zstd);
+    opts.progress = Some(&cb);
+    let mut out = Vec::new();
+    let stats = create_with(ws.path(), &[PathBuf::from("p")], &opts, &mut out).unwrap();
+    assert_eq!(stats.content_bytes, 12_000);
+    assert_eq!(seen.borrow().last(), Some(&12_000));
+
+    let dst = tempfile::tempdir().unwrap();
+    let seen2 = std::cell::RefCell::new(Vec::new());
+    let cb2 = |n: u64| seen2.borrow_mut().push(n);
+    let xopts = ExtractOptions {
+        progress: Some(&cb2),
+        ..ExtractOptions::default()
+    };
+    let st = extract_with(&mut &out[..], dst.path(), &[dst.path().join("p")], &xopts).unwrap();
+    assert_eq!(st.content_bytes, 12_000);
+    // Decoded tar bytes: 3 headers and 2 padded contents plus the end-of-archive blocks.
+    let tar_len = decode(&out).len() as u64;
+    assert_eq!(seen2.borrow().last(), Some(&tar_len));
+    assert!(tar_len >= 3 * 512 + 5120 + 7168);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interoperability with GNU tar and zstd.
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn sh(dir: &Path, script: &str) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn gnu_tar_archives_made_like_the_toolkit_restore_with_us() {
+    if !have("tar") || !have("zstd") || !have("zstdmt") || !have("gzip") {
+        eprintln!("skipping: GNU tar, zstd, zstdmt and gzip are needed for interop tests");
+        return;
+    }
+    // The command lines of @actions/cache's tar.ts (createTar) on Linux, and the plain pipe.
+    let rows: &[(&str, &str)] = &[
+        (
+            "zstdmt (zstd-without-long)",
+            "tar --posix -cf cache.tzst --exclude cache.tzst -P -C ws --files-from manifest.txt --use-compress-program zstdmt",
+        ),
+        (
+            "zstdmt --long=30 (zstd)",
+            "tar --posix -cf cache.tzst --exclude cache.tzst -P -C ws --files-from manifest.txt --use-compress-program 'zstdmt --long=30'",
+        ),
+        (
+            "pipe zstd -T0",
+            "tar --posix -cf - --exclude cache.tzst -P -C ws --files-from manifest.txt | zstd -T0 -o cache.tzst",
+        ),
+        (
+            "pipe zstd -T0 --long=30",
+            "tar --posix -cf - --exclude cache.tzst -P -C ws --files-from manifest.txt | zstd -T0 --long=30 -o cache.tzst",
+        ),
+        (
+            "gzip (-z)",
+            "tar --posix -z -cf cache.tzst --exclude cache.tzst -P -C ws --files-from manifest.txt",
+        ),
+        (
+            "plain tar",
+            "tar --posix -cf cache.tzst -P -C ws --files-from manifest.txt",
+        ),
+    ];
+    for (case, script) in rows {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        fs::create_dir_all(&ws).unwrap();
+        rich_tree(&ws);
+        fs::create_dir_all(dir.path().join("outside/npm")).unwrap();
+        fs::write(dir.path().join("outside/npm/index.json"), b"{}").unwrap();
+        fs::write(dir.path().join("manifest.txt"), "cache\n../outside/npm").unwrap();
+        sh(dir.path(), script);
+        let bytes = fs::read(dir.path().join("cache.tzst")).unwrap();
+
+        let dst = tempfile::tempdir().unwrap();
+        let dws = dst.path().join("ws");
+        fs::create_dir_all(&dws).unwrap();
+        archive::extract(
+            &mut &bytes[..],
+            &dws,
+            &[dws.join("cache"), dst.path().join("outside/npm")],
+        )
+        .unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(snapshot(&dws), snapshot(&ws), "{case}");
+        assert_eq!(
+            fs::read(dst.path().join("outside/npm/index.json")).unwrap(),
+            b"{}",
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn our_archives_list_and_extract_with_gnu_tar() {
+    if !have("tar") || !have("unzstd") || !have("gzip") {
+        eprintln!("skipping: GNU tar, unzstd and gzip are needed for interop tests");
+        return;
+    }
+    let rows: &[(Compression, &str, &str)] = &[
+        (
+            Compression::Zstd,
+            "tar --use-compress-program unzstd -tf cache.tzst",
+            "unzstd -t cache.tzst && tar --use-compress-program unzstd -xf cache.tzst -P -C dst",
+        ),
+        (
+            Compression::Gzip,
+            "tar -tzf cache.tzst",
+            "gzip -t < cache.tzst && tar -xzf cache.tzst -P -C dst",
+        ),
+    ];
+    for (compression, list, extract) in rows {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        fs::create_dir_all(&ws).unwrap();
+        rich_tree(&ws);
+        let bytes = create_bytes(&ws, &["cache"], *compression);
+        fs::write(dir.path().join("cache.tzst"), &bytes).unwrap();
+
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(list)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{list}");
+        let listed: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(listed, entry_names(&bytes), "{compression:?}");
+        assert!(
+            listed.iter().any(|n| n.len() > 200),
+            "a long name is listed whole"
+        );
+
+        fs::create_dir_all(dir.path().join("dst")).unwrap();
+        sh(dir.path(), extract);
+        assert_eq!(
+            snapshot(&dir.path().join("dst")),
+            snapshot(&ws),
+            "{compression:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Safety: crafted archives.
+
+/// A raw entry for a crafted archive: any name bytes, no validation.
+struct Raw {
+    name: String,
+    kind: tar::EntryType,
+    link: Option<String>,
+    data: Vec<u8>,
+}
+
+fn file(name: &str, data: &str) -> Raw {
+    Raw {
+        name: name.into(),
+        kind: tar::EntryType::Regular,
+        link: None,
+        data: data.as_bytes().to_vec(),
+    }
+}
+
+fn special(name: &str, kind: tar::EntryType, link: Option<&str>) -> Raw {
+    Raw {
+        name: name.into(),
+        kind,
+        link: link.map(str::to_string),
+        data: Vec::new(),
+    }
+}
+
+fn craft(entries: &[Raw]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        {
+            let old = h.as_old_mut();
+            old.name = [0; 100];
+            old.name[..e.name.len()].copy_from_slice(e.name.as_bytes());
+            if let Some(l) = &e.link {
+                old.linkname = [0; 100];
+                old.linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+        }
+        h.set_entry_type(e.kind);
+        h.set_mode(0o644);
+        h.set_mtime(1_600_000_000);
+        h.set_size(e.data.len() as u64);
+        h.set_cksum();
+        b.append(&h, &e.data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn crafted_archives_are_refused_leaving_everything_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let outside = dir.path().join("outside");
+    crate::support::write_tree(
+        dir.path(),
+        &[
+            ("ws/cache/existing.txt", "before"),
+            ("ws/other/file.txt", "other"),
+            ("outside/secret.txt", "secret"),
+        ],
+    );
+    let abs_evil = format!("{}/evil.txt", outside.display());
+    let ok = || file("cache/ok.txt", "staged first");
+    use tar::EntryType as T;
+    let rows: Vec<(&str, Vec<Raw>)> = vec![
+        ("absolute path", vec![ok(), file(&abs_evil, "x")]),
+        (
+            "dotdot escape",
+            vec![ok(), file("../outside/evil.txt", "x")],
+        ),
+        (
+            "dotdot inside name",
+            vec![ok(), file("cache/../../outside/evil.txt", "x")],
+        ),
+        (
+            "outside allowed, inside workspace",
+            vec![ok(), file("other/file.txt", "x")],
+        ),
+        (
+            "symlink escape then write through it",
+            vec![
+                ok(),
+                special("cache/link", T::Symlink, Some("../../outside")),
+                file("cache/link/evil.txt", "x"),
+            ],
+        ),
+        (
+            "absolute symlink escape",
+            vec![
+                ok(),
+                special(
+                    "cache/link",
+                    T::Symlink,
+                    Some(&outside.display().to_string()),
+                ),
+            ],
+        ),
+        (
+            "symlink inside, then write through it",
+            vec![
+                ok(),
+                special("cache/sub", T::Directory, None),
+                special("cache/link", T::Symlink, Some("sub")),
+                file("cache/link/evil.txt", "x"),
+            ],
+        ),
+        (
+            // l2 is the directory cache itself, so l2/.. is the workspace, not cache.
+            "symlink target through another symlink",
+            vec![
+                ok(),
+                special("cache/l2", T::Symlink, Some(".")),
+                special("cache/l1", T::Symlink, Some("l2/..")),
+            ],
+        ),
+        (
+            "hard link escape",
+            vec![
+                ok(),
+                special("cache/h", T::Link, Some("../outside/secret.txt")),
+            ],
+        ),
+        (
+            "hard link to a file outside allowed",
+            vec![ok(), special("cache/h", T::Link, Some("other/file.txt"))],
+        ),
+        (
+            "character device",
+            vec![ok(), special("cache/tty", T::Char, None)],
+        ),
+        (
+            "block device",
+            vec![ok(), special("cache/disk", T::Block, None)],
+        ),
+        ("fifo", vec![ok(), special("cache/fifo", T::Fifo, None)]),
+    ];
+    let before = snapshot(dir.path());
+    for (case, entries) in &rows {
+        for compression in ["plain", "zstd"] {
+            let mut bytes = craft(entries);
+            if compression == "zstd" {
+                bytes = zstd::encode_all(&bytes[..], 3).unwrap();
+            }
+            let err = archive::extract(&mut &bytes[..], &ws, &[ws.join("cache")]).expect_err(case);
+            assert!(
+                matches!(err, ArchiveError::Unsafe { .. }),
+                "{case} ({compression}): {err}"
+            );
+            assert_eq!(snapshot(dir.path()), before, "{case} ({compression})");
+        }
+    }
+}
+
+#[test]
+fn corrupt_or_truncated_archives_leave_the_tree_untouched() {
+    let src = tempfile::tempdir().unwrap();
+    fs::create_dir_all(src.path().join("cache/sub")).unwrap();
+    for i in 0..40 {
+        fs::write(
+            src.path().join(format!("cache/sub/f{i}")),
+            pseudo_random(20_000, i),
+        )
+        .unwrap();
+    }
+    fs::write(src.path().join("cache/large"), pseudo_random(2 << 20, 99)).unwrap();
+    for compression in [Compression::Zstd, Compression::Gzip] {
+        let good = create_bytes(src.path(), &["cache"], compression);
+        let n = good.len();
+        let mut flipped = good.clone();
+        flipped[n / 2] ^= 0x55;
+        let rows: Vec<(&str, Vec<u8>)> = vec![
+            ("first 100 bytes", good[..100].to_vec()),
+            ("half", good[..n / 2].to_vec()),
+            ("all but 10 bytes", good[..n - 10].to_vec()),
+            ("a flipped byte", flipped),
+            ("empty", Vec::new()),
+        ];
+        for (case, bytes) in rows {
+            let dst = tempfile::tempdir().unwrap();
+            crate::support::write_tree(
+                dst.path(),
+                &[("cache/existing.txt", "before"), ("cache/sub/f1", "old f1")],
+            );
+            let before = snapshot(dst.path());
+            let err = archive::extract(&mut &bytes[..], dst.path(), &[dst.path().join("cache")])
+                .expect_err(case);
+            assert!(
+                matches!(err, ArchiveError::Corrupt { .. }),
+                "{compression:?} {case}: {err}"
+            );
+            assert_eq!(snapshot(dst.path()), before, "{compression:?} {case}");
+            assert!(
+                staging_leftovers(dst.path()).is_empty(),
+                "{compression:?} {case}"
+            );
+        }
+    }
+}
+
+#[test]
+fn outside_path_staging_is_removed_on_refusal() {
+    // The declared path lives outside the workspace: its staging directory is made next to it,
+    // and must be gone after a refused entry.
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    fs::create_dir_all(&ws).unwrap();
+    fs::create_dir_all(dir.path().join("home")).unwrap();
+    let bytes = craft(&[
+        file("../home/.npm/ok", "ok"),
+        special("../home/.npm/dev", tar::EntryType::Char, None),
+    ]);
+    let npm = dir.path().join("home/.npm");
+    let err = archive::extract(&mut &bytes[..], &ws, std::slice::from_ref(&npm)).unwrap_err();
+    assert!(matches!(err, ArchiveError::Unsafe { .. }), "{err}");
+    assert!(!npm.exists());
+    assert!(staging_leftovers(dir.path()).is_empty());
+    let names: Vec<_> = fs::read_dir(dir.path().join("home")).unwrap().collect();
+    assert!(names.is_empty(), "nothing left in home: {names:?}");
+}
+
+#[test]
+fn writes_into_a_sink_that_fails_report_the_error() {
+    struct Broken;
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let ws = tempfile::tempdir().unwrap();
+    fs::create_dir_all(ws.path().join("p")).unwrap();
+    fs::write(ws.path().join("p/big"), pseudo_random(4 << 20, 3)).unwrap();
+    let err = archive::create(
+        ws.path(),
+        &[PathBuf::from("p")],
+        Compression::Zstd,
+        &mut Broken,
+    )
+    .unwrap_err();
+    assert!(matches!(err, ArchiveError::Io { .. }), "{err}");
+    assert!(err.to_string().contains("disk full"), "{err}");
+}
+
+#[test]
+fn missing_path_is_an_io_error_naming_it() {
+    let ws = tempfile::tempdir().unwrap();
+    let err = archive::create(
+        ws.path(),
+        &[PathBuf::from("nope")],
+        Compression::Zstd,
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    match err {
+        ArchiveError::Io { path, .. } => assert_eq!(path, ws.path().join("nope")),
+        other => panic!("{other}"),
+    }
+}

@@ -1,0 +1,523 @@
+//! Creating archives: walk the paths (directory listing only), then reader threads stat and read
+//! batches of entries into ready-made tar bytes while this thread splices them, in order, into
+//! the encoder (zstd multithreaded, or gzip).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{File, Metadata};
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use super::tarfmt::{self, BLOCK, Kind, Meta};
+use super::{ArchiveError, Compression, CreateStats, default_threads, io_err, paths};
+
+/// Entries per batch a reader thread serialises at once.
+const BATCH_ENTRIES: usize = 64;
+/// Content a batch buffers before its remaining large files are left for streaming.
+const BATCH_BYTES: u64 = 8 << 20;
+/// Files at least this big are streamed by the writer once a batch is over budget.
+const STREAM_MIN: u64 = 1 << 20;
+/// zstd level `zstd -T0` uses by default.
+const ZSTD_LEVEL: i32 = 3;
+
+/// Options for [`create_with`].
+pub struct CreateOptions<'a> {
+    /// The codec to try first (zstd falls back to gzip if its encoder cannot be set up).
+    pub compression: Compression,
+    /// Threads reading files; 0 means one per core.
+    pub read_threads: usize,
+    /// zstd worker threads; `None` means one per core.
+    pub zstd_workers: Option<u32>,
+    /// zstd window log; `None` keeps level 3's own (2^21), which every decoder accepts. Values
+    /// above 27 need `--long`/`window_log_max` to decode; out-of-range values make zstd refuse,
+    /// and the archive falls back to gzip.
+    pub zstd_window_log: Option<u32>,
+    /// Called on this thread with the content bytes written so far, after each batch.
+    pub progress: Option<&'a dyn Fn(u64)>,
+}
+
+impl CreateOptions<'_> {
+    /// Defaults for `compression`: all cores, no progress callback.
+    pub fn new(compression: Compression) -> Self {
+        CreateOptions {
+            compression,
+            read_threads: 0,
+            zstd_workers: None,
+            zstd_window_log: None,
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for CreateOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateOptions")
+            .field("compression", &self.compression)
+            .field("read_threads", &self.read_threads)
+            .field("zstd_workers", &self.zstd_workers)
+            .field("zstd_window_log", &self.zstd_window_log)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// A path found by the walk, not yet stat'ed.
+struct Item {
+    name: Vec<u8>,
+    path: PathBuf,
+}
+
+/// A piece of a serialised batch.
+enum Seg {
+    /// Finished tar bytes `buf[start..end]`.
+    Bytes(usize, usize),
+    /// A file the writer decides on: a hard link to an earlier entry with the same inode, or
+    /// content (buffered in `buf[start..end]` including header, or streamed from `path`).
+    File {
+        name: Vec<u8>,
+        path: PathBuf,
+        meta: Meta,
+        inode: Option<(u64, u64)>,
+        body: Option<(usize, usize)>,
+        /// Content bytes of a buffered body.
+        size: u64,
+    },
+}
+
+struct Batch {
+    buf: Vec<u8>,
+    segs: Vec<Seg>,
+    entries: u64,
+    content: u64,
+}
+
+/// Archives `paths` like [`super::create`], with options.
+pub fn create_with(
+    workspace: &Path,
+    paths_in: &[PathBuf],
+    opts: &CreateOptions<'_>,
+    out: &mut dyn Write,
+) -> Result<CreateStats, ArchiveError> {
+    let workspace = paths::absolute(Path::new(""), workspace);
+    let items = walk(&workspace, paths_in)?;
+    let cores = default_threads();
+    // Set the encoder up before a byte is written, so a zstd failure can still fall back.
+    let mut out = BufWriter::with_capacity(1 << 20, out);
+    let (mut enc, used) = match opts.compression {
+        Compression::Zstd => match zstd_encoder(
+            &mut out,
+            opts.zstd_workers.unwrap_or(cores as u32),
+            opts.zstd_window_log,
+        ) {
+            Ok(z) => (Encoder::Zstd(z), Compression::Zstd),
+            Err(_) => (gzip_encoder(&mut out), Compression::Gzip),
+        },
+        Compression::Gzip => (gzip_encoder(&mut out), Compression::Gzip),
+    };
+    let threads = if opts.read_threads == 0 {
+        cores.clamp(2, 8)
+    } else {
+        opts.read_threads
+    };
+    let mut stats = write_items(&items, threads, &mut enc, opts.progress)?;
+    enc.write_all(&[0u8; 2 * BLOCK])
+        .map_err(io_err("<archive output>"))?;
+    enc.finish().map_err(io_err("<archive output>"))?;
+    out.flush().map_err(io_err("<archive output>"))?;
+    stats.compression = Some(used);
+    Ok(stats)
+}
+
+enum Encoder<'w> {
+    Zstd(zstd::stream::write::Encoder<'static, &'w mut dyn Write>),
+    Gzip(flate2::write::GzEncoder<&'w mut dyn Write>),
+}
+
+impl Encoder<'_> {
+    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            Encoder::Zstd(z) => z.write_all(b),
+            Encoder::Gzip(g) => g.write_all(b),
+        }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Encoder::Zstd(z) => z.finish().map(drop),
+            Encoder::Gzip(g) => g.finish().map(drop),
+        }
+    }
+}
+
+fn zstd_encoder<'w>(
+    out: &'w mut BufWriter<&mut dyn Write>,
+    workers: u32,
+    window_log: Option<u32>,
+) -> std::io::Result<zstd::stream::write::Encoder<'static, &'w mut dyn Write>> {
+    let out: &'w mut dyn Write = out;
+    let mut z = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
+    // Level 3's window (2^21) stays far below the decoders' default limit (2^27): no --long.
+    z.include_checksum(true)?;
+    if workers > 0 {
+        z.multithread(workers)?;
+    }
+    if let Some(log) = window_log {
+        z.window_log(log)?;
+    }
+    Ok(z)
+}
+
+fn gzip_encoder<'w>(out: &'w mut BufWriter<&mut dyn Write>) -> Encoder<'w> {
+    let out: &'w mut dyn Write = out;
+    Encoder::Gzip(flate2::write::GzEncoder::new(
+        out,
+        flate2::Compression::default(),
+    ))
+}
+
+/// Lists every path to archive, depth first with directory entries sorted by name, each name
+/// once. Only directory listings are read here; stat and content are the reader threads' work.
+fn walk(workspace: &Path, roots: &[PathBuf]) -> Result<Vec<Item>, ArchiveError> {
+    let mut items = Vec::new();
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    for root in roots {
+        let path = paths::absolute(workspace, root);
+        let name = paths::relative_name(workspace, &path);
+        let md = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        walk_one(path, name, md.is_dir(), &mut items, &mut seen)?;
+    }
+    Ok(items)
+}
+
+fn walk_one(
+    path: PathBuf,
+    name: Vec<u8>,
+    is_dir: bool,
+    items: &mut Vec<Item>,
+    seen: &mut HashSet<Vec<u8>>,
+) -> Result<(), ArchiveError> {
+    if !seen.insert(name.clone()) {
+        // Already archived (listed twice, or inside a directory listed earlier).
+        if !is_dir {
+            return Ok(());
+        }
+    } else {
+        items.push(Item {
+            name: name.clone(),
+            path: path.clone(),
+        });
+    }
+    if !is_dir {
+        return Ok(());
+    }
+    let mut children: Vec<(std::ffi::OsString, bool)> = Vec::new();
+    for entry in std::fs::read_dir(&path).map_err(io_err(&path))? {
+        let entry = entry.map_err(io_err(&path))?;
+        let ft = entry.file_type().map_err(io_err(entry.path()))?;
+        children.push((entry.file_name(), ft.is_dir()));
+    }
+    children.sort_unstable();
+    for (child, child_is_dir) in children {
+        let mut child_name = if name == b"." {
+            Vec::new()
+        } else {
+            let mut n = name.clone();
+            n.push(b'/');
+            n
+        };
+        child_name.extend_from_slice(child.as_bytes());
+        walk_one(path.join(&child), child_name, child_is_dir, items, seen)?;
+    }
+    Ok(())
+}
+
+fn meta_of(md: &Metadata) -> Meta {
+    Meta {
+        mode: md.mode() & 0o7777,
+        uid: u64::from(md.uid()),
+        gid: u64::from(md.gid()),
+        mtime: md.mtime(),
+        mtime_nsec: md.mtime_nsec().clamp(0, 999_999_999) as u32,
+    }
+}
+
+/// Serialises one batch of items. Fifos, sockets and devices are skipped: a cache has no use for
+/// them and extraction refuses them.
+fn build_batch(items: &[Item]) -> Result<Batch, ArchiveError> {
+    let mut b = Batch {
+        buf: Vec::with_capacity(64 << 10),
+        segs: Vec::with_capacity(items.len()),
+        entries: 0,
+        content: 0,
+    };
+    let mut buffered: u64 = 0;
+    for item in items {
+        let md = std::fs::symlink_metadata(&item.path).map_err(io_err(&item.path))?;
+        let meta = meta_of(&md);
+        let ft = md.file_type();
+        let start = b.buf.len();
+        if ft.is_dir() {
+            tarfmt::push_header(&mut b.buf, &item.name, Kind::Dir, 0, &meta, None);
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(&item.path).map_err(io_err(&item.path))?;
+            let target = target.as_os_str().as_bytes();
+            tarfmt::push_header(
+                &mut b.buf,
+                &item.name,
+                Kind::Symlink,
+                0,
+                &meta,
+                Some(target),
+            );
+        } else if ft.is_file() {
+            let inode = (md.nlink() > 1).then(|| (md.dev(), md.ino()));
+            let mut size = md.len();
+            let body = if size >= STREAM_MIN && buffered + size > BATCH_BYTES {
+                None
+            } else {
+                let len = read_file_into(&mut b.buf, &item.name, &item.path, size, &meta)?;
+                buffered += len;
+                size = len;
+                tarfmt::pad(&mut b.buf, len);
+                if inode.is_none() {
+                    b.segs.push(Seg::Bytes(start, b.buf.len()));
+                    b.entries += 1;
+                    b.content += len;
+                    continue;
+                }
+                Some((start, b.buf.len()))
+            };
+            b.segs.push(Seg::File {
+                name: item.name.clone(),
+                path: item.path.clone(),
+                meta,
+                inode,
+                body,
+                size,
+            });
+            continue;
+        } else {
+            continue;
+        }
+        b.segs.push(Seg::Bytes(start, b.buf.len()));
+        b.entries += 1;
+    }
+    Ok(b)
+}
+
+/// Appends header and content of a file, reading straight into `buf`. The header carries the
+/// size actually read: a file that changed size since the stat is still archived consistently.
+fn read_file_into(
+    buf: &mut Vec<u8>,
+    name: &[u8],
+    path: &Path,
+    stat_size: u64,
+    meta: &Meta,
+) -> Result<u64, ArchiveError> {
+    let mut f = File::open(path).map_err(io_err(path))?;
+    let start = buf.len();
+    tarfmt::push_header(buf, name, Kind::File, stat_size, meta, None);
+    let data_start = buf.len();
+    buf.reserve(stat_size as usize + 1);
+    f.read_to_end(buf).map_err(io_err(path))?;
+    let len = (buf.len() - data_start) as u64;
+    if len != stat_size {
+        let data = buf.split_off(data_start);
+        buf.truncate(start);
+        tarfmt::push_header(buf, name, Kind::File, len, meta, None);
+        buf.extend_from_slice(&data);
+    }
+    Ok(len)
+}
+
+/// Shared state between the reader threads and the writer.
+struct Pipeline {
+    state: Mutex<PipeState>,
+    ready: Condvar,
+    room: Condvar,
+    next: AtomicUsize,
+    stop: AtomicBool,
+}
+
+struct PipeState {
+    done: BTreeMap<usize, Result<Batch, ArchiveError>>,
+    written: usize,
+}
+
+fn write_items(
+    items: &[Item],
+    threads: usize,
+    enc: &mut Encoder<'_>,
+    progress: Option<&dyn Fn(u64)>,
+) -> Result<CreateStats, ArchiveError> {
+    let batches: Vec<&[Item]> = items.chunks(BATCH_ENTRIES).collect();
+    let window = threads * 2 + 2;
+    let pipe = Pipeline {
+        state: Mutex::new(PipeState {
+            done: BTreeMap::new(),
+            written: 0,
+        }),
+        ready: Condvar::new(),
+        room: Condvar::new(),
+        next: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+    };
+    let mut stats = CreateStats::default();
+    let result = std::thread::scope(|s| {
+        for _ in 0..threads.min(batches.len()) {
+            s.spawn(|| reader(&pipe, &batches, window));
+        }
+        let r = writer(&pipe, batches.len(), enc, &mut stats, progress);
+        if r.is_err() {
+            pipe.stop.store(true, Ordering::SeqCst);
+            pipe.room.notify_all();
+        }
+        r
+    });
+    result.map(|()| stats)
+}
+
+fn reader(pipe: &Pipeline, batches: &[&[Item]], window: usize) {
+    loop {
+        let i = pipe.next.fetch_add(1, Ordering::SeqCst);
+        if i >= batches.len() {
+            return;
+        }
+        {
+            let mut st = lock(&pipe.state);
+            while i >= st.written + window && !pipe.stop.load(Ordering::SeqCst) {
+                st = pipe.room.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        if pipe.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let batch = build_batch(batches[i]);
+        lock(&pipe.state).done.insert(i, batch);
+        pipe.ready.notify_all();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn writer(
+    pipe: &Pipeline,
+    count: usize,
+    enc: &mut Encoder<'_>,
+    stats: &mut CreateStats,
+    progress: Option<&dyn Fn(u64)>,
+) -> Result<(), ArchiveError> {
+    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    let mut scratch = Vec::with_capacity(4 * BLOCK);
+    let mut copy_buf = vec![0u8; 1 << 20];
+    for i in 0..count {
+        let batch = {
+            let mut st = lock(&pipe.state);
+            loop {
+                if let Some(b) = st.done.remove(&i) {
+                    break b;
+                }
+                st = pipe.ready.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+        }?;
+        stats.entries += batch.entries;
+        stats.content_bytes += batch.content;
+        for seg in &batch.segs {
+            match seg {
+                Seg::Bytes(a, b) => enc.write_all(&batch.buf[*a..*b]).map_err(out_err)?,
+                Seg::File {
+                    name,
+                    path,
+                    meta,
+                    inode,
+                    body,
+                    size,
+                } => {
+                    if let Some(first) = inode.and_then(|k| links.get(&k)) {
+                        scratch.clear();
+                        tarfmt::push_header(
+                            &mut scratch,
+                            name,
+                            Kind::HardLink,
+                            0,
+                            meta,
+                            Some(first),
+                        );
+                        enc.write_all(&scratch).map_err(out_err)?;
+                        stats.entries += 1;
+                        continue;
+                    }
+                    if let Some(k) = inode {
+                        links.insert(*k, name.clone());
+                    }
+                    let written = match body {
+                        Some((a, b)) => {
+                            enc.write_all(&batch.buf[*a..*b]).map_err(out_err)?;
+                            *size
+                        }
+                        None => stream_file(enc, name, path, meta, &mut scratch, &mut copy_buf)?,
+                    };
+                    stats.entries += 1;
+                    stats.content_bytes += written;
+                }
+            }
+        }
+        {
+            let mut st = lock(&pipe.state);
+            st.written = i + 1;
+        }
+        pipe.room.notify_all();
+        if let Some(p) = progress {
+            p(stats.content_bytes);
+        }
+    }
+    Ok(())
+}
+
+fn out_err(e: std::io::Error) -> ArchiveError {
+    ArchiveError::Io {
+        path: PathBuf::from("<archive output>"),
+        source: e,
+    }
+}
+
+/// Writes a large file straight from disk: header with the size at open time, then exactly that
+/// many bytes (a file that shrinks meanwhile is an error, as the archive would be inconsistent).
+fn stream_file(
+    enc: &mut Encoder<'_>,
+    name: &[u8],
+    path: &Path,
+    meta: &Meta,
+    scratch: &mut Vec<u8>,
+    copy_buf: &mut [u8],
+) -> Result<u64, ArchiveError> {
+    let mut f = File::open(path).map_err(io_err(path))?;
+    let size = f.metadata().map_err(io_err(path))?.len();
+    scratch.clear();
+    tarfmt::push_header(scratch, name, Kind::File, size, meta, None);
+    enc.write_all(scratch).map_err(out_err)?;
+    let mut left = size;
+    while left > 0 {
+        let want = left.min(copy_buf.len() as u64) as usize;
+        let n = f.read(&mut copy_buf[..want]).map_err(io_err(path))?;
+        if n == 0 {
+            return Err(ArchiveError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "file shrank while it was being archived",
+                ),
+            });
+        }
+        enc.write_all(&copy_buf[..n]).map_err(out_err)?;
+        left -= n as u64;
+    }
+    enc.write_all(&[0u8; BLOCK][..tarfmt::padding_len(size)])
+        .map_err(out_err)?;
+    Ok(size)
+}

@@ -1,0 +1,961 @@
+//! Extracting archives safely: decode on this thread, check every entry against the declared
+//! paths, write file contents on a pool of threads into staging directories next to the targets,
+//! and only when the whole archive was read without error move the staged trees into place.
+
+use std::collections::HashSet;
+use std::ffi::{CString, OsStr};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::tarfmt::Meta;
+use super::{ArchiveError, ExtractStats, default_threads, io_err, paths};
+
+/// Files up to this size are read into memory and written by the pool; bigger ones inline.
+const POOL_MAX: u64 = 8 << 20;
+/// Batches queued per writer thread at most (memory: lanes × this × ([`JOB_BATCH_BYTES`] + [`POOL_MAX`]) at worst).
+const QUEUE: usize = 4;
+/// Permission bits we restore: setuid/setgid from a cache archive are dropped on purpose.
+const MODE_MASK: u32 = 0o1777;
+/// zstd window limit: archives made with `zstd --long=30/31` decode.
+const WINDOW_LOG_MAX: u32 = 31;
+
+/// Options for [`extract_with`].
+#[derive(Default)]
+pub struct ExtractOptions<'a> {
+    /// Threads writing files; 0 means a default for this machine.
+    pub write_threads: usize,
+    /// Called on the calling thread with the uncompressed (tar) bytes decoded so far.
+    pub progress: Option<&'a dyn Fn(u64)>,
+}
+
+impl std::fmt::Debug for ExtractOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtractOptions")
+            .field("write_threads", &self.write_threads)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// Extracts like [`super::extract`], with options.
+pub fn extract_with(
+    input: &mut dyn Read,
+    workspace: &Path,
+    allowed: &[PathBuf],
+    opts: &ExtractOptions<'_>,
+) -> Result<ExtractStats, ArchiveError> {
+    let workspace = paths::absolute(Path::new(""), workspace);
+    let mut stager = Stager::new(&workspace, allowed)?;
+    let threads = if opts.write_threads == 0 {
+        // One per core: more threads than cores only spin on the file system's locks.
+        default_threads().clamp(2, 8)
+    } else {
+        opts.write_threads
+    };
+    let mut buffered = BufReader::with_capacity(1 << 20, input);
+    let head = buffered.fill_buf().map_err(corrupt)?;
+    if head.is_empty() {
+        return Err(ArchiveError::Corrupt {
+            reason: "the archive is empty".into(),
+        });
+    }
+    let mut decoder: Box<dyn Read + '_> = if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let mut z = zstd::stream::read::Decoder::with_buffer(buffered).map_err(corrupt)?;
+        z.window_log_max(WINDOW_LOG_MAX).map_err(corrupt)?;
+        Box::new(z)
+    } else if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    };
+    // Decode on this thread (the input need not be Send) while a second thread parses the tar
+    // stream and stages entries, like `zstd -d | tar -x`.
+    let stats = std::thread::scope(|s| {
+        let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(8);
+        let stager = &mut stager;
+        let parser = s.spawn(move || {
+            let mut reader = ChunkReader {
+                rx: Some(rx),
+                chunk: Vec::new(),
+                pos: 0,
+            };
+            let mut pool = WritePool::new(threads);
+            let r = stage_all(&mut reader, stager, &mut pool);
+            // Workers must be idle before staging can be finished or removed.
+            let finished = pool.finish();
+            let stats = r?;
+            finished?;
+            // Read to the end so the codec checks its trailer (zstd checksum, gzip CRC).
+            std::io::copy(&mut reader, &mut std::io::sink()).map_err(corrupt)?;
+            Ok::<_, ArchiveError>(stats)
+        });
+        pump(&mut *decoder, &tx, opts.progress);
+        drop(tx);
+        parser.join().unwrap_or_else(|_| {
+            Err(ArchiveError::Corrupt {
+                reason: "the archive reader thread panicked".into(),
+            })
+        })
+    })?;
+    stager.fix_dir_metadata()?;
+    stager.commit()?;
+    Ok(stats)
+}
+
+fn corrupt(e: std::io::Error) -> ArchiveError {
+    ArchiveError::Corrupt {
+        reason: e.to_string(),
+    }
+}
+
+fn unsafe_entry(name: &[u8], reason: &str) -> ArchiveError {
+    ArchiveError::Unsafe {
+        entry: String::from_utf8_lossy(name).into_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// One declared path, where its entries are staged, and where the staging directory lives.
+struct Root {
+    /// The declared absolute path.
+    path: PathBuf,
+    /// An existing directory: `path` itself if it is a real directory, else its nearest
+    /// existing ancestor. Staged names are relative to it.
+    base: PathBuf,
+    /// The staging directory inside `base`, made on first use.
+    staging: Option<tempfile::TempDir>,
+    /// Mode and mtime the archive gives `path` itself when it is `base`.
+    root_meta: Option<Meta>,
+    /// `base`'s mtime before the staging directory was made in it, restored when a failed
+    /// restore removes the staging directory again (so the tree is left exactly as it was).
+    base_mtime: Option<Meta>,
+}
+
+struct Stager {
+    workspace: PathBuf,
+    roots: Vec<Root>,
+    made_dirs: HashSet<PathBuf>,
+    files: HashSet<PathBuf>,
+    symlinks: HashSet<PathBuf>,
+    dir_meta: Vec<(PathBuf, Meta)>,
+    committed: bool,
+}
+
+impl Drop for Stager {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        for root in &mut self.roots {
+            if let Some(staging) = root.staging.take() {
+                drop(staging);
+                if let Some(meta) = &root.base_mtime {
+                    let _ = set_path_mtime(&root.base, meta, false);
+                }
+            }
+        }
+    }
+}
+
+impl Stager {
+    fn new(workspace: &Path, allowed: &[PathBuf]) -> Result<Stager, ArchiveError> {
+        let mut declared: Vec<PathBuf> = allowed
+            .iter()
+            .map(|p| paths::absolute(workspace, p))
+            .collect();
+        declared.sort_by_key(|p| p.components().count());
+        let mut roots: Vec<Root> = Vec::new();
+        for path in declared {
+            if roots.iter().any(|r| path.starts_with(&r.path)) {
+                continue;
+            }
+            let base = staging_base(&path)?;
+            roots.push(Root {
+                path,
+                base,
+                staging: None,
+                root_meta: None,
+                base_mtime: None,
+            });
+        }
+        Ok(Stager {
+            workspace: workspace.to_path_buf(),
+            roots,
+            made_dirs: HashSet::new(),
+            files: HashSet::new(),
+            symlinks: HashSet::new(),
+            dir_meta: Vec::new(),
+            committed: false,
+        })
+    }
+
+    fn root_of(&self, target: &Path) -> Option<usize> {
+        self.roots.iter().position(|r| target.starts_with(&r.path))
+    }
+
+    /// The staging path of `target` under root `ri`, creating the staging directory if needed.
+    fn staged(&mut self, ri: usize, target: &Path) -> Result<PathBuf, ArchiveError> {
+        let root = &mut self.roots[ri];
+        if root.staging.is_none() {
+            use std::os::unix::fs::MetadataExt;
+            root.base_mtime = std::fs::symlink_metadata(&root.base).ok().map(|m| Meta {
+                mtime: m.mtime(),
+                mtime_nsec: m.mtime_nsec().clamp(0, 999_999_999) as u32,
+                ..Meta::default()
+            });
+            let dir = tempfile::Builder::new()
+                .prefix(".runner-restore-")
+                .tempdir_in(&root.base)
+                .map_err(io_err(&root.base))?;
+            self.made_dirs.insert(dir.path().to_path_buf());
+            root.staging = Some(dir);
+        }
+        let staging = root
+            .staging
+            .as_ref()
+            .map(|d| d.path())
+            .unwrap_or(&root.base);
+        let rel = target.strip_prefix(&root.base).unwrap_or(Path::new(""));
+        Ok(if rel.as_os_str().is_empty() {
+            staging.to_path_buf()
+        } else {
+            staging.join(rel)
+        })
+    }
+
+    /// Refuses `target` if any directory above it (inside its root) was staged as a symlink:
+    /// writing there would follow the link.
+    fn check_no_symlink_above(
+        &self,
+        name: &[u8],
+        target: &Path,
+        ri: usize,
+    ) -> Result<(), ArchiveError> {
+        if self.symlinks.is_empty() {
+            return Ok(());
+        }
+        let base = &self.roots[ri].base;
+        for anc in target.ancestors().skip(1) {
+            if !anc.starts_with(base) {
+                break;
+            }
+            if self.symlinks.contains(anc) {
+                return Err(unsafe_entry(name, "its path goes through a symlink"));
+            }
+        }
+        Ok(())
+    }
+
+    fn ensure_dir(&mut self, dir: &Path) -> Result<(), ArchiveError> {
+        if self.made_dirs.contains(dir) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut d = dir;
+        while self.made_dirs.insert(d.to_path_buf()) {
+            match d.parent() {
+                Some(p) => d = p,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes whatever an earlier entry of the same name staged at `p`.
+    fn clear_duplicate(&mut self, target: &Path, p: &Path) -> Result<(), ArchiveError> {
+        let was_file = self.files.remove(target);
+        let was_link = self.symlinks.remove(target);
+        if was_file || was_link {
+            std::fs::remove_file(p).map_err(io_err(p))?;
+        } else if self.made_dirs.contains(p) {
+            std::fs::remove_dir_all(p).map_err(io_err(p))?;
+            self.made_dirs.retain(|d| !d.starts_with(p));
+        }
+        Ok(())
+    }
+
+    fn fix_dir_metadata(&self) -> Result<(), ArchiveError> {
+        // Children first, so setting a directory's mtime is not undone by writes into it.
+        for (p, meta) in self.dir_meta.iter().rev() {
+            apply_dir_meta(p, meta)?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), ArchiveError> {
+        for root in &mut self.roots {
+            let Some(staging) = &root.staging else {
+                continue;
+            };
+            merge(staging.path(), &root.base, &root.path)?;
+            if let Some(staging) = root.staging.take() {
+                let path = staging.path().to_path_buf();
+                staging.close().map_err(io_err(path))?;
+            }
+            if let Some(meta) = &root.root_meta {
+                apply_dir_meta(&root.base, meta)?;
+            }
+        }
+        self.committed = true;
+        Ok(())
+    }
+}
+
+/// The existing directory a declared path is staged in: the path itself when it is a real
+/// directory, else its nearest existing ancestor.
+fn staging_base(path: &Path) -> Result<PathBuf, ArchiveError> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Ok(path.to_path_buf());
+    }
+    for anc in path.ancestors().skip(1) {
+        match std::fs::metadata(anc) {
+            Ok(m) if m.is_dir() => return Ok(anc.to_path_buf()),
+            Ok(_) => {
+                return Err(ArchiveError::Io {
+                    path: anc.to_path_buf(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotADirectory,
+                        "not a directory, cannot restore below it",
+                    ),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(anc)(e)),
+        }
+    }
+    Ok(PathBuf::from("/"))
+}
+
+/// Moves everything in `src` to the same place under `dst`: whole subtrees by one rename when
+/// the destination does not exist, merging into existing directories, replacing other things.
+/// Never follows a symlink at the destination; never replaces anything that is not inside
+/// `declared` (the directories above it are only entered).
+fn merge(src: &Path, dst: &Path, declared: &Path) -> Result<(), ArchiveError> {
+    for entry in std::fs::read_dir(src).map_err(io_err(src))? {
+        let entry = entry.map_err(io_err(src))?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        let from_is_dir = entry.file_type().map_err(io_err(&from))?.is_dir();
+        let inside = to.starts_with(declared);
+        match std::fs::symlink_metadata(&to) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::rename(&from, &to).map_err(io_err(&to))?;
+            }
+            Err(e) => return Err(io_err(&to)(e)),
+            Ok(m) if m.is_dir() && from_is_dir => {
+                merge(&from, &to, declared)?;
+                if inside {
+                    let md = std::fs::symlink_metadata(&from).map_err(io_err(&from))?;
+                    copy_dir_meta(&md, &to)?;
+                }
+            }
+            Ok(_) if !inside => {
+                return Err(ArchiveError::Io {
+                    path: to,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotADirectory,
+                        "not a directory, cannot restore below it",
+                    ),
+                });
+            }
+            Ok(m) => {
+                if m.is_dir() {
+                    std::fs::remove_dir_all(&to).map_err(io_err(&to))?;
+                } else if from_is_dir {
+                    std::fs::remove_file(&to).map_err(io_err(&to))?;
+                }
+                std::fs::rename(&from, &to).map_err(io_err(&to))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn copy_dir_meta(md: &std::fs::Metadata, to: &Path) -> Result<(), ArchiveError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = Meta {
+        mode: md.mode() & MODE_MASK,
+        mtime: md.mtime(),
+        mtime_nsec: md.mtime_nsec().clamp(0, 999_999_999) as u32,
+        ..Meta::default()
+    };
+    apply_dir_meta(to, &meta)
+}
+
+fn apply_dir_meta(p: &Path, meta: &Meta) -> Result<(), ArchiveError> {
+    if !creation_gives(meta.mode & MODE_MASK) || meta.mode & 0o777 != 0o777 & !umask().unwrap_or(0)
+    {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(meta.mode & MODE_MASK))
+            .map_err(io_err(p))?;
+    }
+    set_path_mtime(p, meta, false)
+}
+
+fn set_path_mtime(p: &Path, meta: &Meta, nofollow: bool) -> Result<(), ArchiveError> {
+    let c = CString::new(p.as_os_str().as_bytes()).map_err(|e| ArchiveError::Io {
+        path: p.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+    })?;
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: meta.mtime as libc::time_t,
+            tv_nsec: meta.mtime_nsec as libc::c_long,
+        },
+    ];
+    let flags = if nofollow {
+        libc::AT_SYMLINK_NOFOLLOW
+    } else {
+        0
+    };
+    // SAFETY: `c` is a valid NUL-terminated path and `times` points to two timespecs.
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), flags) };
+    if rc != 0 {
+        return Err(io_err(p)(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn system_time(meta: &Meta) -> SystemTime {
+    let ns = Duration::from_nanos(u64::from(meta.mtime_nsec));
+    if meta.mtime >= 0 {
+        UNIX_EPOCH + Duration::from_secs(meta.mtime as u64) + ns
+    } else {
+        UNIX_EPOCH - Duration::from_secs(meta.mtime.unsigned_abs()) + ns
+    }
+}
+
+/// Reads the mtime of an entry: pax `mtime` (with fraction) if present, else the header's.
+fn entry_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Meta {
+    let h = entry.header();
+    let mut meta = Meta {
+        mode: h.mode().unwrap_or(0o644) & MODE_MASK,
+        mtime: h.mtime().unwrap_or(0) as i64,
+        ..Meta::default()
+    };
+    if let Ok(Some(pax)) = entry.pax_extensions() {
+        for ext in pax.flatten() {
+            if ext.key_bytes() == b"mtime"
+                && let Some((s, ns)) = parse_pax_time(ext.value_bytes())
+            {
+                meta.mtime = s;
+                meta.mtime_nsec = ns;
+            }
+        }
+    }
+    meta
+}
+
+fn parse_pax_time(v: &[u8]) -> Option<(i64, u32)> {
+    let v = std::str::from_utf8(v).ok()?;
+    let (neg, v) = match v.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, v),
+    };
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    let secs: i64 = int.parse().ok()?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut digits = frac.as_bytes().iter().take(9).map(|b| u32::from(b - b'0'));
+    let mut ns = 0u32;
+    for _ in 0..9 {
+        ns = ns * 10 + digits.next().unwrap_or(0);
+    }
+    if !neg {
+        return Some((secs, ns));
+    }
+    if ns == 0 {
+        Some((-secs, 0))
+    } else {
+        Some((-secs - 1, 1_000_000_000 - ns))
+    }
+}
+
+fn stage_all(
+    decoder: &mut dyn Read,
+    st: &mut Stager,
+    pool: &mut WritePool,
+) -> Result<ExtractStats, ArchiveError> {
+    let mut stats = ExtractStats::default();
+    let mut archive = tar::Archive::new(decoder);
+    let mut copy_buf = vec![0u8; 1 << 20];
+    for entry in archive.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
+        let etype = entry.header().entry_type();
+        if etype.is_pax_global_extensions() {
+            continue;
+        }
+        let name = entry.path_bytes().into_owned();
+        if name.first() == Some(&b'/') {
+            return Err(unsafe_entry(&name, "absolute path"));
+        }
+        let target = paths::resolve_name(&st.workspace, &name)
+            .ok_or_else(|| unsafe_entry(&name, "invalid path"))?;
+        let ri = st
+            .root_of(&target)
+            .ok_or_else(|| unsafe_entry(&name, "outside the paths declared for this cache"))?;
+        st.check_no_symlink_above(&name, &target, ri)?;
+        let p = st.staged(ri, &target)?;
+        let is_root = st.roots[ri].staging.as_ref().is_some_and(|s| s.path() == p);
+        if is_root && !etype.is_dir() {
+            return Err(unsafe_entry(&name, "would replace a declared directory"));
+        }
+        let meta = entry_meta(&mut entry);
+        if etype.is_dir() {
+            if is_root {
+                st.roots[ri].root_meta = Some(meta);
+            } else {
+                if st.files.contains(&target) || st.symlinks.contains(&target) {
+                    pool.barrier()?;
+                    st.clear_duplicate(&target, &p)?;
+                }
+                st.ensure_dir(&p)?;
+                st.dir_meta.push((p, meta));
+            }
+        } else if etype.is_file() || etype == tar::EntryType::Continuous {
+            prepare_leaf(st, pool, &target, &p)?;
+            let size = entry.size();
+            if size <= POOL_MAX {
+                let mut data = Vec::with_capacity(size as usize);
+                (&mut entry)
+                    .take(size)
+                    .read_to_end(&mut data)
+                    .map_err(corrupt)?;
+                if data.len() as u64 != size {
+                    return Err(truncated(&name));
+                }
+                pool.submit(FileJob {
+                    path: p,
+                    data,
+                    meta,
+                })?;
+            } else {
+                write_inline(&mut entry, &name, &p, size, &meta, &mut copy_buf)?;
+            }
+            st.files.insert(target);
+            stats.content_bytes += size;
+        } else if etype.is_symlink() {
+            let link = entry
+                .link_name_bytes()
+                .map(|l| l.into_owned())
+                .ok_or_else(|| unsafe_entry(&name, "symlink without a target"))?;
+            let escapes =
+                paths::resolve_link_target(&target, &link).is_none_or(|t| st.root_of(&t).is_none());
+            if escapes {
+                return Err(unsafe_entry(
+                    &name,
+                    "symlink target is outside the paths declared for this cache",
+                ));
+            }
+            prepare_leaf(st, pool, &target, &p)?;
+            std::os::unix::fs::symlink(OsStr::from_bytes(&link), &p).map_err(io_err(&p))?;
+            set_path_mtime(&p, &meta, true)?;
+            st.symlinks.insert(target);
+        } else if etype.is_hard_link() {
+            let link = entry
+                .link_name_bytes()
+                .map(|l| l.into_owned())
+                .ok_or_else(|| unsafe_entry(&name, "hard link without a target"))?;
+            let link_target = paths::resolve_name(&st.workspace, &link)
+                .filter(|t| st.root_of(t).is_some())
+                .ok_or_else(|| {
+                    unsafe_entry(&name, "hard link target is outside the declared paths")
+                })?;
+            if !st.files.contains(&link_target) {
+                return Err(unsafe_entry(
+                    &name,
+                    "hard link target is not a file earlier in the archive",
+                ));
+            }
+            let lri = st.root_of(&link_target).unwrap_or(ri);
+            let from = st.staged(lri, &link_target)?;
+            prepare_leaf(st, pool, &target, &p)?;
+            // The target's content may still be in the pool's queue.
+            pool.barrier()?;
+            if std::fs::hard_link(&from, &p).is_err() {
+                std::fs::copy(&from, &p).map_err(io_err(&p))?;
+            }
+            st.files.insert(target);
+        } else if etype.is_character_special() || etype.is_block_special() || etype.is_fifo() {
+            return Err(unsafe_entry(
+                &name,
+                "device and fifo entries are not restored",
+            ));
+        } else {
+            return Err(unsafe_entry(
+                &name,
+                &format!("unsupported entry type {:?}", etype),
+            ));
+        }
+        stats.entries += 1;
+    }
+    Ok(stats)
+}
+
+fn truncated(name: &[u8]) -> ArchiveError {
+    ArchiveError::Corrupt {
+        reason: format!(
+            "archive ends inside the content of '{}'",
+            String::from_utf8_lossy(name)
+        ),
+    }
+}
+
+/// Makes the parent directory of a file or link and clears an earlier entry of the same name.
+fn prepare_leaf(
+    st: &mut Stager,
+    pool: &mut WritePool,
+    target: &Path,
+    p: &Path,
+) -> Result<(), ArchiveError> {
+    if let Some(parent) = p.parent() {
+        st.ensure_dir(parent)?;
+    }
+    if st.files.contains(target) || st.symlinks.contains(target) || st.made_dirs.contains(p) {
+        pool.barrier()?;
+        st.clear_duplicate(target, p)?;
+    }
+    Ok(())
+}
+
+/// The process umask, read without changing it (Linux reports it in /proc/self/status).
+/// `None` when unknown: then every mode is set explicitly.
+fn umask() -> Option<u32> {
+    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+        u32::from_str_radix(line.trim_start_matches("Umask:").trim(), 8).ok()
+    })
+}
+
+/// Whether creating with `mode` already yields exactly `mode` under the umask.
+fn creation_gives(mode: u32) -> bool {
+    umask().is_some_and(|m| mode & 0o7000 == 0 && mode & !m == mode)
+}
+
+fn open_new(p: &Path, mode: u32) -> Result<File, ArchiveError> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode & 0o777)
+        .open(p)
+        .map_err(io_err(p))
+}
+
+fn finish_file(f: &File, p: &Path, meta: &Meta) -> Result<(), ArchiveError> {
+    // One syscall fewer per file when the umask already produced the archived mode.
+    if !creation_gives(meta.mode & MODE_MASK) {
+        f.set_permissions(std::fs::Permissions::from_mode(meta.mode & MODE_MASK))
+            .map_err(io_err(p))?;
+    }
+    f.set_times(std::fs::FileTimes::new().set_modified(system_time(meta)))
+        .map_err(io_err(p))
+}
+
+fn write_inline<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    name: &[u8],
+    p: &Path,
+    size: u64,
+    meta: &Meta,
+    buf: &mut [u8],
+) -> Result<(), ArchiveError> {
+    let mut f = open_new(p, meta.mode)?;
+    let mut left = size;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = entry.read(&mut buf[..want]).map_err(corrupt)?;
+        if n == 0 {
+            return Err(truncated(name));
+        }
+        f.write_all(&buf[..n]).map_err(io_err(p))?;
+        left -= n as u64;
+    }
+    finish_file(&f, p, meta)
+}
+
+struct FileJob {
+    path: PathBuf,
+    data: Vec<u8>,
+    meta: Meta,
+}
+
+fn write_job(job: &FileJob) -> Result<(), ArchiveError> {
+    let mut f = open_new(&job.path, job.meta.mode)?;
+    f.write_all(&job.data).map_err(io_err(&job.path))?;
+    finish_file(&f, &job.path, &job.meta)
+}
+
+/// Files handed to a worker at once: one wake-up per batch rather than per file.
+const JOB_BATCH_FILES: usize = 32;
+/// Content bytes after which a batch is handed over even if it has fewer files.
+const JOB_BATCH_BYTES: usize = 2 << 20;
+
+#[derive(Default)]
+struct PoolState {
+    pending: usize,
+    error: Option<ArchiveError>,
+}
+
+/// Threads writing small files while the parser keeps going. Files are sharded by parent
+/// directory: creating entries in one directory from several threads only contends on the
+/// directory's lock in the kernel.
+struct WritePool {
+    lanes: Vec<Lane>,
+    workers: Vec<JoinHandle<()>>,
+    shared: Arc<(Mutex<PoolState>, Condvar)>,
+}
+
+/// One worker's queue and the batch being filled for it.
+struct Lane {
+    tx: Option<SyncSender<Vec<FileJob>>>,
+    batch: Vec<FileJob>,
+    batch_bytes: usize,
+}
+
+impl WritePool {
+    fn new(threads: usize) -> WritePool {
+        let shared = Arc::new((Mutex::new(PoolState::default()), Condvar::new()));
+        let mut lanes = Vec::new();
+        let mut workers = Vec::new();
+        for _ in 0..threads.max(1) {
+            let (tx, rx) = sync_channel::<Vec<FileJob>>(QUEUE);
+            let shared = Arc::clone(&shared);
+            workers.push(std::thread::spawn(move || worker(&rx, &shared)));
+            lanes.push(Lane {
+                tx: Some(tx),
+                batch: Vec::with_capacity(JOB_BATCH_FILES),
+                batch_bytes: 0,
+            });
+        }
+        WritePool {
+            lanes,
+            workers,
+            shared,
+        }
+    }
+
+    fn submit(&mut self, job: FileJob) -> Result<(), ArchiveError> {
+        let lane = if self.lanes.len() == 1 {
+            0
+        } else {
+            use std::hash::{BuildHasher, Hasher};
+            let mut fx = FIXED_HASH.build_hasher();
+            fx.write(
+                job.path
+                    .parent()
+                    .unwrap_or(Path::new(""))
+                    .as_os_str()
+                    .as_bytes(),
+            );
+            (fx.finish() % self.lanes.len() as u64) as usize
+        };
+        let l = &mut self.lanes[lane];
+        l.batch_bytes += job.data.len();
+        l.batch.push(job);
+        if l.batch.len() >= JOB_BATCH_FILES || l.batch_bytes >= JOB_BATCH_BYTES {
+            self.flush_lane(lane)?;
+        }
+        Ok(())
+    }
+
+    fn flush_lane(&mut self, lane: usize) -> Result<(), ArchiveError> {
+        let l = &mut self.lanes[lane];
+        if l.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut l.batch, Vec::with_capacity(JOB_BATCH_FILES));
+        l.batch_bytes = 0;
+        {
+            let mut s = lock(&self.shared.0);
+            if let Some(e) = s.error.take() {
+                return Err(e);
+            }
+            s.pending += 1;
+        }
+        let sent = l.tx.as_ref().map(|tx| tx.send(batch));
+        if !matches!(sent, Some(Ok(()))) {
+            return Err(ArchiveError::Io {
+                path: PathBuf::from("<extract worker>"),
+                source: std::io::Error::other("file writer threads stopped"),
+            });
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ArchiveError> {
+        (0..self.lanes.len()).try_for_each(|i| self.flush_lane(i))
+    }
+
+    /// Waits until every submitted file is written; returns the first error.
+    fn barrier(&mut self) -> Result<(), ArchiveError> {
+        self.flush()?;
+        let (m, cv) = &*self.shared;
+        let mut s = lock(m);
+        while s.pending > 0 {
+            s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        s.error.take().map_or(Ok(()), Err)
+    }
+
+    fn finish(&mut self) -> Result<(), ArchiveError> {
+        let flushed = self.flush();
+        self.stop();
+        flushed?;
+        lock(&self.shared.0).error.take().map_or(Ok(()), Err)
+    }
+
+    fn stop(&mut self) {
+        for l in &mut self.lanes {
+            l.tx = None;
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Hasher for picking a lane: deterministic, so one directory always maps to one worker.
+const FIXED_HASH: std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher> =
+    std::hash::BuildHasherDefault::new();
+
+impl Drop for WritePool {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn worker(rx: &Receiver<Vec<FileJob>>, shared: &(Mutex<PoolState>, Condvar)) {
+    loop {
+        let batch = match rx.recv() {
+            Ok(batch) => batch,
+            Err(_) => return,
+        };
+        let mut result = Ok(());
+        if lock(&shared.0).error.is_none() {
+            result = batch.iter().try_for_each(write_job);
+        }
+        let mut s = lock(&shared.0);
+        if let Err(e) = result {
+            s.error.get_or_insert(e);
+        }
+        s.pending -= 1;
+        if s.pending == 0 {
+            shared.1.notify_all();
+        }
+    }
+}
+
+/// The tar parser's side of the decoded stream: chunks sent by the decoding thread.
+struct ChunkReader {
+    rx: Option<Receiver<std::io::Result<Vec<u8>>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+/// Decoded bytes per chunk handed from the decoder to the parser.
+const CHUNK: usize = 1 << 20;
+
+impl Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            let Some(rx) = &self.rx else { return Ok(0) };
+            match rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.rx = None;
+                    return Err(e);
+                }
+                // The decoder is done: end of stream.
+                Err(_) => self.rx = None,
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.pos);
+        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Reads the decoder to its end in chunks and sends them on; stops early when the parser has
+/// gone (it failed). Progress is reported here, in decoded (tar) bytes.
+fn pump(
+    decoder: &mut dyn Read,
+    tx: &SyncSender<std::io::Result<Vec<u8>>>,
+    progress: Option<&dyn Fn(u64)>,
+) {
+    let mut total = 0u64;
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let mut filled = 0;
+        let mut failure = None;
+        while filled < CHUNK {
+            match decoder.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        buf.truncate(filled);
+        total += filled as u64;
+        let last = filled < CHUNK || failure.is_some();
+        if filled > 0 && tx.send(Ok(buf)).is_err() {
+            return;
+        }
+        if let Some(e) = failure {
+            let _ = tx.send(Err(e));
+            return;
+        }
+        if let Some(cb) = progress {
+            cb(total);
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_times() {
+        let rows: &[(&str, Option<(i64, u32)>)] = &[
+            ("12", Some((12, 0))),
+            ("12.5", Some((12, 500_000_000))),
+            ("12.123456789123", Some((12, 123_456_789))),
+            ("-1.5", Some((-2, 500_000_000))),
+            ("-3", Some((-3, 0))),
+            ("x", None),
+            ("1.x", None),
+        ];
+        for (v, want) in rows {
+            assert_eq!(parse_pax_time(v.as_bytes()), *want, "{v}");
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Lexical path arithmetic shared by create and extract: both sides must agree on where a name
+//! lands without touching the file system (symlinks in the target are never followed).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+/// Makes `p` absolute against `base` (itself made absolute against the current directory) and
+/// resolves `.` and `..` lexically.
+pub(crate) fn absolute(base: &Path, p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else if base.is_absolute() {
+        base.join(p)
+    } else {
+        std::env::current_dir()
+            .unwrap_or_else(|_| PathBuf::from("/"))
+            .join(base)
+            .join(p)
+    };
+    normalize(&joined)
+}
+
+/// Resolves `.` and `..` of an absolute path lexically; `..` at the root stays at the root.
+pub(crate) fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => out.push(s),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// The archive name of absolute `target` relative to absolute `workspace`: `/`-separated,
+/// `../` for each level above the workspace, `.` for the workspace itself.
+pub(crate) fn relative_name(workspace: &Path, target: &Path) -> Vec<u8> {
+    let ws: Vec<&OsStr> = normal_parts(workspace);
+    let tg: Vec<&OsStr> = normal_parts(target);
+    let common = ws.iter().zip(&tg).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<&[u8]> = Vec::new();
+    parts.extend(std::iter::repeat_n(&b".."[..], ws.len() - common));
+    parts.extend(tg[common..].iter().map(|s| s.as_bytes()));
+    if parts.is_empty() {
+        return b".".to_vec();
+    }
+    parts.join(&b'/')
+}
+
+fn normal_parts(p: &Path) -> Vec<&OsStr> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Where an archive name lands: `workspace` joined with the name, `..` resolved lexically.
+/// `None` for absolute names, empty names and `..` above the file system root.
+pub(crate) fn resolve_name(workspace: &Path, name: &[u8]) -> Option<PathBuf> {
+    if name.is_empty() || name.first() == Some(&b'/') || name.contains(&0) {
+        return None;
+    }
+    let mut out = workspace.to_path_buf();
+    for part in name.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            _ => out.push(OsStr::from_bytes(part)),
+        }
+    }
+    Some(out)
+}
+
+/// Where a symlink at absolute `link` pointing to `target` points, resolved lexically.
+/// `None` also for targets with `..` after a named component (`a/../..`): through another
+/// symlink such a target resolves somewhere else than it reads, so it cannot be checked.
+pub(crate) fn resolve_link_target(link: &Path, target: &[u8]) -> Option<PathBuf> {
+    if target.is_empty() || target.contains(&0) {
+        return None;
+    }
+    let mut named = false;
+    for part in target.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." if named => return None,
+            b".." => {}
+            _ => named = true,
+        }
+    }
+    if target.first() == Some(&b'/') {
+        return Some(normalize(Path::new(OsStr::from_bytes(target))));
+    }
+    resolve_name(link.parent()?, target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_names() {
+        let rows: &[(&str, &str, &str)] = &[
+            ("/w/s", "/w/s/a/b", "a/b"),
+            ("/w/s", "/w/s", "."),
+            ("/w/s", "/w/t/x", "../t/x"),
+            ("/w/s", "/home/u/.npm", "../../home/u/.npm"),
+            ("/w/s", "/w", ".."),
+            ("/", "/a", "a"),
+        ];
+        for (ws, target, want) in rows {
+            let got = relative_name(Path::new(ws), Path::new(target));
+            assert_eq!(String::from_utf8_lossy(&got), *want, "{ws} {target}");
+        }
+    }
+
+    #[test]
+    fn resolved_names() {
+        let rows: &[(&str, &str, Option<&str>)] = &[
+            ("/w/s", "a/b", Some("/w/s/a/b")),
+            ("/w/s", "./a/./b/", Some("/w/s/a/b")),
+            ("/w/s", "../t/x", Some("/w/t/x")),
+            ("/w/s", "a/../../x", Some("/w/x")),
+            ("/w/s", ".", Some("/w/s")),
+            ("/w/s", "/etc/passwd", None),
+            ("/w/s", "", None),
+            ("/w/s", "../../../x", None),
+        ];
+        for (ws, name, want) in rows {
+            let got = resolve_name(Path::new(ws), name.as_bytes());
+            assert_eq!(got.as_deref(), want.map(Path::new), "{ws} {name}");
+        }
+    }
+
+    #[test]
+    fn link_targets() {
+        let rows: &[(&str, &str, Option<&str>)] = &[
+            ("/w/s/a/l", "b", Some("/w/s/a/b")),
+            ("/w/s/a/l", "../b", Some("/w/s/b")),
+            ("/w/s/a/l", "/etc", Some("/etc")),
+            ("/w/s/a/l", "/a/../../b", None),
+            ("/w/s/a/l", "x/..", None),
+            ("/w/s/a/l", "../../s/./b", Some("/w/s/b")),
+            ("/w/s/a/l", "", None),
+        ];
+        for (link, target, want) in rows {
+            let got = resolve_link_target(Path::new(link), target.as_bytes());
+            assert_eq!(got.as_deref(), want.map(Path::new), "{link} {target}");
+        }
+    }
+
+    #[test]
+    fn absolute_and_normalize() {
+        assert_eq!(
+            absolute(Path::new("/w/s"), Path::new("a/../b")),
+            Path::new("/w/s/b")
+        );
+        assert_eq!(
+            absolute(Path::new("/w/s"), Path::new("/x/./y")),
+            Path::new("/x/y")
+        );
+        assert_eq!(normalize(Path::new("/../a")), Path::new("/a"));
+    }
+}
