@@ -92,7 +92,7 @@ pub enum CacheCommand {
     },
     /// Entries, size, hit rates, bytes moved and top keys over a window.
     Stats {
-        /// The window: `30m`, `24h`, `7d`, `2w`.
+        /// The window: days (`7`), or `30m`, `24h`, `7d`, `2w`.
         #[arg(long, default_value = "7d")]
         since: String,
         /// How many top keys to show.
@@ -546,18 +546,23 @@ fn human_size(bytes: u64) -> String {
     }
 }
 
-/// `30m`, `24h`, `7d`, `2w` in milliseconds.
+/// `30m`, `24h`, `7d`, `2w`, or a bare number of days, in milliseconds.
 fn parse_window(text: &str) -> Option<i64> {
     let text = text.trim();
     let unit = text.chars().last()?;
-    let number: i64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
-    let ms = match unit {
-        'm' => 60_000,
-        'h' => 3_600_000,
-        'd' => 86_400_000,
-        'w' => 7 * 86_400_000,
-        _ => return None,
+    let (number, ms) = if unit.is_ascii_digit() {
+        (text, 86_400_000)
+    } else {
+        let ms = match unit {
+            'm' => 60_000,
+            'h' => 3_600_000,
+            'd' => 86_400_000,
+            'w' => 7 * 86_400_000,
+            _ => return None,
+        };
+        (&text[..text.len() - unit.len_utf8()], ms)
     };
+    let number: i64 = number.parse().ok()?;
     (number > 0).then(|| number.saturating_mul(ms))
 }
 
@@ -606,7 +611,9 @@ mod tests {
         assert_eq!(parse_window("7d"), Some(604_800_000));
         assert_eq!(parse_window("2w"), Some(1_209_600_000));
         assert_eq!(parse_window("0d"), None);
-        assert_eq!(parse_window("7"), None);
+        assert_eq!(parse_window("7"), Some(604_800_000));
+        assert_eq!(parse_window("-7"), None);
+        assert_eq!(parse_window("7x"), None);
         assert_eq!(parse_window("d"), None);
         assert_eq!(parse_window("é"), None);
         assert_eq!(human_size(512), "512 B");

@@ -318,7 +318,8 @@ fn repository_defaults_to_the_origin_remote() {
         ..other
     };
     write_tree(&h.workspace(), &[("deps/z", "z")]);
-    h.main(SAVE, &other, &[("path", "deps"), ("key", "elsewhere")]).ok();
+    h.main(SAVE, &other, &[("path", "deps"), ("key", "elsewhere")])
+        .ok();
     let checkout = h.dir.path().join("checkout");
     std::fs::create_dir_all(&checkout).expect("mkdir");
     let git = |args: &[&str]| {
@@ -332,7 +333,12 @@ fn repository_defaults_to_the_origin_remote() {
         assert!(ok, "git {args:?}");
     };
     git(&["init", "-q"]);
-    git(&["remote", "add", "origin", "https://github.com/someone/else.git"]);
+    git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://github.com/someone/else.git",
+    ]);
     let mut cmd = Command::new(runner_bin());
     let out = cmd
         .args(["cache", "list", "--json"])
