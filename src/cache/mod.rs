@@ -1,2 +1,712 @@
 //! actions/cache semantics: key validation, version, restore order, outputs, state, post-step
-//! save, scopes, eviction policy and metrics events. Speaks neither SQL nor tar directly.
+//! save, scopes, eviction policy and metrics events. Speaks neither SQL nor tar directly: the
+//! index and blobs are a [`Store`], archives go through `crate::archive`, files through
+//! `crate::glob`.
+//!
+//! CONTRACT (the CLI and the step runner use these names):
+//! - [`Cache::restore`] / [`Cache::save`]: the toolkit's `restoreCache` / `saveCache`, with its
+//!   log lines, over our store.
+//! - [`register`] puts the `actions/cache`, `actions/cache/restore` and `actions/cache/save`
+//!   handlers into an [`ActionRegistry`](crate::exec::ActionRegistry); [`register_default`]
+//!   does so over the default store, opened when the first cache step runs.
+//! - [`open_default`] opens the store `RUNNER_CACHE_DB` / `RUNNER_CACHE_DIR` point at.
+
+mod action;
+mod config;
+pub mod inputs;
+mod key;
+mod paths;
+mod progress;
+mod version;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use action::{
+    CacheAction, CacheHandle, RestoreAction, SaveAction, outputs, register, register_default,
+    register_handle, state,
+};
+pub use config::{CacheOptions, open_default};
+pub use key::{KeyError, MAX_KEY_LENGTH, MAX_KEYS, is_exact_match, validate_key};
+pub use paths::{allowed_roots, expand_tilde};
+pub use version::cache_version;
+
+use crate::archive::{self, Compression};
+use crate::clock::Clock;
+use crate::exec::LogLevel;
+use crate::store::blob::{BlobError, BlobStore};
+use crate::store::index::{
+    Entry, EventKind, Index, IndexError, LookupQuery, NewEntry, NewEvent, Reservation,
+};
+use crate::store::{Store, StoreError, VerifyOptions, VerifyReport};
+use progress::{Progress, ProgressReader, ProgressWriter};
+
+/// The message when no `path` line is left after trimming.
+pub const NO_PATHS_MESSAGE: &str =
+    "Path Validation Error: At least one directory or file path is required";
+/// The message when the `path` lines match nothing on disk.
+pub const NOTHING_TO_SAVE_MESSAGE: &str = "Path Validation Error: Path(s) specified in the action for caching do(es) not exist, hence no cache is being saved.";
+
+/// Errors from the cache. Validation errors fail a restore step; everything else becomes a
+/// warning and a miss (restore) or an unsaved cache (save).
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// A key the cache refuses.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// `path` has no lines.
+    #[error("{NO_PATHS_MESSAGE}")]
+    NoPaths,
+    /// The `path` lines matched nothing.
+    #[error("{NOTHING_TO_SAVE_MESSAGE}")]
+    NothingToSave,
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The blob store failed.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// Creating or extracting the archive failed.
+    #[error(transparent)]
+    Archive(#[from] archive::ArchiveError),
+    /// Resolving the `path` patterns failed.
+    #[error(transparent)]
+    Glob(#[from] crate::glob::GlobError),
+    /// The workspace or home path cannot be made absolute.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A committed entry has no blob (a corrupt row).
+    #[error("cache entry {id} has no blob")]
+    NoBlob {
+        /// The entry id.
+        id: String,
+    },
+}
+
+impl CacheError {
+    /// Whether this error fails a restore step (the toolkit's `ValidationError`).
+    pub fn is_validation(&self) -> bool {
+        matches!(self, CacheError::Key(_) | CacheError::NoPaths)
+    }
+}
+
+/// `Cache Size: ~N MB (B B)` with the toolkit's rounding (`Math.round`).
+pub fn size_line(bytes: u64) -> String {
+    let mb = bytes.saturating_add(512 * 1024) / (1024 * 1024);
+    format!("Cache Size: ~{mb} MB ({bytes} B)")
+}
+
+/// Where a step runs and which cache entries it may see.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Scope {
+    /// `owner/name`.
+    pub repository: String,
+    /// The current ref; the only scope saves write to.
+    pub git_ref: String,
+    /// The PR base ref, read after the current ref.
+    pub base_ref: Option<String>,
+    /// The default branch ref, read last.
+    pub default_branch: Option<String>,
+}
+
+impl Scope {
+    /// Readable scopes in order, without repeats or empty refs.
+    pub fn readable(&self) -> Vec<String> {
+        let mut scopes: Vec<String> = Vec::new();
+        let candidates = [
+            Some(&self.git_ref),
+            self.base_ref.as_ref(),
+            self.default_branch.as_ref(),
+        ];
+        for scope in candidates.into_iter().flatten() {
+            if !scope.is_empty() && !scopes.contains(scope) {
+                scopes.push(scope.clone());
+            }
+        }
+        scopes
+    }
+}
+
+/// The file-system side of a restore or save.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Location {
+    /// `github.workspace`: relative paths and archive names are relative to it.
+    pub workspace: PathBuf,
+    /// What `~` expands to.
+    pub home: PathBuf,
+    /// Whether we run on Windows (adds `windows-only` to the version).
+    pub windows: bool,
+}
+
+impl Location {
+    /// The same location with absolute, normalized paths: archive names and the paths a
+    /// restore may write are computed from these, never from the process's current directory.
+    pub fn absolute(&self) -> Result<Location, CacheError> {
+        let absolute = |path: &PathBuf| {
+            std::path::absolute(path)
+                .map(|p| paths::normalize(&p))
+                .map_err(|source| CacheError::Io {
+                    path: path.clone(),
+                    source,
+                })
+        };
+        Ok(Location {
+            workspace: absolute(&self.workspace)?,
+            home: absolute(&self.home)?,
+            windows: self.windows,
+        })
+    }
+}
+
+/// A restore, as `restoreCache(paths, primaryKey, restoreKeys, { lookupOnly }, crossOs)`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RestoreRequest {
+    /// Where and which scopes.
+    pub scope: Scope,
+    /// Workspace and home.
+    pub location: Location,
+    /// `path` lines as written.
+    pub paths: Vec<String>,
+    /// The primary key.
+    pub primary_key: String,
+    /// The restore keys, in order.
+    pub restore_keys: Vec<String>,
+    /// `enableCrossOsArchive`.
+    pub enable_cross_os_archive: bool,
+    /// `lookup-only`: find the entry, download nothing.
+    pub lookup_only: bool,
+}
+
+/// What a restore found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreOutcome {
+    /// An entry was restored (or, with `lookup_only`, found).
+    Hit {
+        /// The key of the entry, as its saver wrote it.
+        matched_key: String,
+        /// Whether it is the primary key (case-insensitive), i.e. `cache-hit: true`.
+        exact: bool,
+        /// Archive size in bytes.
+        size: u64,
+    },
+    /// Nothing usable: no entry, or the entry could not be restored (already warned).
+    Miss,
+}
+
+/// A save, as `saveCache(paths, key, options, crossOs)`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SaveRequest {
+    /// Where; saves write to `scope.git_ref` only.
+    pub scope: Scope,
+    /// Workspace and home.
+    pub location: Location,
+    /// `path` lines as written.
+    pub paths: Vec<String>,
+    /// The key to save under.
+    pub key: String,
+    /// `enableCrossOsArchive`.
+    pub enable_cross_os_archive: bool,
+    /// `github.run_id`, kept with the entry.
+    pub run_id: String,
+}
+
+/// What a save did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaveOutcome {
+    /// A new entry was committed.
+    Saved(Box<Entry>),
+    /// The entry already exists (or another job is creating it); nothing was written.
+    AlreadyExists,
+}
+
+/// A sink for user-facing log lines.
+pub type Log<'a> = &'a mut dyn FnMut(LogLevel, &str);
+
+/// The native cache: a store (index + blobs), a clock and options.
+#[derive(Debug)]
+pub struct Cache {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    options: CacheOptions,
+}
+
+/// Aborts a reservation unless it was committed, so no error path leaves a stuck row.
+struct ReservationGuard<'a> {
+    index: &'a Index,
+    id: Option<String>,
+}
+
+impl ReservationGuard<'_> {
+    fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or_default()
+    }
+    fn disarm(&mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for ReservationGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            // An abort that fails leaves a reservation that expires on its own.
+            let _ = self.index.abort(&id);
+        }
+    }
+}
+
+impl Cache {
+    /// A cache over an index and a blob store.
+    pub fn new(
+        index: Index,
+        blobs: Arc<dyn BlobStore>,
+        clock: Arc<dyn Clock>,
+        options: CacheOptions,
+    ) -> Self {
+        Self::with_store(Store::new(index, blobs), clock, options)
+    }
+
+    /// A cache over an assembled store.
+    pub fn with_store(store: Store, clock: Arc<dyn Clock>, options: CacheOptions) -> Self {
+        Self {
+            store,
+            clock,
+            options,
+        }
+    }
+
+    /// The store, for management commands.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The index.
+    pub fn index(&self) -> &Index {
+        self.store.index()
+    }
+
+    /// The options in effect.
+    pub fn options(&self) -> &CacheOptions {
+        &self.options
+    }
+
+    fn elapsed_ms(&self, start: i64) -> u64 {
+        u64::try_from(self.clock.now_millis().saturating_sub(start)).unwrap_or(0)
+    }
+
+    /// Records a metrics event; a failure to record never fails a step.
+    pub fn record(&self, event: NewEvent, log: Log<'_>) {
+        if let Err(err) = self.index().record_event(&event) {
+            log(
+                LogLevel::Debug,
+                &format!("could not record cache event: {err}"),
+            );
+        }
+    }
+
+    fn event(
+        &self,
+        kind: EventKind,
+        scope: &Scope,
+        key: &str,
+        matched_key: Option<&str>,
+        bytes: u64,
+        start: i64,
+    ) -> NewEvent {
+        NewEvent {
+            repository: scope.repository.clone(),
+            scope: scope.git_ref.clone(),
+            kind,
+            key: key.to_string(),
+            matched_key: matched_key.map(str::to_string),
+            bytes: Some(bytes),
+            duration_ms: Some(self.elapsed_ms(start)),
+        }
+    }
+
+    /// Restores the first matching entry. `Err` only for validation errors (they fail the
+    /// step); any other failure is logged as `Failed to restore: ...` and is a miss.
+    pub fn restore(
+        &self,
+        request: &RestoreRequest,
+        log: Log<'_>,
+    ) -> Result<RestoreOutcome, CacheError> {
+        if request.paths.is_empty() {
+            return Err(CacheError::NoPaths);
+        }
+        key::validate_restore_keys(&request.primary_key, &request.restore_keys)?;
+        let start = self.clock.now_millis();
+        let (outcome, event) = match self.try_restore(request, log) {
+            Ok(outcome) => {
+                let event = match &outcome {
+                    RestoreOutcome::Hit {
+                        matched_key,
+                        exact,
+                        size,
+                    } => {
+                        let kind = if *exact {
+                            EventKind::HitExact
+                        } else {
+                            EventKind::HitPartial
+                        };
+                        let bytes = if request.lookup_only { 0 } else { *size };
+                        let key = &request.primary_key;
+                        self.event(kind, &request.scope, key, Some(matched_key), bytes, start)
+                    }
+                    RestoreOutcome::Miss => self.event(
+                        EventKind::Miss,
+                        &request.scope,
+                        &request.primary_key,
+                        None,
+                        0,
+                        start,
+                    ),
+                };
+                (outcome, event)
+            }
+            Err(err) => {
+                log(LogLevel::Warning, &format!("Failed to restore: {err}"));
+                let event = self.event(
+                    EventKind::Error,
+                    &request.scope,
+                    &request.primary_key,
+                    None,
+                    0,
+                    start,
+                );
+                (RestoreOutcome::Miss, event)
+            }
+        };
+        self.record(event, log);
+        Ok(outcome)
+    }
+
+    fn try_restore(
+        &self,
+        request: &RestoreRequest,
+        log: Log<'_>,
+    ) -> Result<RestoreOutcome, CacheError> {
+        let version = cache_version(
+            &request.paths,
+            self.options.compression,
+            request.location.windows,
+            request.enable_cross_os_archive,
+        );
+        let mut keys = vec![request.primary_key.clone()];
+        keys.extend(request.restore_keys.iter().cloned());
+        let query = LookupQuery {
+            repository: request.scope.repository.clone(),
+            scopes: request.scope.readable(),
+            keys,
+            version,
+        };
+        let Some(hit) = self.index().lookup(&query)? else {
+            log(
+                LogLevel::Debug,
+                &format!(
+                    "Cache not found for version {} of keys: {}",
+                    query.version,
+                    query.keys.join(", ")
+                ),
+            );
+            return Ok(RestoreOutcome::Miss);
+        };
+        let matched_key = hit.matched_key;
+        // As the toolkit: a restore-key match is any match whose key differs from the request.
+        if matched_key == request.primary_key {
+            log(LogLevel::Info, &format!("Cache hit for: {matched_key}"));
+        } else {
+            log(
+                LogLevel::Info,
+                &format!("Cache hit for restore-key: {matched_key}"),
+            );
+        }
+        let exact = is_exact_match(&request.primary_key, Some(&matched_key));
+        let size = hit.entry.size_bytes;
+        if request.lookup_only {
+            log(LogLevel::Info, "Lookup only - skipping download");
+            return Ok(RestoreOutcome::Hit {
+                matched_key,
+                exact,
+                size,
+            });
+        }
+        log(LogLevel::Info, &size_line(size));
+        let location = request.location.absolute()?;
+        if let Err(err) = self.extract_entry(&hit.entry, &request.paths, &location) {
+            self.forget_if_broken(&hit.entry, log);
+            return Err(err);
+        }
+        log(LogLevel::Info, "Cache restored successfully");
+        Ok(RestoreOutcome::Hit {
+            matched_key,
+            exact,
+            size,
+        })
+    }
+
+    fn extract_entry(
+        &self,
+        entry: &Entry,
+        paths: &[String],
+        location: &Location,
+    ) -> Result<(), CacheError> {
+        let digest = entry
+            .blob_digest
+            .as_deref()
+            .ok_or_else(|| CacheError::NoBlob {
+                id: entry.id.clone(),
+            })?;
+        let reader = self.store.blobs().open(digest)?;
+        let allowed = allowed_roots(paths, &location.workspace, &location.home);
+        let mut progress = Progress::new(
+            "Restoring cache",
+            Some(entry.size_bytes),
+            self.options.progress,
+        );
+        let mut input = ProgressReader {
+            inner: reader,
+            progress: &mut progress,
+        };
+        let result = archive::extract(&mut input, &location.workspace, &allowed);
+        progress.finish();
+        result.map(|_| ()).map_err(CacheError::from)
+    }
+
+    /// After a failed restore: if the entry's blob is missing or no longer matches its digest,
+    /// the entry can never be restored, so it is removed and the next save can replace it.
+    fn forget_if_broken(&self, entry: &Entry, log: Log<'_>) {
+        let broken = match entry.blob_digest.as_deref() {
+            None => true,
+            Some(digest) => match self.store.blobs().open(digest) {
+                Err(BlobError::NotFound { .. }) => true,
+                Err(_) => false,
+                Ok(mut reader) => std::io::copy(&mut reader, &mut std::io::sink())
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::InvalidData),
+            },
+        };
+        if !broken {
+            return;
+        }
+        match self.store.delete(&entry.id) {
+            Ok(_) => log(
+                LogLevel::Debug,
+                &format!(
+                    "removed cache entry {} ({}): its archive is missing or corrupt",
+                    entry.key, entry.id
+                ),
+            ),
+            Err(err) => log(
+                LogLevel::Debug,
+                &format!("could not remove broken cache entry {}: {err}", entry.id),
+            ),
+        }
+    }
+
+    /// Saves the files `request.paths` matches under `request.key` in the current ref's scope.
+    /// `Ok(AlreadyExists)` when the entry exists (logged as the toolkit does); every `Err` is
+    /// for the caller to show as a warning: a save never fails a job.
+    pub fn save(&self, request: &SaveRequest, log: Log<'_>) -> Result<SaveOutcome, CacheError> {
+        if request.paths.is_empty() {
+            return Err(CacheError::NoPaths);
+        }
+        validate_key(&request.key)?;
+        let start = self.clock.now_millis();
+        let result = self.try_save(request, log);
+        let (kind, bytes) = match &result {
+            Ok(SaveOutcome::Saved(entry)) => (EventKind::Save, entry.size_bytes),
+            Ok(SaveOutcome::AlreadyExists) => (EventKind::Skip, 0),
+            Err(CacheError::NothingToSave) => return result,
+            Err(_) => (EventKind::Error, 0),
+        };
+        let event = self.event(kind, &request.scope, &request.key, None, bytes, start);
+        self.record(event, log);
+        if kind == EventKind::Save
+            && let Err(err) = self.prune(false)
+        {
+            log(LogLevel::Warning, &format!("Cache eviction failed: {err}"));
+        }
+        result
+    }
+
+    fn try_save(&self, request: &SaveRequest, log: Log<'_>) -> Result<SaveOutcome, CacheError> {
+        let location = &request.location.absolute()?;
+        let patterns: Vec<String> = request
+            .paths
+            .iter()
+            .map(|p| expand_tilde(p, &location.home))
+            .collect();
+        let files = crate::glob::resolve_paths(&location.workspace, &patterns)?;
+        if files.is_empty() {
+            return Err(CacheError::NothingToSave);
+        }
+        for file in &files {
+            log(LogLevel::Debug, &format!("Matched: {}", file.display()));
+        }
+        let planned = self.options.compression;
+        let Some(mut guard) = self.reserve(request, planned, log)? else {
+            return Ok(SaveOutcome::AlreadyExists);
+        };
+        let mut writer = self.store.blobs().writer()?;
+        let mut progress = Progress::new("Saving cache", None, self.options.progress);
+        let created = {
+            let mut out = ProgressWriter {
+                progress: &mut progress,
+                inner: writer.as_mut(),
+            };
+            archive::create(&location.workspace, &files, planned, &mut out)
+        };
+        progress.finish();
+        let stats = created?;
+        let actual = stats.compression.unwrap_or(planned);
+        if actual != planned {
+            // zstd failed and the archive fell back to gzip: the version must say gzip.
+            log(
+                LogLevel::Debug,
+                &format!("archive written with {}", actual.method()),
+            );
+            drop(guard);
+            let Some(again) = self.reserve(request, actual, log)? else {
+                return Ok(SaveOutcome::AlreadyExists);
+            };
+            guard = again;
+        }
+        // The blob is made durable before its row is committed.
+        let entry = self.store.commit_blob(guard.id(), writer)?;
+        guard.disarm();
+        log(LogLevel::Info, &size_line(entry.size_bytes));
+        Ok(SaveOutcome::Saved(Box::new(entry)))
+    }
+
+    fn reserve(
+        &self,
+        request: &SaveRequest,
+        compression: Compression,
+        log: Log<'_>,
+    ) -> Result<Option<ReservationGuard<'_>>, CacheError> {
+        let version = cache_version(
+            &request.paths,
+            compression,
+            request.location.windows,
+            request.enable_cross_os_archive,
+        );
+        let entry = NewEntry {
+            repository: request.scope.repository.clone(),
+            scope: request.scope.git_ref.clone(),
+            key: request.key.clone(),
+            version,
+            paths: request.paths.clone(),
+            compression: compression.method().to_string(),
+            created_by_run: Some(request.run_id.clone()).filter(|r| !r.is_empty()),
+        };
+        match self.index().reserve(&entry)? {
+            Reservation::Reserved(id) => Ok(Some(ReservationGuard {
+                index: self.index(),
+                id: Some(id),
+            })),
+            Reservation::AlreadyExists => {
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "Failed to save: Unable to reserve cache with key {}, another job may be creating this cache.",
+                        request.key
+                    ),
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Applies the eviction policy (the index records an `evict` event per entry) and removes
+    /// blobs nothing references any more; returns the entries evicted (or that would be, with
+    /// `dry_run`).
+    pub fn prune(&self, dry_run: bool) -> Result<Vec<Entry>, CacheError> {
+        let mut policy = self.options.eviction.clone();
+        policy.dry_run = dry_run;
+        Ok(self.store.evict(&policy)?)
+    }
+
+    /// Deletes one entry (and its blob unless another entry shares it).
+    pub fn delete(&self, id: &str) -> Result<Option<Entry>, CacheError> {
+        Ok(self.store.delete(id)?)
+    }
+
+    /// Re-hashes blobs and reconciles blobs with rows (see [`Store::verify`]).
+    pub fn verify(&self, dry_run: bool) -> Result<VerifyReport, CacheError> {
+        Ok(self.store.verify(&VerifyOptions {
+            rehash: true,
+            dry_run,
+        })?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_line_rounds_like_math_round() {
+        let rows = [
+            (0, "Cache Size: ~0 MB (0 B)"),
+            (524_287, "Cache Size: ~0 MB (524287 B)"),
+            (524_288, "Cache Size: ~1 MB (524288 B)"),
+            (1_572_864, "Cache Size: ~2 MB (1572864 B)"),
+            (10_485_760, "Cache Size: ~10 MB (10485760 B)"),
+        ];
+        for (bytes, expected) in rows {
+            assert_eq!(size_line(bytes), expected);
+        }
+    }
+
+    #[test]
+    fn locations_become_absolute() {
+        let cwd = std::env::current_dir().expect("cwd");
+        let location = Location {
+            workspace: PathBuf::from("ws/./a/../b"),
+            home: PathBuf::from("/home/u/"),
+            windows: false,
+        };
+        let absolute = location.absolute().expect("absolute");
+        assert_eq!(absolute.workspace, cwd.join("ws/b"));
+        assert_eq!(absolute.home, PathBuf::from("/home/u"));
+    }
+
+    #[test]
+    fn readable_scopes_in_order_without_repeats() {
+        let scope = |git_ref: &str, base: Option<&str>, default: Option<&str>| Scope {
+            repository: "o/r".into(),
+            git_ref: git_ref.into(),
+            base_ref: base.map(str::to_string),
+            default_branch: default.map(str::to_string),
+        };
+        let rows: &[(Scope, &[&str])] = &[
+            (
+                scope("refs/heads/main", None, Some("refs/heads/main")),
+                &["refs/heads/main"],
+            ),
+            (
+                scope("refs/heads/f", None, Some("refs/heads/main")),
+                &["refs/heads/f", "refs/heads/main"],
+            ),
+            (
+                scope(
+                    "refs/pull/1/merge",
+                    Some("refs/heads/dev"),
+                    Some("refs/heads/main"),
+                ),
+                &["refs/pull/1/merge", "refs/heads/dev", "refs/heads/main"],
+            ),
+            (scope("refs/heads/f", Some(""), None), &["refs/heads/f"]),
+        ];
+        for (scope, expected) in rows {
+            assert_eq!(scope.readable(), *expected, "{scope:?}");
+        }
+    }
+}

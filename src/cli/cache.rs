@@ -1,13 +1,623 @@
-//! `runner cache`: list, show, delete, clear, stats, prune, verify.
+//! `runner cache`: list, show, delete, clear, stats, prune, verify (like `gh cache`).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use runner::cache::Cache;
+use runner::clock::{Clock, SystemClock};
+use runner::store::index::{Entry, EventKind, ListFilter, ListSort, Stats};
+
+use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+
+/// Options every `runner cache` verb takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// `owner/name`; defaults to the current directory's `origin` remote (all repositories when
+    /// there is none).
+    #[arg(long, short = 'R')]
+    repository: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Options of the store-wide verbs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Output {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Sort orders of `list`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SortBy {
+    /// Newest first.
+    Created,
+    /// Most recently used first.
+    LastUsed,
+    /// Largest first.
+    Size,
+}
 
 /// The `runner cache` verbs.
 #[derive(Debug, clap::Subcommand)]
 pub enum CacheCommand {
     /// List cache entries.
-    List,
+    List {
+        /// Only keys starting with this prefix (case-insensitive).
+        #[arg(long, short = 'k')]
+        key: Option<String>,
+        /// Only entries saved by this ref (`refs/heads/main`).
+        #[arg(long = "ref", short = 'r', value_name = "REF")]
+        git_ref: Option<String>,
+        /// Sort order.
+        #[arg(long, short = 'S', value_enum, default_value = "created")]
+        sort: SortBy,
+        /// At most this many entries.
+        #[arg(long, short = 'L')]
+        limit: Option<usize>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show one entry (by id, or every entry with this key).
+    Show {
+        /// An entry id or a key.
+        key_or_id: String,
+        /// Only entries saved by this ref.
+        #[arg(long = "ref", short = 'r', value_name = "REF")]
+        git_ref: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Delete an entry by id, or every entry with this key.
+    Delete {
+        /// An entry id or a key.
+        key_or_id: String,
+        /// Only entries saved by this ref.
+        #[arg(long = "ref", short = 'r', value_name = "REF")]
+        git_ref: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Delete every entry of the repository.
+    Clear {
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Entries, size, hit rates, bytes moved and top keys over a window.
+    Stats {
+        /// The window: days (`7`), or `30m`, `24h`, `7d`, `2w`.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// How many top keys to show.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Apply the eviction policy to every repository now (RUNNER_CACHE_TTL_DAYS,
+    /// RUNNER_CACHE_MAX_SIZE).
+    Prune {
+        /// Only show what would be evicted.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Re-hash every blob; remove rows without blobs and blobs without rows.
+    Verify {
+        /// Only report problems.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 /// Runs the verb; returns the exit code.
-pub fn run(_command: CacheCommand) -> anyhow::Result<u8> {
-    anyhow::bail!("not implemented yet")
+pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let cache = runner::cache::open_default(clock.clone()).context("opening the cache store")?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        CacheCommand::List {
+            key,
+            git_ref,
+            sort,
+            limit,
+            common,
+        } => {
+            let filter = ListFilter {
+                repository: repository(&common),
+                key_prefix: key,
+                scope: git_ref,
+                sort: match sort {
+                    SortBy::Created => ListSort::Created,
+                    SortBy::LastUsed => ListSort::LastUsed,
+                    SortBy::Size => ListSort::Size,
+                },
+                limit,
+                include_reserved: false,
+            };
+            let entries = cache.index().list(&filter)?;
+            print_entries(&mut out, &entries, common.json)?;
+            Ok(EXIT_OK)
+        }
+        CacheCommand::Show {
+            key_or_id,
+            git_ref,
+            common,
+        } => {
+            let entries = resolve(&cache, &key_or_id, git_ref.as_deref(), &common)?;
+            if entries.is_empty() {
+                eprintln!("no cache entry matches '{key_or_id}'");
+                return Ok(EXIT_FAILED);
+            }
+            if common.json {
+                serde_json::to_writer_pretty(&mut out, &entries_json(&entries))?;
+                writeln!(out)?;
+            } else {
+                for (i, entry) in entries.iter().enumerate() {
+                    if i > 0 {
+                        writeln!(out)?;
+                    }
+                    print_entry(&mut out, entry)?;
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        CacheCommand::Delete {
+            key_or_id,
+            git_ref,
+            common,
+        } => {
+            let entries = resolve(&cache, &key_or_id, git_ref.as_deref(), &common)?;
+            if entries.is_empty() {
+                eprintln!("no cache entry matches '{key_or_id}'");
+                return Ok(EXIT_FAILED);
+            }
+            let deleted = delete_all(&cache, &entries)?;
+            report_deleted(&mut out, &deleted, common.json)?;
+            Ok(EXIT_OK)
+        }
+        CacheCommand::Clear { yes, common } => {
+            let repository = repository(&common);
+            let filter = ListFilter {
+                repository: repository.clone(),
+                ..ListFilter::default()
+            };
+            let entries = cache.index().list(&filter)?;
+            if entries.is_empty() {
+                report_deleted(&mut out, &entries, common.json)?;
+                return Ok(EXIT_OK);
+            }
+            if !yes {
+                let what = repository.as_deref().unwrap_or("all repositories");
+                if !std::io::stdin().is_terminal() {
+                    eprintln!(
+                        "refusing to delete {} cache entries of {what} without confirmation: pass --yes",
+                        entries.len()
+                    );
+                    return Ok(EXIT_USAGE);
+                }
+                eprint!("Delete {} cache entries of {what}? [y/N] ", entries.len());
+                let mut answer = String::new();
+                std::io::stdin().lock().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+                    eprintln!("nothing deleted");
+                    return Ok(EXIT_FAILED);
+                }
+            }
+            let deleted = delete_all(&cache, &entries)?;
+            report_deleted(&mut out, &deleted, common.json)?;
+            Ok(EXIT_OK)
+        }
+        CacheCommand::Stats { since, top, common } => {
+            let Some(window) = parse_window(&since) else {
+                eprintln!("invalid --since '{since}': expected a number and one of m, h, d, w");
+                return Ok(EXIT_USAGE);
+            };
+            let repository = repository(&common);
+            let start = clock.now_millis().saturating_sub(window);
+            let mut stats = cache.index().stats(start, repository.as_deref())?;
+            stats.top_keys.truncate(top);
+            if common.json {
+                serde_json::to_writer_pretty(&mut out, &stats_json(&stats, &since))?;
+                writeln!(out)?;
+            } else {
+                print_stats(&mut out, &stats, &since)?;
+            }
+            Ok(EXIT_OK)
+        }
+        CacheCommand::Prune { dry_run, output } => {
+            let evicted = cache.prune(dry_run)?;
+            if output.json {
+                let value =
+                    serde_json::json!({"dry_run": dry_run, "evicted": entries_json(&evicted)});
+                serde_json::to_writer_pretty(&mut out, &value)?;
+                writeln!(out)?;
+            } else {
+                let verb = if dry_run { "Would evict" } else { "Evicted" };
+                let bytes: u64 = evicted.iter().map(|e| e.size_bytes).sum();
+                writeln!(
+                    out,
+                    "{verb} {} entries ({})",
+                    evicted.len(),
+                    human_size(bytes)
+                )?;
+                for entry in &evicted {
+                    writeln!(
+                        out,
+                        "  {}  {}  {}",
+                        entry.key,
+                        entry.scope,
+                        human_size(entry.size_bytes)
+                    )?;
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        CacheCommand::Verify { dry_run, output } => {
+            let report = cache.verify(dry_run)?;
+            let problems = report.rows_without_blob.len()
+                + report.orphan_blobs.len()
+                + report.corrupt_blobs.len();
+            if output.json {
+                let value = serde_json::json!({
+                    "dry_run": dry_run,
+                    "blobs_checked": report.blobs_checked,
+                    "corrupt_blobs": report.corrupt_blobs,
+                    "orphan_blobs": report.orphan_blobs.iter().map(|b| serde_json::json!({"digest": b.digest, "size": b.size})).collect::<Vec<_>>(),
+                    "rows_without_blob": entries_json(&report.rows_without_blob),
+                    "temp_files_removed": report.temp_files_removed,
+                });
+                serde_json::to_writer_pretty(&mut out, &value)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "Blobs checked: {}", report.blobs_checked)?;
+                writeln!(out, "Corrupt blobs: {}", report.corrupt_blobs.len())?;
+                for digest in &report.corrupt_blobs {
+                    writeln!(out, "  {digest}")?;
+                }
+                writeln!(out, "Rows without blob: {}", report.rows_without_blob.len())?;
+                for entry in &report.rows_without_blob {
+                    writeln!(
+                        out,
+                        "  {}  {}  {}",
+                        entry.id,
+                        entry.key,
+                        entry.blob_digest.as_deref().unwrap_or("-")
+                    )?;
+                }
+                writeln!(out, "Blobs without row: {}", report.orphan_blobs.len())?;
+                for blob in &report.orphan_blobs {
+                    writeln!(out, "  {}  {}", blob.digest, human_size(blob.size))?;
+                }
+                if problems > 0 {
+                    let done = if dry_run {
+                        "not removed (--dry-run)"
+                    } else {
+                        "removed"
+                    };
+                    writeln!(out, "Problems {done}.")?;
+                }
+            }
+            Ok(if problems > 0 && dry_run {
+                EXIT_FAILED
+            } else {
+                EXIT_OK
+            })
+        }
+    }
+}
+
+/// `--repository`, else the current checkout's origin.
+fn repository(common: &Common) -> Option<String> {
+    common
+        .repository
+        .clone()
+        .or_else(|| runner::exec::git::inspect(Path::new(".")).repository)
+}
+
+/// Entries named by id, or every entry whose key equals `key_or_id` (case-insensitive).
+fn resolve(
+    cache: &Cache,
+    key_or_id: &str,
+    git_ref: Option<&str>,
+    common: &Common,
+) -> anyhow::Result<Vec<Entry>> {
+    if let Some(entry) = cache.index().get(key_or_id)? {
+        return Ok(vec![entry]);
+    }
+    let repository = repository(common);
+    Ok(cache
+        .index()
+        .find_by_key(repository.as_deref(), git_ref, key_or_id)?)
+}
+
+fn delete_all(cache: &Cache, entries: &[Entry]) -> anyhow::Result<Vec<Entry>> {
+    let mut deleted = Vec::new();
+    for entry in entries {
+        if let Some(gone) = cache.delete(&entry.id)? {
+            deleted.push(gone);
+        }
+    }
+    Ok(deleted)
+}
+
+fn report_deleted(out: &mut impl Write, deleted: &[Entry], json: bool) -> anyhow::Result<()> {
+    if json {
+        let value = serde_json::json!({"deleted": deleted.len(), "entries": entries_json(deleted)});
+        serde_json::to_writer_pretty(&mut *out, &value)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "Deleted {} cache entries", deleted.len())?;
+        for entry in deleted {
+            writeln!(out, "  {}  {}  {}", entry.key, entry.scope, entry.id)?;
+        }
+    }
+    Ok(())
+}
+
+/// The JSON shape of entries in `--json` output.
+fn entries_json(entries: &[Entry]) -> serde_json::Value {
+    entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "id": e.id,
+                "repository": e.repository,
+                "ref": e.scope,
+                "key": e.key,
+                "version": e.version,
+                "paths": e.paths,
+                "compression": e.compression,
+                "blob_digest": e.blob_digest,
+                "size_bytes": e.size_bytes,
+                "created_at": e.created_at,
+                "last_accessed_at": e.last_accessed_at,
+                "access_count": e.access_count,
+                "created_by_run": e.created_by_run,
+            })
+        })
+        .collect()
+}
+
+fn stats_json(s: &Stats, window: &str) -> serde_json::Value {
+    let lookups =
+        s.count(EventKind::HitExact) + s.count(EventKind::HitPartial) + s.count(EventKind::Miss);
+    serde_json::json!({
+        "window": window,
+        "entries": s.entries,
+        "total_size_bytes": s.total_size_bytes,
+        "reserved": s.reserved,
+        "lookups": lookups,
+        "hits_exact": s.count(EventKind::HitExact),
+        "hits_partial": s.count(EventKind::HitPartial),
+        "misses": s.count(EventKind::Miss),
+        "saves": s.count(EventKind::Save),
+        "skips": s.count(EventKind::Skip),
+        "evictions": s.count(EventKind::Evict),
+        "errors": s.count(EventKind::Error),
+        "hit_rate": s.hit_rate,
+        "bytes_restored": s.bytes_restored,
+        "bytes_saved": s.bytes_saved,
+        "top_keys": s.top_keys.iter().map(|k| serde_json::json!({"key": k.key, "hits": k.hits})).collect::<Vec<_>>(),
+    })
+}
+
+fn print_entries(out: &mut impl Write, entries: &[Entry], json: bool) -> anyhow::Result<()> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &entries_json(entries))?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if entries.is_empty() {
+        writeln!(out, "No cache entries")?;
+        return Ok(());
+    }
+    let headers = ["KEY", "REF", "SIZE", "CREATED", "LAST USED", "ID"];
+    let rows: Vec<[String; 6]> = entries
+        .iter()
+        .map(|e| {
+            [
+                e.key.clone(),
+                e.scope.clone(),
+                human_size(e.size_bytes),
+                format_time(e.created_at),
+                format_time(e.last_accessed_at),
+                e.id.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = headers.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[&str]| -> String {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        padded.join("  ").trim_end().to_string()
+    };
+    writeln!(out, "{}", line(&headers))?;
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        writeln!(out, "{}", line(&cells))?;
+    }
+    Ok(())
+}
+
+fn print_entry(out: &mut impl Write, e: &Entry) -> anyhow::Result<()> {
+    writeln!(out, "ID:          {}", e.id)?;
+    writeln!(out, "Key:         {}", e.key)?;
+    writeln!(out, "Repository:  {}", e.repository)?;
+    writeln!(out, "Ref:         {}", e.scope)?;
+    writeln!(out, "Version:     {}", e.version)?;
+    writeln!(out, "Paths:       {}", e.paths.join(", "))?;
+    writeln!(out, "Compression: {}", e.compression)?;
+    writeln!(
+        out,
+        "Size:        {} ({} B)",
+        human_size(e.size_bytes),
+        e.size_bytes
+    )?;
+    writeln!(
+        out,
+        "Blob:        {}",
+        e.blob_digest.as_deref().unwrap_or("-")
+    )?;
+    writeln!(out, "Created:     {}", format_time(e.created_at))?;
+    writeln!(out, "Last used:   {}", format_time(e.last_accessed_at))?;
+    writeln!(out, "Restores:    {}", e.access_count)?;
+    writeln!(
+        out,
+        "Saved by:    run {}",
+        e.created_by_run.as_deref().unwrap_or("-")
+    )?;
+    Ok(())
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "-".to_string()
+    } else {
+        format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+    }
+}
+
+fn print_stats(out: &mut impl Write, s: &Stats, window: &str) -> anyhow::Result<()> {
+    let exact = s.count(EventKind::HitExact);
+    let partial = s.count(EventKind::HitPartial);
+    let misses = s.count(EventKind::Miss);
+    let lookups = exact + partial + misses;
+    writeln!(out, "Entries:        {}", s.entries)?;
+    writeln!(out, "Total size:     {}", human_size(s.total_size_bytes))?;
+    writeln!(out, "Last {window}:")?;
+    writeln!(out, "  Lookups:      {lookups}")?;
+    writeln!(out, "  Exact hits:   {exact} ({})", percent(exact, lookups))?;
+    writeln!(
+        out,
+        "  Partial hits: {partial} ({})",
+        percent(partial, lookups)
+    )?;
+    writeln!(
+        out,
+        "  Misses:       {misses} ({})",
+        percent(misses, lookups)
+    )?;
+    writeln!(out, "  Saves:        {}", s.count(EventKind::Save))?;
+    writeln!(out, "  Evictions:    {}", s.count(EventKind::Evict))?;
+    writeln!(out, "  Errors:       {}", s.count(EventKind::Error))?;
+    writeln!(out, "  Restored:     {}", human_size(s.bytes_restored))?;
+    writeln!(out, "  Saved:        {}", human_size(s.bytes_saved))?;
+    if !s.top_keys.is_empty() {
+        writeln!(out, "Top keys:")?;
+        for k in &s.top_keys {
+            writeln!(out, "  {:>6}  {}", k.hits, k.key)?;
+        }
+    }
+    Ok(())
+}
+
+/// `1.5 MB`-style sizes (powers of 1024, as GitHub's cache page).
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// `30m`, `24h`, `7d`, `2w`, or a bare number of days, in milliseconds.
+fn parse_window(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let unit = text.chars().last()?;
+    let (number, ms) = if unit.is_ascii_digit() {
+        (text, 86_400_000)
+    } else {
+        let ms = match unit {
+            'm' => 60_000,
+            'h' => 3_600_000,
+            'd' => 86_400_000,
+            'w' => 7 * 86_400_000,
+            _ => return None,
+        };
+        (&text[..text.len() - unit.len_utf8()], ms)
+    };
+    let number: i64 = number.parse().ok()?;
+    (number > 0).then(|| number.saturating_mul(ms))
+}
+
+/// Epoch milliseconds as `YYYY-MM-DD HH:MM:SS` UTC.
+fn format_time(millis: i64) -> String {
+    let secs = millis.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_rows() {
+        let rows = [
+            (0, "1970-01-01 00:00:00"),
+            (951_782_400_000, "2000-02-29 00:00:00"),
+            (1_763_721_296_000, "2025-11-21 10:34:56"),
+        ];
+        for (millis, expected) in rows {
+            assert_eq!(format_time(millis), expected, "{millis}");
+        }
+    }
+
+    #[test]
+    fn window_and_size_rows() {
+        assert_eq!(parse_window("30m"), Some(1_800_000));
+        assert_eq!(parse_window("7d"), Some(604_800_000));
+        assert_eq!(parse_window("2w"), Some(1_209_600_000));
+        assert_eq!(parse_window("0d"), None);
+        assert_eq!(parse_window("7"), Some(604_800_000));
+        assert_eq!(parse_window("-7"), None);
+        assert_eq!(parse_window("7x"), None);
+        assert_eq!(parse_window("d"), None);
+        assert_eq!(parse_window("é"), None);
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(1536), "1.5 KB");
+        assert_eq!(human_size(10 << 30), "10.0 GB");
+    }
 }

@@ -70,10 +70,11 @@ pub struct ExecArgs {
 }
 
 /// The handlers `runner exec` uses for `uses:` steps: the single place where built-in
-/// actions are registered.
-// The cache handlers from `runner::cache` are registered here once that module lands.
+/// actions are registered. The cache store is opened only when a cache step first runs.
 pub fn default_registry() -> ActionRegistry {
-    builtin_registry()
+    let mut registry = builtin_registry();
+    runner::cache::register_default(&mut registry);
+    registry
 }
 
 /// Runs the verb; returns the exit code.

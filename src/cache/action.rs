@@ -1,0 +1,384 @@
+//! The `actions/cache`, `actions/cache/restore` and `actions/cache/save` step handlers: the
+//! action's `restoreImpl` / `saveImpl` over [`Cache`].
+
+use std::sync::{Arc, OnceLock};
+
+use super::inputs::{CacheInputs, names, required_message};
+use super::{
+    Cache, CacheError, Location, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest, Scope,
+    is_exact_match, key,
+};
+use crate::exec::{ActionContext, ActionError, ActionHandler, ActionRegistry, LogLevel};
+use crate::store::index::{EventKind, NewEvent};
+
+/// State names the action keeps between its main and post steps.
+pub mod state {
+    /// The primary key evaluated in the main step.
+    pub const CACHE_KEY: &str = "CACHE_KEY";
+    /// The key of the entry restored, if any.
+    pub const CACHE_RESULT: &str = "CACHE_RESULT";
+}
+
+/// Output names.
+pub mod outputs {
+    /// `true` on an exact primary-key hit, `false` on a partial hit, unset on a miss.
+    pub const CACHE_HIT: &str = "cache-hit";
+    /// The primary key (restore action).
+    pub const CACHE_PRIMARY_KEY: &str = "cache-primary-key";
+    /// The key of the entry restored (restore action).
+    pub const CACHE_MATCHED_KEY: &str = "cache-matched-key";
+}
+
+const SAVE_ALWAYS_DEPRECATION: &str = "Input 'save-always' has been deprecated with message: save-always does not work as intended and will be removed in a future release.\nA separate `actions/cache/restore` step should be used instead.\nSee https://github.com/actions/cache/tree/main/save#always-save-cache for more details.";
+
+/// The cache the handlers use. A lazy handle opens the store on first use, so a workflow
+/// without cache steps never touches it, and a store that cannot be opened only turns cache
+/// steps into warnings (as an unreachable cache service does on GitHub).
+pub struct CacheHandle {
+    cell: OnceLock<Result<Arc<Cache>, String>>,
+    open: Option<Box<dyn Fn() -> Result<Cache, CacheError> + Send + Sync>>,
+}
+
+impl std::fmt::Debug for CacheHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheHandle")
+            .field("opened", &self.cell.get().is_some())
+            .finish()
+    }
+}
+
+impl CacheHandle {
+    /// A handle on an open cache.
+    pub fn ready(cache: Arc<Cache>) -> Self {
+        let cell = OnceLock::new();
+        let _ = cell.set(Ok(cache));
+        Self { cell, open: None }
+    }
+
+    /// A handle that calls `open` the first time a cache step runs.
+    pub fn lazy(open: impl Fn() -> Result<Cache, CacheError> + Send + Sync + 'static) -> Self {
+        Self {
+            cell: OnceLock::new(),
+            open: Some(Box::new(open)),
+        }
+    }
+
+    /// The cache, or why it could not be opened.
+    pub fn get(&self) -> Result<&Arc<Cache>, &str> {
+        self.cell
+            .get_or_init(|| match &self.open {
+                Some(open) => open()
+                    .map(Arc::new)
+                    .map_err(|err| format!("cannot open the cache store: {err}")),
+                None => Err("no cache store".to_string()),
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
+
+/// Where the action keeps its keys: the `actions/cache` state, or the restore action's outputs
+/// (the action's `StateProvider` / `NullStateProvider`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    State,
+    Outputs,
+}
+
+impl Keep {
+    fn primary_key(self, ctx: &mut ActionContext<'_>, key: &str) {
+        match self {
+            Keep::State => ctx.save_state(state::CACHE_KEY, key),
+            Keep::Outputs => ctx.set_output(outputs::CACHE_PRIMARY_KEY, key),
+        }
+    }
+    fn matched_key(self, ctx: &mut ActionContext<'_>, key: &str) {
+        match self {
+            Keep::State => ctx.save_state(state::CACHE_RESULT, key),
+            Keep::Outputs => ctx.set_output(outputs::CACHE_MATCHED_KEY, key),
+        }
+    }
+}
+
+fn scope_of(ctx: &ActionContext<'_>) -> Scope {
+    Scope {
+        repository: ctx.job.repository.clone(),
+        git_ref: ctx.job.git_ref.clone(),
+        base_ref: ctx.job.base_ref.clone(),
+        default_branch: ctx.job.default_branch.clone(),
+    }
+}
+
+fn location_of(ctx: &ActionContext<'_>) -> Location {
+    Location {
+        workspace: ctx.job.workspace.clone(),
+        home: ctx.job.home.clone(),
+        windows: ctx.job.runner_os.eq_ignore_ascii_case("windows"),
+    }
+}
+
+/// The action's event check: caches need a ref to scope to.
+fn event_is_valid(ctx: &mut ActionContext<'_>) -> bool {
+    if !ctx.job.git_ref.is_empty() {
+        return true;
+    }
+    let event = ctx
+        .env
+        .get("GITHUB_EVENT_NAME")
+        .cloned()
+        .unwrap_or_default();
+    ctx.warning(&format!(
+        "Event Validation Error: The event type {event} is not supported because it's not tied to a branch or tag ref."
+    ));
+    false
+}
+
+/// `restoreImpl`: validates, restores, and sets outputs and state.
+fn restore_impl(
+    handle: &CacheHandle,
+    ctx: &mut ActionContext<'_>,
+    keep: Keep,
+) -> Result<(), ActionError> {
+    if !event_is_valid(ctx) {
+        return Ok(());
+    }
+    let inputs = CacheInputs::from_context(ctx);
+    if inputs.key.is_empty() {
+        return Err(ActionError::new(required_message(names::KEY)));
+    }
+    keep.primary_key(ctx, &inputs.key);
+    if inputs.paths.is_empty() {
+        return Err(ActionError::new(required_message(names::PATH)));
+    }
+    let request = RestoreRequest {
+        scope: scope_of(ctx),
+        location: location_of(ctx),
+        paths: inputs.paths.clone(),
+        primary_key: inputs.key.clone(),
+        restore_keys: inputs.restore_keys.clone(),
+        enable_cross_os_archive: inputs.enable_cross_os_archive,
+        lookup_only: inputs.lookup_only,
+    };
+    // Validation fails the step even when the store is unavailable.
+    key::validate_restore_keys(&request.primary_key, &request.restore_keys)
+        .map_err(|err| ActionError::new(err.to_string()))?;
+    let outcome = match handle.get() {
+        Ok(cache) => cache
+            .restore(&request, ctx.log)
+            .map_err(|err| ActionError::new(err.to_string()))?,
+        Err(reason) => {
+            ctx.warning(&format!("Failed to restore: {reason}"));
+            RestoreOutcome::Miss
+        }
+    };
+    match outcome {
+        RestoreOutcome::Miss => {
+            // `cache-hit` stays unset on a miss, as the action leaves it (actions/cache#1466).
+            if inputs.fail_on_cache_miss {
+                return Err(ActionError::new(format!(
+                    "Failed to restore cache entry. Exiting as fail-on-cache-miss is set. Input key: {}",
+                    inputs.key
+                )));
+            }
+            let mut keys = vec![inputs.key.clone()];
+            keys.extend(inputs.restore_keys.iter().cloned());
+            ctx.info(&format!(
+                "Cache not found for input keys: {}",
+                keys.join(", ")
+            ));
+        }
+        RestoreOutcome::Hit { matched_key, .. } => {
+            keep.matched_key(ctx, &matched_key);
+            let exact = is_exact_match(&inputs.key, Some(&matched_key));
+            ctx.set_output(outputs::CACHE_HIT, exact.to_string());
+            if inputs.lookup_only {
+                ctx.info(&format!(
+                    "Cache found and can be restored from key: {matched_key}"
+                ));
+            } else {
+                ctx.info(&format!("Cache restored from key: {matched_key}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `saveImpl` reached `saveCache` and what came of it.
+enum Saved {
+    /// Returned before saving (bad event, no key, exact hit): not a failed save.
+    Skipped,
+    /// `saveCache` ran; `true` if an entry was committed.
+    Attempted(bool),
+}
+
+/// `saveImpl`: never fails the step; problems are warnings.
+fn save_impl(handle: &CacheHandle, ctx: &mut ActionContext<'_>, keep: Keep) -> Saved {
+    if !event_is_valid(ctx) {
+        return Saved::Skipped;
+    }
+    let inputs = CacheInputs::from_context(ctx);
+    let primary_key = match keep {
+        Keep::State => ctx
+            .get_state(state::CACHE_KEY)
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| inputs.key.clone()),
+        Keep::Outputs => inputs.key.clone(),
+    };
+    if primary_key.is_empty() {
+        ctx.warning("Key is not specified.");
+        return Saved::Skipped;
+    }
+    if keep == Keep::State {
+        let restored = ctx.get_state(state::CACHE_RESULT).map(str::to_string);
+        if is_exact_match(&primary_key, restored.as_deref()) {
+            ctx.info(&format!(
+                "Cache hit occurred on the primary key {primary_key}, not saving cache."
+            ));
+            let scope = scope_of(ctx);
+            let event = NewEvent {
+                kind: EventKind::Skip,
+                repository: scope.repository,
+                scope: scope.git_ref,
+                key: primary_key,
+                matched_key: restored,
+                bytes: None,
+                duration_ms: None,
+            };
+            if let Ok(cache) = handle.get() {
+                cache.record(event, ctx.log);
+            }
+            return Saved::Skipped;
+        }
+    }
+    if inputs.paths.is_empty() {
+        ctx.warning(&required_message(names::PATH));
+        return Saved::Attempted(false);
+    }
+    let request = SaveRequest {
+        scope: scope_of(ctx),
+        location: location_of(ctx),
+        paths: inputs.paths,
+        key: primary_key.clone(),
+        enable_cross_os_archive: inputs.enable_cross_os_archive,
+        run_id: ctx.job.run_id.clone(),
+    };
+    let cache = match handle.get() {
+        Ok(cache) => cache,
+        Err(reason) => {
+            ctx.warning(&format!("Failed to save: {reason}"));
+            return Saved::Attempted(false);
+        }
+    };
+    match cache.save(&request, ctx.log) {
+        Ok(SaveOutcome::Saved(_)) => {
+            ctx.info(&format!("Cache saved with key: {primary_key}"));
+            Saved::Attempted(true)
+        }
+        Ok(SaveOutcome::AlreadyExists) => Saved::Attempted(false),
+        Err(err @ (CacheError::Key(_) | CacheError::NoPaths | CacheError::NothingToSave)) => {
+            ctx.warning(&err.to_string());
+            Saved::Attempted(false)
+        }
+        Err(err) => {
+            ctx.warning(&format!("Failed to save: {err}"));
+            Saved::Attempted(false)
+        }
+    }
+}
+
+fn warn_deprecated_inputs(ctx: &mut ActionContext<'_>) {
+    if ctx.input(names::SAVE_ALWAYS).is_some() {
+        ctx.log(LogLevel::Warning, SAVE_ALWAYS_DEPRECATION);
+    }
+}
+
+/// `actions/cache`: restore now, save in a post step if the job succeeded.
+#[derive(Debug, Clone)]
+pub struct CacheAction {
+    cache: Arc<CacheHandle>,
+}
+
+impl CacheAction {
+    /// The handler over `cache`.
+    pub fn new(cache: Arc<CacheHandle>) -> Self {
+        Self { cache }
+    }
+}
+
+impl ActionHandler for CacheAction {
+    fn run(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
+        warn_deprecated_inputs(ctx);
+        // The post step is declared by action.yml (`post-if: success()`), whatever main does.
+        ctx.register_post("success()");
+        restore_impl(&self.cache, ctx, Keep::State)
+    }
+
+    fn post(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
+        save_impl(&self.cache, ctx, Keep::State);
+        Ok(())
+    }
+}
+
+/// `actions/cache/restore`: restore only; keys go to outputs.
+#[derive(Debug, Clone)]
+pub struct RestoreAction {
+    cache: Arc<CacheHandle>,
+}
+
+impl RestoreAction {
+    /// The handler over `cache`.
+    pub fn new(cache: Arc<CacheHandle>) -> Self {
+        Self { cache }
+    }
+}
+
+impl ActionHandler for RestoreAction {
+    fn run(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
+        restore_impl(&self.cache, ctx, Keep::Outputs)
+    }
+}
+
+/// `actions/cache/save`: save now, never skip, never fail.
+#[derive(Debug, Clone)]
+pub struct SaveAction {
+    cache: Arc<CacheHandle>,
+}
+
+impl SaveAction {
+    /// The handler over `cache`.
+    pub fn new(cache: Arc<CacheHandle>) -> Self {
+        Self { cache }
+    }
+}
+
+impl ActionHandler for SaveAction {
+    fn run(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
+        if let Saved::Attempted(false) = save_impl(&self.cache, ctx, Keep::Outputs) {
+            ctx.warning("Cache save failed.");
+        }
+        Ok(())
+    }
+}
+
+/// Registers the three cache actions over `cache`.
+pub fn register(registry: &mut ActionRegistry, cache: Arc<Cache>) {
+    register_handle(registry, Arc::new(CacheHandle::ready(cache)));
+}
+
+/// Registers the three cache actions over the store `RUNNER_CACHE_DB` / `RUNNER_CACHE_DIR`
+/// point at, opened (with the system clock) when the first cache step runs.
+pub fn register_default(registry: &mut ActionRegistry) {
+    let handle = CacheHandle::lazy(|| super::open_default(Arc::new(crate::clock::SystemClock)));
+    register_handle(registry, Arc::new(handle));
+}
+
+/// Registers the three cache actions over a handle.
+pub fn register_handle(registry: &mut ActionRegistry, handle: Arc<CacheHandle>) {
+    registry.register("actions/cache", Arc::new(CacheAction::new(handle.clone())));
+    registry.register(
+        "actions/cache/restore",
+        Arc::new(RestoreAction::new(handle.clone())),
+    );
+    registry.register("actions/cache/save", Arc::new(SaveAction::new(handle)));
+}

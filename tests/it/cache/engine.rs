@@ -1,0 +1,217 @@
+//! `Cache` directly: versions, codecs, eviction by size, pruning.
+
+use runner::archive::Compression;
+use runner::cache::{
+    CacheOptions, Location, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest, Scope,
+    cache_version,
+};
+use runner::exec::LogLevel;
+
+use super::{Harness, MAIN};
+use crate::support::write_tree;
+
+fn scope() -> Scope {
+    Scope {
+        repository: "octo/app".into(),
+        git_ref: MAIN.into(),
+        base_ref: None,
+        default_branch: None,
+    }
+}
+
+fn location(h: &Harness) -> Location {
+    Location {
+        workspace: h.workspace(),
+        home: h.home(),
+        windows: false,
+    }
+}
+
+fn save(h: &Harness, cache: &runner::cache::Cache, paths: &[&str], key: &str) -> SaveOutcome {
+    let request = SaveRequest {
+        scope: scope(),
+        location: location(h),
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+        key: key.into(),
+        enable_cross_os_archive: false,
+        run_id: "1".into(),
+    };
+    let mut log = |_: LogLevel, _: &str| {};
+    cache.save(&request, &mut log).expect("save")
+}
+
+fn restore(h: &Harness, cache: &runner::cache::Cache, paths: &[&str], key: &str) -> RestoreOutcome {
+    let request = RestoreRequest {
+        scope: scope(),
+        location: location(h),
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+        primary_key: key.into(),
+        restore_keys: vec![],
+        enable_cross_os_archive: false,
+        lookup_only: false,
+    };
+    let mut log = |_: LogLevel, _: &str| {};
+    cache.restore(&request, &mut log).expect("restore")
+}
+
+/// Bytes zstd cannot shrink, so archive sizes are predictable.
+fn noise(len: usize, seed: u64) -> String {
+    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'!' + (x % 90) as u8)
+        })
+        .collect()
+}
+
+#[test]
+fn stored_version_is_the_toolkit_version() {
+    let h = Harness::sqlite();
+    write_tree(&h.home(), &[(".npm/x", "x")]);
+    let SaveOutcome::Saved(entry) = save(&h, &h.cache, &["~/.npm"], "npm") else {
+        panic!("not saved");
+    };
+    assert_eq!(
+        entry.version,
+        "c242501c19ada3dcced7a83b074ccb8e79f816602d4125493924624b38591de2"
+    );
+    assert_eq!(entry.compression, "zstd-without-long");
+    assert_eq!(entry.paths, ["~/.npm"]);
+    assert_eq!(entry.created_by_run.as_deref(), Some("1"));
+}
+
+#[test]
+fn gzip_entries_are_only_seen_by_gzip_lookups() {
+    let h = Harness::sqlite_with(CacheOptions {
+        compression: Compression::Gzip,
+        ..CacheOptions::default()
+    });
+    write_tree(&h.workspace(), &[("deps/a", "a")]);
+    let SaveOutcome::Saved(entry) = save(&h, &h.cache, &["deps"], "gz") else {
+        panic!("not saved");
+    };
+    assert_eq!(entry.compression, "gzip");
+    let deps = vec!["deps".to_string()];
+    assert_eq!(
+        entry.version,
+        cache_version(&deps, Compression::Gzip, false, false)
+    );
+    let zstd = runner::cache::Cache::with_store(
+        runner::store::Store::open(
+            &h.store_dir(),
+            Some(&h.url),
+            std::sync::Arc::new(h.clock.clone()),
+        )
+        .expect("open"),
+        std::sync::Arc::new(h.clock.clone()),
+        CacheOptions::default(),
+    );
+    std::fs::remove_dir_all(h.workspace().join("deps")).expect("remove");
+    assert_eq!(restore(&h, &zstd, &["deps"], "gz"), RestoreOutcome::Miss);
+    assert!(matches!(
+        restore(&h, &h.cache, &["deps"], "gz"),
+        RestoreOutcome::Hit { exact: true, .. }
+    ));
+    assert_eq!(
+        std::fs::read_to_string(h.workspace().join("deps/a")).expect("read"),
+        "a"
+    );
+}
+
+#[test]
+fn eviction_by_size_drops_the_least_recently_used() {
+    let mut options = CacheOptions::default();
+    // Three archives of ~16 KB (20 KB of 90 distinct characters) do not fit in 40 KB; two do.
+    options.eviction.max_size_bytes = 40 * 1024;
+    let h = Harness::sqlite_with(options);
+    for (i, key) in ["a", "b"].iter().enumerate() {
+        write_tree(&h.workspace(), &[("deps/f", &noise(20 * 1024, i as u64))]);
+        save(&h, &h.cache, &["deps"], key);
+        h.clock.advance(60_000);
+    }
+    // Using `a` makes `b` the least recently used.
+    assert!(matches!(
+        restore(&h, &h.cache, &["deps"], "a"),
+        RestoreOutcome::Hit { .. }
+    ));
+    h.clock.advance(60_000);
+    write_tree(&h.workspace(), &[("deps/f", &noise(20 * 1024, 9))]);
+    save(&h, &h.cache, &["deps"], "c");
+    let mut keys: Vec<String> = h
+        .cache
+        .index()
+        .list(&Default::default())
+        .expect("list")
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["a", "c"]);
+}
+
+#[test]
+fn prune_dry_run_reports_without_removing() {
+    let h = Harness::sqlite();
+    write_tree(&h.workspace(), &[("deps/a", "a")]);
+    save(&h, &h.cache, &["deps"], "old");
+    h.clock.advance(8 * super::DAY);
+    let would = h.cache.prune(true).expect("dry run");
+    assert_eq!(
+        would.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+        ["old"]
+    );
+    assert_eq!(h.entry_count(), 1);
+    let gone = h.cache.prune(false).expect("prune");
+    assert_eq!(gone.len(), 1);
+    assert_eq!(h.entry_count(), 0);
+}
+
+/// A save that fails half-way (here: a file that cannot be read) leaves no reservation, no
+/// entry and no blob behind, and is only a warning.
+#[cfg(target_os = "linux")]
+#[test]
+fn failed_save_leaves_nothing_behind() {
+    use runner::exec::LogLevel::Warning;
+
+    let h = Harness::sqlite();
+    write_tree(&h.workspace(), &[("deps/a", "a")]);
+    let job = h.job(MAIN);
+    let step = h.main(
+        "actions/cache/save@v4",
+        &job,
+        &[("path", "deps\n/proc/self/mem"), ("key", "unreadable")],
+    );
+    step.ok();
+    let warnings = step.lines(Warning);
+    assert!(
+        warnings[0].starts_with("Failed to save: ") && warnings[0].contains("/proc/self/mem"),
+        "{warnings:?}"
+    );
+    assert_eq!(warnings[1], "Cache save failed.");
+    let filter = runner::store::index::ListFilter {
+        include_reserved: true,
+        ..Default::default()
+    };
+    assert!(h.cache.index().list(&filter).expect("list").is_empty());
+    let blobs =
+        runner::store::blob::BlobStore::list(h.cache.store().blobs().as_ref()).expect("list blobs");
+    assert!(blobs.is_empty(), "{blobs:?}");
+    // The identity is free again: the reservation was aborted, not left to expire.
+    let paths = vec!["deps".to_string(), "/proc/self/mem".to_string()];
+    let again = runner::store::index::NewEntry {
+        repository: "octo/app".into(),
+        scope: MAIN.into(),
+        key: "unreadable".into(),
+        version: cache_version(&paths, Compression::Zstd, false, false),
+        paths,
+        compression: "zstd-without-long".into(),
+        created_by_run: None,
+    };
+    assert!(matches!(
+        h.cache.index().reserve(&again).expect("reserve"),
+        runner::store::index::Reservation::Reserved(_)
+    ));
+}
