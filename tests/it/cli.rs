@@ -186,3 +186,41 @@ fn exec_error_messages() {
         settings(dir.path()).bind(|| insta::assert_snapshot!(*name, run.stderr));
     }
 }
+
+/// This project's own CI workflow loads and plans, with the cache key built from the real
+/// `hashFiles('**/Cargo.lock')` of this checkout and the cache step handled natively.
+#[test]
+fn own_ci_workflow_plans() {
+    let root = crate::support::repo_root();
+    let lock_hash =
+        runner::glob::hash_files(root, &["**/Cargo.lock".to_string()], &Default::default())
+            .expect("hash Cargo.lock");
+    assert_eq!(
+        lock_hash.len(),
+        64,
+        "Cargo.lock is committed, so the hash is not empty"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = runner(
+        dir.path(),
+        &[
+            "exec",
+            &root.join(".github/workflows/ci.yml").display().to_string(),
+            "--workspace",
+            &root.display().to_string(),
+            "--dry-run",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains(&format!("with.key: cargo-Linux-{lock_hash}")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("uses actions/cache@v4 (built in)"),
+        "{}",
+        run.stdout
+    );
+}
