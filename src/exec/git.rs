@@ -13,19 +13,31 @@ pub struct GitInfo {
     pub git_ref: Option<String>,
     /// HEAD's commit.
     pub sha: Option<String>,
-    /// The remote's default branch as a full ref, from `refs/remotes/origin/HEAD`.
+    /// The default branch as a full ref: `refs/remotes/origin/HEAD`, else a local `main` or
+    /// `master`.
     pub default_branch: Option<String>,
 }
 
-fn git(workspace: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git")
-        .arg("-C")
+fn git_command(workspace: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.arg("-C")
         .arg(workspace)
         .args(args)
         .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// Whether a git command that prints nothing (`show-ref -q`) succeeds.
+fn git_succeeds(workspace: &Path, args: &[&str]) -> bool {
+    git_command(workspace, args)
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn git(workspace: &Path, args: &[&str]) -> Option<String> {
+    let out = git_command(workspace, args).output().ok()?;
     if !out.status.success() {
         return None;
     }
@@ -45,6 +57,14 @@ pub fn inspect(workspace: &Path) -> GitInfo {
     .and_then(|r| {
         r.strip_prefix("refs/remotes/origin/")
             .map(|b| format!("refs/heads/{b}"))
+    })
+    // A clone made without `origin/HEAD` (or a repository with no remote): a local `main`,
+    // else `master`, so a feature branch can still read the caches its default branch wrote.
+    .or_else(|| {
+        ["refs/heads/main", "refs/heads/master"]
+            .into_iter()
+            .find(|r| git_succeeds(workspace, &["show-ref", "-q", "--verify", r]))
+            .map(str::to_string)
     });
     GitInfo {
         repository: git(workspace, &["config", "--get", "remote.origin.url"])

@@ -129,7 +129,15 @@ impl<'r> JobRun<'r> {
             repository: Runner::github_str(&ctx, "repository"),
             git_ref: Runner::github_str(&ctx, "ref"),
             base_ref: (!base_ref.is_empty()).then(|| format!("refs/heads/{base_ref}")),
-            default_branch: git.default_branch.clone(),
+            // The event payload is what GitHub itself goes by; the checkout is the fallback.
+            default_branch: runner
+                .options
+                .event
+                .pointer("/repository/default_branch")
+                .and_then(|b| b.as_str())
+                .filter(|b| !b.is_empty())
+                .map(|b| format!("refs/heads/{b}"))
+                .or_else(|| git.default_branch.clone()),
             run_id: Runner::github_str(&ctx, "run_id"),
             runner_os: contexts::runner_os().to_string(),
             home: runner
