@@ -216,6 +216,23 @@ diesel::table! {
 /// Brings the schema up to the newest migration. Safe when several processes open a fresh store
 /// at once: SQLite serialises them on the write lock, PostgreSQL on an advisory lock.
 pub(crate) fn migrate(conn: &mut AnyConnection, now: i64) -> Result<i64, IndexError> {
+    // Switching a fresh file to WAL needs an exclusive lock and SQLite answers SQLITE_BUSY at
+    // once (the busy handler is not consulted) while another process is doing the same, so
+    // several runners opening a new store together retry instead of failing.
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match migrate_once(conn, now) {
+            Err(err) if err.is_sqlite_busy() && started.elapsed() < SQLITE_BUSY_TIMEOUT => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            result => return result,
+        }
+    }
+}
+
+fn migrate_once(conn: &mut AnyConnection, now: i64) -> Result<i64, IndexError> {
     const OP: &str = "migrate";
     let q = |source| IndexError::Query {
         operation: OP,

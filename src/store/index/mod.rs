@@ -146,6 +146,20 @@ pub enum IndexError {
     },
 }
 
+impl IndexError {
+    /// Whether SQLite refused a lock outright (`database is locked`): worth retrying.
+    pub(crate) fn is_sqlite_busy(&self) -> bool {
+        match self {
+            IndexError::Query { source, .. } | IndexError::Migration { source, .. } => matches!(
+                source,
+                diesel::result::Error::DatabaseError(_, info)
+                    if info.message().contains("database is locked")
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// Which database an index lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
