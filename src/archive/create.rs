@@ -20,6 +20,8 @@ const BATCH_ENTRIES: usize = 64;
 const BATCH_BYTES: u64 = 8 << 20;
 /// Files at least this big are streamed by the writer once a batch is over budget.
 const STREAM_MIN: u64 = 1 << 20;
+/// Files up to this size are read without zero-filling the buffer first.
+const SMALL_READ: u64 = 64 << 10;
 /// zstd level `zstd -T0` uses by default.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -281,9 +283,10 @@ fn meta_of(md: &Metadata) -> Meta {
 
 /// Serialises one batch of items. Fifos, sockets and devices are skipped: a cache has no use for
 /// them and extraction refuses them.
-fn build_batch(items: &[Item]) -> Result<Batch, ArchiveError> {
+fn build_batch(items: &[Item], mut buf: Vec<u8>) -> Result<Batch, ArchiveError> {
+    buf.clear();
     let mut b = Batch {
-        buf: Vec::with_capacity(64 << 10),
+        buf,
         segs: Vec::with_capacity(items.len()),
         entries: 0,
         content: 0,
@@ -343,8 +346,10 @@ fn build_batch(items: &[Item]) -> Result<Batch, ArchiveError> {
     Ok(b)
 }
 
-/// Appends header and content of a file, reading straight into `buf`. The header carries the
-/// size actually read: a file that changed size since the stat is still archived consistently.
+/// Appends header and content of a file, reading straight into `buf`. Reads at most the size
+/// stat'ed (a file that grew meanwhile is archived as it was, like tar does) and the header
+/// carries the size actually read, so a file that shrank is still archived consistently. The
+/// size is known: no fstat/lseek/probe read per file as `File::read_to_end` would do.
 fn read_file_into(
     buf: &mut Vec<u8>,
     name: &[u8],
@@ -352,12 +357,29 @@ fn read_file_into(
     stat_size: u64,
     meta: &Meta,
 ) -> Result<u64, ArchiveError> {
-    let mut f = File::open(path).map_err(io_err(path))?;
+    let f = File::open(path).map_err(io_err(path))?;
     let start = buf.len();
     tarfmt::push_header(buf, name, Kind::File, stat_size, meta, None);
     let data_start = buf.len();
-    buf.reserve(stat_size as usize + 1);
-    f.read_to_end(buf).map_err(io_err(path))?;
+    if stat_size <= SMALL_READ {
+        // One read(2) for most files; the limit ends the loop without a probe read.
+        buf.reserve(stat_size as usize);
+        (&f).take(stat_size)
+            .read_to_end(buf)
+            .map_err(io_err(path))?;
+    } else {
+        buf.resize(data_start + stat_size as usize, 0);
+        let mut filled = data_start;
+        while filled < buf.len() {
+            match (&f).read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err(path)(e)),
+            }
+        }
+        buf.truncate(filled);
+    }
     let len = (buf.len() - data_start) as u64;
     if len != stat_size {
         let data = buf.split_off(data_start);
@@ -385,6 +407,8 @@ struct PipeState {
     walked: Option<usize>,
     done: BTreeMap<usize, Result<Batch, ArchiveError>>,
     written: usize,
+    /// Buffers of written batches, reused: growing fresh ones costs page faults and copies.
+    free: Vec<Vec<u8>>,
 }
 
 fn write_items(
@@ -400,6 +424,7 @@ fn write_items(
             walked: None,
             done: BTreeMap::new(),
             written: 0,
+            free: Vec::new(),
         }),
         ready: Condvar::new(),
         room: Condvar::new(),
@@ -459,7 +484,7 @@ fn walker(pipe: &Pipeline, roots: Vec<(PathBuf, Vec<u8>, bool)>) {
 
 fn reader(pipe: &Pipeline, window: usize) {
     loop {
-        let (i, items) = {
+        let (i, items, buf) = {
             let mut st = lock(&pipe.state);
             loop {
                 if pipe.stop.load(Ordering::SeqCst) {
@@ -467,8 +492,12 @@ fn reader(pipe: &Pipeline, window: usize) {
                 }
                 match st.todo.front() {
                     Some((i, _)) if *i < st.written + window => {
-                        if let Some(next) = st.todo.pop_front() {
-                            break next;
+                        if let Some((i, items)) = st.todo.pop_front() {
+                            let buf = st
+                                .free
+                                .pop()
+                                .unwrap_or_else(|| Vec::with_capacity(64 << 10));
+                            break (i, items, buf);
                         }
                     }
                     None if st.walked.is_some() => return,
@@ -477,7 +506,7 @@ fn reader(pipe: &Pipeline, window: usize) {
                 st = pipe.room.wait(st).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let batch = build_batch(&items);
+        let batch = build_batch(&items, buf);
         lock(&pipe.state).done.insert(i, batch);
         pipe.ready.notify_all();
     }
@@ -556,6 +585,7 @@ fn writer(
         {
             let mut st = lock(&pipe.state);
             st.written = i + 1;
+            st.free.push(batch.buf);
         }
         pipe.room.notify_all();
         if let Some(p) = progress {
