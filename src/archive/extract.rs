@@ -81,10 +81,13 @@ pub fn extract_with(
     // stream and stages entries, like `zstd -d | tar -x`.
     let stats = std::thread::scope(|s| {
         let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(8);
+        // Used chunks go back to the decoder: fresh 1 MiB buffers cost page faults and zeroing.
+        let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
         let stager = &mut stager;
         let parser = s.spawn(move || {
             let mut reader = ChunkReader {
                 rx: Some(rx),
+                free: free_tx,
                 chunk: Vec::new(),
                 pos: 0,
             };
@@ -98,7 +101,7 @@ pub fn extract_with(
             std::io::copy(&mut reader, &mut std::io::sink()).map_err(corrupt)?;
             Ok::<_, ArchiveError>(stats)
         });
-        pump(&mut *decoder, &tx, opts.progress);
+        pump(&mut *decoder, &tx, &free_rx, opts.progress);
         drop(tx);
         parser.join().unwrap_or_else(|_| {
             Err(ArchiveError::Corrupt {
@@ -880,6 +883,7 @@ fn worker(rx: &Receiver<Vec<FileJob>>, shared: &(Mutex<PoolState>, Condvar)) {
 /// The tar parser's side of the decoded stream: chunks sent by the decoding thread.
 struct ChunkReader {
     rx: Option<Receiver<std::io::Result<Vec<u8>>>>,
+    free: std::sync::mpsc::Sender<Vec<u8>>,
     chunk: Vec<u8>,
     pos: usize,
 }
@@ -893,7 +897,9 @@ impl Read for ChunkReader {
             let Some(rx) = &self.rx else { return Ok(0) };
             match rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.chunk = chunk;
+                    let used = std::mem::replace(&mut self.chunk, chunk);
+                    // The decoder may be gone already; then the buffer is simply dropped.
+                    let _ = self.free.send(used);
                     self.pos = 0;
                 }
                 Ok(Err(e)) => {
@@ -916,11 +922,14 @@ impl Read for ChunkReader {
 fn pump(
     decoder: &mut dyn Read,
     tx: &SyncSender<std::io::Result<Vec<u8>>>,
+    free: &Receiver<Vec<u8>>,
     progress: Option<&dyn Fn(u64)>,
 ) {
     let mut total = 0u64;
     loop {
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = free.try_recv().unwrap_or_default();
+        // Zero-filled once per buffer; a reused one only grows back to its old length.
+        buf.resize(CHUNK, 0);
         let mut filled = 0;
         let mut failure = None;
         while filled < CHUNK {
