@@ -2,13 +2,13 @@
 //! batches of entries into ready-made tar bytes while this thread splices them, in order, into
 //! the encoder (zstd multithreaded, or gzip).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::{File, Metadata};
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use super::tarfmt::{self, BLOCK, Kind, Meta};
@@ -20,6 +20,8 @@ const BATCH_ENTRIES: usize = 64;
 const BATCH_BYTES: u64 = 8 << 20;
 /// Files at least this big are streamed by the writer once a batch is over budget.
 const STREAM_MIN: u64 = 1 << 20;
+/// Files up to this size are read without zero-filling the buffer first.
+const SMALL_READ: u64 = 64 << 10;
 /// zstd level `zstd -T0` uses by default.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -35,6 +37,11 @@ pub struct CreateOptions<'a> {
     /// above 27 need `--long`/`window_log_max` to decode; out-of-range values make zstd refuse,
     /// and the archive falls back to gzip.
     pub zstd_window_log: Option<u32>,
+    /// zstd job size in bytes for multithreaded compression; `None` keeps the library's.
+    pub zstd_job_size: Option<u32>,
+    /// zstd overlap log (0 default, 1 none .. 9 a full window) between multithreaded jobs;
+    /// `None` keeps the library's.
+    pub zstd_overlap_log: Option<u32>,
     /// Called on this thread with the content bytes written so far, after each batch.
     pub progress: Option<&'a dyn Fn(u64)>,
 }
@@ -47,6 +54,8 @@ impl CreateOptions<'_> {
             read_threads: 0,
             zstd_workers: None,
             zstd_window_log: None,
+            zstd_job_size: None,
+            zstd_overlap_log: None,
             progress: None,
         }
     }
@@ -59,6 +68,8 @@ impl std::fmt::Debug for CreateOptions<'_> {
             .field("read_threads", &self.read_threads)
             .field("zstd_workers", &self.zstd_workers)
             .field("zstd_window_log", &self.zstd_window_log)
+            .field("zstd_job_size", &self.zstd_job_size)
+            .field("zstd_overlap_log", &self.zstd_overlap_log)
             .field("progress", &self.progress.is_some())
             .finish()
     }
@@ -102,16 +113,12 @@ pub fn create_with(
     out: &mut dyn Write,
 ) -> Result<CreateStats, ArchiveError> {
     let workspace = paths::absolute(Path::new(""), workspace);
-    let items = walk(&workspace, paths_in)?;
+    let roots = roots(&workspace, paths_in)?;
     let cores = default_threads();
     // Set the encoder up before a byte is written, so a zstd failure can still fall back.
     let mut out = BufWriter::with_capacity(1 << 20, out);
     let (mut enc, used) = match opts.compression {
-        Compression::Zstd => match zstd_encoder(
-            &mut out,
-            opts.zstd_workers.unwrap_or(cores as u32),
-            opts.zstd_window_log,
-        ) {
+        Compression::Zstd => match zstd_encoder(&mut out, opts, cores as u32) {
             Ok(z) => (Encoder::Zstd(z), Compression::Zstd),
             Err(_) => (gzip_encoder(&mut out), Compression::Gzip),
         },
@@ -122,7 +129,7 @@ pub fn create_with(
     } else {
         opts.read_threads
     };
-    let mut stats = write_items(&items, threads, &mut enc, opts.progress)?;
+    let mut stats = write_items(roots, threads, &mut enc, opts.progress)?;
     enc.write_all(&[0u8; 2 * BLOCK])
         .map_err(io_err("<archive output>"))?;
     enc.finish().map_err(io_err("<archive output>"))?;
@@ -154,17 +161,25 @@ impl Encoder<'_> {
 
 fn zstd_encoder<'w>(
     out: &'w mut BufWriter<&mut dyn Write>,
-    workers: u32,
-    window_log: Option<u32>,
+    opts: &CreateOptions<'_>,
+    cores: u32,
 ) -> std::io::Result<zstd::stream::write::Encoder<'static, &'w mut dyn Write>> {
+    use zstd::stream::raw::CParameter;
+    let workers = opts.zstd_workers.unwrap_or(cores);
     let out: &'w mut dyn Write = out;
     let mut z = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
     // Level 3's window (2^21) stays far below the decoders' default limit (2^27): no --long.
     z.include_checksum(true)?;
     if workers > 0 {
         z.multithread(workers)?;
+        if let Some(size) = opts.zstd_job_size {
+            z.set_parameter(CParameter::JobSize(size))?;
+        }
+        if let Some(log) = opts.zstd_overlap_log {
+            z.set_parameter(CParameter::OverlapSizeLog(log))?;
+        }
     }
-    if let Some(log) = window_log {
+    if let Some(log) = opts.zstd_window_log {
         z.window_log(log)?;
     }
     Ok(z)
@@ -178,40 +193,60 @@ fn gzip_encoder<'w>(out: &'w mut BufWriter<&mut dyn Write>) -> Encoder<'w> {
     ))
 }
 
+/// The paths to archive with their names, stat'ed up front so a missing path fails before a
+/// byte is written.
+fn roots(
+    workspace: &Path,
+    paths_in: &[PathBuf],
+) -> Result<Vec<(PathBuf, Vec<u8>, bool)>, ArchiveError> {
+    paths_in
+        .iter()
+        .map(|root| {
+            let path = paths::absolute(workspace, root);
+            let name = paths::relative_name(workspace, &path);
+            let md = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
+            Ok((path, name, md.is_dir()))
+        })
+        .collect()
+}
+
 /// Lists every path to archive, depth first with directory entries sorted by name, each name
-/// once. Only directory listings are read here; stat and content are the reader threads' work.
-fn walk(workspace: &Path, roots: &[PathBuf]) -> Result<Vec<Item>, ArchiveError> {
-    let mut items = Vec::new();
+/// once, handing them to `sink` as they are found (the readers start on the first batch while
+/// the walk goes on). Only directory listings are read here; stat and content are the reader
+/// threads' work. Stops early when `sink` returns false.
+fn walk(
+    roots: Vec<(PathBuf, Vec<u8>, bool)>,
+    sink: &mut dyn FnMut(Item) -> bool,
+) -> Result<(), ArchiveError> {
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
-    for root in roots {
-        let path = paths::absolute(workspace, root);
-        let name = paths::relative_name(workspace, &path);
-        let md = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
-        walk_one(path, name, md.is_dir(), &mut items, &mut seen)?;
+    for (path, name, is_dir) in roots {
+        if !walk_one(path, name, is_dir, sink, &mut seen)? {
+            break;
+        }
     }
-    Ok(items)
+    Ok(())
 }
 
 fn walk_one(
     path: PathBuf,
     name: Vec<u8>,
     is_dir: bool,
-    items: &mut Vec<Item>,
+    sink: &mut dyn FnMut(Item) -> bool,
     seen: &mut HashSet<Vec<u8>>,
-) -> Result<(), ArchiveError> {
+) -> Result<bool, ArchiveError> {
     if !seen.insert(name.clone()) {
         // Already archived (listed twice, or inside a directory listed earlier).
         if !is_dir {
-            return Ok(());
+            return Ok(true);
         }
-    } else {
-        items.push(Item {
-            name: name.clone(),
-            path: path.clone(),
-        });
+    } else if !sink(Item {
+        name: name.clone(),
+        path: path.clone(),
+    }) {
+        return Ok(false);
     }
     if !is_dir {
-        return Ok(());
+        return Ok(true);
     }
     let mut children: Vec<(std::ffi::OsString, bool)> = Vec::new();
     for entry in std::fs::read_dir(&path).map_err(io_err(&path))? {
@@ -229,9 +264,11 @@ fn walk_one(
             n
         };
         child_name.extend_from_slice(child.as_bytes());
-        walk_one(path.join(&child), child_name, child_is_dir, items, seen)?;
+        if !walk_one(path.join(&child), child_name, child_is_dir, sink, seen)? {
+            return Ok(false);
+        }
     }
-    Ok(())
+    Ok(true)
 }
 
 fn meta_of(md: &Metadata) -> Meta {
@@ -246,9 +283,10 @@ fn meta_of(md: &Metadata) -> Meta {
 
 /// Serialises one batch of items. Fifos, sockets and devices are skipped: a cache has no use for
 /// them and extraction refuses them.
-fn build_batch(items: &[Item]) -> Result<Batch, ArchiveError> {
+fn build_batch(items: &[Item], mut buf: Vec<u8>) -> Result<Batch, ArchiveError> {
+    buf.clear();
     let mut b = Batch {
-        buf: Vec::with_capacity(64 << 10),
+        buf,
         segs: Vec::with_capacity(items.len()),
         entries: 0,
         content: 0,
@@ -308,8 +346,10 @@ fn build_batch(items: &[Item]) -> Result<Batch, ArchiveError> {
     Ok(b)
 }
 
-/// Appends header and content of a file, reading straight into `buf`. The header carries the
-/// size actually read: a file that changed size since the stat is still archived consistently.
+/// Appends header and content of a file, reading straight into `buf`. Reads at most the size
+/// stat'ed (a file that grew meanwhile is archived as it was, like tar does) and the header
+/// carries the size actually read, so a file that shrank is still archived consistently. The
+/// size is known: no fstat/lseek/probe read per file as `File::read_to_end` would do.
 fn read_file_into(
     buf: &mut Vec<u8>,
     name: &[u8],
@@ -317,12 +357,29 @@ fn read_file_into(
     stat_size: u64,
     meta: &Meta,
 ) -> Result<u64, ArchiveError> {
-    let mut f = File::open(path).map_err(io_err(path))?;
+    let f = File::open(path).map_err(io_err(path))?;
     let start = buf.len();
     tarfmt::push_header(buf, name, Kind::File, stat_size, meta, None);
     let data_start = buf.len();
-    buf.reserve(stat_size as usize + 1);
-    f.read_to_end(buf).map_err(io_err(path))?;
+    if stat_size <= SMALL_READ {
+        // One read(2) for most files; the limit ends the loop without a probe read.
+        buf.reserve(stat_size as usize);
+        (&f).take(stat_size)
+            .read_to_end(buf)
+            .map_err(io_err(path))?;
+    } else {
+        buf.resize(data_start + stat_size as usize, 0);
+        let mut filled = data_start;
+        while filled < buf.len() {
+            match (&f).read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err(path)(e)),
+            }
+        }
+        buf.truncate(filled);
+    }
     let len = (buf.len() - data_start) as u64;
     if len != stat_size {
         let data = buf.split_off(data_start);
@@ -333,44 +390,54 @@ fn read_file_into(
     Ok(len)
 }
 
-/// Shared state between the reader threads and the writer.
+/// Shared state between the walking thread, the reader threads and the writer.
 struct Pipeline {
     state: Mutex<PipeState>,
+    /// Signalled when a batch is serialised or the walk ends (the writer waits on it).
     ready: Condvar,
+    /// Signalled when a batch is walked or written, or on stop (the readers wait on it).
     room: Condvar,
-    next: AtomicUsize,
     stop: AtomicBool,
 }
 
 struct PipeState {
+    /// Walked batches no reader has taken yet, in order.
+    todo: VecDeque<(usize, Vec<Item>)>,
+    /// The number of batches, once the walk has ended.
+    walked: Option<usize>,
     done: BTreeMap<usize, Result<Batch, ArchiveError>>,
     written: usize,
+    /// Buffers of written batches, reused: growing fresh ones costs page faults and copies.
+    free: Vec<Vec<u8>>,
 }
 
 fn write_items(
-    items: &[Item],
+    roots: Vec<(PathBuf, Vec<u8>, bool)>,
     threads: usize,
     enc: &mut Encoder<'_>,
     progress: Option<&dyn Fn(u64)>,
 ) -> Result<CreateStats, ArchiveError> {
-    let batches: Vec<&[Item]> = items.chunks(BATCH_ENTRIES).collect();
     let window = threads * 2 + 2;
     let pipe = Pipeline {
         state: Mutex::new(PipeState {
+            todo: VecDeque::new(),
+            walked: None,
             done: BTreeMap::new(),
             written: 0,
+            free: Vec::new(),
         }),
         ready: Condvar::new(),
         room: Condvar::new(),
-        next: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
     };
     let mut stats = CreateStats::default();
     let result = std::thread::scope(|s| {
-        for _ in 0..threads.min(batches.len()) {
-            s.spawn(|| reader(&pipe, &batches, window));
+        let pipe = &pipe;
+        s.spawn(move || walker(pipe, roots));
+        for _ in 0..threads.max(1) {
+            s.spawn(move || reader(pipe, window));
         }
-        let r = writer(&pipe, batches.len(), enc, &mut stats, progress);
+        let r = writer(pipe, enc, &mut stats, progress);
         if r.is_err() {
             pipe.stop.store(true, Ordering::SeqCst);
             pipe.room.notify_all();
@@ -380,22 +447,66 @@ fn write_items(
     result.map(|()| stats)
 }
 
-fn reader(pipe: &Pipeline, batches: &[&[Item]], window: usize) {
-    loop {
-        let i = pipe.next.fetch_add(1, Ordering::SeqCst);
-        if i >= batches.len() {
-            return;
+/// Walks the roots, queueing batches for the readers; a walk error takes the place of the
+/// next batch, so the writer reports it in order.
+fn walker(pipe: &Pipeline, roots: Vec<(PathBuf, Vec<u8>, bool)>) {
+    let mut index = 0;
+    let mut batch = Vec::with_capacity(BATCH_ENTRIES);
+    let queue = |batch: Vec<Item>, index: &mut usize| {
+        lock(&pipe.state).todo.push_back((*index, batch));
+        *index += 1;
+        pipe.room.notify_all();
+    };
+    let r = walk(roots, &mut |item| {
+        batch.push(item);
+        if batch.len() == BATCH_ENTRIES {
+            queue(
+                std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ENTRIES)),
+                &mut index,
+            );
         }
-        {
+        !pipe.stop.load(Ordering::Relaxed)
+    });
+    if !batch.is_empty() {
+        queue(batch, &mut index);
+    }
+    {
+        let mut st = lock(&pipe.state);
+        if let Err(e) = r {
+            st.done.insert(index, Err(e));
+            index += 1;
+        }
+        st.walked = Some(index);
+    }
+    pipe.room.notify_all();
+    pipe.ready.notify_all();
+}
+
+fn reader(pipe: &Pipeline, window: usize) {
+    loop {
+        let (i, items, buf) = {
             let mut st = lock(&pipe.state);
-            while i >= st.written + window && !pipe.stop.load(Ordering::SeqCst) {
+            loop {
+                if pipe.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                match st.todo.front() {
+                    Some((i, _)) if *i < st.written + window => {
+                        if let Some((i, items)) = st.todo.pop_front() {
+                            let buf = st
+                                .free
+                                .pop()
+                                .unwrap_or_else(|| Vec::with_capacity(64 << 10));
+                            break (i, items, buf);
+                        }
+                    }
+                    None if st.walked.is_some() => return,
+                    _ => {}
+                }
                 st = pipe.room.wait(st).unwrap_or_else(|e| e.into_inner());
             }
-        }
-        if pipe.stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let batch = build_batch(batches[i]);
+        };
+        let batch = build_batch(&items, buf);
         lock(&pipe.state).done.insert(i, batch);
         pipe.ready.notify_all();
     }
@@ -407,7 +518,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn writer(
     pipe: &Pipeline,
-    count: usize,
     enc: &mut Encoder<'_>,
     stats: &mut CreateStats,
     progress: Option<&dyn Fn(u64)>,
@@ -415,16 +525,21 @@ fn writer(
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut scratch = Vec::with_capacity(4 * BLOCK);
     let mut copy_buf = vec![0u8; 1 << 20];
-    for i in 0..count {
+    for i in 0.. {
         let batch = {
             let mut st = lock(&pipe.state);
             loop {
                 if let Some(b) = st.done.remove(&i) {
-                    break b;
+                    break Some(b);
+                }
+                if st.walked.is_some_and(|n| i >= n) {
+                    break None;
                 }
                 st = pipe.ready.wait(st).unwrap_or_else(|e| e.into_inner());
             }
-        }?;
+        };
+        let Some(batch) = batch else { break };
+        let batch = batch?;
         stats.entries += batch.entries;
         stats.content_bytes += batch.content;
         for seg in &batch.segs {
@@ -470,6 +585,7 @@ fn writer(
         {
             let mut st = lock(&pipe.state);
             st.written = i + 1;
+            st.free.push(batch.buf);
         }
         pipe.room.notify_all();
         if let Some(p) = progress {

@@ -17,8 +17,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::tarfmt::Meta;
 use super::{ArchiveError, ExtractStats, default_threads, io_err, paths};
 
-/// Files up to this size are read into memory and written by the pool; bigger ones inline.
+/// Files up to this size are handed to the pool as one job; bigger ones in [`PIECE`]s.
 const POOL_MAX: u64 = 8 << 20;
+/// Bytes per job for files bigger than [`POOL_MAX`].
+const PIECE: u64 = 4 << 20;
 /// Batches queued per writer thread at most (memory: lanes × this × ([`JOB_BATCH_BYTES`] + [`POOL_MAX`]) at worst).
 const QUEUE: usize = 4;
 /// Permission bits we restore: setuid/setgid from a cache archive are dropped on purpose.
@@ -79,10 +81,13 @@ pub fn extract_with(
     // stream and stages entries, like `zstd -d | tar -x`.
     let stats = std::thread::scope(|s| {
         let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(8);
+        // Used chunks go back to the decoder: fresh 1 MiB buffers cost page faults and zeroing.
+        let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
         let stager = &mut stager;
         let parser = s.spawn(move || {
             let mut reader = ChunkReader {
                 rx: Some(rx),
+                free: free_tx,
                 chunk: Vec::new(),
                 pos: 0,
             };
@@ -96,7 +101,7 @@ pub fn extract_with(
             std::io::copy(&mut reader, &mut std::io::sink()).map_err(corrupt)?;
             Ok::<_, ArchiveError>(stats)
         });
-        pump(&mut *decoder, &tx, opts.progress);
+        pump(&mut *decoder, &tx, &free_rx, opts.progress);
         drop(tx);
         parser.join().unwrap_or_else(|_| {
             Err(ArchiveError::Corrupt {
@@ -489,7 +494,6 @@ fn stage_all(
 ) -> Result<ExtractStats, ArchiveError> {
     let mut stats = ExtractStats::default();
     let mut archive = tar::Archive::new(decoder);
-    let mut copy_buf = vec![0u8; 1 << 20];
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         let etype = entry.header().entry_type();
@@ -526,22 +530,35 @@ fn stage_all(
         } else if etype.is_file() || etype == tar::EntryType::Continuous {
             prepare_leaf(st, pool, &target, &p)?;
             let size = entry.size();
-            if size <= POOL_MAX {
-                let mut data = Vec::with_capacity(size as usize);
+            // Big files go to the pool in pieces, so the parser never stops to write.
+            let mut left = size;
+            let mut first = true;
+            loop {
+                let piece = if size <= POOL_MAX {
+                    size
+                } else {
+                    left.min(PIECE)
+                };
+                let mut data = Vec::with_capacity(piece as usize);
                 (&mut entry)
-                    .take(size)
+                    .take(piece)
                     .read_to_end(&mut data)
                     .map_err(corrupt)?;
-                if data.len() as u64 != size {
+                if data.len() as u64 != piece {
                     return Err(truncated(&name));
                 }
+                left -= piece;
                 pool.submit(FileJob {
-                    path: p,
+                    path: p.clone(),
                     data,
                     meta,
+                    first,
+                    last: left == 0,
                 })?;
-            } else {
-                write_inline(&mut entry, &name, &p, size, &meta, &mut copy_buf)?;
+                first = false;
+                if left == 0 {
+                    break;
+                }
             }
             st.files.insert(target);
             stats.content_bytes += size;
@@ -665,38 +682,34 @@ fn finish_file(f: &File, p: &Path, meta: &Meta) -> Result<(), ArchiveError> {
         .map_err(io_err(p))
 }
 
-fn write_inline<R: Read>(
-    entry: &mut tar::Entry<'_, R>,
-    name: &[u8],
-    p: &Path,
-    size: u64,
-    meta: &Meta,
-    buf: &mut [u8],
-) -> Result<(), ArchiveError> {
-    let mut f = open_new(p, meta.mode)?;
-    let mut left = size;
-    while left > 0 {
-        let want = left.min(buf.len() as u64) as usize;
-        let n = entry.read(&mut buf[..want]).map_err(corrupt)?;
-        if n == 0 {
-            return Err(truncated(name));
-        }
-        f.write_all(&buf[..n]).map_err(io_err(p))?;
-        left -= n as u64;
-    }
-    finish_file(&f, p, meta)
-}
-
+/// A whole file, or a piece of a big one: its pieces go, in order, to the same worker (they
+/// share a parent directory), which keeps the file open from the first piece to the last.
 struct FileJob {
     path: PathBuf,
     data: Vec<u8>,
     meta: Meta,
+    first: bool,
+    last: bool,
 }
 
-fn write_job(job: &FileJob) -> Result<(), ArchiveError> {
-    let mut f = open_new(&job.path, job.meta.mode)?;
+fn write_job(job: &FileJob, open: &mut Option<File>) -> Result<(), ArchiveError> {
+    let mut f = match open.take() {
+        Some(f) if !job.first => f,
+        _ if job.first => open_new(&job.path, job.meta.mode)?,
+        _ => {
+            return Err(ArchiveError::Io {
+                path: job.path.clone(),
+                source: std::io::Error::other("piece of a file that was never opened"),
+            });
+        }
+    };
     f.write_all(&job.data).map_err(io_err(&job.path))?;
-    finish_file(&f, &job.path, &job.meta)
+    if job.last {
+        finish_file(&f, &job.path, &job.meta)
+    } else {
+        *open = Some(f);
+        Ok(())
+    }
 }
 
 /// Files handed to a worker at once: one wake-up per batch rather than per file.
@@ -843,6 +856,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn worker(rx: &Receiver<Vec<FileJob>>, shared: &(Mutex<PoolState>, Condvar)) {
+    let mut open = None;
     loop {
         let batch = match rx.recv() {
             Ok(batch) => batch,
@@ -850,7 +864,10 @@ fn worker(rx: &Receiver<Vec<FileJob>>, shared: &(Mutex<PoolState>, Condvar)) {
         };
         let mut result = Ok(());
         if lock(&shared.0).error.is_none() {
-            result = batch.iter().try_for_each(write_job);
+            result = batch.iter().try_for_each(|job| write_job(job, &mut open));
+        }
+        if result.is_err() || lock(&shared.0).error.is_some() {
+            open = None;
         }
         let mut s = lock(&shared.0);
         if let Err(e) = result {
@@ -866,6 +883,7 @@ fn worker(rx: &Receiver<Vec<FileJob>>, shared: &(Mutex<PoolState>, Condvar)) {
 /// The tar parser's side of the decoded stream: chunks sent by the decoding thread.
 struct ChunkReader {
     rx: Option<Receiver<std::io::Result<Vec<u8>>>>,
+    free: std::sync::mpsc::Sender<Vec<u8>>,
     chunk: Vec<u8>,
     pos: usize,
 }
@@ -879,7 +897,9 @@ impl Read for ChunkReader {
             let Some(rx) = &self.rx else { return Ok(0) };
             match rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.chunk = chunk;
+                    let used = std::mem::replace(&mut self.chunk, chunk);
+                    // The decoder may be gone already; then the buffer is simply dropped.
+                    let _ = self.free.send(used);
                     self.pos = 0;
                 }
                 Ok(Err(e)) => {
@@ -902,11 +922,14 @@ impl Read for ChunkReader {
 fn pump(
     decoder: &mut dyn Read,
     tx: &SyncSender<std::io::Result<Vec<u8>>>,
+    free: &Receiver<Vec<u8>>,
     progress: Option<&dyn Fn(u64)>,
 ) {
     let mut total = 0u64;
     loop {
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = free.try_recv().unwrap_or_default();
+        // Zero-filled once per buffer; a reused one only grows back to its old length.
+        buf.resize(CHUNK, 0);
         let mut filled = 0;
         let mut failure = None;
         while filled < CHUNK {
