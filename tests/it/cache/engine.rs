@@ -6,6 +6,8 @@ use runner::cache::{
     cache_version,
 };
 use runner::exec::LogLevel;
+use runner::store::blob::{BlobError, BlobInfo, BlobStore, BlobWriter};
+use std::sync::Arc;
 
 use super::{Harness, MAIN};
 use crate::support::write_tree;
@@ -169,42 +171,111 @@ fn prune_dry_run_reports_without_removing() {
     assert_eq!(h.entry_count(), 0);
 }
 
-/// A save that fails half-way (here: a file that cannot be read) leaves no reservation, no
-/// entry and no blob behind, and is only a warning.
-#[cfg(target_os = "linux")]
+/// A blob store whose writes fail with ENOSPC once `limit` bytes were written: the disk fills
+/// up in the middle of a save. Everything else is the real local store underneath.
+#[derive(Debug)]
+struct DiskFullAfter {
+    inner: Arc<dyn BlobStore>,
+    limit: u64,
+}
+
+struct FullWriter {
+    inner: Box<dyn BlobWriter>,
+    left: u64,
+}
+
+impl std::io::Write for FullWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        let n = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.write(&buf[..n])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl BlobWriter for FullWriter {
+    fn finish(self: Box<Self>) -> Result<BlobInfo, BlobError> {
+        self.inner.finish()
+    }
+}
+
+impl BlobStore for DiskFullAfter {
+    fn writer(&self) -> Result<Box<dyn BlobWriter>, BlobError> {
+        Ok(Box::new(FullWriter {
+            inner: self.inner.writer()?,
+            left: self.limit,
+        }))
+    }
+    fn open(&self, digest: &str) -> Result<Box<dyn std::io::Read + Send>, BlobError> {
+        self.inner.open(digest)
+    }
+    fn contains(&self, digest: &str) -> Result<bool, BlobError> {
+        self.inner.contains(digest)
+    }
+    fn delete(&self, digest: &str) -> Result<(), BlobError> {
+        self.inner.delete(digest)
+    }
+    fn list(&self) -> Result<Vec<BlobInfo>, BlobError> {
+        self.inner.list()
+    }
+}
+
+/// A save that fails half-way (the disk fills up while the archive streams into the blob
+/// store) leaves no reservation, no entry and no blob behind, and is only a warning.
 #[test]
 fn failed_save_leaves_nothing_behind() {
     use runner::exec::LogLevel::Warning;
 
-    let h = Harness::sqlite();
-    write_tree(&h.workspace(), &[("deps/a", "a")]);
+    let h = Harness::sqlite_wrapped(
+        CacheOptions::default(),
+        Some(|inner| Arc::new(DiskFullAfter { inner, limit: 64 })),
+    );
+    // Random bytes, so the archive cannot shrink below the limit.
+    let noise: String = (0..200_000u32)
+        .map(|i| char::from(b'a' + (i.wrapping_mul(2_654_435_761) >> 27) as u8 % 26))
+        .collect();
+    write_tree(&h.workspace(), &[("deps/a", noise.as_str())]);
     let job = h.job(MAIN);
     let step = h.main(
         "actions/cache/save@v4",
         &job,
-        &[("path", "deps\n/proc/self/mem"), ("key", "unreadable")],
+        &[("path", "deps"), ("key", "disk-full")],
     );
     step.ok();
     let warnings = step.lines(Warning);
     assert!(
-        warnings[0].starts_with("Failed to save: ") && warnings[0].contains("/proc/self/mem"),
+        warnings.first().is_some_and(
+            |w| w.starts_with("Failed to save: ") && w.contains("No space left on device")
+        ),
         "{warnings:?}"
     );
-    assert_eq!(warnings[1], "Cache save failed.");
+    assert_eq!(warnings.get(1).copied(), Some("Cache save failed."));
     let filter = runner::store::index::ListFilter {
         include_reserved: true,
         ..Default::default()
     };
     assert!(h.cache.index().list(&filter).expect("list").is_empty());
-    let blobs =
-        runner::store::blob::BlobStore::list(h.cache.store().blobs().as_ref()).expect("list blobs");
+    let blobs = h.cache.store().blobs().list().expect("list blobs");
     assert!(blobs.is_empty(), "{blobs:?}");
+    let tmp = h.store_dir().join("blobs-v1/tmp");
+    let leftovers: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
     // The identity is free again: the reservation was aborted, not left to expire.
-    let paths = vec!["deps".to_string(), "/proc/self/mem".to_string()];
+    let paths = vec!["deps".to_string()];
     let again = runner::store::index::NewEntry {
         repository: "octo/app".into(),
         scope: MAIN.into(),
-        key: "unreadable".into(),
+        key: "disk-full".into(),
         version: cache_version(&paths, Compression::Zstd, false, false),
         paths,
         compression: "zstd-without-long".into(),

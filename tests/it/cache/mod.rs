@@ -17,6 +17,7 @@ use runner::clock::ManualClock;
 use runner::exec::{ActionContext, ActionError, ActionRegistry, JobInfo, LogLevel};
 use runner::expr::{Host, StatusFunction, Value};
 use runner::store::Store;
+use runner::store::blob::BlobStore;
 
 /// 2026-01-01T00:00:00Z; tests move the clock from here.
 pub const T0: i64 = 1_767_225_600_000;
@@ -84,12 +85,17 @@ impl Harness {
     }
 
     pub fn sqlite_with(options: CacheOptions) -> Self {
+        Self::sqlite_wrapped(options, None)
+    }
+
+    /// A SQLite harness whose real blob store is wrapped by `wrap` (fault injection).
+    pub fn sqlite_wrapped(options: CacheOptions, wrap: Option<BlobWrap>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!(
             "sqlite://{}",
             dir.path().join("store/index.sqlite").display()
         );
-        Self::build(dir, url, None, options)
+        Self::build(dir, url, None, options, wrap)
     }
 
     pub fn postgres() -> Option<Self> {
@@ -100,7 +106,7 @@ impl Harness {
         let pg = PgSchema::create()?;
         let dir = tempfile::tempdir().expect("temp dir");
         let url = pg.url();
-        Some(Self::build(dir, url, Some(pg), options))
+        Some(Self::build(dir, url, Some(pg), options, None))
     }
 
     fn build(
@@ -108,13 +114,14 @@ impl Harness {
         url: String,
         pg: Option<PgSchema>,
         mut options: CacheOptions,
+        wrap: Option<BlobWrap>,
     ) -> Self {
         for sub in ["store", "ws", "home"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("make dirs");
         }
         options.progress = false;
         let clock = ManualClock::new(T0);
-        let cache = Arc::new(open_cache(dir.path(), &url, &clock, options));
+        let cache = Arc::new(open_cache(dir.path(), &url, &clock, options, wrap));
         let mut registry = ActionRegistry::new();
         register(&mut registry, cache.clone());
         Self {
@@ -134,6 +141,7 @@ impl Harness {
             &self.url,
             &self.clock,
             self.cache.options().clone(),
+            None,
         ))
     }
 
@@ -233,9 +241,23 @@ impl Harness {
     }
 }
 
-fn open_cache(dir: &Path, url: &str, clock: &ManualClock, options: CacheOptions) -> Cache {
-    let store = Store::open(&dir.join("store"), Some(url), Arc::new(clock.clone()))
+/// Wraps the real blob store of a harness, e.g. to make writes fail like a full disk.
+pub type BlobWrap = fn(Arc<dyn BlobStore>) -> Arc<dyn BlobStore>;
+
+fn open_cache(
+    dir: &Path,
+    url: &str,
+    clock: &ManualClock,
+    options: CacheOptions,
+    wrap: Option<BlobWrap>,
+) -> Cache {
+    let mut store = Store::open(&dir.join("store"), Some(url), Arc::new(clock.clone()))
         .unwrap_or_else(|e| panic!("open store {url}: {e}"));
+    if let Some(wrap) = wrap {
+        let index = runner::store::index::Index::open(url, Arc::new(clock.clone()))
+            .unwrap_or_else(|e| panic!("open index {url}: {e}"));
+        store = Store::new(index, wrap(store.blobs().clone()));
+    }
     Cache::with_store(store, Arc::new(clock.clone()), options)
 }
 
