@@ -233,21 +233,40 @@ impl Cx<'_> {
     /// A string that may contain expressions. Numbers and booleans keep their source text; null
     /// is the empty string.
     fn text(&mut self, node: &Node, what: &str) -> Option<Text> {
+        self.parsed(
+            node,
+            what,
+            true,
+            expr::parse_template,
+            contexts::check_template,
+        )
+    }
+
+    /// Parses a scalar with `parse`, checks the contexts it uses with `check`, and reports
+    /// either failure at its exact position inside the scalar.
+    fn parsed<T>(
+        &mut self,
+        node: &Node,
+        what: &str,
+        null_is_empty: bool,
+        parse: impl FnOnce(&str) -> Result<T, expr::ParseError>,
+        check: impl FnOnce(&T, Scope) -> Option<(usize, String)>,
+    ) -> Option<Located<T>> {
         let s = self.scalar(node, what, "a string")?;
-        let raw = if is_null(s) {
+        let raw = if null_is_empty && is_null(s) {
             String::new()
         } else {
             s.value.clone()
         };
         let pos = s.map.pos_at(&s.value, 0);
-        match expr::parse_template(&raw) {
-            Ok(t) => {
-                if let Some((offset, message)) = contexts::check_template(&t, self.scope) {
+        match parse(&raw) {
+            Ok(value) => {
+                if let Some((offset, message)) = check(&value, self.scope) {
                     self.error(s.map.pos_at(&s.value, offset), message);
                     return None;
                 }
                 Some(Located {
-                    value: t,
+                    value,
                     raw,
                     pos,
                     map: s.map.clone(),
@@ -280,28 +299,13 @@ impl Cx<'_> {
     }
 
     fn condition(&mut self, node: &Node) -> Option<Condition> {
-        let s = self.scalar(node, "'if'", "a string")?;
-        let raw = s.value.clone();
-        let pos = s.map.pos_at(&s.value, 0);
-        match expr::parse_condition(&raw) {
-            Ok(e) => {
-                if let Some((offset, message)) = contexts::check_expr(&e, self.scope) {
-                    self.error(s.map.pos_at(&s.value, offset), message);
-                    return None;
-                }
-                Some(Located {
-                    value: e,
-                    raw,
-                    pos,
-                    map: s.map.clone(),
-                })
-            }
-            Err(e) => {
-                let at = s.map.pos_at(&s.value, e.offset);
-                self.error(at, e.message);
-                None
-            }
-        }
+        self.parsed(
+            node,
+            "'if'",
+            false,
+            expr::parse_condition,
+            contexts::check_expr,
+        )
     }
 
     fn or_expr_number(&mut self, node: &Node, what: &str) -> Option<OrExpr<f64>> {

@@ -7,10 +7,10 @@ mod cli;
 mod engine;
 mod processes;
 
+use crate::support::PgSchema;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use diesel::prelude::*;
 use indexmap::IndexMap;
 use runner::cache::{Cache, CacheOptions, register};
 use runner::clock::ManualClock;
@@ -24,49 +24,6 @@ pub const T0: i64 = 1_767_225_600_000;
 pub const DAY: i64 = 24 * 60 * 60 * 1000;
 pub const MAIN: &str = "refs/heads/main";
 pub const FEATURE: &str = "refs/heads/feature";
-
-/// A PostgreSQL schema that lives for one test.
-struct PgSchema {
-    admin_url: String,
-    name: String,
-}
-
-impl PgSchema {
-    fn create() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("RUNNER_TEST_POSTGRES_URL") else {
-            eprintln!("skipping PostgreSQL variant: RUNNER_TEST_POSTGRES_URL is not set");
-            return None;
-        };
-        let name = format!("c_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = diesel::PgConnection::establish(&admin_url)
-            .unwrap_or_else(|e| panic!("RUNNER_TEST_POSTGRES_URL is set but unusable: {e}"));
-        diesel::sql_query(format!("CREATE SCHEMA {name}"))
-            .execute(&mut conn)
-            .expect("create test schema");
-        Some(Self { admin_url, name })
-    }
-
-    fn url(&self) -> String {
-        let sep = if self.admin_url.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        format!(
-            "{}{sep}options=-csearch_path%3D{}",
-            self.admin_url, self.name
-        )
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        if let Ok(mut conn) = diesel::PgConnection::establish(&self.admin_url) {
-            let _ = diesel::sql_query(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
-                .execute(&mut conn);
-        }
-    }
-}
 
 /// A store on one backend, a workspace, a fake home, and the cache handlers over them.
 pub struct Harness {

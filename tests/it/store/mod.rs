@@ -8,10 +8,10 @@ mod index;
 mod schema;
 mod verify;
 
+pub use crate::support::PgSchema;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use diesel::prelude::*;
 use runner::clock::ManualClock;
 use runner::store::Store;
 use runner::store::blob::BlobInfo;
@@ -21,51 +21,6 @@ use runner::store::index::{Entry, Index, NewEntry, Reservation};
 pub const T0: i64 = 1_767_225_600_000;
 pub const MINUTE: i64 = 60 * 1000;
 pub const DAY: i64 = 24 * 60 * MINUTE;
-
-/// A PostgreSQL schema that exists for one test and is dropped after it.
-pub struct PgSchema {
-    admin_url: String,
-    name: String,
-}
-
-impl PgSchema {
-    /// `None` (with the reason printed) when no server is configured.
-    fn create() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("RUNNER_TEST_POSTGRES_URL") else {
-            eprintln!("skipping PostgreSQL variant: RUNNER_TEST_POSTGRES_URL is not set");
-            return None;
-        };
-        let name = format!("t_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = diesel::PgConnection::establish(&admin_url)
-            .unwrap_or_else(|e| panic!("RUNNER_TEST_POSTGRES_URL is set but unusable: {e}"));
-        diesel::sql_query(format!("CREATE SCHEMA {name}"))
-            .execute(&mut conn)
-            .expect("create test schema");
-        Some(Self { admin_url, name })
-    }
-
-    /// The admin URL with this schema as the search path.
-    pub fn url(&self) -> String {
-        let sep = if self.admin_url.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        format!(
-            "{}{sep}options=-csearch_path%3D{}",
-            self.admin_url, self.name
-        )
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        if let Ok(mut conn) = diesel::PgConnection::establish(&self.admin_url) {
-            let _ = diesel::sql_query(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
-                .execute(&mut conn);
-        }
-    }
-}
 
 /// One store on one backend, with a manual clock.
 pub struct Harness {
