@@ -613,15 +613,7 @@ fn eviction_by_age_after_save(h: &Harness) {
     h.clock.advance(2 * DAY);
     deps(h, "new");
     h.main(SAVE, &job, &[("path", "deps"), ("key", "new")]).ok();
-    let mut keys: Vec<String> = h
-        .cache
-        .index()
-        .list(&Default::default())
-        .expect("list")
-        .into_iter()
-        .map(|e| e.key)
-        .collect();
-    keys.sort();
+    let keys = h.keys();
     assert_eq!(
         keys,
         ["new", "used"],

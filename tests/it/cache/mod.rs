@@ -102,6 +102,20 @@ impl Harness {
         ))
     }
 
+    /// The keys of every committed entry, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .cache
+            .index()
+            .list(&Default::default())
+            .expect("list")
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        keys.sort();
+        keys
+    }
+
     pub fn store_dir(&self) -> PathBuf {
         self.dir.path().join("store")
     }

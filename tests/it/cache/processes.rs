@@ -70,15 +70,7 @@ fn parallel_processes_share_one_store(h: &Harness, db_url: &str) {
         }
     }
     assert_eq!(saved_shared, 1);
-    let mut keys: Vec<String> = h
-        .cache
-        .index()
-        .list(&Default::default())
-        .expect("list")
-        .into_iter()
-        .map(|e| e.key)
-        .collect();
-    keys.sort();
+    let keys = h.keys();
     assert_eq!(keys, ["own-1", "own-3", "own-5", "own-7", "shared"]);
     let report = h.cache.verify(true).expect("verify");
     assert!(report.rows_without_blob.is_empty(), "{report:?}");
