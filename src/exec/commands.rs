@@ -119,39 +119,47 @@ fn parse_command(line: &str, extra: Option<&str>) -> Option<WorkflowCommand> {
         KNOWN.iter().any(|k| k.eq_ignore_ascii_case(name))
             || extra.is_some_and(|e| e.eq_ignore_ascii_case(name))
     };
-    let trimmed = line.trim_start();
-    if let Some(rest) = trimmed.strip_prefix("::") {
+    if let Some(rest) = line.trim_start().strip_prefix("::") {
         let end = rest.find("::")?;
-        let info = &rest[..end];
-        let (name, props) = match info.split_once(' ') {
-            Some((name, props)) => (name, Some(props)),
-            None => (info, None),
-        };
-        if !known(name) {
-            return None;
-        }
-        let mut properties = IndexMap::new();
-        if let Some(props) = props {
-            for pair in props.trim().split(',').filter(|p| !p.is_empty()) {
-                if let Some((k, v)) = pair.split_once('=')
-                    && !k.is_empty()
-                    && !v.is_empty()
-                {
-                    properties.insert(k.to_string(), unescape_property(v));
-                }
-            }
-        }
-        return Some(WorkflowCommand {
-            name: name.to_ascii_lowercase(),
-            properties,
-            data: unescape_data(&rest[end + 2..]),
-        });
+        return command(&rest[..end], &rest[end + 2..], &MODERN, known);
     }
     // Legacy form: `##[name k=v;k=v]data`, anywhere in the line.
     let start = line.find("##[")?;
     let rest = &line[start + 3..];
     let end = rest.find(']')?;
-    let info = &rest[..end];
+    command(&rest[..end], &rest[end + 1..], &LEGACY, known)
+}
+
+/// What differs between the two command forms: how properties are separated and how values
+/// are escaped.
+struct Syntax {
+    separator: char,
+    trim_properties: bool,
+    unescape_property: fn(&str) -> String,
+    unescape_data: fn(&str) -> String,
+}
+
+const MODERN: Syntax = Syntax {
+    separator: ',',
+    trim_properties: true,
+    unescape_property,
+    unescape_data,
+};
+
+const LEGACY: Syntax = Syntax {
+    separator: ';',
+    trim_properties: false,
+    unescape_property: unescape_legacy,
+    unescape_data: unescape_legacy,
+};
+
+/// Builds a command from `name props` and its data, if the name is one we know.
+fn command(
+    info: &str,
+    data: &str,
+    syntax: &Syntax,
+    known: impl Fn(&str) -> bool,
+) -> Option<WorkflowCommand> {
     let (name, props) = match info.split_once(' ') {
         Some((name, props)) => (name, Some(props)),
         None => (info, None),
@@ -161,19 +169,24 @@ fn parse_command(line: &str, extra: Option<&str>) -> Option<WorkflowCommand> {
     }
     let mut properties = IndexMap::new();
     if let Some(props) = props {
-        for pair in props.split(';').filter(|p| !p.is_empty()) {
+        let props = if syntax.trim_properties {
+            props.trim()
+        } else {
+            props
+        };
+        for pair in props.split(syntax.separator).filter(|p| !p.is_empty()) {
             if let Some((k, v)) = pair.split_once('=')
                 && !k.is_empty()
                 && !v.is_empty()
             {
-                properties.insert(k.to_string(), unescape_legacy(v));
+                properties.insert(k.to_string(), (syntax.unescape_property)(v));
             }
         }
     }
     Some(WorkflowCommand {
         name: name.to_ascii_lowercase(),
         properties,
-        data: unescape_legacy(&rest[end + 1..]),
+        data: (syntax.unescape_data)(data),
     })
 }
 
