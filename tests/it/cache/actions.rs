@@ -480,18 +480,7 @@ fn corrupt_or_missing_blob_is_a_miss(h: &Harness) {
     let job = h.job(MAIN);
     deps(h, "1");
     h.main(SAVE, &job, &[("path", "deps"), ("key", "bad")]).ok();
-    let entry = h
-        .cache
-        .index()
-        .list(&Default::default())
-        .expect("list")
-        .remove(0);
-    let digest = entry.blob_digest.expect("committed");
-    let blob = h
-        .store_dir()
-        .join("blobs-v1")
-        .join(&digest[..2])
-        .join(&digest);
+    let blob = h.blob_file("bad");
     let mut bytes = std::fs::read(&blob).expect("read blob");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
@@ -524,18 +513,7 @@ fn corrupt_or_missing_blob_is_a_miss(h: &Harness) {
         .ok()
         .expect_line(Info, "Cache saved with key: bad");
 
-    let entry = h
-        .cache
-        .index()
-        .list(&Default::default())
-        .expect("list")
-        .remove(0);
-    let digest = entry.blob_digest.expect("committed");
-    let blob = h
-        .store_dir()
-        .join("blobs-v1")
-        .join(&digest[..2])
-        .join(&digest);
+    let blob = h.blob_file("bad");
     std::fs::remove_file(&blob).expect("remove blob");
     remove(h, "deps");
     let step = h.main(RESTORE, &job, &[("path", "deps"), ("key", "bad")]);

@@ -116,6 +116,22 @@ impl Harness {
         keys
     }
 
+    /// The file holding the blob of the committed entry `key`.
+    pub fn blob_file(&self, key: &str) -> PathBuf {
+        let entry = self
+            .cache
+            .index()
+            .list(&Default::default())
+            .expect("list")
+            .into_iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("no entry {key}"));
+        let digest = entry.blob_digest.expect("committed");
+        runner::store::blob::LocalBlobStore::new(self.store_dir())
+            .and_then(|blobs| blobs.path_of(&digest))
+            .expect("blob path")
+    }
+
     pub fn store_dir(&self) -> PathBuf {
         self.dir.path().join("store")
     }
