@@ -37,6 +37,7 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             opts.zstd_workers = env_num("ARCHIVE_BENCH_ZSTD_WORKERS").map(|n| n as u32);
             opts.zstd_job_size = env_num("ARCHIVE_BENCH_JOB_SIZE").map(|n| n as u32);
             opts.zstd_overlap_log = env_num("ARCHIVE_BENCH_OVERLAP_LOG").map(|n| n as u32);
+            opts.zstd_long_after = env_num("ARCHIVE_BENCH_LONG_AFTER").map(|n| n as u64);
             let stats = archive::create_with(&workspace, &paths, &opts, &mut out)?;
             drop(out);
             let secs = start.elapsed().as_secs_f64();

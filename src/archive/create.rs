@@ -24,6 +24,13 @@ const STREAM_MIN: u64 = 1 << 20;
 const SMALL_READ: u64 = 64 << 10;
 /// zstd level `zstd -T0` uses by default.
 const ZSTD_LEVEL: i32 = 3;
+/// Default for [`CreateOptions::zstd_long_after`]. Below it, long-distance matching costs more
+/// (a fifth more CPU on a `node_modules`) than the few long matches it finds; above it are the
+/// caches where it pays: build trees holding several copies of the same libraries and objects.
+pub const LONG_AFTER: u64 = 128 << 20;
+/// Window of the long-distance frame: zstd's default decoder limit (2^27), so `unzstd` and
+/// `tar --use-compress-program unzstd` read it without `--long`.
+const LONG_WINDOW_LOG: u32 = 27;
 
 /// Options for [`create_with`].
 pub struct CreateOptions<'a> {
@@ -42,6 +49,9 @@ pub struct CreateOptions<'a> {
     /// zstd overlap log (0 default, 1 none .. 9 a full window) between multithreaded jobs;
     /// `None` keeps the library's.
     pub zstd_overlap_log: Option<u32>,
+    /// Tar bytes after which the rest of the archive goes into a second zstd frame with
+    /// long-distance matching; `None` means [`LONG_AFTER`], `Some(u64::MAX)` never.
+    pub zstd_long_after: Option<u64>,
     /// Called on this thread with the content bytes written so far, after each batch.
     pub progress: Option<&'a dyn Fn(u64)>,
 }
@@ -56,6 +66,7 @@ impl CreateOptions<'_> {
             zstd_window_log: None,
             zstd_job_size: None,
             zstd_overlap_log: None,
+            zstd_long_after: None,
             progress: None,
         }
     }
@@ -70,6 +81,7 @@ impl std::fmt::Debug for CreateOptions<'_> {
             .field("zstd_window_log", &self.zstd_window_log)
             .field("zstd_job_size", &self.zstd_job_size)
             .field("zstd_overlap_log", &self.zstd_overlap_log)
+            .field("zstd_long_after", &self.zstd_long_after)
             .field("progress", &self.progress.is_some())
             .finish()
     }
@@ -117,9 +129,22 @@ pub fn create_with(
     let cores = default_threads();
     // Set the encoder up before a byte is written, so a zstd failure can still fall back.
     let mut out = BufWriter::with_capacity(1 << 20, out);
+    let long_after = opts.zstd_long_after.unwrap_or(LONG_AFTER);
     let (mut enc, used) = match opts.compression {
-        Compression::Zstd => match zstd_encoder(&mut out, opts, cores as u32) {
-            Ok(z) => (Encoder::Zstd(z), Compression::Zstd),
+        Compression::Zstd => match zstd_params(opts, cores as u32, long_after == 0) {
+            Ok(params) => (
+                Encoder::Zstd {
+                    z: Some(zstd::stream::write::Encoder::with_encoder(
+                        &mut out as &mut dyn Write,
+                        params,
+                    )),
+                    fed: 0,
+                    long_after,
+                    workers: cores as u32,
+                    opts,
+                },
+                Compression::Zstd,
+            ),
             Err(_) => (gzip_encoder(&mut out), Compression::Gzip),
         },
         Compression::Gzip => (gzip_encoder(&mut out), Compression::Gzip),
@@ -139,48 +164,94 @@ pub fn create_with(
 }
 
 enum Encoder<'w> {
-    Zstd(zstd::stream::write::Encoder<'static, &'w mut dyn Write>),
+    /// zstd, going on in a long-distance frame once `fed` reaches `long_after` (a zstd stream
+    /// may hold any number of frames; decoders read them as one stream).
+    Zstd {
+        /// `None` only while one frame is being swapped for the next.
+        z: Option<zstd::stream::write::Encoder<'static, &'w mut dyn Write>>,
+        fed: u64,
+        long_after: u64,
+        workers: u32,
+        opts: &'w CreateOptions<'w>,
+    },
     Gzip(flate2::write::GzEncoder<&'w mut dyn Write>),
 }
 
 impl Encoder<'_> {
     fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
         match self {
-            Encoder::Zstd(z) => z.write_all(b),
+            Encoder::Zstd {
+                z,
+                fed,
+                long_after,
+                workers,
+                opts,
+            } => {
+                if *fed < *long_after && *fed + b.len() as u64 >= *long_after {
+                    *long_after = u64::MAX;
+                    if let Some(old) = z.take() {
+                        let out = old.finish()?;
+                        // If zstd refuses the long settings, the rest is one more plain frame.
+                        let params = zstd_params(opts, *workers, true)
+                            .or_else(|_| zstd_params(opts, *workers, false))?;
+                        *z = Some(zstd::stream::write::Encoder::with_encoder(out, params));
+                    }
+                }
+                *fed += b.len() as u64;
+                match z {
+                    Some(z) => z.write_all(b),
+                    None => Err(std::io::Error::other("zstd encoder lost")),
+                }
+            }
             Encoder::Gzip(g) => g.write_all(b),
         }
     }
 
     fn finish(self) -> std::io::Result<()> {
         match self {
-            Encoder::Zstd(z) => z.finish().map(drop),
+            Encoder::Zstd { z: Some(z), .. } => z.finish().map(drop),
+            Encoder::Zstd { z: None, .. } => Err(std::io::Error::other("zstd encoder lost")),
             Encoder::Gzip(g) => g.finish().map(drop),
         }
     }
 }
 
-fn zstd_encoder<'w>(
-    out: &'w mut BufWriter<&mut dyn Write>,
+/// A zstd encoder with our settings, not yet tied to a writer (so a refusal leaves the writer
+/// free for the gzip fallback).
+fn zstd_params(
     opts: &CreateOptions<'_>,
     cores: u32,
-) -> std::io::Result<zstd::stream::write::Encoder<'static, &'w mut dyn Write>> {
+    long: bool,
+) -> std::io::Result<zstd::stream::raw::Encoder<'static>> {
     use zstd::stream::raw::CParameter;
     let workers = opts.zstd_workers.unwrap_or(cores);
-    let out: &'w mut dyn Write = out;
-    let mut z = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
-    // Level 3's window (2^21) stays far below the decoders' default limit (2^27): no --long.
-    z.include_checksum(true)?;
+    let mut z = zstd::stream::raw::Encoder::new(ZSTD_LEVEL)?;
+    z.set_parameter(CParameter::ChecksumFlag(true))?;
     if workers > 0 {
-        z.multithread(workers)?;
+        z.set_parameter(CParameter::NbWorkers(workers))?;
         if let Some(size) = opts.zstd_job_size {
             z.set_parameter(CParameter::JobSize(size))?;
+        } else if long {
+            // LDM would cut jobs to 2 MiB; level 3's usual 8 MiB keeps the workers busier.
+            z.set_parameter(CParameter::JobSize(8 << 20))?;
         }
         if let Some(log) = opts.zstd_overlap_log {
             z.set_parameter(CParameter::OverlapSizeLog(log))?;
         }
     }
-    if let Some(log) = opts.zstd_window_log {
-        z.window_log(log)?;
+    if long {
+        z.set_parameter(CParameter::EnableLongDistanceMatching(true))?;
+        z.set_parameter(CParameter::WindowLog(
+            opts.zstd_window_log.unwrap_or(LONG_WINDOW_LOG),
+        ))?;
+        // Sparser than zstd's defaults (a hash every 2^7 bytes, matches from 64 bytes): what
+        // pays in a cache is whole files seen again, and this is about half the cost.
+        z.set_parameter(CParameter::LdmHashLog(17))?;
+        z.set_parameter(CParameter::LdmHashRateLog(10))?;
+        z.set_parameter(CParameter::LdmMinMatch(512))?;
+    } else if let Some(log) = opts.zstd_window_log {
+        // Level 3's window (2^21) stays far below the decoders' default limit (2^27).
+        z.set_parameter(CParameter::WindowLog(log))?;
     }
     Ok(z)
 }

@@ -550,6 +550,67 @@ fn our_archives_list_and_extract_with_gnu_tar() {
     }
 }
 
+#[test]
+fn big_archives_go_on_in_a_long_distance_frame_that_unzstd_reads() {
+    // A file repeated 6 MiB later is beyond level 3's 2 MiB window: only the long-distance frame
+    // finds it again. Random content, so every saved byte is the repeat.
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    fs::create_dir_all(ws.join("cache")).unwrap();
+    let repeated = pseudo_random(3 << 20, 7);
+    fs::write(ws.join("cache/a.bin"), &repeated).unwrap();
+    fs::write(ws.join("cache/m.bin"), pseudo_random(3 << 20, 8)).unwrap();
+    fs::write(ws.join("cache/z.bin"), &repeated).unwrap();
+    let make = |long_after: u64| {
+        let mut opts = CreateOptions::new(Compression::Zstd);
+        opts.zstd_long_after = Some(long_after);
+        let mut out = Vec::new();
+        let stats = create_with(&ws, &[PathBuf::from("cache")], &opts, &mut out).unwrap();
+        assert_eq!(stats.compression, Some(Compression::Zstd));
+        out
+    };
+    let frames = |bytes: &[u8]| {
+        let mut n = 0;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let len = zstd::zstd_safe::find_frame_compressed_size(rest).expect("a whole frame");
+            rest = &rest[len..];
+            n += 1;
+        }
+        n
+    };
+    let plain = make(u64::MAX);
+    let long = make(0);
+    let switched = make(64 << 10);
+    assert_eq!(
+        (frames(&plain), frames(&long), frames(&switched)),
+        (1, 1, 2)
+    );
+    assert!(plain.len() > 9 << 20, "random content does not compress");
+    for (case, bytes) in [("long", &long), ("switched", &switched)] {
+        assert!(
+            bytes.len() < 7 << 20,
+            "{case}: the repeat is found ({} bytes)",
+            bytes.len()
+        );
+        let dst = tempfile::tempdir().unwrap();
+        archive::extract(&mut &bytes[..], dst.path(), &[dst.path().join("cache")]).unwrap();
+        assert_eq!(snapshot(dst.path()), snapshot(&ws), "{case}");
+    }
+    if !have("tar") || !have("unzstd") {
+        eprintln!("skipping the GNU tools half: GNU tar and unzstd are needed");
+        return;
+    }
+    // Without --long: the window is within zstd's default decoder limit.
+    fs::write(dir.path().join("cache.tzst"), &switched).unwrap();
+    fs::create_dir_all(dir.path().join("dst")).unwrap();
+    sh(
+        dir.path(),
+        "unzstd -t cache.tzst && tar --use-compress-program unzstd -xf cache.tzst -C dst",
+    );
+    assert_eq!(snapshot(&dir.path().join("dst")), snapshot(&ws));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Safety: crafted archives.
 
