@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -22,7 +23,13 @@ const POOL_MAX: u64 = 8 << 20;
 /// Bytes per job for files bigger than [`POOL_MAX`].
 const PIECE: u64 = 4 << 20;
 /// Batches queued per writer thread at most (memory: lanes × this × ([`JOB_BATCH_BYTES`] + [`POOL_MAX`]) at worst).
-const QUEUE: usize = 4;
+const QUEUE: usize = 8;
+/// Files at least this big go to the writer with the least bytes queued rather than to their
+/// directory's: their time goes into copying data, not into the directory, and a run of big
+/// files in one directory would otherwise leave the other writers idle.
+const BIG: u64 = 1 << 20;
+/// Content buffers kept for reuse: fresh multi-MiB allocations cost a page fault per 4 KiB.
+const FREE_BUFFERS: usize = 16;
 /// Permission bits we restore: setuid/setgid from a cache archive are dropped on purpose.
 const MODE_MASK: u32 = 0o1777;
 /// zstd window limit: archives made with `zstd --long=30/31` decode.
@@ -539,7 +546,11 @@ fn stage_all(
                 } else {
                     left.min(PIECE)
                 };
-                let mut data = Vec::with_capacity(piece as usize);
+                let mut data = if piece >= BIG {
+                    pool.buffer()
+                } else {
+                    Vec::with_capacity(piece as usize)
+                };
                 (&mut entry)
                     .take(piece)
                     .read_to_end(&mut data)
@@ -554,6 +565,7 @@ fn stage_all(
                     meta,
                     first,
                     last: left == 0,
+                    big: size >= BIG,
                 })?;
                 first = false;
                 if left == 0 {
@@ -690,6 +702,8 @@ struct FileJob {
     meta: Meta,
     first: bool,
     last: bool,
+    /// The whole file is at least [`BIG`]: placed by load, not by directory.
+    big: bool,
 }
 
 fn write_job(job: &FileJob, open: &mut Option<File>) -> Result<(), ArchiveError> {
@@ -730,6 +744,10 @@ struct WritePool {
     lanes: Vec<Lane>,
     workers: Vec<JoinHandle<()>>,
     shared: Arc<(Mutex<PoolState>, Condvar)>,
+    /// The lane the pieces of the file being submitted go to (all to one, in order).
+    current: usize,
+    /// Used content buffers of at least [`BIG`] bytes, back from the workers.
+    free: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 /// One worker's queue and the batch being filled for it.
@@ -737,33 +755,57 @@ struct Lane {
     tx: Option<SyncSender<Vec<FileJob>>>,
     batch: Vec<FileJob>,
     batch_bytes: usize,
+    /// Content bytes submitted to this lane and not yet written.
+    queued: Arc<AtomicU64>,
 }
 
 impl WritePool {
     fn new(threads: usize) -> WritePool {
         let shared = Arc::new((Mutex::new(PoolState::default()), Condvar::new()));
+        let free = Arc::new(Mutex::new(Vec::new()));
         let mut lanes = Vec::new();
         let mut workers = Vec::new();
         for _ in 0..threads.max(1) {
             let (tx, rx) = sync_channel::<Vec<FileJob>>(QUEUE);
-            let shared = Arc::clone(&shared);
-            workers.push(std::thread::spawn(move || worker(&rx, &shared)));
+            let queued = Arc::new(AtomicU64::new(0));
+            let ctx = WorkerCtx {
+                shared: Arc::clone(&shared),
+                queued: Arc::clone(&queued),
+                free: Arc::clone(&free),
+            };
+            workers.push(std::thread::spawn(move || worker(&rx, &ctx)));
             lanes.push(Lane {
                 tx: Some(tx),
                 batch: Vec::with_capacity(JOB_BATCH_FILES),
                 batch_bytes: 0,
+                queued,
             });
         }
         WritePool {
             lanes,
             workers,
             shared,
+            current: 0,
+            free,
         }
+    }
+
+    /// An empty buffer for a big file's content, reused if one is free.
+    fn buffer(&self) -> Vec<u8> {
+        let mut b = lock(&self.free).pop().unwrap_or_default();
+        b.clear();
+        b
     }
 
     fn submit(&mut self, job: FileJob) -> Result<(), ArchiveError> {
         let lane = if self.lanes.len() == 1 {
             0
+        } else if !job.first {
+            self.current
+        } else if job.big {
+            (0..self.lanes.len())
+                .min_by_key(|&i| self.lanes[i].queued.load(Ordering::Relaxed))
+                .unwrap_or(0)
         } else {
             use std::hash::{BuildHasher, Hasher};
             let mut fx = FIXED_HASH.build_hasher();
@@ -776,8 +818,10 @@ impl WritePool {
             );
             (fx.finish() % self.lanes.len() as u64) as usize
         };
+        self.current = lane;
         let l = &mut self.lanes[lane];
         l.batch_bytes += job.data.len();
+        l.queued.fetch_add(job.data.len() as u64, Ordering::Relaxed);
         l.batch.push(job);
         if l.batch.len() >= JOB_BATCH_FILES || l.batch_bytes >= JOB_BATCH_BYTES {
             self.flush_lane(lane)?;
@@ -855,7 +899,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn worker(rx: &Receiver<Vec<FileJob>>, shared: &(Mutex<PoolState>, Condvar)) {
+/// What a writer thread shares with the pool.
+struct WorkerCtx {
+    shared: Arc<(Mutex<PoolState>, Condvar)>,
+    queued: Arc<AtomicU64>,
+    free: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+fn worker(rx: &Receiver<Vec<FileJob>>, ctx: &WorkerCtx) {
+    let shared = &*ctx.shared;
     let mut open = None;
     loop {
         let batch = match rx.recv() {
@@ -869,6 +921,17 @@ fn worker(rx: &Receiver<Vec<FileJob>>, shared: &(Mutex<PoolState>, Condvar)) {
         if result.is_err() || lock(&shared.0).error.is_some() {
             open = None;
         }
+        let mut bytes = 0;
+        for job in batch {
+            bytes += job.data.len() as u64;
+            if job.data.capacity() as u64 >= BIG {
+                let mut free = lock(&ctx.free);
+                if free.len() < FREE_BUFFERS {
+                    free.push(job.data);
+                }
+            }
+        }
+        ctx.queued.fetch_sub(bytes, Ordering::Relaxed);
         let mut s = lock(&shared.0);
         if let Err(e) = result {
             s.error.get_or_insert(e);
