@@ -265,17 +265,24 @@ impl Stager {
         Ok(())
     }
 
-    fn ensure_dir(&mut self, dir: &Path) -> Result<(), ArchiveError> {
-        if self.made_dirs.contains(dir) {
-            return Ok(());
-        }
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let mut d = dir;
-        while self.made_dirs.insert(d.to_path_buf()) {
-            match d.parent() {
-                Some(p) => d = p,
-                None => break,
-            }
+    /// Queues the creation of `dir` and of its ancestors not made yet, each on the writer that
+    /// will write the files inside it (so it exists before they are opened there).
+    fn ensure_dir(&mut self, pool: &mut WritePool, dir: &Path) -> Result<(), ArchiveError> {
+        let missing: Vec<&Path> = dir
+            .ancestors()
+            .take_while(|d| !self.made_dirs.contains(*d))
+            .collect();
+        for d in missing.into_iter().rev() {
+            self.made_dirs.insert(d.to_path_buf());
+            pool.submit(FileJob {
+                path: d.to_path_buf(),
+                data: Vec::new(),
+                meta: Meta::default(),
+                first: true,
+                last: true,
+                big: false,
+                kind: JobKind::Mkdir,
+            })?;
         }
         Ok(())
     }
@@ -531,7 +538,7 @@ fn stage_all(
                     pool.barrier()?;
                     st.clear_duplicate(&target, &p)?;
                 }
-                st.ensure_dir(&p)?;
+                st.ensure_dir(pool, &p)?;
                 st.dir_meta.push((p, meta));
             }
         } else if etype.is_file() || etype == tar::EntryType::Continuous {
@@ -566,6 +573,7 @@ fn stage_all(
                     first,
                     last: left == 0,
                     big: size >= BIG,
+                    kind: JobKind::Content,
                 })?;
                 first = false;
                 if left == 0 {
@@ -588,8 +596,15 @@ fn stage_all(
                 ));
             }
             prepare_leaf(st, pool, &target, &p)?;
-            std::os::unix::fs::symlink(OsStr::from_bytes(&link), &p).map_err(io_err(&p))?;
-            set_path_mtime(&p, &meta, true)?;
+            pool.submit(FileJob {
+                path: p,
+                data: Vec::new(),
+                meta,
+                first: true,
+                last: true,
+                big: false,
+                kind: JobKind::Symlink(link),
+            })?;
             st.symlinks.insert(target);
         } else if etype.is_hard_link() {
             let link = entry
@@ -649,7 +664,7 @@ fn prepare_leaf(
     p: &Path,
 ) -> Result<(), ArchiveError> {
     if let Some(parent) = p.parent() {
-        st.ensure_dir(parent)?;
+        st.ensure_dir(pool, parent)?;
     }
     if st.files.contains(target) || st.symlinks.contains(target) || st.made_dirs.contains(p) {
         pool.barrier()?;
@@ -674,14 +689,13 @@ fn creation_gives(mode: u32) -> bool {
     umask().is_some_and(|m| mode & 0o7000 == 0 && mode & !m == mode)
 }
 
-fn open_new(p: &Path, mode: u32) -> Result<File, ArchiveError> {
+fn open_new(p: &Path, mode: u32) -> std::io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(mode & 0o777)
         .open(p)
-        .map_err(io_err(p))
 }
 
 fn finish_file(f: &File, p: &Path, meta: &Meta) -> Result<(), ArchiveError> {
@@ -704,12 +718,47 @@ struct FileJob {
     last: bool,
     /// The whole file is at least [`BIG`]: placed by load, not by directory.
     big: bool,
+    kind: JobKind,
+}
+
+/// What a [`FileJob`] makes at its path.
+enum JobKind {
+    /// File content (`data`).
+    Content,
+    /// A directory (and any missing parents: another writer may not have got to them yet).
+    Mkdir,
+    /// A symlink to these target bytes.
+    Symlink(Vec<u8>),
+}
+
+/// Runs `make`; when it fails because the parent directory is not there yet (it is queued on
+/// another writer), makes the parent and runs it again.
+fn with_parent<T>(p: &Path, make: impl Fn() -> std::io::Result<T>) -> Result<T, ArchiveError> {
+    match make() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+            }
+            make().map_err(io_err(p))
+        }
+        r => r.map_err(io_err(p)),
+    }
 }
 
 fn write_job(job: &FileJob, open: &mut Option<File>) -> Result<(), ArchiveError> {
+    match &job.kind {
+        JobKind::Content => {}
+        JobKind::Mkdir => return std::fs::create_dir_all(&job.path).map_err(io_err(&job.path)),
+        JobKind::Symlink(target) => {
+            with_parent(&job.path, || {
+                std::os::unix::fs::symlink(OsStr::from_bytes(target), &job.path)
+            })?;
+            return set_path_mtime(&job.path, &job.meta, true);
+        }
+    }
     let mut f = match open.take() {
         Some(f) if !job.first => f,
-        _ if job.first => open_new(&job.path, job.meta.mode)?,
+        _ if job.first => with_parent(&job.path, || open_new(&job.path, job.meta.mode))?,
         _ => {
             return Err(ArchiveError::Io {
                 path: job.path.clone(),
@@ -809,13 +858,12 @@ impl WritePool {
         } else {
             use std::hash::{BuildHasher, Hasher};
             let mut fx = FIXED_HASH.build_hasher();
-            fx.write(
-                job.path
-                    .parent()
-                    .unwrap_or(Path::new(""))
-                    .as_os_str()
-                    .as_bytes(),
-            );
+            // A directory goes where the files inside it go.
+            let key = match job.kind {
+                JobKind::Mkdir => &job.path,
+                _ => job.path.parent().unwrap_or(Path::new("")),
+            };
+            fx.write(key.as_os_str().as_bytes());
             (fx.finish() % self.lanes.len() as u64) as usize
         };
         self.current = lane;
