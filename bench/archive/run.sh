@@ -88,7 +88,8 @@ bench_tree() {
     printf "  size           tar|zstd %6.1fMB ours %6.1fMB ratio %.3f\n", zt / 1e6, zo / 1e6, zo / zt
     printf "  restore  wall: zstd|tar %6.2fs  ours %6.2fs  ratio %.2f   cpu: %6.2fs vs %6.2fs  ratio %.2f\n", rt, ro, ro / rt, rct, rco, rco / rct
   }'
-  mv "$out"/rt* "$out"/ro* "$TRASH/" 2>/dev/null || true
+  mkdir -p "$TRASH/$name.restored"
+  mv "$out"/rt* "$out"/ro* "$TRASH/$name.restored/"
 }
 
 echo "== $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $RUNS runs each alternating, medians; zstd $(zstd --version | grep -o 'v[0-9.]*'), $(tar --version | head -1)"
