@@ -136,7 +136,7 @@ fuzz_target!(|data: &[u8]| {
     let mut before = BTreeMap::new();
     snapshot(root.path(), &declared, &mut before);
 
-    let result = runner::archive::extract(&mut &archive[..], &ws, &[declared.clone()]);
+    let result = runner::archive::extract(&mut &archive[..], &ws, std::slice::from_ref(&declared));
 
     let mut after = BTreeMap::new();
     snapshot(root.path(), &declared, &mut after);
