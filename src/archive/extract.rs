@@ -2,7 +2,7 @@
 //! paths, write file contents on a pool of threads into staging directories next to the targets,
 //! and only when the whole archive was read without error move the staged trees into place.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsStr};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -662,11 +662,17 @@ fn stage_all(
             let lri = st.root_of(&link_target).unwrap_or(ri);
             let from = st.staged(lri, &link_target)?;
             prepare_leaf(st, pool, &target, &p)?;
-            // The target's content may still be in the pool's queue.
-            pool.barrier()?;
-            if std::fs::hard_link(&from, &p).is_err() {
-                std::fs::copy(&from, &p).map_err(io_err(&p))?;
-            }
+            // Queued behind the target's own content on the writer that writes it, so the
+            // pipeline never drains for a link (a cargo target dir has dozens).
+            pool.submit(FileJob {
+                path: p,
+                data: Vec::new(),
+                meta,
+                first: true,
+                last: true,
+                big: false,
+                kind: JobKind::HardLink(from),
+            })?;
             st.files.insert(&target);
         } else if etype.is_character_special() || etype.is_block_special() || etype.is_fifo() {
             return Err(unsafe_entry(
@@ -766,6 +772,8 @@ enum JobKind {
     Mkdir,
     /// A symlink to these target bytes.
     Symlink(Vec<u8>),
+    /// A hard link to this staged file (a copy where the file system refuses links).
+    HardLink(PathBuf),
 }
 
 /// Runs `make`; when it fails because the parent directory is not there yet (it is queued on
@@ -791,6 +799,12 @@ fn write_job(job: &FileJob, open: &mut Option<File>) -> Result<(), ArchiveError>
                 std::os::unix::fs::symlink(OsStr::from_bytes(target), &job.path)
             })?;
             return set_path_mtime(&job.path, &job.meta, true);
+        }
+        JobKind::HardLink(from) => {
+            if with_parent(&job.path, || std::fs::hard_link(from, &job.path)).is_err() {
+                std::fs::copy(from, &job.path).map_err(io_err(&job.path))?;
+            }
+            return Ok(());
         }
     }
     let mut f = match open.take() {
@@ -834,6 +848,9 @@ struct WritePool {
     current: usize,
     /// Used content buffers of at least [`BIG`] bytes, back from the workers.
     free: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// The lane each big file and each hard link went to (other files go by directory), for
+    /// hard links to them.
+    placed: HashMap<Vec<u8>, usize>,
 }
 
 /// One worker's queue and the batch being filled for it.
@@ -873,6 +890,7 @@ impl WritePool {
             shared,
             current: 0,
             free,
+            placed: HashMap::new(),
         }
     }
 
@@ -889,21 +907,34 @@ impl WritePool {
         } else if !job.first {
             self.current
         } else if job.big {
-            (0..self.lanes.len())
+            let lane = (0..self.lanes.len())
                 .min_by_key(|&i| self.lanes[i].queued.load(Ordering::Relaxed))
-                .unwrap_or(0)
+                .unwrap_or(0);
+            self.placed
+                .insert(job.path.as_os_str().as_bytes().to_vec(), lane);
+            lane
+        } else if let JobKind::HardLink(from) = &job.kind
+            && let Some(&lane) = self.placed.get(from.as_os_str().as_bytes())
+        {
+            lane
         } else {
             use std::hash::{BuildHasher, Hasher};
             let mut fx = FIXED_HASH.build_hasher();
-            // A directory goes where the files inside it go.
-            let key = match job.kind {
+            // A directory goes where the files inside it go; a hard link where its target went.
+            let key = match &job.kind {
                 JobKind::Mkdir => &job.path,
+                JobKind::HardLink(from) => from.parent().unwrap_or(Path::new("")),
                 _ => job.path.parent().unwrap_or(Path::new("")),
             };
             fx.write(key.as_os_str().as_bytes());
             (fx.finish() % self.lanes.len() as u64) as usize
         };
         self.current = lane;
+        if let JobKind::HardLink(_) = job.kind {
+            // A link to this link must queue behind it too.
+            self.placed
+                .insert(job.path.as_os_str().as_bytes().to_vec(), lane);
+        }
         let l = &mut self.lanes[lane];
         l.batch_bytes += job.data.len();
         l.queued.fetch_add(job.data.len() as u64, Ordering::Relaxed);

@@ -877,6 +877,52 @@ fn missing_path_is_an_io_error_naming_it() {
 }
 
 #[test]
+fn hard_links_across_directories_and_chained_restore_as_one_inode() {
+    // Links are written by the writer that wrote their target, in whatever directory they are;
+    // a link to a link (GNU tar never writes one, a crafted archive may) must follow it there.
+    let big = "z".repeat(2 << 20);
+    let tar = craft(&[
+        file("cache/x/a", "content of a"),
+        file("cache/big/f", &big),
+        special("cache/y/b", tar::EntryType::Link, Some("cache/x/a")),
+        special("cache/z/c", tar::EntryType::Link, Some("cache/y/b")),
+        special("cache/w/g", tar::EntryType::Link, Some("cache/big/f")),
+        special("cache/v/h", tar::EntryType::Link, Some("cache/w/g")),
+    ]);
+    for threads in [1, 3, 8] {
+        let dst = tempfile::tempdir().unwrap();
+        let opts = ExtractOptions {
+            write_threads: threads,
+            ..ExtractOptions::default()
+        };
+        extract_with(
+            &mut &tar[..],
+            dst.path(),
+            &[dst.path().join("cache")],
+            &opts,
+        )
+        .unwrap();
+        let ino = |rel: &str| fs::metadata(dst.path().join(rel)).unwrap().ino();
+        for (rel, first) in [
+            ("cache/y/b", "cache/x/a"),
+            ("cache/z/c", "cache/x/a"),
+            ("cache/w/g", "cache/big/f"),
+            ("cache/v/h", "cache/big/f"),
+        ] {
+            assert_eq!(ino(rel), ino(first), "{rel} ({threads} writers)");
+        }
+        assert_eq!(
+            fs::read(dst.path().join("cache/z/c")).unwrap(),
+            b"content of a"
+        );
+        assert_eq!(
+            fs::read(dst.path().join("cache/v/h")).unwrap().len(),
+            2 << 20
+        );
+    }
+}
+
+#[test]
 fn files_bigger_than_one_write_job_restore_whole_with_links_to_them() {
     // Files above 8 MiB are written in pieces by the pool; sizes off the piece boundary, a small
     // file next to each, and a hard link to one of them must all come back exactly.
