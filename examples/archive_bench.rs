@@ -2,6 +2,9 @@
 //!   archive_bench create <workspace> <out.tzst> [--gzip] <path>...
 //!   archive_bench extract <archive> <workspace> <allowed>...
 //! Prints one line: wall seconds, entries, content bytes (and output size for create).
+//! Knobs for experiments (defaults otherwise): ARCHIVE_BENCH_READERS, _ZSTD_WORKERS, _JOB_SIZE,
+//! _OVERLAP_LOG, _LONG_AFTER (bytes; 0 = long-distance frame from the start) for create, and
+//! ARCHIVE_BENCH_THREADS (writers) for extract.
 
 use std::path::PathBuf;
 use std::time::Instant;
