@@ -267,15 +267,11 @@ impl Stager {
             .collect();
         for d in missing.into_iter().rev() {
             self.made_dirs.insert(d);
-            pool.submit(FileJob {
-                path: d.to_path_buf(),
-                data: Vec::new(),
-                meta: Meta::default(),
-                first: true,
-                last: true,
-                big: false,
-                kind: JobKind::Mkdir,
-            })?;
+            pool.submit(FileJob::without_content(
+                d.to_path_buf(),
+                Meta::default(),
+                JobKind::Mkdir,
+            ))?;
         }
         Ok(())
     }
@@ -633,15 +629,7 @@ fn stage_all(
                 ));
             }
             prepare_leaf(st, pool, &target, &p)?;
-            pool.submit(FileJob {
-                path: p,
-                data: Vec::new(),
-                meta,
-                first: true,
-                last: true,
-                big: false,
-                kind: JobKind::Symlink(link),
-            })?;
+            pool.submit(FileJob::without_content(p, meta, JobKind::Symlink(link)))?;
             st.symlinks.insert(&target);
         } else if etype.is_hard_link() {
             let link = entry
@@ -664,15 +652,7 @@ fn stage_all(
             prepare_leaf(st, pool, &target, &p)?;
             // Queued behind the target's own content on the writer that writes it, so the
             // pipeline never drains for a link (a cargo target dir has dozens).
-            pool.submit(FileJob {
-                path: p,
-                data: Vec::new(),
-                meta,
-                first: true,
-                last: true,
-                big: false,
-                kind: JobKind::HardLink(from),
-            })?;
+            pool.submit(FileJob::without_content(p, meta, JobKind::HardLink(from)))?;
             st.files.insert(&target);
         } else if etype.is_character_special() || etype.is_block_special() || etype.is_fifo() {
             return Err(unsafe_entry(
@@ -762,6 +742,21 @@ struct FileJob {
     /// The whole file is at least [`BIG`]: placed by load, not by directory.
     big: bool,
     kind: JobKind,
+}
+
+impl FileJob {
+    /// A directory or link: one job, nothing to write.
+    fn without_content(path: PathBuf, meta: Meta, kind: JobKind) -> FileJob {
+        FileJob {
+            path,
+            data: Vec::new(),
+            meta,
+            first: true,
+            last: true,
+            big: false,
+            kind,
+        }
+    }
 }
 
 /// What a [`FileJob`] makes at its path.
