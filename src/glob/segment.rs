@@ -135,15 +135,16 @@ fn parse(pat: &[u16]) -> Parsed {
     let mut i = 0usize;
     while i < pat.len() {
         let c = pat[i];
-        if escaping && re_special(c) {
+        // A character standing for itself: an element of the open class, or a literal unit.
+        let mut literal = |raw: bool| {
             if in_class {
-                elems.push(ClassElem {
-                    unit: c,
-                    raw: false,
-                });
+                elems.push(ClassElem { unit: c, raw });
             } else {
                 tokens.push(Token::Unit(c));
             }
+        };
+        if escaping && re_special(c) {
+            literal(false);
             escaping = false;
             i += 1;
             continue;
@@ -178,40 +179,15 @@ fn parse(pat: &[u16]) -> Parsed {
                     }
                 }
             }
-            Some('(') => {
-                if in_class {
-                    elems.push(ClassElem { unit: c, raw: true });
-                } else {
-                    tokens.push(Token::Unit(c));
+            Some(ch @ ('(' | ')' | '|')) => {
+                literal(ch == '(');
+                if ch == '|' {
+                    escaping = false;
                 }
-            }
-            Some(')') => {
-                if in_class {
-                    elems.push(ClassElem {
-                        unit: c,
-                        raw: false,
-                    });
-                } else {
-                    tokens.push(Token::Unit(c));
-                }
-            }
-            Some('|') => {
-                if in_class {
-                    elems.push(ClassElem {
-                        unit: c,
-                        raw: false,
-                    });
-                } else {
-                    tokens.push(Token::Unit(c));
-                }
-                escaping = false;
             }
             Some('[') => {
                 if in_class {
-                    elems.push(ClassElem {
-                        unit: c,
-                        raw: false,
-                    });
+                    literal(false);
                 } else {
                     in_class = true;
                     class_start = i as isize;
@@ -221,14 +197,7 @@ fn parse(pat: &[u16]) -> Parsed {
             }
             Some(']') => {
                 if i as isize == class_start + 1 || !in_class {
-                    if in_class {
-                        elems.push(ClassElem {
-                            unit: c,
-                            raw: false,
-                        });
-                    } else {
-                        tokens.push(Token::Unit(c));
-                    }
+                    literal(false);
                     escaping = false;
                 } else {
                     let start = (class_start + 1) as usize;
@@ -261,11 +230,7 @@ fn parse(pat: &[u16]) -> Parsed {
                 } else {
                     !(re_special(c) && !(c == unit('^') && in_class))
                 };
-                if in_class {
-                    elems.push(ClassElem { unit: c, raw });
-                } else {
-                    tokens.push(Token::Unit(c));
-                }
+                literal(raw);
             }
         }
         i += 1;
