@@ -83,12 +83,6 @@ pub enum CacheError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// A committed entry has no blob (a corrupt row).
-    #[error("cache entry {id} has no blob")]
-    NoBlob {
-        /// The entry id.
-        id: String,
-    },
 }
 
 impl CacheError {
@@ -458,13 +452,7 @@ impl Cache {
         paths: &[String],
         location: &Location,
     ) -> Result<(), CacheError> {
-        let digest = entry
-            .blob_digest
-            .as_deref()
-            .ok_or_else(|| CacheError::NoBlob {
-                id: entry.id.clone(),
-            })?;
-        let reader = self.store.blobs().open(digest)?;
+        let reader = self.store.open_entry(entry)?;
         let allowed = allowed_roots(paths, &location.workspace, &location.home);
         let mut progress = Progress::new(
             "Restoring cache",
