@@ -154,11 +154,9 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
             git_ref,
             common,
         } => {
-            let entries = resolve(&cache, &key_or_id, git_ref.as_deref(), &common)?;
-            if entries.is_empty() {
-                eprintln!("no cache entry matches '{key_or_id}'");
+            let Some(entries) = resolve(&cache, &key_or_id, git_ref.as_deref(), &common)? else {
                 return Ok(EXIT_FAILED);
-            }
+            };
             if common.json {
                 serde_json::to_writer_pretty(&mut out, &entries_json(&entries))?;
                 writeln!(out)?;
@@ -177,11 +175,9 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
             git_ref,
             common,
         } => {
-            let entries = resolve(&cache, &key_or_id, git_ref.as_deref(), &common)?;
-            if entries.is_empty() {
-                eprintln!("no cache entry matches '{key_or_id}'");
+            let Some(entries) = resolve(&cache, &key_or_id, git_ref.as_deref(), &common)? else {
                 return Ok(EXIT_FAILED);
-            }
+            };
             let deleted = delete_all(&cache, &entries)?;
             report_deleted(&mut out, &deleted, common.json)?;
             Ok(EXIT_OK)
@@ -326,19 +322,26 @@ fn repository(common: &Common) -> Option<String> {
 }
 
 /// Entries named by id, or every entry whose key equals `key_or_id` (case-insensitive).
+/// The entries `key_or_id` names: the entry with that id, else those with that key. `None`
+/// (after saying so) when there are none.
 fn resolve(
     cache: &Cache,
     key_or_id: &str,
     git_ref: Option<&str>,
     common: &Common,
-) -> anyhow::Result<Vec<Entry>> {
+) -> anyhow::Result<Option<Vec<Entry>>> {
     if let Some(entry) = cache.index().get(key_or_id)? {
-        return Ok(vec![entry]);
+        return Ok(Some(vec![entry]));
     }
     let repository = repository(common);
-    Ok(cache
+    let entries = cache
         .index()
-        .find_by_key(repository.as_deref(), git_ref, key_or_id)?)
+        .find_by_key(repository.as_deref(), git_ref, key_or_id)?;
+    if entries.is_empty() {
+        eprintln!("no cache entry matches '{key_or_id}'");
+        return Ok(None);
+    }
+    Ok(Some(entries))
 }
 
 fn delete_all(cache: &Cache, entries: &[Entry]) -> anyhow::Result<Vec<Entry>> {

@@ -90,16 +90,8 @@ fn parse_error(args: &EvalArgs, e: &ParseError) -> u8 {
 pub fn run(args: EvalArgs) -> anyhow::Result<u8> {
     let contexts = match &args.contexts {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading contexts file {}", path.display()))?;
-            let json: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("parsing contexts file {}", path.display()))?;
-            if !json.is_object() {
-                anyhow::bail!(
-                    "contexts file {}: expected a JSON object whose keys are context names",
-                    path.display()
-                );
-            }
+            // Its keys are the context names.
+            let json = super::read_json_object(path, "contexts file")?;
             Value::from_json(json)
         }
         None => Value::Object(Default::default()),

@@ -189,16 +189,7 @@ fn options(args: &ExecArgs) -> anyhow::Result<RunOptions> {
         }
     }
     let event = match &args.event_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("--event-file {}", path.display()))?;
-            let value: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("--event-file {}: not valid JSON", path.display()))?;
-            if !value.is_object() {
-                bail!("--event-file {}: must hold a JSON object", path.display());
-            }
-            value
-        }
+        Some(path) => super::read_json_object(path, "--event-file")?,
         None => serde_json::Value::Object(serde_json::Map::new()),
     };
     Ok(RunOptions {

@@ -2,8 +2,10 @@
 //!
 //! Exit codes, documented once: 0 ok, 1 a job failed, 2 bad input or usage.
 
+use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 mod cache;
@@ -66,4 +68,17 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+/// Reads a JSON file that must hold an object; errors name `what` (the flag or file's role)
+/// and the path.
+fn read_json_object(path: &Path, what: &str) -> anyhow::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {what} {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("parsing {what} {}", path.display()))?;
+    if !value.is_object() {
+        anyhow::bail!("{what} {}: expected a JSON object", path.display());
+    }
+    Ok(value)
 }
