@@ -309,40 +309,43 @@ impl Cx<'_> {
     }
 
     fn or_expr_number(&mut self, node: &Node, what: &str) -> Option<OrExpr<f64>> {
-        let s = self.scalar(node, what, "a number")?;
-        if find_expression(&s.value).is_some() {
-            return self.text(node, what).map(OrExpr::Expr);
-        }
-        let pos = s.map.pos_at(&s.value, 0);
-        match resolve(s) {
-            ScalarKind::Number(n) => Some(OrExpr::Value {
-                value: n,
-                raw: s.value.clone(),
-                pos,
-            }),
-            _ => {
-                self.error(pos, format!("{what} must be a number, found '{}'", s.value));
-                None
-            }
-        }
+        self.or_expr(node, what, ["a number", "a number"], |k| match k {
+            ScalarKind::Number(n) => Some(n),
+            _ => None,
+        })
     }
 
     fn or_expr_bool(&mut self, node: &Node, what: &str) -> Option<OrExpr<bool>> {
-        let s = self.scalar(node, what, "a boolean")?;
+        self.or_expr(node, what, ["a boolean", "true or false"], |k| match k {
+            ScalarKind::Bool(b) => Some(b),
+            _ => None,
+        })
+    }
+
+    /// A scalar that is either an expression or a plain value `pick` accepts. `expected` names
+    /// what the field must be when it is not a scalar, and when its value is wrong.
+    fn or_expr<T>(
+        &mut self,
+        node: &Node,
+        what: &str,
+        [kind, expected]: [&str; 2],
+        pick: impl Fn(ScalarKind) -> Option<T>,
+    ) -> Option<OrExpr<T>> {
+        let s = self.scalar(node, what, kind)?;
         if find_expression(&s.value).is_some() {
             return self.text(node, what).map(OrExpr::Expr);
         }
         let pos = s.map.pos_at(&s.value, 0);
-        match resolve(s) {
-            ScalarKind::Bool(b) => Some(OrExpr::Value {
-                value: b,
+        match pick(resolve(s)) {
+            Some(value) => Some(OrExpr::Value {
+                value,
                 raw: s.value.clone(),
                 pos,
             }),
-            _ => {
+            None => {
                 self.error(
                     pos,
-                    format!("{what} must be true or false, found '{}'", s.value),
+                    format!("{what} must be {expected}, found '{}'", s.value),
                 );
                 None
             }
