@@ -5,6 +5,18 @@ use std::path::{Path, PathBuf};
 
 use diesel::prelude::*;
 
+/// The keys of every committed entry in `index`, sorted.
+pub fn committed_keys(index: &runner::store::index::Index) -> Vec<String> {
+    let mut keys: Vec<String> = index
+        .list(&Default::default())
+        .expect("list")
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    keys.sort();
+    keys
+}
+
 /// The `runner` binary built for this test run.
 pub fn runner_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_runner"))

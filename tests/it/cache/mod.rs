@@ -104,16 +104,7 @@ impl Harness {
 
     /// The keys of every committed entry, sorted.
     pub fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .cache
-            .index()
-            .list(&Default::default())
-            .expect("list")
-            .into_iter()
-            .map(|e| e.key)
-            .collect();
-        keys.sort();
-        keys
+        crate::support::committed_keys(self.cache.index())
     }
 
     /// The file holding the blob of the committed entry `key`.

@@ -20,15 +20,7 @@ fn orphan(h: &Harness, bytes: &[u8]) -> String {
 }
 
 fn keys(h: &Harness) -> Vec<String> {
-    let mut k: Vec<String> = h
-        .index()
-        .list(&Default::default())
-        .expect("list")
-        .into_iter()
-        .map(|e| e.key)
-        .collect();
-    k.sort();
-    k
+    crate::support::committed_keys(h.index())
 }
 
 fn removes_orphans_and_dangling_rows(h: &Harness) {
