@@ -4,6 +4,7 @@
 mod blob;
 mod concurrency;
 mod eviction;
+mod extras;
 mod index;
 mod schema;
 mod verify;
