@@ -181,11 +181,14 @@ impl Store {
 
     /// Applies the eviction policy to the index and removes the blobs nothing references any
     /// more (sparing blobs written within the grace period: a saver of identical bytes may be
-    /// about to commit; `verify` removes them later).
+    /// about to commit; `verify` removes them later), and the temporary files of dead writers.
     pub fn evict(&self, policy: &EvictionPolicy) -> Result<Vec<Entry>, StoreError> {
         let removed = self.index.evict(policy)?;
         if !policy.dry_run {
             self.release_blobs(&removed, self.blob_grace_ms)?;
+            // The temporary files of killed saves go with their reservations.
+            let cutoff = SystemClock.now_millis().saturating_sub(self.blob_grace_ms);
+            self.blobs.remove_stale_temp(cutoff)?;
         }
         Ok(removed)
     }
