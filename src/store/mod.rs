@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use crate::clock::{Clock, EpochMillis, SystemClock};
 use blob::{BlobError, BlobInfo, BlobStore, BlobWriter, LocalBlobStore};
-use index::{Entry, EntryState, EvictionPolicy, Index, IndexError};
+use index::{Entry, EvictionPolicy, Index, IndexError};
 
 /// File name of the SQLite index inside the cache directory.
 pub const INDEX_FILE: &str = "index.sqlite";
@@ -214,16 +214,22 @@ impl Store {
     /// Removes blobs no row references and rows whose blob is gone (and, with `rehash`, blobs
     /// whose bytes are corrupt, with their rows). Blob ages are file times, so they are compared
     /// with the real clock, not the injected one.
+    ///
+    /// Saves go on meanwhile, so every decision is made from a view that a concurrent save
+    /// cannot fool: a row is judged only if it was committed before the blobs were listed (its
+    /// blob was durable before its commit, so it must be in the listing), and a blob only if no
+    /// row referenced it after the listing and it is older than the grace period (a save may
+    /// have finished it and not committed yet); each is checked once more right before it goes.
     pub fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport, StoreError> {
         let now: EpochMillis = SystemClock.now_millis();
         let cutoff = now.saturating_sub(self.blob_grace_ms);
         let mut report = VerifyReport::default();
-        // Blobs first, references second: a blob committed in between looks referenced, and one
-        // finished in between is not listed; only the grace period protects the rest.
+        let committed_before = self.index.list(&index::ListFilter::default())?;
         let blobs = self.blobs.list()?;
         report.blobs_checked = blobs.len();
         let referenced = self.index.referenced_digests()?;
         let mut present: BTreeSet<String> = BTreeSet::new();
+        let mut corrupt: BTreeSet<String> = BTreeSet::new();
         for blob in blobs {
             if !referenced.contains(&blob.digest) {
                 let old = self
@@ -231,37 +237,60 @@ impl Store {
                     .modified_at(&blob.digest)?
                     .is_some_and(|t| t < cutoff);
                 if old || self.blob_grace_ms <= 0 {
-                    if !options.dry_run {
-                        self.blobs.delete(&blob.digest)?;
+                    if !options.dry_run && !self.remove_unreferenced(&blob.digest)? {
+                        continue;
                     }
                     report.orphan_blobs.push(blob);
                 }
                 continue;
             }
-            if options.rehash && !self.rehash_ok(&blob.digest)? {
-                report.corrupt_blobs.push(blob.digest.clone());
-                if !options.dry_run {
-                    self.blobs.delete(&blob.digest)?;
+            if options.rehash {
+                let written = self.blobs.modified_at(&blob.digest)?;
+                if !self.rehash_ok(&blob.digest)? {
+                    // A save of the same bytes may have replaced it while it was read.
+                    if self.blobs.modified_at(&blob.digest)? != written {
+                        present.insert(blob.digest);
+                        continue;
+                    }
+                    report.corrupt_blobs.push(blob.digest.clone());
+                    if !options.dry_run {
+                        self.blobs.delete(&blob.digest)?;
+                    }
+                    corrupt.insert(blob.digest);
+                    continue;
                 }
-                continue;
             }
             present.insert(blob.digest);
         }
-        for digest in referenced.difference(&present) {
-            for entry in self.index.find_by_digest(digest)? {
-                if entry.state != EntryState::Committed {
-                    continue;
-                }
-                if !options.dry_run {
-                    self.index.delete(&entry.id)?;
-                }
-                report.rows_without_blob.push(entry);
+        for entry in committed_before {
+            let missing = match entry.blob_digest.as_deref() {
+                None => true,
+                Some(digest) if present.contains(digest) => false,
+                // Missing from the listing; unless found corrupt, make sure it still is.
+                Some(digest) => corrupt.contains(digest) || !self.blobs.contains(digest)?,
+            };
+            if !missing {
+                continue;
             }
+            if !options.dry_run {
+                self.index.delete(&entry.id)?;
+            }
+            report.rows_without_blob.push(entry);
         }
         if !options.dry_run {
             report.temp_files_removed = self.blobs.remove_stale_temp(cutoff)?;
         }
         Ok(report)
+    }
+
+    /// Deletes a blob that looked unreferenced, unless a row has pointed at it since; returns
+    /// whether it was deleted.
+    fn remove_unreferenced(&self, digest: &str) -> Result<bool, StoreError> {
+        if self.index.is_referenced(digest)? {
+            return Ok(false);
+        }
+        self.blobs.delete(digest)?;
+        Ok(true)
     }
 
     /// Orphan removal only: [`Store::verify`] without re-hashing.

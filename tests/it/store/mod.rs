@@ -6,6 +6,7 @@ mod concurrency;
 mod eviction;
 mod extras;
 mod index;
+mod races;
 mod reclaim;
 mod schema;
 mod verify;
