@@ -35,7 +35,7 @@ fn saves_survive_verify_and_prune_running_alongside(h: &Harness) {
                 rounds += 1;
                 let report = store
                     .verify(&VerifyOptions {
-                        rehash: rounds % 2 == 0,
+                        rehash: rounds.is_multiple_of(2),
                         dry_run: false,
                     })
                     .expect("verify");
