@@ -105,6 +105,10 @@ pub struct Store {
     index: Index,
     blobs: Arc<dyn BlobStore>,
     blob_grace_ms: i64,
+    /// The store directory, when opened from one (for messages).
+    dir: Option<PathBuf>,
+    /// Why the blob directory could not be opened for writing.
+    blobs_read_only: Option<String>,
 }
 
 impl Store {
@@ -114,6 +118,8 @@ impl Store {
             index,
             blobs,
             blob_grace_ms: DEFAULT_BLOB_GRACE_MS,
+            dir: None,
+            blobs_read_only: None,
         }
     }
 
@@ -127,7 +133,26 @@ impl Store {
         let blobs = LocalBlobStore::new(dir)?;
         let url = db_url.map_or_else(|| sqlite_url(&dir.join(INDEX_FILE)), str::to_string);
         let index = Index::open(&url, clock)?;
-        Ok(Self::new(index, Arc::new(blobs)))
+        let blobs_read_only = blobs.read_only().map(str::to_string);
+        Ok(Self {
+            dir: Some(dir.to_path_buf()),
+            blobs_read_only,
+            ..Self::new(index, Arc::new(blobs))
+        })
+    }
+
+    /// `Some(warning)` when the store could not be opened for writing (a read-only mount, a full
+    /// disk): restores of intact entries work, saves fail. The warning names the store and why;
+    /// show it once.
+    pub fn read_only(&self) -> Option<String> {
+        let why = self.index.read_only().or(self.blobs_read_only.as_deref())?;
+        let place = match &self.dir {
+            Some(dir) => dir.display().to_string(),
+            None => self.index.url().to_string(),
+        };
+        Some(format!(
+            "cache store {place} is read-only, so caches are restored but not saved: {why}"
+        ))
     }
 
     /// Opens the store in [`default_cache_dir`], with the index from `RUNNER_CACHE_DB` if set.

@@ -26,6 +26,7 @@ pub const LAYOUT_DIR: &str = "blobs-v1";
 pub struct LocalBlobStore {
     root: PathBuf,
     tmp: PathBuf,
+    read_only: Option<String>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
@@ -36,12 +37,33 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
 }
 
 impl LocalBlobStore {
-    /// Opens (creating) the store under `dir`; blobs go to `dir/blobs-v1/`.
+    /// Opens (creating) the store under `dir`; blobs go to `dir/blobs-v1/`. An existing store
+    /// that cannot be written (a read-only mount, a full disk) opens read-only: blobs can be
+    /// read, and starting a write fails (see [`LocalBlobStore::read_only`]).
     pub fn new(dir: impl AsRef<Path>) -> Result<Self, BlobError> {
         let root = dir.as_ref().join(LAYOUT_DIR);
         let tmp = root.join("tmp");
-        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
-        Ok(Self { root, tmp })
+        let read_only = match fs::create_dir_all(&tmp) {
+            Ok(()) => None,
+            Err(err) if root.is_dir() => Some(
+                BlobError::Io {
+                    path: tmp.clone(),
+                    source: err,
+                }
+                .to_string(),
+            ),
+            Err(err) => return Err(io_err(&tmp)(err)),
+        };
+        Ok(Self {
+            root,
+            tmp,
+            read_only,
+        })
+    }
+
+    /// Why the store could not be opened for writing, or `None` if it could.
+    pub fn read_only(&self) -> Option<&str> {
+        self.read_only.as_deref()
     }
 
     /// The layout directory (`dir/blobs-v1`).
@@ -215,7 +237,15 @@ impl BlobStore for LocalBlobStore {
     /// check) once older than `older_than`.
     fn remove_stale_temp(&self, older_than: EpochMillis) -> Result<usize, BlobError> {
         let mut removed = 0;
-        for file in fs::read_dir(&self.tmp).map_err(io_err(&self.tmp))? {
+        let entries = match fs::read_dir(&self.tmp) {
+            Ok(entries) => entries,
+            // A read-only store without a tmp/ has no leftovers.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.read_only.is_some() => {
+                return Ok(0);
+            }
+            Err(source) => return Err(io_err(&self.tmp)(source)),
+        };
+        for file in entries {
             let file = file.map_err(io_err(&self.tmp))?;
             let path = file.path();
             let owner = file

@@ -587,6 +587,7 @@ pub struct Index {
     url: String,
     reservation_ttl_ms: i64,
     owner: Option<String>,
+    read_only: Option<String>,
 }
 
 impl std::fmt::Debug for Index {
@@ -625,15 +626,23 @@ impl Index {
             }
             Target::Postgres(_) => Backend::Postgres,
         };
-        let manager = Manager { target };
+        let mut manager = Manager {
+            target,
+            read_only: None,
+        };
         // One direct connection first: a wrong URL fails now with the real error instead of a
         // pool timeout, and it runs the migrations.
-        let mut first = manager.open().map_err(|source| IndexError::Connect {
-            url: display.clone(),
-            source,
-        })?;
-        conn::migrate(&mut first, &display, clock.now_millis())?;
-        drop(first);
+        let migrated = manager
+            .open()
+            .map_err(|source| IndexError::Connect {
+                url: display.clone(),
+                source,
+            })
+            .and_then(|mut first| conn::migrate(&mut first, &display, clock.now_millis()));
+        let read_only = match migrated {
+            Ok(_) => None,
+            Err(err) => Some(Self::open_read_only(&mut manager, &display, err)?),
+        };
         let pool = Pool::builder()
             .max_size(match backend {
                 Backend::Sqlite => 4,
@@ -651,7 +660,37 @@ impl Index {
             url: display,
             reservation_ttl_ms: DEFAULT_RESERVATION_TTL_MS,
             owner: Owner::current().map(Owner::to_text),
+            read_only,
         })
+    }
+
+    /// After opening for writing failed with `err`: a SQLite file that exists and is already at
+    /// this build's schema is opened read-only instead (a read-only mount, a full disk), so
+    /// restores keep working. Returns why it is read-only; any other case fails with `err`.
+    fn open_read_only(
+        manager: &mut Manager,
+        display: &str,
+        err: IndexError,
+    ) -> Result<String, IndexError> {
+        if !matches!(&manager.target, Target::Sqlite(path) if path.is_file()) {
+            return Err(err);
+        }
+        for mode in [conn::ReadOnly::Mode, conn::ReadOnly::Immutable] {
+            manager.read_only = Some(mode);
+            let Ok(mut c) = manager.open() else {
+                continue;
+            };
+            if conn::schema_version(&mut c, display).is_ok_and(|v| v == conn::SCHEMA_VERSION) {
+                return Ok(err.to_string());
+            }
+        }
+        manager.read_only = None;
+        Err(err)
+    }
+
+    /// Why the index was opened read-only (lookups work, writes fail), or `None` if writable.
+    pub fn read_only(&self) -> Option<&str> {
+        self.read_only.as_deref()
     }
 
     /// Which backend this index uses.
@@ -758,17 +797,33 @@ impl Index {
     ) -> Result<Option<LookupHit>, IndexError> {
         use cache_entries::dsl as e;
         let now = self.clock.now_millis();
-        let updated = diesel::update(e::cache_entries.filter(e::id.eq(id)))
-            .filter(e::state.eq(COMMITTED))
-            .filter(e::broken_at.is_null())
-            .set((
-                e::last_accessed_at.eq(now),
-                e::access_count.eq(e::access_count + 1),
-            ))
-            .returning(cache_entries::all_columns)
-            .get_result::<EntryRow>(conn)
-            .optional()
-            .map_err(self.q("lookup"))?;
+        let found = || {
+            e::cache_entries
+                .filter(e::id.eq(id))
+                .filter(e::state.eq(COMMITTED))
+                .filter(e::broken_at.is_null())
+        };
+        // Recording the use is best effort: a read-only or full store still restores.
+        let updated = match self.read_only {
+            Some(_) => None,
+            None => diesel::update(found())
+                .set((
+                    e::last_accessed_at.eq(now),
+                    e::access_count.eq(e::access_count + 1),
+                ))
+                .returning(cache_entries::all_columns)
+                .get_result::<EntryRow>(conn)
+                .optional()
+                .ok(),
+        };
+        let updated = match updated {
+            Some(row) => row,
+            None => found()
+                .select(EntryRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(self.q("lookup"))?,
+        };
         let Some(row) = updated else {
             return Ok(None);
         };
@@ -955,8 +1010,12 @@ impl Index {
         Ok(n == 1)
     }
 
-    /// Records a metrics event stamped with the clock.
+    /// Records a metrics event stamped with the clock (nothing, on a read-only index).
     pub fn record_event(&self, event: &NewEvent) -> Result<(), IndexError> {
+        // Metrics are not worth a warning per lookup on a read-only store; `read_only` said it.
+        if self.read_only.is_some() {
+            return Ok(());
+        }
         let row = event_row(event, self.clock.now_millis(), None)?;
         let mut conn = self.conn()?;
         diesel::insert_into(cache_events::table)

@@ -7,6 +7,7 @@ mod eviction;
 mod extras;
 mod index;
 mod races;
+mod read_only;
 mod reclaim;
 mod schema;
 mod verify;
