@@ -6,6 +6,7 @@ mod concurrency;
 mod eviction;
 mod extras;
 mod index;
+mod kill;
 mod races;
 mod read_only;
 mod reclaim;
