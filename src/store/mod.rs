@@ -54,6 +54,15 @@ pub enum StoreError {
     /// No cache directory: none of `RUNNER_CACHE_DIR`, `XDG_CACHE_HOME`, `HOME` is set.
     #[error("no cache directory: set RUNNER_CACHE_DIR")]
     NoCacheDir,
+    /// A cleanup removed the blob of an identical archive just as this save committed to it;
+    /// the entry is withdrawn rather than left without bytes.
+    #[error("cache entry {id} not saved: its blob {digest} was removed by a concurrent cleanup")]
+    BlobRemoved {
+        /// The withdrawn entry.
+        id: String,
+        /// The blob's digest.
+        digest: String,
+    },
     /// A committed entry has no blob digest (a corrupt row).
     #[error("cache entry {id} has no blob")]
     NoBlob {
@@ -181,7 +190,17 @@ impl Store {
     /// the order that keeps a crash from exposing an entry without bytes.
     pub fn commit_blob(&self, id: &str, writer: Box<dyn BlobWriter>) -> Result<Entry, StoreError> {
         let info = writer.finish()?;
-        Ok(self.index.commit(id, &info)?)
+        let entry = self.index.commit(id, &info)?;
+        // A cleanup that found the same digest unreferenced a moment ago may have deleted the
+        // blob this row now points at; better a failed save than an entry without bytes.
+        if !self.blobs.contains(&info.digest)? {
+            self.index.delete(id)?;
+            return Err(StoreError::BlobRemoved {
+                id: id.to_string(),
+                digest: info.digest,
+            });
+        }
+        Ok(entry)
     }
 
     /// Opens a committed entry's bytes; the reader fails at the end if they were altered.

@@ -10,7 +10,10 @@ use runner::store::{StoreError, VerifyOptions};
 use super::{Harness, Spec};
 use crate::both_backends;
 
-both_backends!(saves_survive_verify_and_prune_running_alongside);
+both_backends!(
+    saves_survive_verify_and_prune_running_alongside,
+    a_blob_removed_under_a_commit_withdraws_the_entry,
+);
 
 const SAVERS: usize = 3;
 const SAVES_EACH: usize = 25;
@@ -121,4 +124,87 @@ fn saves_survive_verify_and_prune_running_alongside(h: &Harness) {
         })
         .expect("list");
     assert_eq!(all.len(), saved.len(), "{}", h.backend);
+}
+
+/// Blobs in a local directory, where a cleanup removes every blob right after its writer
+/// finishes: the moment between a save's rename and its commit.
+#[derive(Debug)]
+struct CleanedUnderfoot(runner::store::blob::LocalBlobStore);
+
+struct CleanedWriter {
+    inner: Box<dyn runner::store::blob::BlobWriter>,
+    store: runner::store::blob::LocalBlobStore,
+}
+
+impl Write for CleanedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl runner::store::blob::BlobWriter for CleanedWriter {
+    fn finish(
+        self: Box<Self>,
+    ) -> Result<runner::store::blob::BlobInfo, runner::store::blob::BlobError> {
+        use runner::store::blob::BlobStore;
+        let info = self.inner.finish()?;
+        self.store.delete(&info.digest)?;
+        Ok(info)
+    }
+}
+
+impl runner::store::blob::BlobStore for CleanedUnderfoot {
+    fn writer(
+        &self,
+    ) -> Result<Box<dyn runner::store::blob::BlobWriter>, runner::store::blob::BlobError> {
+        Ok(Box::new(CleanedWriter {
+            inner: self.0.writer()?,
+            store: self.0.clone(),
+        }))
+    }
+    fn open(&self, digest: &str) -> Result<Box<dyn Read + Send>, runner::store::blob::BlobError> {
+        self.0.open(digest)
+    }
+    fn contains(&self, digest: &str) -> Result<bool, runner::store::blob::BlobError> {
+        self.0.contains(digest)
+    }
+    fn delete(&self, digest: &str) -> Result<(), runner::store::blob::BlobError> {
+        self.0.delete(digest)
+    }
+    fn list(&self) -> Result<Vec<runner::store::blob::BlobInfo>, runner::store::blob::BlobError> {
+        self.0.list()
+    }
+}
+
+fn a_blob_removed_under_a_commit_withdraws_the_entry(h: &Harness) {
+    let index = runner::store::index::Index::open(&h.url, std::sync::Arc::new(h.clock.clone()))
+        .expect("open index");
+    let blobs = runner::store::blob::LocalBlobStore::new(h.dir.path()).expect("blobs");
+    let store = runner::store::Store::new(index, std::sync::Arc::new(CleanedUnderfoot(blobs)));
+    let spec = Spec::new("refs/heads/main", "cleaned");
+    let Reservation::Reserved(id) = store.index().reserve(&spec.new_entry()).expect("reserve")
+    else {
+        panic!("refused");
+    };
+    let mut writer = store.blobs().writer().expect("writer");
+    writer.write_all(b"bytes a cleanup removes").expect("write");
+    let result = store.commit_blob(&id, writer);
+    assert!(
+        matches!(result, Err(StoreError::BlobRemoved { .. })),
+        "{}: {result:?}",
+        h.backend
+    );
+    assert!(
+        crate::support::committed_keys(store.index()).is_empty(),
+        "{}: an entry without bytes was left committed",
+        h.backend
+    );
+    // And the key is free for the next save.
+    assert!(matches!(
+        store.index().reserve(&spec.new_entry()).expect("reserve"),
+        Reservation::Reserved(_)
+    ));
 }
