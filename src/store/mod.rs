@@ -106,6 +106,8 @@ pub struct VerifyReport {
     pub rows_without_blob: Vec<Entry>,
     /// Leftover temporary files of interrupted writes (removed).
     pub temp_files_removed: usize,
+    /// Reservations nobody will commit: their owner died, or they are past the TTL (removed).
+    pub abandoned_reservations: Vec<Entry>,
 }
 
 /// The cache store: the index plus the blobs it points at.
@@ -320,6 +322,12 @@ impl Store {
                 self.index.delete(&entry.id)?;
             }
             report.rows_without_blob.push(entry);
+        }
+        for reservation in self.index.abandoned_reservations()? {
+            // `abort` removes only a row still reserved under this id.
+            if options.dry_run || self.index.abort(&reservation.id)? {
+                report.abandoned_reservations.push(reservation);
+            }
         }
         if !options.dry_run {
             report.temp_files_removed = self.blobs.remove_stale_temp(cutoff)?;

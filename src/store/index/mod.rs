@@ -506,6 +506,13 @@ struct EventRow {
 }
 
 impl EntryRow {
+    /// A reservation past `ttl_ms` at `now`, or whose owner is known to be dead.
+    fn is_abandoned(&self, now: EpochMillis, ttl_ms: i64) -> bool {
+        self.state == RESERVED
+            && (self.created_at < now.saturating_sub(ttl_ms)
+                || owner::is_dead(self.owner.as_deref()))
+    }
+
     fn into_entry(self) -> Result<Entry, IndexError> {
         let corrupt = |field: &'static str, reason: String| IndexError::CorruptRow {
             id: self.id.clone(),
@@ -893,10 +900,8 @@ impl Index {
             // Deleted in between; the unique index settles who gets the next insert.
             return Ok(Reservation::AlreadyExists);
         };
-        let replaceable = held.broken_at.is_some()
-            || (held.state == RESERVED
-                && (held.created_at < now.saturating_sub(self.reservation_ttl_ms)
-                    || owner::is_dead(held.owner.as_deref())));
+        let replaceable =
+            held.broken_at.is_some() || held.is_abandoned(now, self.reservation_ttl_ms);
         if !replaceable {
             return Ok(Reservation::AlreadyExists);
         }
@@ -928,6 +933,36 @@ impl Index {
         } else {
             Reservation::AlreadyExists
         })
+    }
+
+    /// Reservations nobody will commit: older than the reservation TTL, or held by an owner
+    /// known to be dead. `prune` removes them, and the next save of their key takes them over.
+    pub fn abandoned_reservations(&self) -> Result<Vec<Entry>, IndexError> {
+        let now = self.clock.now_millis();
+        let mut conn = self.conn()?;
+        self.abandoned_on(&mut conn, now, self.reservation_ttl_ms)?
+            .into_iter()
+            .map(EntryRow::into_entry)
+            .collect()
+    }
+
+    fn abandoned_on(
+        &self,
+        conn: &mut AnyConnection,
+        now: EpochMillis,
+        ttl_ms: i64,
+    ) -> Result<Vec<EntryRow>, IndexError> {
+        use cache_entries::dsl as e;
+        let reserved: Vec<EntryRow> = e::cache_entries
+            .filter(e::state.eq(RESERVED))
+            .select(EntryRow::as_select())
+            .order((e::created_at.asc(), e::id.asc()))
+            .load(conn)
+            .map_err(self.q("list abandoned reservations"))?;
+        Ok(reserved
+            .into_iter()
+            .filter(|r| r.is_abandoned(now, ttl_ms))
+            .collect())
     }
 
     /// Marks a committed entry broken (its archive cannot be restored): lookups skip it from
@@ -1285,15 +1320,9 @@ impl Index {
         let now = self.clock.now_millis();
         let mut conn = self.conn()?;
         write_tx(&mut conn, &self.url, OP, |conn| {
-            let stale_before = now.saturating_sub(policy.reservation_ttl_ms);
-            let mut doomed: Vec<(EntryRow, Option<&'static str>)> = e::cache_entries
-                .filter(e::state.eq(RESERVED))
-                .select(EntryRow::as_select())
-                .order((e::created_at.asc(), e::id.asc()))
-                .load(conn)
-                .map_err(self.q(OP))?
+            let mut doomed: Vec<(EntryRow, Option<&'static str>)> = self
+                .abandoned_on(conn, now, policy.reservation_ttl_ms)?
                 .into_iter()
-                .filter(|r| r.created_at < stale_before || owner::is_dead(r.owner.as_deref()))
                 .map(|r| (r, None))
                 .collect();
             let committed = || {

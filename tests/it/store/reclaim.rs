@@ -183,6 +183,24 @@ fn a_killed_save_is_reclaimed_by_prune(h: &Harness) {
             .any(|l| l.starts_with(KEY) && l.contains(" dead ") && l.contains(&child_id)),
         "{text}"
     );
+    let report = h
+        .store
+        .verify(&runner::store::VerifyOptions {
+            rehash: true,
+            dry_run: true,
+        })
+        .expect("verify");
+    assert_eq!(
+        report
+            .abandoned_reservations
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect::<Vec<_>>(),
+        vec![child_id.as_str()],
+        "{}: {report:?}",
+        h.backend
+    );
+    assert!(report.rows_without_blob.is_empty() && report.orphan_blobs.is_empty());
     let evicted = h.store.evict(&EvictionPolicy::default()).expect("prune");
     assert_eq!(
         evicted.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
