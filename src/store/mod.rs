@@ -228,7 +228,12 @@ impl Store {
     /// Applies the eviction policy to the index and removes the blobs nothing references any
     /// more (sparing blobs written within the grace period: a saver of identical bytes may be
     /// about to commit; `verify` removes them later), and the temporary files of dead writers.
+    /// Does nothing while another process holds the maintenance lease.
     pub fn evict(&self, policy: &EvictionPolicy) -> Result<Vec<Entry>, StoreError> {
+        // Another node is pruning right now; once is enough.
+        let Some(_lease) = self.index.maintenance_lease(false)? else {
+            return Ok(Vec::new());
+        };
         let removed = self.index.evict(policy)?;
         if !policy.dry_run {
             self.release_blobs(&removed, self.blob_grace_ms)?;
@@ -266,7 +271,9 @@ impl Store {
     /// blob was durable before its commit, so it must be in the listing), and a blob only if no
     /// row referenced it after the listing and it is older than the grace period (a save may
     /// have finished it and not committed yet); each is checked once more right before it goes.
+    /// It waits for the maintenance lease, so verify and prune never run on two nodes at once.
     pub fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport, StoreError> {
+        let _lease = self.index.maintenance_lease(true)?;
         let now: EpochMillis = SystemClock.now_millis();
         let cutoff = now.saturating_sub(self.blob_grace_ms);
         let mut report = VerifyReport::default();

@@ -585,6 +585,37 @@ fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// Held while maintenance (prune, verify) runs. On PostgreSQL it is a session advisory lock on
+/// a connection of its own, so with several servers sharing the index one node maintains at a
+/// time; it is released on drop, or by the server when the connection dies with its process.
+/// SQLite serialises writers itself and needs no lease.
+pub struct MaintenanceLease {
+    conn: Option<Conn>,
+}
+
+/// The advisory lock key of maintenance ("runner" in ASCII, plus one: the migration lock is the
+/// same without it).
+const MAINTENANCE_LOCK: i64 = 125_762_000_108_915;
+
+impl Drop for MaintenanceLease {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut()
+            && let AnyConnection::Postgres(c) = &mut **conn
+        {
+            // A failed unlock leaves the lock to end with the connection.
+            let _ = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+                .bind::<BigInt, _>(MAINTENANCE_LOCK)
+                .execute(c);
+        }
+    }
+}
+
+impl std::fmt::Debug for MaintenanceLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaintenanceLease").finish_non_exhaustive()
+    }
+}
+
 /// A handle on the index database: a connection pool plus the injected clock. Cheap to share by
 /// reference across threads.
 pub struct Index {
@@ -933,6 +964,33 @@ impl Index {
         } else {
             Reservation::AlreadyExists
         })
+    }
+
+    /// Takes the maintenance lease: waits for it with `wait`, else returns `None` when another
+    /// process holds it.
+    pub fn maintenance_lease(&self, wait: bool) -> Result<Option<MaintenanceLease>, IndexError> {
+        #[derive(QueryableByName)]
+        struct Locked {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            locked: bool,
+        }
+        if self.backend == Backend::Sqlite {
+            return Ok(Some(MaintenanceLease { conn: None }));
+        }
+        let mut conn = self.conn()?;
+        let AnyConnection::Postgres(c) = &mut *conn else {
+            return Ok(Some(MaintenanceLease { conn: None }));
+        };
+        let sql = if wait {
+            "SELECT pg_advisory_lock($1) IS NOT NULL AS locked"
+        } else {
+            "SELECT pg_try_advisory_lock($1) AS locked"
+        };
+        let got: Locked = diesel::sql_query(sql)
+            .bind::<BigInt, _>(MAINTENANCE_LOCK)
+            .get_result(c)
+            .map_err(self.q("take the maintenance lease"))?;
+        Ok(got.locked.then_some(MaintenanceLease { conn: Some(conn) }))
     }
 
     /// Reservations nobody will commit: older than the reservation TTL, or held by an owner
