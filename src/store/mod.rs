@@ -7,7 +7,9 @@
 //! On disk (`default_cache_dir()`): `index.sqlite` (unless `RUNNER_CACHE_DB` names another
 //! index, e.g. PostgreSQL) and `blobs-v1/ab/abcdef…` with `blobs-v1/tmp/` for writes in
 //! progress. A save is: `index().reserve` → `blobs().writer()` + write → [`Store::commit_blob`]
-//! (blob durable, then row committed) or `index().abort` on failure.
+//! (blob durable, then row committed) or `index().abort` on failure. Reservations and temporary
+//! files carry their [`owner`], so a killed save's leftovers are reclaimed at once.
+//! [`Store::read_only`] says when the store could only be opened for restoring.
 
 pub mod blob;
 pub mod index;

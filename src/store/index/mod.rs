@@ -10,6 +10,11 @@
 //!   [`Index::abort`]`(id)`.
 //! - [`Index::record_event`], [`Index::list`], [`Index::get`], [`Index::find_by_key`],
 //!   [`Index::delete`], [`Index::stats`], [`Index::evict`], [`Index::referenced_digests`].
+//! - [`Index::mark_broken`] (never looked up again, evicted by the next prune, replaced by the
+//!   next reserve), [`Index::next_run_number`], [`Index::abandoned_reservations`],
+//!   [`Index::maintenance_lease`], [`Index::read_only`], [`Index::set_reservation_owner`].
+//! - A reservation records its owner ([`crate::store::owner::Owner`]); one whose owner is dead
+//!   is taken over by the next `reserve` and removed by `evict` at once.
 //!
 //! The API is synchronous; async callers wrap it in `spawn_blocking`.
 
