@@ -593,6 +593,7 @@ impl Cache {
             paths: request.paths.clone(),
             compression: compression.method().to_string(),
             created_by_run: Some(request.run_id.clone()).filter(|r| !r.is_empty()),
+            roots: None,
         };
         match self.index().reserve(&entry)? {
             Reservation::Reserved(id) => Ok(Some(ReservationGuard {
