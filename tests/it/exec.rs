@@ -682,3 +682,116 @@ fn interrupt_cancels_the_run() {
     );
     assert!(!dir.path().join("normal.txt").exists());
 }
+
+/// Step output: every line reaches the log, memory stays bounded however much a step prints.
+mod output {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+
+    use crate::support::{runner_bin, write_tree};
+
+    /// A one-step workflow running `script` (a block scalar), in a fresh workspace.
+    fn workspace(script: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let body: String = script.lines().map(|l| format!("          {l}\n")).collect();
+        let yaml = format!(
+            "on: push\njobs:\n  build:\n    runs-on: x\n    steps:\n      - run: |\n{body}"
+        );
+        write_tree(dir.path(), &[("ci.yml", &yaml)]);
+        dir
+    }
+
+    #[test]
+    fn lines_printed_just_before_exit_all_arrive_with_their_commands() {
+        let dir = workspace("seq 1 300000\necho '::warning::X'");
+        let out = Command::new(runner_bin())
+            .args(["exec", "ci.yml"])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run runner");
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            &log[log.len().saturating_sub(2000)..]
+        );
+        let numbers: Vec<&str> = log
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+            .collect();
+        assert_eq!(numbers.len(), 300_000, "lines of `seq 1 300000` in the log");
+        assert!(
+            numbers
+                .iter()
+                .zip(1..)
+                .all(|(line, n)| line.parse::<u32>().is_ok_and(|v| v == n)),
+            "lines arrive once each, in order"
+        );
+        assert!(
+            log.contains("Warning: X"),
+            "the warning command after them is honoured"
+        );
+    }
+
+    /// The peak resident memory of `runner exec` (from wait4 on its pid) while one step prints
+    /// 1 GiB of 1 KiB lines and then a single 256 MiB line.
+    #[test]
+    fn memory_stays_bounded_on_a_gigabyte_of_output() {
+        let dir = workspace(
+            r#"yes "$(head -c 1023 /dev/zero | tr '\0' x)" | head -c 1G
+head -c 256M /dev/zero | tr '\0' y
+echo
+echo '::notice::done'"#,
+        );
+        // Reaped by wait4 below, which also reports its peak memory.
+        #[allow(clippy::zombie_processes)]
+        let child = Command::new(runner_bin())
+            .args(["exec", "ci.yml"])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run runner");
+        let pid = i32::try_from(child.id()).expect("pid");
+        let stderr = child.stderr.expect("stderr");
+        // Keep the tail of the log only; the test itself must not hold a gigabyte.
+        let reader = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut stderr = stderr;
+            let mut tail: Vec<u8> = Vec::new();
+            let mut buf = vec![0u8; 1 << 16];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > 1 << 17 {
+                    tail.drain(..tail.len() - 4096);
+                }
+            }
+            String::from_utf8_lossy(&tail).into_owned()
+        });
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: waiting for the child we spawned; both out-pointers are live locals.
+        let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        assert_eq!(waited, pid, "wait4");
+        let tail = reader.join().expect("reader thread");
+        let exit = std::process::ExitStatus::from_raw(status);
+        assert_eq!(exit.code(), Some(0), "{tail}");
+        // ru_maxrss is in KiB on Linux.
+        let peak_mib = usage.ru_maxrss / 1024;
+        eprintln!("peak RSS of runner exec: {peak_mib} MiB");
+        assert!(peak_mib < 200, "peak RSS {peak_mib} MiB");
+        assert!(
+            tail.contains("line truncated"),
+            "the long line is cut and says so: {tail}"
+        );
+        assert!(tail.contains("Notice: done"), "{tail}");
+    }
+}
