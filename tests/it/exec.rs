@@ -795,3 +795,128 @@ echo '::notice::done'"#,
         assert!(tail.contains("Notice: done"), "{tail}");
     }
 }
+
+/// `github.run_number` / `run_attempt` and typed `workflow_dispatch` / `workflow_call` inputs.
+mod run_inputs {
+    use crate::support::{run_runner, write_tree};
+
+    const DISPATCH: &str = r#"on:
+  workflow_dispatch:
+    inputs:
+      level: {type: choice, options: [info, debug], default: info}
+      dry: {type: boolean, default: true}
+      count: {type: number, default: 3}
+      name: {default: world}
+      unset: {type: boolean}
+jobs:
+  a:
+    runs-on: x
+    steps:
+      - run: echo 'level=${{ toJSON(inputs.level) }} dry=${{ toJSON(inputs.dry) }} count=${{ toJSON(inputs.count) }} name=${{ inputs.name }} unset=${{ toJSON(inputs.unset) }} event=${{ toJSON(github.event.inputs.dry) }} run=${{ github.run_number }}.${{ github.run_attempt }}' "env=$GITHUB_RUN_NUMBER.$GITHUB_RUN_ATTEMPT"
+"#;
+
+    const CALL: &str = r#"on:
+  workflow_call:
+    inputs:
+      tag: {type: string, required: true}
+      n: {type: number, default: 1}
+jobs:
+  a:
+    runs-on: x
+    steps:
+      - run: echo 'tag=${{ toJSON(inputs.tag) }} n=${{ toJSON(inputs.n) }}'
+"#;
+
+    /// `(workflow file, arguments, exit code, a line the log must contain)`.
+    const ROWS: &[(&str, &[&str], i32, &str)] = &[
+        (
+            "dispatch.yml",
+            &["--event", "workflow_dispatch"],
+            0,
+            r#"level="info" dry=true count=3 name=world unset=false event="true" run=1.1 env=1.1"#,
+        ),
+        (
+            "dispatch.yml",
+            &[
+                "--event",
+                "workflow_dispatch",
+                "--input",
+                "dry=false",
+                "--input",
+                "count=2.5",
+                "--input",
+                "level=debug",
+                "--run-number",
+                "42",
+                "--run-attempt",
+                "2",
+            ],
+            0,
+            r#"level="debug" dry=false count=2.5 name=world unset=false event="false" run=42.2 env=42.2"#,
+        ),
+        (
+            "dispatch.yml",
+            &["--event", "workflow_dispatch", "--input", "nope=1"],
+            2,
+            "error: input 'nope': the workflow declares no such workflow_dispatch input (declared: level, dry, count, name, unset)",
+        ),
+        (
+            "dispatch.yml",
+            &["--event", "workflow_dispatch", "--input", "dry=yes"],
+            2,
+            "error: input 'dry': a boolean input takes true or false, not 'yes'",
+        ),
+        (
+            "dispatch.yml",
+            &["--event", "workflow_dispatch", "--input", "count=many"],
+            2,
+            "error: input 'count': a number input takes a number, not 'many'",
+        ),
+        (
+            "dispatch.yml",
+            &["--event", "workflow_dispatch", "--input", "level=trace"],
+            2,
+            "error: input 'level': 'trace' is not one of its options (info, debug)",
+        ),
+        (
+            "dispatch.yml",
+            &["--input", "dry=true"],
+            2,
+            "error: input 'dry': inputs are for workflow_dispatch and workflow_call runs, not 'push'",
+        ),
+        (
+            "call.yml",
+            &["--event", "workflow_call", "--input", "tag=v1"],
+            0,
+            r#"tag="v1" n=1"#,
+        ),
+        (
+            "call.yml",
+            &["--event", "workflow_call"],
+            2,
+            "error: input 'tag': required, and it has no default (pass --input NAME=VALUE)",
+        ),
+    ];
+
+    #[test]
+    fn inputs_and_run_numbers_reach_the_contexts_typed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_tree(
+            dir.path(),
+            &[("dispatch.yml", DISPATCH), ("call.yml", CALL)],
+        );
+        let mut failures = Vec::new();
+        for (file, args, code, want) in ROWS {
+            let mut all = vec!["exec", file];
+            all.extend_from_slice(args);
+            let out = run_runner(dir.path(), &all);
+            if out.code != *code || !out.stderr.contains(want) {
+                failures.push(format!(
+                    "{args:?}: expected exit {code} and {want:?}\n  got exit {}:\n{}",
+                    out.code, out.stderr
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}
