@@ -46,16 +46,9 @@ pub(super) fn resolve(
             });
         }
     };
-    let mut raw: IndexMap<String, serde_json::Value> = IndexMap::new();
-    if let Some(serde_json::Value::Object(map)) = payload {
-        for (k, v) in map {
-            raw.insert(k.clone(), v.clone());
-        }
-    }
-    for (k, v) in given {
-        raw.insert(k.clone(), serde_json::Value::String(v.clone()));
-    }
-    for name in raw.keys() {
+    // `--input` names must be declared (GitHub's API refuses unexpected inputs); an event
+    // file's undeclared inputs are passed through untyped, as the payload the user gave.
+    for name in given.keys() {
         if !declared.contains_key(name) {
             let available = if declared.is_empty() {
                 "it declares none".to_string()
@@ -71,8 +64,19 @@ pub(super) fn resolve(
             });
         }
     }
+    let payload = match payload {
+        Some(serde_json::Value::Object(map)) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    let mut raw: IndexMap<String, serde_json::Value> = IndexMap::new();
+    for (k, v) in &payload {
+        raw.insert(k.clone(), v.clone());
+    }
+    for (k, v) in given {
+        raw.insert(k.clone(), serde_json::Value::String(v.clone()));
+    }
     let mut context = IndexMap::new();
-    let mut event = serde_json::Map::new();
+    let mut event = payload;
     for (name, spec) in declared {
         let value = match raw.get(name) {
             Some(v) => typed(spec, v)?,
@@ -93,6 +97,11 @@ pub(super) fn resolve(
             serde_json::Value::String(value.to_display_string()),
         );
         context.insert(name.clone(), value);
+    }
+    for (name, value) in raw {
+        if !declared.contains_key(&name) {
+            context.insert(name, Value::from_json(value));
+        }
     }
     Ok(ResolvedInputs {
         context: Value::Object(context),
