@@ -737,7 +737,7 @@ mod output {
 
     /// The peak resident memory of `runner exec` (its VmHWM in /proc, sampled until it exits;
     /// the high-water mark only grows, so the last sample bounds it from below) while one step
-    /// prints 1 GiB of 1 KiB lines and then a single 256 MiB line. (wait4's ru_maxrss would
+    /// prints a single 256 MiB line and then 1 GiB of 1 KiB lines inside a folded group. (wait4's ru_maxrss would
     /// also count the test process's own image, which a forked child starts from.)
     #[test]
     fn memory_stays_bounded_on_a_gigabyte_of_output() {
@@ -749,9 +749,11 @@ mod output {
             return;
         }
         let dir = workspace(
-            r#"yes "$(head -c 1023 /dev/zero | tr '\0' x)" | head -c 1G
-head -c 256M /dev/zero | tr '\0' y
+            r#"head -c 256M /dev/zero | tr '\0' y
 echo
+echo '::group::a folded group holds the gigabyte'
+yes "$(head -c 1023 /dev/zero | tr '\0' x)" | head -c 1G
+echo '::endgroup::'
 echo '::notice::done'"#,
         );
         let mut child = Command::new(runner_bin())
@@ -810,6 +812,10 @@ echo '::notice::done'"#,
             "the long line is cut and says so: {tail}"
         );
         assert!(tail.contains("Notice: done"), "{tail}");
+        assert!(
+            tail.contains("a folded group holds the gigabyte (1048576 lines folded)"),
+            "{tail}"
+        );
     }
 }
 
