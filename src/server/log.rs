@@ -1,0 +1,101 @@
+//! One structured line per request (method, route, repo, key, status, bytes, ms) and the
+//! answers for unknown paths and methods.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::{ApiError, Dialect, ErrorLogged};
+
+/// What a handler tells the request log (set as a response extension).
+#[derive(Debug, Clone, Default)]
+pub struct LogFields {
+    /// The repository acted for.
+    pub repo: Option<String>,
+    /// The cache key involved.
+    pub key: Option<String>,
+    /// Archive bytes received or sent.
+    pub bytes: u64,
+}
+
+impl LogFields {
+    /// Fields for a request about `key` in `repo`.
+    pub fn new(repo: &str, key: &str) -> Self {
+        Self {
+            repo: Some(repo.to_string()),
+            key: Some(key.to_string()),
+            bytes: 0,
+        }
+    }
+
+    /// Attaches these fields to `response`.
+    pub fn attach(self, mut response: Response) -> Response {
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// The logging middleware; also stamps `x-ms-request-id` on every response (Azure clients
+/// expect it on blob answers and it costs nothing elsewhere).
+pub async fn request_log(request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "(unmatched)".to_string());
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-ms-request-id", value);
+    }
+    let fields = response
+        .extensions()
+        .get::<LogFields>()
+        .cloned()
+        .unwrap_or_default();
+    let error = response
+        .extensions()
+        .get::<ErrorLogged>()
+        .map(|e| e.0.as_str());
+    let status = response.status().as_u16();
+    let ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    tracing::info!(
+        method = %method,
+        route = %route,
+        repo = fields.repo.as_deref().unwrap_or("-"),
+        key = fields.key.as_deref().unwrap_or("-"),
+        status,
+        bytes = fields.bytes,
+        ms,
+        error = error.unwrap_or(""),
+        request_id = %request_id,
+        "request"
+    );
+    response
+}
+
+/// 404 for paths no route serves.
+pub async fn not_found(request: Request) -> Response {
+    ApiError::bad_route(format!(
+        "no route for {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+    .in_dialect(Dialect::Twirp)
+    .into_response()
+}
+
+/// 405 for a method a route does not take.
+pub async fn method_not_allowed(request: Request) -> Response {
+    ApiError::method_not_allowed(format!(
+        "method {} is not allowed on {}",
+        request.method(),
+        request.uri().path()
+    ))
+    .into_response()
+}
