@@ -43,11 +43,12 @@ impl LogFields {
 pub async fn request_log(request: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "(unmatched)".to_string());
+    // Twirp's method is part of the route; blob and v1 ids are not.
+    let route = match request.extensions().get::<MatchedPath>() {
+        Some(p) if p.as_str().ends_with("{method}") => request.uri().path().to_string(),
+        Some(p) => p.as_str().to_string(),
+        None => "(unmatched)".to_string(),
+    };
     let request_id = uuid::Uuid::new_v4().to_string();
     let mut response = next.run(request).await;
     if let Ok(value) = HeaderValue::from_str(&request_id) {

@@ -376,3 +376,49 @@ pub fn spawn(server: Server, addr: &str) -> Result<RunningServer, ServerError> {
         thread: Some(thread),
     })
 }
+
+/// Parses a duration such as `6h`, `30m`, `90s`, `2d` or plain seconds into seconds.
+pub fn parse_duration_secs(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 90s, 30m, 6h or 2d"))?;
+    let factor = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use s, m, h or d)"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .filter(|secs| *secs > 0)
+        .ok_or_else(|| format!("{text:?} must be a positive duration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let rows = [
+            ("90", Ok(90)),
+            ("90s", Ok(90)),
+            ("30m", Ok(1800)),
+            ("6h", Ok(21_600)),
+            ("2d", Ok(172_800)),
+        ];
+        for (text, expected) in rows {
+            assert_eq!(parse_duration_secs(text), expected, "{text}");
+        }
+        for bad in ["", "h", "6w", "0s", "-1h"] {
+            assert!(parse_duration_secs(bad).is_err(), "{bad}");
+        }
+    }
+}
