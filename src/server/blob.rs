@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -88,16 +89,35 @@ fn created(fields: LogFields) -> Response {
     fields.attach(response)
 }
 
+type PathParts = Result<Path<(String, String)>, PathRejection>;
+type QueryParams = Result<Query<Params>, QueryRejection>;
+
+/// The container, blob and query of a blob URL, or a 400 in our shape.
+fn blob_request(
+    path: PathParts,
+    params: QueryParams,
+) -> Result<((String, String), Params), ApiError> {
+    match (path, params) {
+        (Ok(Path(path)), Ok(Query(params))) => Ok((path, params)),
+        (Err(rejection), _) => Err(uploads::rejected(rejection)),
+        (_, Err(rejection)) => Err(uploads::rejected(rejection)),
+    }
+}
+
 /// `PUT /blobs/uploads/{id}`: Put Blob, Put Block or Put Block List.
 pub async fn upload(
     State(server): State<Server>,
-    Path((container, blob)): Path<(String, String)>,
-    Query(params): Query<Params>,
+    path: PathParts,
+    params: QueryParams,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    put(server, container, blob, params, headers, body)
-        .await
+    let request = blob_request(path, params);
+    let put = async {
+        let ((container, blob), params) = request?;
+        put(server, container, blob, params, headers, body).await
+    };
+    put.await
         .unwrap_or_else(|err| err.in_dialect(Dialect::Blob).into_response())
 }
 
@@ -302,12 +322,16 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, Api
 pub async fn download(
     State(server): State<Server>,
     method: Method,
-    Path((container, blob)): Path<(String, String)>,
-    Query(params): Query<Params>,
+    path: PathParts,
+    params: QueryParams,
     headers: HeaderMap,
 ) -> Response {
-    get(server, method, container, blob, params, headers)
-        .await
+    let request = blob_request(path, params);
+    let get = async {
+        let ((container, blob), params) = request?;
+        get(server, method, container, blob, params, headers).await
+    };
+    get.await
         .unwrap_or_else(|err| err.in_dialect(Dialect::Blob).into_response())
 }
 

@@ -30,7 +30,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 use crate::cache::Cache;
@@ -142,6 +141,9 @@ struct Inner {
     signer: auth::UrlSigner,
     clock: Arc<dyn Clock>,
     upload_slots: Arc<tokio::sync::Semaphore>,
+    /// Uploads being finalized now; a second finalize of one of them gets 409 instead of
+    /// racing the first for its staged parts.
+    finalizing: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// The server: state plus routes. Cheap to clone.
@@ -174,6 +176,7 @@ impl Server {
                 )),
                 config,
                 clock,
+                finalizing: Default::default(),
             }),
         };
         server.reclaim(|meta| !uploads::process_alive(meta.owner_pid))?;
@@ -192,8 +195,7 @@ impl Server {
             .route(
                 "/twirp/github.actions.results.api.v1.CacheService/{method}",
                 post(v2::dispatch),
-            )
-            .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
+            );
         let blobs = Router::new().route(
             "/blobs/{container}/{blob}",
             get(blob::download).head(blob::download).put(blob::upload),

@@ -14,9 +14,10 @@ use super::body::stream_into;
 use super::error::ApiError;
 use super::staging::{self, Part, StagingError, UploadMeta};
 use super::{AuthMode, Inner};
-use crate::cache::{self, Scope};
+use crate::cache::{self, CacheError, Scope};
 use crate::exec::LogLevel;
-use crate::store::index::{Entry, EntryState, key_lower};
+use crate::store::StoreError;
+use crate::store::index::{Entry, EntryState, IndexError, key_lower};
 
 /// Runs store work on the blocking pool.
 pub async fn blocking<T, F>(f: F) -> Result<T, ApiError>
@@ -27,6 +28,23 @@ where
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|err| ApiError::internal(&err))?
+}
+
+/// Reads a JSON request body of at most `MAX_JSON_BODY` bytes.
+pub async fn json_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, super::MAX_JSON_BODY)
+        .await
+        .map_err(|_| {
+            ApiError::too_large(format!(
+                "the request body is over the {}-byte limit for JSON",
+                super::MAX_JSON_BODY
+            ))
+        })
+}
+
+/// An extractor's rejection (bad percent-encoding, a bad query) as a 400 in our shape.
+pub fn rejected(rejection: impl axum::response::IntoResponse + std::fmt::Display) -> ApiError {
+    ApiError::invalid(format!("bad request URL: {rejection}"))
 }
 
 /// The cache's log lines go to the request log at debug level.
@@ -325,11 +343,56 @@ pub fn finalize(
             meta.started_at,
             &mut cache_log,
         )
-        .map_err(|err| ApiError::internal(&err))?;
+        .map_err(|err| match err {
+            // Another finalize of the same upload won, or the reservation was taken over.
+            CacheError::Store(StoreError::Index(IndexError::NotReserved { .. })) => {
+                ApiError::conflict(format!(
+                    "the upload of {} was already finalized or has expired",
+                    meta.key
+                ))
+            }
+            other => ApiError::internal(&other),
+        })?;
     if let Err(err) = inner.staging.remove(&meta.id) {
         tracing::warn!(upload = %meta.id, error = %super::error::error_chain(&err), "removing staged upload");
     }
     Ok(entry)
+}
+
+/// The right to finalize one upload, held until dropped; take it before reading the upload,
+/// so a request that waited finds the upload gone rather than half-removed.
+pub struct FinalizeTurn<'a> {
+    inner: &'a Inner,
+    id: String,
+}
+
+impl<'a> FinalizeTurn<'a> {
+    /// Takes the turn for upload `id`, or 409 while another request holds it.
+    pub fn take(inner: &'a Inner, id: &str) -> Result<Self, ApiError> {
+        let mut busy = inner
+            .finalizing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !busy.insert(id.to_string()) {
+            return Err(ApiError::conflict(
+                "this upload is being finalized by another request",
+            ));
+        }
+        Ok(Self {
+            inner,
+            id: id.to_string(),
+        })
+    }
+}
+
+impl Drop for FinalizeTurn<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .finalizing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
+    }
 }
 
 /// The base of signed URLs: the configured public URL or the request's `Host`.

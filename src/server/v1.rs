@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -46,10 +47,11 @@ fn v1(result: Result<Response, ApiError>) -> Response {
 /// `GET cache?keys=a,b&version=v`: 200 with the entry, 204 on a miss.
 pub async fn lookup(
     State(server): State<Server>,
-    Query(params): Query<HashMap<String, String>>,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
     v1(async {
+        let Query(params) = params.map_err(uploads::rejected)?;
         let principal = uploads::authenticate(&server.inner, &headers)?;
         let keys: Vec<String> = params
             .get("keys")
@@ -100,10 +102,10 @@ fn creation_time(millis: i64) -> String {
 }
 
 /// `POST caches` `{key, version, cacheSize}`: `{cacheId}`; 409 when taken, 400 over the cap.
-pub async fn reserve(State(server): State<Server>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn reserve(State(server): State<Server>, headers: HeaderMap, body: Body) -> Response {
     v1(async {
         let principal = uploads::authenticate(&server.inner, &headers)?;
-        let request: ReserveRequest = parse(&body)?;
+        let request: ReserveRequest = parse(&uploads::json_body(body).await?)?;
         uploads::check_key(&request.key)?;
         uploads::check_version(&request.version)?;
         let scope = uploads::write_scope(&principal)?;
@@ -165,12 +167,13 @@ fn parse_content_range(headers: &HeaderMap) -> Result<(u64, u64), ApiError> {
 /// `PATCH caches/{id}` with `Content-Range`: stores the chunk at its offset.
 pub async fn upload_chunk(
     State(server): State<Server>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     v1(async {
         let principal = uploads::authenticate(&server.inner, &headers)?;
+        let Path(id) = id.map_err(uploads::rejected)?;
         let scope = uploads::write_scope(&principal)?;
         let id = upload_id(&id)?;
         let (start, end) = parse_content_range(&headers)?;
@@ -221,20 +224,22 @@ pub async fn upload_chunk(
 /// `POST caches/{id}` `{size}`: commits when the chunks cover exactly `0..size`.
 pub async fn commit(
     State(server): State<Server>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     v1(async {
         let principal = uploads::authenticate(&server.inner, &headers)?;
+        let Path(id) = id.map_err(uploads::rejected)?;
         let scope = uploads::write_scope(&principal)?;
         let id = upload_id(&id)?;
-        let request: CommitRequest = parse(&body)?;
+        let request: CommitRequest = parse(&uploads::json_body(body).await?)?;
         let size = request
             .size
             .ok_or_else(|| ApiError::invalid("size is required"))?;
         let inner = server.inner.clone();
         let entry = blocking(move || {
+            let _turn = uploads::FinalizeTurn::take(&inner, &id)?;
             let meta = uploads::find_own(&inner, &scope, &id)?;
             let staged = inner
                 .staging

@@ -2,7 +2,8 @@
 //! strings). Bytes go to the signed Azure-style URLs of [`super::blob`].
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -81,19 +82,32 @@ fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, Ap
 /// `POST /twirp/github.actions.results.api.v1.CacheService/{method}`.
 pub async fn dispatch(
     State(server): State<Server>,
-    Path(method): Path<String>,
+    method: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    let result = match method.as_str() {
-        "CreateCacheEntry" => create(&server, &headers, &body).await,
-        "FinalizeCacheEntryUpload" => finalize(&server, &headers, &body).await,
-        "GetCacheEntryDownloadURL" => download_url(&server, &headers, &body).await,
+    let result = match (method, uploads::json_body(body).await) {
+        (Ok(Path(method)), Ok(body)) => call(&server, &method, &headers, &body).await,
+        (Err(rejection), _) => Err(uploads::rejected(rejection)),
+        (_, Err(err)) => Err(err),
+    };
+    result.unwrap_or_else(|err| err.in_dialect(Dialect::Twirp).into_response())
+}
+
+async fn call(
+    server: &Server,
+    method: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    match method {
+        "CreateCacheEntry" => create(server, headers, body).await,
+        "FinalizeCacheEntryUpload" => finalize(server, headers, body).await,
+        "GetCacheEntryDownloadURL" => download_url(server, headers, body).await,
         _ => Err(ApiError::bad_route(format!(
             "no method {method:?} in CacheService"
         ))),
-    };
-    result.unwrap_or_else(|err| err.in_dialect(Dialect::Twirp).into_response())
+    }
 }
 
 fn principal(server: &Server, headers: &HeaderMap) -> Result<Principal, ApiError> {
@@ -135,6 +149,7 @@ async fn finalize(
     let key = request.key.clone();
     let entry = blocking(move || {
         let id = uploads::v2_upload_id(&scope, &request.key, &request.version);
+        let _turn = uploads::FinalizeTurn::take(&inner, &id)?;
         let meta = uploads::find_own(&inner, &scope, &id)?;
         let staged = inner
             .staging

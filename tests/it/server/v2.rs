@@ -401,3 +401,78 @@ fn entries_over_the_size_cap_are_refused_and_nothing_is_stored() {
     // The reservation is gone too: a smaller archive can be saved.
     assert_eq!(s.save_v2(&token, "k", &v, b"small").status, 200);
 }
+
+#[test]
+fn oversized_json_and_bad_urls_get_json_errors() {
+    let s = Srv::start();
+    let token = s.token();
+    let huge = format!("{{\"key\":\"{}\"}}", "k".repeat(2 * 1024 * 1024));
+    let auth = format!("Bearer {token}");
+    let reply = http(
+        "POST",
+        &s.url(&format!("{}CreateCacheEntry", super::TWIRP)),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        Some(huge.as_bytes()),
+    );
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.json()["code"], "resource_exhausted");
+    let protobuf = http(
+        "POST",
+        &s.url(&format!("{}CreateCacheEntry", super::TWIRP)),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/protobuf"),
+        ],
+        Some(b"\x0a\x01k"),
+    );
+    assert_eq!(protobuf.status, 404);
+    assert_eq!(protobuf.json()["code"], "bad_route");
+    let bad_query = http(
+        "GET",
+        &s.url("/_apis/artifactcache/cache?keys=%FF%FE&version=1"),
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(bad_query.status, 400, "{}", bad_query.text());
+    assert!(bad_query.json()["message"].as_str().is_some());
+    let bad_path = http(
+        "PUT",
+        &s.url("/blobs/uploads/%FF?se=1&sig=x"),
+        &[],
+        Some(b"x"),
+    );
+    assert_eq!(bad_path.status, 400, "{}", bad_path.text());
+    assert_eq!(bad_path.header("x-ms-error-code"), Some("InvalidInput"));
+}
+
+#[test]
+fn racing_finalizes_commit_once_and_never_500() {
+    let s = Srv::start();
+    let token = s.token();
+    let v = version(9);
+    let data = bytes(2_000_000, 9);
+    let url = s.create(&token, "race", &v).expect("created");
+    assert_eq!(put_blob(&url, &data).status, 201);
+    let statuses: Vec<u16> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| s.finalize(&token, "race", &v, data.len()).status))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [200, 404, 409].contains(s)),
+        "{statuses:?}"
+    );
+    assert_eq!(s.h.entry_count(), 1);
+}
