@@ -9,8 +9,10 @@ use tokio::sync::mpsc;
 
 use super::error::ApiError;
 
-/// Chunks in flight per body; with hyper's frames this bounds a request's buffered bytes.
-const CHANNEL_DEPTH: usize = 8;
+/// Chunks in flight per body. Hyper hands over frames of up to a few hundred KiB, so with 64
+/// uploads at once every extra slot costs tens of MiB of peak memory; 2 keeps the disk writer
+/// busy while the next frame arrives.
+const CHANNEL_DEPTH: usize = 2;
 
 /// A blocking reader over chunks sent from the async side.
 struct ChannelReader {

@@ -44,8 +44,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_ENTRY_SIZE: u64 = 10 * 1024 * 1024 * 1024;
 /// Default cap on one upload request's body (256 MiB: twice the Azure SDK's single-shot size).
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 256 * 1024 * 1024;
-/// Default cap on upload requests receiving bytes at once.
-pub const DEFAULT_MAX_CONCURRENT_UPLOADS: usize = 64;
+/// Default cap on upload requests receiving bytes at once (16 toolkit clients putting 8
+/// blocks each).
+pub const DEFAULT_MAX_CONCURRENT_UPLOADS: usize = 128;
 /// Default lifetime of signed URLs and of an upload that is never finalized (1 hour).
 pub const DEFAULT_URL_TTL_SECS: i64 = 60 * 60;
 /// The largest JSON request body any method takes.
