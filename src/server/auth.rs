@@ -331,9 +331,8 @@ impl UrlSigner {
         Self { key }
     }
 
-    /// The signature of (purpose, target, expiry).
-    pub fn sign(&self, purpose: Purpose, target: &str, expires: i64) -> String {
-        let mac = hmac(
+    fn mac(&self, purpose: Purpose, target: &str, expires: i64) -> HmacSha256 {
+        hmac(
             &self.key,
             &[
                 purpose.container().as_bytes(),
@@ -342,7 +341,12 @@ impl UrlSigner {
                 b"\n",
                 expires.to_string().as_bytes(),
             ],
-        );
+        )
+    }
+
+    /// The signature of (purpose, target, expiry).
+    pub fn sign(&self, purpose: Purpose, target: &str, expires: i64) -> String {
+        let mac = self.mac(purpose, target, expires);
         URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
 
@@ -358,18 +362,9 @@ impl UrlSigner {
         let given = URL_SAFE_NO_PAD
             .decode(signature)
             .map_err(|_| AuthError::UrlSignature)?;
-        hmac(
-            &self.key,
-            &[
-                purpose.container().as_bytes(),
-                b"\n",
-                target.as_bytes(),
-                b"\n",
-                expires.to_string().as_bytes(),
-            ],
-        )
-        .verify_slice(&given)
-        .map_err(|_| AuthError::UrlSignature)?;
+        self.mac(purpose, target, expires)
+            .verify_slice(&given)
+            .map_err(|_| AuthError::UrlSignature)?;
         if expires <= now_secs {
             return Err(AuthError::UrlExpired);
         }

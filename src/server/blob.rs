@@ -206,10 +206,7 @@ async fn put(
             let blocks = parse_block_list(text)?;
             let inner = server.inner.clone();
             blocking(move || {
-                let staged = inner
-                    .staging
-                    .parts(&meta.id)
-                    .map_err(|err| ApiError::internal(&err))?;
+                let staged = uploads::staged_parts(&inner, &meta.id)?;
                 for block in &blocks {
                     if !staged
                         .iter()

@@ -30,16 +30,31 @@ where
         .map_err(|err| ApiError::internal(&err))?
 }
 
-/// Reads a JSON request body of at most `MAX_JSON_BODY` bytes.
+/// Reads a JSON request body of at most `MAX_JSON_BODY` bytes. A larger one is read on (and
+/// dropped) up to a bound, so the client is done sending and sees the 413 rather than a reset.
 pub async fn json_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, super::MAX_JSON_BODY)
-        .await
-        .map_err(|_| {
-            ApiError::too_large(format!(
-                "the request body is over the {}-byte limit for JSON",
-                super::MAX_JSON_BODY
-            ))
-        })
+    use futures_util::StreamExt as _;
+    const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+    let limit = super::MAX_JSON_BODY;
+    let mut stream = body.into_data_stream();
+    let mut kept: Vec<u8> = Vec::new();
+    let mut seen: usize = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|err| ApiError::invalid(format!("the request body broke off: {err}")))?;
+        seen = seen.saturating_add(chunk.len());
+        if seen <= limit {
+            kept.extend_from_slice(&chunk);
+        } else if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::too_large(format!(
+            "the request body is over the {limit}-byte limit for JSON"
+        )));
+    }
+    Ok(kept.into())
 }
 
 /// An extractor's rejection (bad percent-encoding, a bad query) as a 400 in our shape.
@@ -230,6 +245,14 @@ pub fn find_signed(inner: &Inner, id: &str, reservation: &str) -> Result<UploadM
     }
 }
 
+/// The parts staged for upload `id`.
+pub fn staged_parts(inner: &Inner, id: &str) -> Result<Vec<(Part, u64)>, ApiError> {
+    inner
+        .staging
+        .parts(id)
+        .map_err(|err| ApiError::internal(&err))
+}
+
 /// Drops an upload: its reservation (so no entry appears) and its staged bytes.
 pub fn discard(inner: &Inner, meta: &UploadMeta) {
     if let Err(err) = inner.cache.abort_entry(&meta.reservation) {
@@ -295,10 +318,7 @@ pub fn finalize(
     plan: &[Part],
     size: u64,
 ) -> Result<Entry, ApiError> {
-    let staged = inner
-        .staging
-        .parts(&meta.id)
-        .map_err(|err| ApiError::internal(&err))?;
+    let staged = staged_parts(inner, &meta.id)?;
     let mut total: u64 = 0;
     for part in plan {
         let Some((_, len)) = staged.iter().find(|(p, _)| p == part) else {

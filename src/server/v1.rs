@@ -18,6 +18,7 @@ use super::error::{ApiError, Dialect};
 use super::log::LogFields;
 use super::staging::Part;
 use super::uploads::{self, blocking};
+use crate::cache::Scope;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -80,24 +81,10 @@ pub async fn lookup(
 
 /// RFC 3339 UTC from epoch milliseconds.
 fn creation_time(millis: i64) -> String {
-    let secs = millis.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let t = crate::clock::UtcTime::from_millis(millis);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        millis.rem_euclid(1000)
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second, t.millis
     )
 }
 
@@ -132,13 +119,21 @@ pub async fn reserve(State(server): State<Server>, headers: HeaderMap, body: Bod
     .await)
 }
 
-fn upload_id(id: &str) -> Result<String, ApiError> {
+/// The job's write scope and the upload id a `caches/{id}` route names.
+fn upload_target(
+    server: &Server,
+    headers: &HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<(Scope, String), ApiError> {
+    let principal = uploads::authenticate(&server.inner, headers)?;
+    let Path(id) = id.map_err(uploads::rejected)?;
+    let scope = uploads::write_scope(&principal)?;
     if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::invalid(format!(
             "cache id {id:?} is not a number"
         )));
     }
-    Ok(format!("v1-{id}"))
+    Ok((scope, format!("v1-{id}")))
 }
 
 /// `bytes START-END/*` (or `/TOTAL`), END inclusive.
@@ -172,10 +167,7 @@ pub async fn upload_chunk(
     body: Body,
 ) -> Response {
     v1(async {
-        let principal = uploads::authenticate(&server.inner, &headers)?;
-        let Path(id) = id.map_err(uploads::rejected)?;
-        let scope = uploads::write_scope(&principal)?;
-        let id = upload_id(&id)?;
+        let (scope, id) = upload_target(&server, &headers, id)?;
         let (start, end) = parse_content_range(&headers)?;
         let inner = server.inner.clone();
         let meta = blocking(move || {
@@ -189,10 +181,7 @@ pub async fn upload_chunk(
                     "chunk {start}-{end} ends beyond the entry's {limit} bytes"
                 )));
             }
-            let staged = inner
-                .staging
-                .parts(&meta.id)
-                .map_err(|err| ApiError::internal(&err))?;
+            let staged = uploads::staged_parts(&inner, &meta.id)?;
             for (part, _) in staged {
                 if let Part::Range { start: s, end: e } = part
                     && (s, e) != (start, end)
@@ -229,10 +218,7 @@ pub async fn commit(
     body: Body,
 ) -> Response {
     v1(async {
-        let principal = uploads::authenticate(&server.inner, &headers)?;
-        let Path(id) = id.map_err(uploads::rejected)?;
-        let scope = uploads::write_scope(&principal)?;
-        let id = upload_id(&id)?;
+        let (scope, id) = upload_target(&server, &headers, id)?;
         let request: CommitRequest = parse(&uploads::json_body(body).await?)?;
         let size = request
             .size
@@ -241,10 +227,7 @@ pub async fn commit(
         let entry = blocking(move || {
             let _turn = uploads::FinalizeTurn::take(&inner, &id)?;
             let meta = uploads::find_own(&inner, &scope, &id)?;
-            let staged = inner
-                .staging
-                .parts(&meta.id)
-                .map_err(|err| ApiError::internal(&err))?;
+            let staged = uploads::staged_parts(&inner, &meta.id)?;
             let mut plan = Vec::new();
             let mut next = 0u64;
             for (part, _) in staged {
@@ -269,7 +252,7 @@ pub async fn commit(
             uploads::finalize(&inner, &meta, &plan, size)
         })
         .await?;
-        let mut fields = LogFields::new(&principal.repository, &entry.key);
+        let mut fields = LogFields::new(&entry.repository, &entry.key);
         fields.bytes = entry.size_bytes;
         Ok(fields.attach(StatusCode::NO_CONTENT.into_response()))
     }

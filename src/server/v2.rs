@@ -151,10 +151,7 @@ async fn finalize(
         let id = uploads::v2_upload_id(&scope, &request.key, &request.version);
         let _turn = uploads::FinalizeTurn::take(&inner, &id)?;
         let meta = uploads::find_own(&inner, &scope, &id)?;
-        let staged = inner
-            .staging
-            .parts(&meta.id)
-            .map_err(|err| ApiError::internal(&err))?;
+        let staged = uploads::staged_parts(&inner, &meta.id)?;
         let plan = if staged.iter().any(|(p, _)| *p == Part::BlockList) {
             staging::read_block_list(inner.staging.as_ref(), &meta.id)
                 .map_err(|err| ApiError::internal(&err))?
