@@ -94,7 +94,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
@@ -103,7 +103,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         server::serve(listener, server, shutdown_signal())
             .await
             .context("serving")
-    })?;
+    });
+    // A store call still running on a blocking thread is left to the OS: exit within 10 s.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served?;
     tracing::info!("stopped");
     Ok(EXIT_OK)
 }

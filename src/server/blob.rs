@@ -17,7 +17,7 @@ use super::Server;
 use super::auth::Purpose;
 use super::body::reader_body;
 use super::error::{ApiError, Dialect};
-use super::log::LogFields;
+use super::log;
 use super::staging::{self, Part};
 use super::uploads::{self, blocking};
 use crate::store::index::EntryState;
@@ -78,7 +78,7 @@ fn verify(
     uploads::verify_url(&server.inner, want, target, expires, param(params, "sig")?)
 }
 
-fn created(fields: LogFields) -> Response {
+fn created() -> Response {
     let mut response = StatusCode::CREATED.into_response();
     let headers = response.headers_mut();
     headers.insert(header::ETAG, HeaderValue::from_static("\"0x1\""));
@@ -86,7 +86,7 @@ fn created(fields: LogFields) -> Response {
         "x-ms-request-server-encrypted",
         HeaderValue::from_static("false"),
     );
-    fields.attach(response)
+    response
 }
 
 type PathParts = Result<Path<(String, String)>, PathRejection>;
@@ -143,7 +143,7 @@ async fn put(
     let inner = server.inner.clone();
     let (id, rid) = (blob.clone(), reservation.clone());
     let meta = blocking(move || uploads::find_signed(&inner, &id, &rid)).await?;
-    let mut fields = LogFields::new(&meta.repository, &meta.key);
+    log::note(&meta.repository, &meta.key);
     let content_length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -159,14 +159,16 @@ async fn put(
                     "x-ms-blob-type must be BlockBlob, not {blob_type:?}"
                 )));
             }
-            fields.bytes = uploads::receive_part(
-                server.inner.clone(),
-                meta.id.clone(),
-                Part::Whole,
-                body,
-                content_length,
-            )
-            .await?;
+            log::note_bytes(
+                uploads::receive_part(
+                    server.inner.clone(),
+                    meta.id.clone(),
+                    Part::Whole,
+                    body,
+                    content_length,
+                )
+                .await?,
+            );
             // A Put Blob replaces whatever blocks were committed before.
             let inner = server.inner.clone();
             blocking(move || {
@@ -176,22 +178,24 @@ async fn put(
                     .map_err(|err| ApiError::internal(&err))
             })
             .await?;
-            Ok(created(fields))
+            Ok(created())
         }
         Some("block") => {
             let block = decode_block_id(
                 param(&params, "blockid")
                     .map_err(|_| ApiError::invalid("comp=block needs a blockid parameter"))?,
             )?;
-            fields.bytes = uploads::receive_part(
-                server.inner.clone(),
-                meta.id.clone(),
-                Part::Block(block),
-                body,
-                content_length,
-            )
-            .await?;
-            Ok(created(fields))
+            log::note_bytes(
+                uploads::receive_part(
+                    server.inner.clone(),
+                    meta.id.clone(),
+                    Part::Block(block),
+                    body,
+                    content_length,
+                )
+                .await?,
+            );
+            Ok(created())
         }
         Some("blocklist") => {
             let bytes = axum::body::to_bytes(body, MAX_BLOCK_LIST_BODY)
@@ -223,7 +227,7 @@ async fn put(
                     .map_err(|err| ApiError::internal(&err))
             })
             .await?;
-            Ok(created(fields))
+            Ok(created())
         }
         Some(other) => Err(ApiError::invalid(format!(
             "unsupported comp={other:?}: expected block or blocklist"
@@ -359,7 +363,7 @@ async fn get(
     let size = entry.size_bytes;
     let range = parse_range(&headers, size)?;
     let (start, len) = range.unwrap_or((0, size));
-    let mut fields = LogFields::new(&entry.repository, &entry.key);
+    log::note(&entry.repository, &entry.key);
     let mut builder = Response::builder()
         .header(header::CONTENT_LENGTH, len)
         .header(header::CONTENT_TYPE, "application/octet-stream")
@@ -387,11 +391,11 @@ async fn get(
                 .map_err(|err| ApiError::internal(&err))
         })
         .await?;
-        fields.bytes = len;
+        log::note_bytes(len);
         reader_body(reader, start, len, range.is_none())
     };
     let response = builder.body(body).map_err(|err| ApiError::internal(&err))?;
-    Ok(fields.attach(response))
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! One structured line per request (method, route, repo, key, status, bytes, ms) and the
 //! answers for unknown paths and methods.
 
+use std::cell::RefCell;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -10,32 +11,31 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, Dialect, ErrorLogged};
 
-/// What a handler tells the request log (set as a response extension).
+/// What a handler tells the request log about its request.
 #[derive(Debug, Clone, Default)]
-pub struct LogFields {
-    /// The repository acted for.
-    pub repo: Option<String>,
-    /// The cache key involved.
-    pub key: Option<String>,
-    /// Archive bytes received or sent.
-    pub bytes: u64,
+struct LogFields {
+    repo: Option<String>,
+    key: Option<String>,
+    bytes: u64,
 }
 
-impl LogFields {
-    /// Fields for a request about `key` in `repo`.
-    pub fn new(repo: &str, key: &str) -> Self {
-        Self {
-            repo: Some(repo.to_string()),
-            key: Some(key.to_string()),
-            bytes: 0,
-        }
-    }
+tokio::task_local! {
+    /// The fields of the request being served on this task.
+    static FIELDS: RefCell<LogFields>;
+}
 
-    /// Attaches these fields to `response`.
-    pub fn attach(self, mut response: Response) -> Response {
-        response.extensions_mut().insert(self);
-        response
-    }
+/// Records the repository and key of the request being served (shown even when it fails).
+pub fn note(repo: &str, key: &str) {
+    let _ = FIELDS.try_with(|f| {
+        let mut f = f.borrow_mut();
+        f.repo = Some(repo.to_string());
+        f.key = Some(key.to_string());
+    });
+}
+
+/// Records the archive bytes the request received or sent.
+pub fn note_bytes(bytes: u64) {
+    let _ = FIELDS.try_with(|f| f.borrow_mut().bytes = bytes);
 }
 
 /// The logging middleware; also stamps `x-ms-request-id` on every response (Azure clients
@@ -50,15 +50,15 @@ pub async fn request_log(request: Request, next: Next) -> Response {
         None => "(unmatched)".to_string(),
     };
     let request_id = uuid::Uuid::new_v4().to_string();
-    let mut response = next.run(request).await;
+    let (mut response, fields) = FIELDS
+        .scope(RefCell::new(LogFields::default()), async {
+            let response = next.run(request).await;
+            (response, FIELDS.with(|f| f.borrow().clone()))
+        })
+        .await;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-ms-request-id", value);
     }
-    let fields = response
-        .extensions()
-        .get::<LogFields>()
-        .cloned()
-        .unwrap_or_default();
     let error = response
         .extensions()
         .get::<ErrorLogged>()

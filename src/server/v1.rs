@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::Server;
 use super::error::{ApiError, Dialect};
-use super::log::LogFields;
+use super::log;
 use super::staging::Part;
 use super::uploads::{self, blocking};
 use crate::cache::Scope;
@@ -60,12 +60,12 @@ pub async fn lookup(
             .unwrap_or_default();
         let version = params.get("version").cloned().unwrap_or_default();
         let primary = keys.first().cloned().unwrap_or_default();
+        log::note(&principal.repository, &primary);
         let inner = server.inner.clone();
         let who = principal.clone();
         let found = blocking(move || uploads::lookup(&inner, &who, &keys, &version)).await?;
-        let fields = LogFields::new(&principal.repository, &primary);
         let Some(entry) = found else {
-            return Ok(fields.attach(StatusCode::NO_CONTENT.into_response()));
+            return Ok(StatusCode::NO_CONTENT.into_response());
         };
         let body = json!({
             "cacheKey": entry.key,
@@ -74,7 +74,7 @@ pub async fn lookup(
             "creationTime": creation_time(entry.created_at),
             "archiveLocation": uploads::download_url(&server.inner, &headers, &entry.id),
         });
-        Ok(fields.attach(Json(body).into_response()))
+        Ok(Json(body).into_response())
     }
     .await)
 }
@@ -93,11 +93,11 @@ pub async fn reserve(State(server): State<Server>, headers: HeaderMap, body: Bod
     v1(async {
         let principal = uploads::authenticate(&server.inner, &headers)?;
         let request: ReserveRequest = parse(&uploads::json_body(body).await?)?;
+        log::note(&principal.repository, &request.key);
         uploads::check_key(&request.key)?;
         uploads::check_version(&request.version)?;
         let scope = uploads::write_scope(&principal)?;
         let inner = server.inner.clone();
-        let key = request.key.clone();
         let cache_id = uploads::v1_cache_id();
         blocking(move || {
             uploads::create(
@@ -110,11 +110,7 @@ pub async fn reserve(State(server): State<Server>, headers: HeaderMap, body: Bod
             )
         })
         .await?;
-        let fields = LogFields::new(&principal.repository, &key);
-        Ok(
-            fields
-                .attach((StatusCode::CREATED, Json(json!({"cacheId": cache_id}))).into_response()),
-        )
+        Ok((StatusCode::CREATED, Json(json!({"cacheId": cache_id}))).into_response())
     }
     .await)
 }
@@ -196,16 +192,18 @@ pub async fn upload_chunk(
             Ok(meta)
         })
         .await?;
-        let mut fields = LogFields::new(&meta.repository, &meta.key);
-        fields.bytes = uploads::receive_part(
-            server.inner.clone(),
-            meta.id,
-            Part::Range { start, end },
-            body,
-            Some(end - start + 1),
-        )
-        .await?;
-        Ok(fields.attach(StatusCode::NO_CONTENT.into_response()))
+        log::note(&meta.repository, &meta.key);
+        log::note_bytes(
+            uploads::receive_part(
+                server.inner.clone(),
+                meta.id,
+                Part::Range { start, end },
+                body,
+                Some(end - start + 1),
+            )
+            .await?,
+        );
+        Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await)
 }
@@ -252,9 +250,9 @@ pub async fn commit(
             uploads::finalize(&inner, &meta, &plan, size)
         })
         .await?;
-        let mut fields = LogFields::new(&entry.repository, &entry.key);
-        fields.bytes = entry.size_bytes;
-        Ok(fields.attach(StatusCode::NO_CONTENT.into_response()))
+        log::note(&entry.repository, &entry.key);
+        log::note_bytes(entry.size_bytes);
+        Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await)
 }

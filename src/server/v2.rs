@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::error::{ApiError, Dialect};
-use super::log::LogFields;
+use super::log;
 use super::staging::{self, Part};
 use super::uploads::{self, blocking};
 use super::{Server, auth::Principal};
@@ -117,19 +117,18 @@ fn principal(server: &Server, headers: &HeaderMap) -> Result<Principal, ApiError
 async fn create(server: &Server, headers: &HeaderMap, body: &Bytes) -> Result<Response, ApiError> {
     let principal = principal(server, headers)?;
     let request: CreateRequest = parse(headers, body)?;
+    log::note(&principal.repository, &request.key);
     uploads::check_key(&request.key)?;
     uploads::check_version(&request.version)?;
     let scope = uploads::write_scope(&principal)?;
     let inner = server.inner.clone();
-    let key = request.key.clone();
     let meta = blocking(move || {
         let id = uploads::v2_upload_id(&scope, &request.key, &request.version);
         uploads::create(&inner, &scope, &request.key, &request.version, None, id)
     })
     .await?;
     let url = uploads::upload_url(&server.inner, headers, &meta);
-    let fields = LogFields::new(&principal.repository, &key);
-    Ok(fields.attach(Json(json!({"ok": true, "signed_upload_url": url})).into_response()))
+    Ok(Json(json!({"ok": true, "signed_upload_url": url})).into_response())
 }
 
 async fn finalize(
@@ -139,6 +138,7 @@ async fn finalize(
 ) -> Result<Response, ApiError> {
     let principal = principal(server, headers)?;
     let request: FinalizeRequest = parse(headers, body)?;
+    log::note(&principal.repository, &request.key);
     uploads::check_key(&request.key)?;
     uploads::check_version(&request.version)?;
     let size = request
@@ -146,7 +146,6 @@ async fn finalize(
         .ok_or_else(|| ApiError::invalid("size_bytes is required"))?;
     let scope = uploads::write_scope(&principal)?;
     let inner = server.inner.clone();
-    let key = request.key.clone();
     let entry = blocking(move || {
         let id = uploads::v2_upload_id(&scope, &request.key, &request.version);
         let _turn = uploads::FinalizeTurn::take(&inner, &id)?;
@@ -170,10 +169,9 @@ async fn finalize(
         uploads::finalize(&inner, &meta, &plan, size)
     })
     .await?;
-    let mut fields = LogFields::new(&principal.repository, &key);
-    fields.bytes = entry.size_bytes;
+    log::note_bytes(entry.size_bytes);
     let entry_id = uploads::entry_number(&entry.id).to_string();
-    Ok(fields.attach(Json(json!({"ok": true, "entry_id": entry_id})).into_response()))
+    Ok(Json(json!({"ok": true, "entry_id": entry_id})).into_response())
 }
 
 async fn download_url(
@@ -183,13 +181,13 @@ async fn download_url(
 ) -> Result<Response, ApiError> {
     let principal = principal(server, headers)?;
     let request: DownloadRequest = parse(headers, body)?;
+    log::note(&principal.repository, &request.key);
     let mut keys = vec![request.key.clone()];
     keys.extend(request.restore_keys.iter().cloned());
     let inner = server.inner.clone();
     let who = principal.clone();
     let version = request.version.clone();
     let found = blocking(move || uploads::lookup(&inner, &who, &keys, &version)).await?;
-    let fields = LogFields::new(&principal.repository, &request.key);
     let body = match found {
         Some(entry) => json!({
             "ok": true,
@@ -198,5 +196,5 @@ async fn download_url(
         }),
         None => json!({"ok": false, "signed_download_url": "", "matched_key": ""}),
     };
-    Ok(fields.attach(Json(body).into_response()))
+    Ok(Json(body).into_response())
 }

@@ -172,6 +172,7 @@ fn sigterm_stops_within_seconds_and_leaves_no_partial_entry() {
     let mut served = serve(dir.path(), &["--log-format", "json"]);
     let token = token("octo/app");
     start_upload(&served.base, &token, "in-flight");
+    assert_eq!(create(&served.base, &token, "in-flight").status, 409);
     // SAFETY: kill(2) on the child we spawned; no memory is involved.
     unsafe { libc::kill(served.child.id() as libc::pid_t, libc::SIGTERM) };
     let status = served.child.wait().expect("wait");
@@ -187,6 +188,21 @@ fn sigterm_stops_within_seconds_and_leaves_no_partial_entry() {
     }
     assert_eq!(request["repo"], "octo/app");
     assert_eq!(request["bytes"], 4096);
+    // A refused request still says whose and which key.
+    let conflict = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "request" && l["status"] == 409)
+        .unwrap_or_else(|| panic!("a 409 request line: {lines:?}"));
+    assert_eq!(
+        (conflict["repo"].clone(), conflict["key"].clone()),
+        (json!("octo/app"), json!("in-flight"))
+    );
+    assert!(
+        conflict["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("another job"))
+    );
     assert!(
         lines
             .iter()
