@@ -196,3 +196,43 @@ fn tokens_in_githubs_shape_are_read() {
         ("123456", "refs/pull/7/merge")
     );
 }
+
+#[test]
+fn insecure_mode_takes_tokens_unverified_and_requests_without_one() {
+    let s = Srv::with(|c| c.auth = runner::server::AuthMode::Insecure);
+    let v = version(6);
+    let unsigned = encode_token(
+        b"whatever",
+        &Claims {
+            repository_id: None,
+            repository: Some("octo/unsigned".into()),
+            ac: format!(r#"[{{"Scope":"{MAIN}","Permission":3}}]"#),
+            exp: s.now_secs() + 60,
+            nbf: None,
+            iat: None,
+            iss: None,
+        },
+    );
+    assert_eq!(s.save_v2(&unsigned, "k", &v, b"x").status, 200);
+    let reply = http(
+        "POST",
+        &s.url(&format!("{}GetCacheEntryDownloadURL", super::TWIRP)),
+        &[("Content-Type", "application/json")],
+        Some(json!({"key": "k", "version": v}).to_string().as_bytes()),
+    );
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.json()["ok"],
+        json!(false),
+        "no token is another repository"
+    );
+    let repos: Vec<String> =
+        s.h.cache
+            .index()
+            .list(&Default::default())
+            .expect("list")
+            .into_iter()
+            .map(|e| e.repository)
+            .collect();
+    assert_eq!(repos, ["octo/unsigned"]);
+}

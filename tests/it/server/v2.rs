@@ -476,3 +476,55 @@ fn racing_finalizes_commit_once_and_never_500() {
     );
     assert_eq!(s.h.entry_count(), 1);
 }
+
+#[test]
+fn a_streamed_body_over_the_cap_and_a_broken_off_body_store_nothing() {
+    use std::io::Write as _;
+    let s = Srv::with(|c| c.max_body_size = 1000);
+    let token = s.token();
+    let v = version(10);
+    let url = s.create(&token, "k", &v).expect("created");
+    // No Content-Length (chunked): the cap is enforced while streaming.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let data = bytes(5000, 2);
+    let mut reader = &data[..];
+    let reply = agent
+        .put(&url)
+        .header("x-ms-blob-type", "BlockBlob")
+        .send(ureq::SendBody::from_reader(&mut reader))
+        .expect("answer");
+    assert_eq!(reply.status().as_u16(), 413);
+    // A client that announces 900 bytes, sends 10 and goes away.
+    let path = url.trim_start_matches(&s.base);
+    let mut socket =
+        std::net::TcpStream::connect(s.base.trim_start_matches("http://")).expect("connect");
+    write!(
+        socket,
+        "PUT {path} HTTP/1.1\r\nHost: x\r\nx-ms-blob-type: BlockBlob\r\nContent-Length: 900\r\n\r\n0123456789"
+    )
+    .expect("send");
+    drop(socket);
+    let nothing = s.finalize(&token, "k", &v, 10);
+    assert_eq!(nothing.status, 400, "{}", nothing.text());
+    // The broken-off body's temporary file goes away once the server sees the end.
+    let upload_dir = s.h.dir.path().join("staging");
+    let leftovers = || {
+        std::fs::read_dir(&upload_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+            .filter(|f| f.file_name() != "meta.json")
+            .count()
+    };
+    let mut polls = 0;
+    while leftovers() > 0 {
+        polls += 1;
+        assert!(polls < 10_000, "a partial body was left in staging");
+        thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(s.h.entry_count(), 0);
+}
