@@ -4,6 +4,7 @@
 mod auth;
 mod concurrency;
 mod process;
+mod toolkit;
 mod v1;
 mod v2;
 
