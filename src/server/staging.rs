@@ -224,6 +224,15 @@ impl LocalStaging {
     }
 }
 
+/// Whether a directory was last changed more than ten minutes ago.
+fn is_stale(path: &Path) -> bool {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(600))
+}
+
 /// Errors the body bridge reports (the client went away, a limit was hit).
 fn is_body_error(err: &io::Error) -> bool {
     matches!(
@@ -329,6 +338,9 @@ impl Staging for LocalStaging {
             };
             match self.meta(&id) {
                 Ok(Some(meta)) => out.push(meta),
+                // Created but its metadata never written (a crash inside `create`), unless
+                // that is happening right now.
+                Ok(None) if is_stale(&dir.path()) => self.remove(&id)?,
                 Ok(None) => {}
                 // A directory whose metadata never landed (crash at create): remove it.
                 Err(StagingError::Corrupt { .. }) => self.remove(&id)?,

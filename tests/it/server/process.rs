@@ -167,7 +167,7 @@ fn serve_refuses_to_start_without_a_secret_unless_told_to_be_insecure() {
 }
 
 #[test]
-fn sigterm_stops_within_seconds_and_leaves_no_partial_entry() {
+fn sigterm_exits_0_and_leaves_no_partial_entry() {
     let dir = tempfile::tempdir().expect("dir");
     let mut served = serve(dir.path(), &["--log-format", "json"]);
     let token = token("octo/app");
@@ -263,4 +263,56 @@ fn kill_9_during_an_upload_leaves_nothing_to_repair() {
         );
     }
     assert!(cache_cmd(dir.path(), &["list"]).contains("killed"));
+}
+
+#[test]
+fn sigterm_during_an_upload_body_aborts_it_and_exits_0() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut served = serve(dir.path(), &[]);
+    let token = token("octo/app");
+    let created = create(&served.base, &token, "mid-body");
+    let url = created.json()["signed_upload_url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    // A body that never finishes: 1 MB announced, 10 bytes sent, the socket kept open.
+    let path = url.trim_start_matches(&served.base).to_string();
+    let mut socket =
+        std::net::TcpStream::connect(served.base.trim_start_matches("http://")).expect("connect");
+    write!(
+        socket,
+        "PUT {path} HTTP/1.1\r\nHost: x\r\nx-ms-blob-type: BlockBlob\r\nContent-Length: 1000000\r\n\r\n0123456789"
+    )
+    .expect("send");
+    socket.flush().expect("flush");
+    // The request is in the handler once its temporary part exists.
+    let staging = dir.path().join("staging-v1");
+    let receiving = || {
+        std::fs::read_dir(&staging)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|d| {
+                std::fs::read_dir(d.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|f| f.file_name().to_string_lossy().starts_with(".part-"))
+            })
+    };
+    while !receiving() {
+        std::thread::yield_now();
+    }
+    // SAFETY: kill(2) on the child we spawned; no memory is involved.
+    unsafe { libc::kill(served.child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = served.child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    drop(socket);
+    assert_eq!(
+        std::fs::read_dir(&staging).expect("staging").count(),
+        0,
+        "nothing staged is left"
+    );
+    assert!(cache_cmd(dir.path(), &["list"]).contains("No cache entries"));
 }
