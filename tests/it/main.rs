@@ -6,6 +6,7 @@ mod cli;
 mod exec;
 mod expr;
 mod glob;
+mod restore;
 mod store;
 mod support;
 mod workflow;
