@@ -241,14 +241,17 @@ impl Staging {
             use std::os::fd::AsRawFd;
             use std::os::unix::fs::MetadataExt;
             // SAFETY: `lock` is an open fd for the duration of the call.
-            let locked =
-                unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-            // A restore reclaiming leftovers may have removed it before it was locked.
+            let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            // Held by a restore reclaiming it as a leftover: it is about to go.
+            let busy =
+                rc != 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock;
+            // A restore reclaiming leftovers may have removed it before it was locked. Where
+            // the file system has no locks, nothing is reclaimed either (the lock test fails).
             let same = match (lock.metadata(), std::fs::symlink_metadata(&path)) {
                 (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
                 _ => false,
             };
-            if locked && same {
+            if same && !busy {
                 return Ok(Staging { path, _lock: lock });
             }
         }
@@ -389,12 +392,32 @@ impl Stager {
                 // Where staging directories were made before they moved next to the target.
                 commit::reclaim_leftovers(&d.path);
             }
-            d.base_mtime = std::fs::symlink_metadata(&d.base).ok().map(|m| Meta {
-                mtime: m.mtime(),
-                mtime_nsec: m.mtime_nsec().clamp(0, 999_999_999) as u32,
-                ..Meta::default()
-            });
-            let staging = Staging::new(&d.base)?;
+            let mtime_of = |p: &Path| {
+                std::fs::symlink_metadata(p).ok().map(|m| Meta {
+                    mtime: m.mtime(),
+                    mtime_nsec: m.mtime_nsec().clamp(0, 999_999_999) as u32,
+                    ..Meta::default()
+                })
+            };
+            d.base_mtime = mtime_of(&d.base);
+            let staging = match Staging::new(&d.base) {
+                // The directory above may not be ours: stage inside the declared directory then
+                // (create skips the name, the next restore reclaims it after a kill).
+                Err(ArchiveError::Io { source, .. })
+                    if d.was_dir
+                        && d.base != d.path
+                        && matches!(
+                            source.kind(),
+                            std::io::ErrorKind::PermissionDenied
+                                | std::io::ErrorKind::ReadOnlyFilesystem
+                        ) =>
+                {
+                    d.base = d.path.clone();
+                    d.base_mtime = mtime_of(&d.base);
+                    Staging::new(&d.base)?
+                }
+                r => r?,
+            };
             self.made_dirs.insert(&staging.path);
             d.staging = Some(staging);
         }

@@ -80,13 +80,12 @@ impl Dirs {
         } else {
             let (parent, name) = split(dir)?;
             let parent_fd = self.get(parent, root_len, create)?;
-            match open_dir_at(parent_fd, name) {
-                Err(e) if create && e.kind() == io::ErrorKind::NotFound => {
-                    mkdir_at(parent_fd, name)?;
-                    open_dir_at(parent_fd, name)?
-                }
-                r => r?,
+            // A directory asked for with `create` is nearly always new (its files' writer
+            // opened it already otherwise): make it first, one failed call fewer.
+            if create {
+                mkdir_at(parent_fd, name)?;
             }
+            open_dir_at(parent_fd, name)?
         };
         let raw = fd.as_raw_fd();
         self.open.insert(dir.to_vec(), fd);
