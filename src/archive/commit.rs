@@ -69,14 +69,19 @@ pub(crate) fn commit(
     let mut aside = Vec::new();
     let mut entered = Vec::new();
     let result = run(plan.steps, &mut done, &mut aside, &mut entered).and_then(|()| {
-        restore_entered(&entered)?;
+        for d in &done {
+            if let Done::Mode { dir, mode } = d {
+                set_mode(dir, *mode)?;
+            }
+        }
+        restore_entered(&entered);
         finish()
     });
     if let Err(e) = result {
         for d in done.into_iter().rev() {
             undo(d);
         }
-        let _ = restore_entered(&entered);
+        restore_entered(&entered);
         return Err(e);
     }
     for p in aside {
@@ -178,13 +183,16 @@ fn undo(d: Done) {
     }
 }
 
-/// Puts back the mode and mtime of the directories merged into, innermost first.
-fn restore_entered(entered: &[(PathBuf, u32, Meta)]) -> Result<(), ArchiveError> {
+/// Puts back the mode and mtime of the directories merged into, innermost first. Best effort:
+/// a directory that is not ours keeps the mtime the moves gave it (only its owner may set one).
+fn restore_entered(entered: &[(PathBuf, u32, Meta)]) {
     for (dir, mode, meta) in entered.iter().rev() {
-        set_mode(dir, *mode)?;
-        set_mtime(dir, meta)?;
+        let now = std::fs::symlink_metadata(dir).map(|m| m.mode() & 0o7777);
+        if now.is_ok_and(|m| m != *mode) {
+            let _ = set_mode(dir, *mode);
+        }
+        let _ = set_mtime(dir, meta);
     }
-    Ok(())
 }
 
 struct Plan<'a> {
