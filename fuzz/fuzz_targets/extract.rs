@@ -1,12 +1,16 @@
 //! Fuzzes the extraction policy: whatever the archive holds, extraction must not panic, must
-//! write nothing outside the declared path, and must leave the tree exactly as it was when it
-//! fails. Odd first bytes build a well-formed tar from the input (checksums right, names drawn
+//! write nothing outside the declared path, must leave the tree exactly as it was when it
+//! fails, and no restored file may share an inode with a file outside the declared path (a hard
+//! link resolved through a directory replaced by a symlink). Links may point anywhere. The tree
+//! starts with a link inside the declared path pointing outside, reachable by the `l` and
+//! absolute `/ws/cache/l` tokens. Odd first bytes build a well-formed tar from the input (checksums right, names drawn
 //! from tokens such as `..`, `/`, `cache`), so the fuzzer reaches the policy rather than the tar
 //! parser's checksum test; even first bytes feed the raw bytes (codecs detected by magic).
 #![no_main]
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -27,19 +31,28 @@ const TOKENS: &[&[u8]] = &[
     b"../outside",
     b"keep.txt",
     b"\0",
+    b"l",
+    b"d",
+    b"secret",
+    b"cache/d/secret",
+    b"@ws",
 ];
 
-/// Turns bytes into a name: each byte picks a token.
-fn name(bytes: &[u8]) -> Vec<u8> {
+/// Turns bytes into a name: each byte picks a token; `@ws` stands for the workspace's absolute
+/// path (a symlink may point at an on-disk link by its absolute name).
+fn name(bytes: &[u8], ws: &[u8]) -> Vec<u8> {
     bytes
         .iter()
-        .flat_map(|b| TOKENS[*b as usize % TOKENS.len()].to_vec())
+        .flat_map(|b| match TOKENS[*b as usize % TOKENS.len()] {
+            b"@ws" => ws.to_vec(),
+            t => t.to_vec(),
+        })
         .collect()
 }
 
 /// A tar built from the input: per entry a kind byte, a name length and name token bytes, a
 /// link length and link token bytes, a content length and content.
-fn structured(mut data: &[u8]) -> Vec<u8> {
+fn structured(mut data: &[u8], ws: &[u8]) -> Vec<u8> {
     let mut take = |n: usize| -> Vec<u8> {
         let n = n.min(data.len());
         let (head, rest) = data.split_at(n);
@@ -50,9 +63,9 @@ fn structured(mut data: &[u8]) -> Vec<u8> {
     for _ in 0..16 {
         let Some(&kind) = take(1).first() else { break };
         let name_len = take(1).first().map_or(0, |b| (*b % 8) as usize);
-        let entry_name = name(&take(name_len));
+        let entry_name = name(&take(name_len), ws);
         let link_len = take(1).first().map_or(0, |b| (*b % 8) as usize);
-        let link = name(&take(link_len));
+        let link = name(&take(link_len), ws);
         let body_len = take(1).first().map_or(0, |b| *b as usize);
         let body = take(body_len);
         if entry_name.len() > 99 || link.len() > 99 {
@@ -93,7 +106,8 @@ fn structured(mut data: &[u8]) -> Vec<u8> {
 #[derive(Debug, PartialEq)]
 enum Node {
     Dir,
-    File(Vec<u8>, u32),
+    /// Content, mode, (device, inode).
+    File(Vec<u8>, u32, (u64, u64)),
     Link(PathBuf),
 }
 
@@ -111,7 +125,7 @@ fn snapshot(root: &Path, skip: &Path, out: &mut BTreeMap<PathBuf, Node>) {
             snapshot(&p, skip, out);
             Node::Dir
         } else {
-            Node::File(fs::read(&p).expect("read"), md.mode())
+            Node::File(fs::read(&p).expect("read"), md.mode(), (md.dev(), md.ino()))
         };
         out.insert(p, node);
     }
@@ -121,20 +135,24 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
+    let root = tempfile::tempdir().expect("tempdir");
+    let ws = root.path().join("ws");
     let archive = if mode % 2 == 1 {
-        structured(rest)
+        structured(rest, ws.as_os_str().as_bytes())
     } else {
         rest.to_vec()
     };
-    let root = tempfile::tempdir().expect("tempdir");
-    let ws = root.path().join("ws");
     fs::create_dir_all(ws.join("sub")).expect("mkdir");
     fs::create_dir_all(root.path().join("outside")).expect("mkdir");
     fs::write(ws.join("keep.txt"), b"keep").expect("write");
     fs::write(root.path().join("outside/secret"), b"secret").expect("write");
     let declared = ws.join("cache");
+    fs::create_dir_all(&declared).expect("mkdir");
+    std::os::unix::fs::symlink(root.path().join("outside"), declared.join("l")).expect("symlink");
     let mut before = BTreeMap::new();
     snapshot(root.path(), &declared, &mut before);
+    let mut declared_before = BTreeMap::new();
+    snapshot(&declared, Path::new(""), &mut declared_before);
 
     let result = runner::archive::extract(&mut &archive[..], &ws, std::slice::from_ref(&declared));
 
@@ -145,36 +163,30 @@ fuzz_target!(|data: &[u8]| {
         "something outside the declared path changed ({result:?})"
     );
     if result.is_err() {
-        assert!(
-            !declared.exists(),
-            "a failed extraction left {declared:?} behind"
+        let mut declared_after = BTreeMap::new();
+        snapshot(&declared, Path::new(""), &mut declared_after);
+        assert_eq!(
+            declared_before, declared_after,
+            "a failed extraction changed {declared:?}"
         );
         return;
     }
-    // Every link restored under the declared path stays inside it.
+    // No restored file is a hard link to a file outside the declared path.
+    let outside: Vec<(u64, u64)> = before
+        .values()
+        .filter_map(|n| match n {
+            Node::File(_, _, id) => Some(*id),
+            _ => None,
+        })
+        .collect();
     let mut restored = BTreeMap::new();
     snapshot(&declared, Path::new(""), &mut restored);
     for (p, node) in &restored {
-        if let Node::Link(target) = node {
-            let resolved = lexical(&p.parent().expect("parent").join(target));
+        if let Node::File(_, _, id) = node {
             assert!(
-                resolved.starts_with(&declared),
-                "{p:?} -> {target:?} escapes"
+                !outside.contains(id),
+                "{p:?} shares an inode with a file outside"
             );
         }
     }
 });
-
-fn lexical(p: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in p.components() {
-        match c {
-            std::path::Component::Normal(s) => out.push(s),
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
-}

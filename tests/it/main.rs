@@ -8,6 +8,7 @@ mod expr;
 mod glob;
 #[cfg(feature = "server")]
 mod server;
+mod restore;
 mod store;
 mod support;
 mod workflow;
