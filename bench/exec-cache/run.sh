@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The whole `runner exec` process (start-up, workflow load, hashFiles, path resolution, archive,
+# index) caching a real `npm ci` node_modules, against what actions/cache runs for the same step:
+#   save:    tar --posix -cf - node_modules | zstd -T0 > f
+#   restore: zstd -d < f | tar -xf -            (into a fresh directory)
+# The tree comes from the pinned package-lock.json beside this script (`npm ci --ignore-scripts`),
+# built once under $WORK (outside the repository). Every restore goes into a fresh directory.
+#
+# Each run times every command twice, tools alternating (odd runs tar first, even runs ours first):
+#   flushed:      `sync` before, and the command's own `sync` after counted in its time (a restore
+#                 is bound by writing, so its writeback is part of its cost);
+#   back-to-back: no sync at all, so the previous command's writeback overlaps this one.
+#
+# Usage: bench/exec-cache/run.sh [runs]   (default 3; medians of wall and cpu time are reported)
+# Env:   RUNNER_BENCH_WORK=<dir> (default /var/tmp/runner-bench/exec-cache),
+#        RUNNER=<binary> to time a given build instead of building target/release/runner.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+WORK=${RUNNER_BENCH_WORK:-/var/tmp/runner-bench/exec-cache}
+RUNS=${1:-3}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+mkdir -p "$WORK"
+
+if [ -z "${RUNNER:-}" ]; then
+  echo "== building runner (release)" >&2
+  (cd "$ROOT" && cargo build --release --bin runner -q)
+  RUNNER=$CARGO_TARGET_DIR/release/runner
+fi
+
+# --- the tree: npm ci from the pinned lock, redone only when the lock changes ----------------
+SRC=$WORK/src
+if ! cmp -s "$HERE/package-lock.json" "$SRC/package-lock.json" || [ ! -d "$SRC/node_modules" ]; then
+  echo "== npm ci --ignore-scripts into $SRC" >&2
+  if [ -e "$SRC" ]; then mv "$SRC" "$WORK/old-src.$$"; fi
+  mkdir -p "$SRC"
+  cp "$HERE/package.json" "$HERE/package-lock.json" "$SRC/"
+  (cd "$SRC" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+  rm -rf "$WORK/old-src.$$"
+  touch "$WORK/.last-delete"
+fi
+
+# On ext4 without a journal (this kind of machine), inodes freed in the last ~5 minutes are
+# skipped, one buffer lookup each, every time a new inode is allocated: extracting soon after
+# deleting a big tree is many times slower for every tool alike and the ratios mean nothing.
+# This script deletes its own trees only at exit and waits out its previous run's deletions.
+STAMP=$WORK/.last-delete
+if [ -f "$STAMP" ]; then
+  wait_s=$(($(stat -c %Y "$STAMP") + 330 - $(date +%s)))
+  if [ "$wait_s" -gt 0 ]; then
+    echo "== waiting ${wait_s}s for the last deletions' inodes to age (see the comment above)" >&2
+    sleep "$wait_s"
+  fi
+fi
+TRASH=$WORK/trash.$$
+mkdir -p "$TRASH"
+trap 'rm -rf "$TRASH"; touch "$STAMP"' EXIT
+OUT=$WORK/out
+if [ -e "$OUT" ]; then mv "$OUT" "$TRASH/out"; fi
+mkdir -p "$OUT"
+export RUNNER_CACHE_DIR=$OUT/store
+ARGS=(--repository bench/exec-cache --ref refs/heads/main --sha 0000000000000000000000000000000000000000)
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# timed MODE NAME CMD: runs the shell command CMD, appends "wall cpu-user cpu-sys" to
+# $OUT/NAME.MODE (cpu is of it and its children). flushed: sync first, the command's sync counted.
+timed() {
+  local mode=$1 name=$2 cmd=$3
+  if [ "$mode" = flushed ]; then
+    sync
+    cmd="$cmd; sync"
+  fi
+  /usr/bin/time -a -o "$OUT/$name.$mode" -f "%e %U %S" bash -c "$cmd" > /dev/null
+}
+col() { awk -v c="$2" '{ if (c == 1) print $1; else print $2 + $3 }' "$1" | median; }
+
+save_tar() { timed "$1" save-tar "cd '$SRC' && tar --posix -cf - node_modules | zstd -q -T0 -f -o '$OUT/tar.tzst'"; }
+save_ours() {
+  timed "$1" save-ours "'$RUNNER' exec '$HERE/workflow.yml' --workspace '$SRC' ${ARGS[*]} --var RUN=$1-$2 2>> '$OUT/save.log'"
+}
+restore_tar() {
+  mkdir -p "$OUT/rt-$1-$2"
+  timed "$1" restore-tar "zstd -q -d -c '$OUT/tar.tzst' | tar -xf - -C '$OUT/rt-$1-$2'"
+}
+restore_ours() {
+  mkdir -p "$OUT/ro-$1-$2"
+  cp "$SRC/package-lock.json" "$OUT/ro-$1-$2/"
+  timed "$1" restore-ours "'$RUNNER' exec '$HERE/workflow.yml' --workspace '$OUT/ro-$1-$2' ${ARGS[*]} --var RUN=flushed-1 2>> '$OUT/restore.log'"
+}
+
+for i in $(seq "$RUNS"); do
+  for mode in flushed back-to-back; do
+    if [ $((i % 2)) = 1 ]; then
+      save_tar "$mode"; save_ours "$mode" "$i"; restore_tar "$mode" "$i"; restore_ours "$mode" "$i"
+    else
+      save_ours "$mode" "$i"; save_tar "$mode"; restore_ours "$mode" "$i"; restore_tar "$mode" "$i"
+    fi
+  done
+done
+
+# Each side did what it was timed for, and both restored the same tree?
+saves=$(grep -c 'Cache saved' "$OUT/save.log" || true)
+hits=$(grep -c 'Cache restored from key' "$OUT/restore.log" || true)
+if [ "$saves" != $((2 * RUNS)) ] || [ "$hits" != $((2 * RUNS)) ]; then
+  echo "!! expected $((2 * RUNS)) saves and restores, the logs show $saves and $hits" >&2
+fi
+if ! diff -r --no-dereference "$OUT/rt-flushed-1/node_modules" "$OUT/ro-flushed-1/node_modules" > /dev/null; then
+  echo "!! restored trees differ" >&2
+fi
+
+files=$(find "$SRC/node_modules" -type f | wc -l)
+entries=$(find "$SRC/node_modules" | wc -l)
+bytes=$(du -sb "$SRC/node_modules" | cut -f1)
+ours_size=$(grep -o 'Cache Size: ~[0-9]* MB ([0-9]* B)' "$OUT/save.log" | head -1 | grep -o '([0-9]*' | tr -d '(')
+echo "== $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $RUNS runs, medians; $("$RUNNER" --version 2>/dev/null || echo runner), zstd $(zstd --version | grep -o 'v[0-9.]*'), $(tar --version | head -1)"
+printf 'node_modules: %d files (%d entries), %.1f MB\n' "$files" "$entries" "$(echo "$bytes / 1000000" | bc -l)"
+printf '  size                    tar|zstd %6.1f MB  runner %6.1f MB  ratio %.3f\n' \
+  "$(echo "$(stat -c %s "$OUT/tar.tzst") / 1000000" | bc -l)" "$(echo "$ours_size / 1000000" | bc -l)" \
+  "$(echo "$ours_size / $(stat -c %s "$OUT/tar.tzst")" | bc -l)"
+for mode in flushed back-to-back; do
+  for side in save restore; do
+    t=$OUT/$side-tar.$mode o=$OUT/$side-ours.$mode
+    awk -v s="$side" -v m="$mode" -v tw="$(col "$t" 1)" -v ow="$(col "$o" 1)" -v tc="$(col "$t" 2)" -v oc="$(col "$o" 2)" \
+      'BEGIN { printf "  %-7s %-12s wall: tar %6.2fs  runner %6.2fs  ratio %.2f   cpu: %6.2fs vs %6.2fs  ratio %.2f\n", s, m, tw, ow, ow / tw, tc, oc, oc / tc }'
+  done
+done
+mv "$OUT"/rt-* "$OUT"/ro-* "$TRASH/"
