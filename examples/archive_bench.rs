@@ -4,8 +4,7 @@
 //! Prints one line: wall seconds, entries, content bytes (and output size for create).
 //! Knobs for experiments (defaults otherwise): ARCHIVE_BENCH_READERS, _ZSTD_WORKERS, _JOB_SIZE,
 //! _OVERLAP_LOG, _LONG_AFTER (bytes; 0 = long-distance frame from the start), _WINDOW_LOG for
-//! create, and
-//! ARCHIVE_BENCH_THREADS (writers) for extract.
+//! create, and ARCHIVE_BENCH_THREADS (writers) for extract.
 
 use std::path::PathBuf;
 use std::time::Instant;
