@@ -23,6 +23,12 @@ WORK=${RUNNER_BENCH_WORK:-/var/tmp/runner-bench/exec-cache}
 RUNS=${1:-3}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 mkdir -p "$WORK"
+# One run at a time: another's deletions or load would be in this one's figures.
+exec 9> "$WORK/.lock"
+if ! flock -n 9; then
+  echo "== waiting for the other run of this script to end" >&2
+  flock 9
+fi
 
 if [ -z "${RUNNER:-}" ]; then
   echo "== building runner (release)" >&2
