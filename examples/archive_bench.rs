@@ -3,8 +3,8 @@
 //!   archive_bench extract <archive> <workspace> <allowed>...
 //! Prints one line: wall seconds, entries, content bytes (and output size for create).
 //! Knobs for experiments (defaults otherwise): ARCHIVE_BENCH_READERS, _ZSTD_WORKERS, _JOB_SIZE,
-//! _OVERLAP_LOG, _LONG_AFTER (bytes; 0 = long-distance frame from the start) for create, and
-//! ARCHIVE_BENCH_THREADS (writers) for extract.
+//! _OVERLAP_LOG, _LONG_AFTER (bytes; 0 = long-distance frame from the start), _WINDOW_LOG for
+//! create, and ARCHIVE_BENCH_THREADS (writers) for extract.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -41,6 +41,7 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             opts.zstd_job_size = env_num("ARCHIVE_BENCH_JOB_SIZE").map(|n| n as u32);
             opts.zstd_overlap_log = env_num("ARCHIVE_BENCH_OVERLAP_LOG").map(|n| n as u32);
             opts.zstd_long_after = env_num("ARCHIVE_BENCH_LONG_AFTER").map(|n| n as u64);
+            opts.zstd_window_log = env_num("ARCHIVE_BENCH_WINDOW_LOG").map(|n| n as u32);
             let stats = archive::create_with(&workspace, &paths, &opts, &mut out)?;
             drop(out);
             let secs = start.elapsed().as_secs_f64();

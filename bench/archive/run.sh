@@ -9,6 +9,7 @@
 # Usage: bench/archive/run.sh [runs]   (default 5; medians of wall and cpu time are reported)
 # Env:   SKIP_NPM=1 to skip the node tree, CARGO_SRC_TARGET=<dir> to pick the target dir copied.
 set -euo pipefail
+. "$(dirname "$0")/../common.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$ROOT/bench/work
 RUNS=${1:-5}
@@ -36,24 +37,13 @@ if [ ! -d "$WORK/cargo/registry" ]; then
     cp -a "$SRC_TARGET/build" "$WORK/cargo/target/"
 fi
 
-# On ext4 without a journal (this kind of machine), inodes freed in the last ~5 minutes are
-# skipped, one buffer lookup each, every time a new inode is allocated: extracting soon after
-# deleting a big tree is many times slower for every tool alike and the ratios mean nothing.
-# This script deletes its own trees only at exit and waits out its previous run's deletions.
+# Trees are deleted only at exit, and a run waits out the last one's deletions (see common.sh).
 STAMP=$WORK/.last-delete
-if [ -f "$STAMP" ]; then
-  wait_s=$(( $(stat -c %Y "$STAMP") + 330 - $(date +%s) ))
-  if [ "$wait_s" -gt 0 ]; then
-    echo "== waiting ${wait_s}s for the last run's deleted inodes to age (see the comment above)" >&2
-    sleep "$wait_s"
-  fi
-fi
+wait_out_deletions "$STAMP"
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # timed FILE CMD...: runs CMD, appends "wall cpu" (cpu = user + sys of it and its children).
 # Dirty pages are flushed first, so no command pays for the previous one's writeback.
 timed() { local f=$1; shift; sync; /usr/bin/time -a -o "$f" -f "%e %U %S" "$@" > /dev/null; }
-col() { awk -v c="$2" '{ if (c == 1) print $1; else print $2 + $3 }' "$1" | median; }
 # Deleting a big tree right before extracting makes this file system slow: old work dirs are
 # moved aside and deleted at the end.
 TRASH=$WORK/trash.$$; mkdir -p "$TRASH"

@@ -25,9 +25,16 @@ const SMALL_READ: u64 = 64 << 10;
 /// zstd level `zstd -T0` uses by default.
 const ZSTD_LEVEL: i32 = 3;
 /// Default for [`CreateOptions::zstd_long_after`]. Below it, long-distance matching costs more
-/// (a fifth more CPU on a `node_modules`) than the few long matches it finds; above it are the
-/// caches where it pays: build trees holding several copies of the same libraries and objects.
+/// than the few long matches it finds; above it are the caches where it can pay: build trees
+/// holding several copies of the same libraries and objects.
 pub const LONG_AFTER: u64 = 128 << 20;
+/// The long-distance frame starts only once files seen before (same size and first bytes) make
+/// up at least 1/`REPEATS_SHARE` of the content so far. Where whole files repeat far apart (a
+/// cargo tree: a quarter of its bytes) it finds them and costs nothing; where they do not (a
+/// `node_modules`: 1%) it finds 3% and costs a fifth more CPU.
+const REPEATS_SHARE: u64 = 25;
+/// Files from this size on are fingerprinted by their size and a hash of this many first bytes.
+const PRINT_BYTES: usize = 4 << 10;
 /// Window of the long-distance frame: zstd's default decoder limit (2^27), so `unzstd` and
 /// `tar --use-compress-program unzstd` read it without `--long`.
 const LONG_WINDOW_LOG: u32 = 27;
@@ -50,7 +57,8 @@ pub struct CreateOptions<'a> {
     /// `None` keeps the library's.
     pub zstd_overlap_log: Option<u32>,
     /// Tar bytes after which the rest of the archive goes into a second zstd frame with
-    /// long-distance matching; `None` means [`LONG_AFTER`], `Some(u64::MAX)` never.
+    /// long-distance matching, from the first point where repeated files make it pay;
+    /// `None` means [`LONG_AFTER`], `Some(0)` one long-distance frame, `Some(u64::MAX)` never.
     pub zstd_long_after: Option<u64>,
     /// Called on this thread with the content bytes written so far, after each batch.
     pub progress: Option<&'a dyn Fn(u64)>,
@@ -112,6 +120,8 @@ enum Seg {
         body: Option<(usize, usize)>,
         /// Content bytes of a buffered body.
         size: u64,
+        /// The fingerprint of a buffered body.
+        print: Option<Print>,
     },
 }
 
@@ -120,6 +130,40 @@ struct Batch {
     segs: Vec<Seg>,
     entries: u64,
     content: u64,
+    /// Fingerprints of the files in `segs` written as [`Seg::Bytes`].
+    prints: Vec<Print>,
+}
+
+/// A file's size and a hash of its first [`PRINT_BYTES`].
+type Print = (u64, u64);
+
+/// The fingerprint of a file of `size` bytes that starts with `head`; `None` for small files.
+fn print_of(head: &[u8], size: u64) -> Option<Print> {
+    use std::hash::Hasher;
+    let head = head.get(..PRINT_BYTES)?;
+    let mut h = std::hash::DefaultHasher::new();
+    h.write(head);
+    Some((size, h.finish()))
+}
+
+/// Content bytes of files seen before, by fingerprint: whether a long-distance frame pays.
+#[derive(Default)]
+struct Repeats {
+    seen: HashSet<Print>,
+    bytes: u64,
+}
+
+impl Repeats {
+    fn note(&mut self, print: Print) {
+        if !self.seen.insert(print) {
+            self.bytes += print.0;
+        }
+    }
+
+    /// Whether repeated files make up enough of `content` bytes for the long-distance frame.
+    fn pay_off(&self, content: u64) -> bool {
+        self.bytes.saturating_mul(REPEATS_SHARE) >= content
+    }
 }
 
 /// Archives `paths` like [`super::create`], with options.
@@ -144,7 +188,8 @@ pub fn create_with(
                         params,
                     )),
                     fed: 0,
-                    long_after,
+                    switch_at: (long_after > 0).then_some(long_after),
+                    repeats: false,
                     workers: cores as u32,
                     opts,
                 },
@@ -174,13 +219,16 @@ pub fn create_with(
 }
 
 enum Encoder<'w> {
-    /// zstd, going on in a long-distance frame once `fed` reaches `long_after` (a zstd stream
-    /// may hold any number of frames; decoders read them as one stream).
+    /// zstd, going on in a long-distance frame once `fed` reaches `switch_at` and files repeat
+    /// (a zstd stream may hold any number of frames; decoders read them as one stream).
     Zstd {
         /// `None` only while one frame is being swapped for the next.
         z: Option<zstd::stream::write::Encoder<'static, &'w mut dyn Write>>,
         fed: u64,
-        long_after: u64,
+        /// `None` once in the long-distance frame (or when it is the first).
+        switch_at: Option<u64>,
+        /// Whether enough files repeat for the long-distance frame to pay.
+        repeats: bool,
         workers: u32,
         opts: &'w CreateOptions<'w>,
     },
@@ -193,12 +241,13 @@ impl Encoder<'_> {
             Encoder::Zstd {
                 z,
                 fed,
-                long_after,
+                switch_at,
+                repeats,
                 workers,
                 opts,
             } => {
-                if *fed < *long_after && *fed + b.len() as u64 >= *long_after {
-                    *long_after = u64::MAX;
+                if *repeats && switch_at.is_some_and(|at| *fed + b.len() as u64 >= at) {
+                    *switch_at = None;
                     if let Some(old) = z.take() {
                         let out = old.finish()?;
                         // If zstd refuses the long settings, the rest is one more plain frame.
@@ -214,6 +263,13 @@ impl Encoder<'_> {
                 }
             }
             Encoder::Gzip(g) => g.write_all(b),
+        }
+    }
+
+    /// Tells a zstd encoder whether files repeat enough for the long-distance frame to pay.
+    fn set_repeats(&mut self, pay_off: bool) {
+        if let Encoder::Zstd { repeats, .. } = self {
+            *repeats = pay_off;
         }
     }
 
@@ -384,6 +440,7 @@ fn build_batch(items: &[Item], mut buf: Vec<u8>) -> Result<Batch, ArchiveError> 
         segs: Vec::with_capacity(items.len()),
         entries: 0,
         content: 0,
+        prints: Vec::new(),
     };
     let mut buffered: u64 = 0;
     for item in items {
@@ -407,17 +464,20 @@ fn build_batch(items: &[Item], mut buf: Vec<u8>) -> Result<Batch, ArchiveError> 
         } else if ft.is_file() {
             let inode = (md.nlink() > 1).then(|| (md.dev(), md.ino()));
             let mut size = md.len();
+            let mut print = None;
             let body = if size >= STREAM_MIN && buffered + size > BATCH_BYTES {
                 None
             } else {
                 let len = read_file_into(&mut b.buf, &item.name, &item.path, size, &meta)?;
                 buffered += len;
                 size = len;
+                print = print_of(&b.buf[b.buf.len() - len as usize..], len);
                 tarfmt::pad(&mut b.buf, len);
                 if inode.is_none() {
                     b.segs.push(Seg::Bytes(start, b.buf.len()));
                     b.entries += 1;
                     b.content += len;
+                    b.prints.extend(print);
                     continue;
                 }
                 Some((start, b.buf.len()))
@@ -429,6 +489,7 @@ fn build_batch(items: &[Item], mut buf: Vec<u8>) -> Result<Batch, ArchiveError> 
                 inode,
                 body,
                 size,
+                print,
             });
             continue;
         } else {
@@ -618,6 +679,7 @@ fn writer(
     progress: Option<&dyn Fn(u64)>,
 ) -> Result<(), ArchiveError> {
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    let mut repeats = Repeats::default();
     let mut scratch = Vec::with_capacity(4 * BLOCK);
     let mut copy_buf = vec![0u8; 1 << 20];
     for i in 0.. {
@@ -637,6 +699,10 @@ fn writer(
         let batch = batch?;
         stats.entries += batch.entries;
         stats.content_bytes += batch.content;
+        for print in &batch.prints {
+            repeats.note(*print);
+        }
+        enc.set_repeats(repeats.pay_off(stats.content_bytes));
         for seg in &batch.segs {
             match seg {
                 Seg::Bytes(a, b) => enc.write_all(&batch.buf[*a..*b]).map_err(out_err)?,
@@ -647,6 +713,7 @@ fn writer(
                     inode,
                     body,
                     size,
+                    print,
                 } => {
                     if let Some(first) = inode.and_then(|k| links.get(&k)) {
                         scratch.clear();
@@ -667,10 +734,22 @@ fn writer(
                     }
                     let written = match body {
                         Some((a, b)) => {
+                            if let Some(p) = print {
+                                repeats.note(*p);
+                            }
+                            enc.set_repeats(repeats.pay_off(stats.content_bytes + *size));
                             enc.write_all(&batch.buf[*a..*b]).map_err(out_err)?;
                             *size
                         }
-                        None => stream_file(enc, name, path, meta, &mut scratch, &mut copy_buf)?,
+                        None => {
+                            let file = Streamed {
+                                name,
+                                path,
+                                meta,
+                                content_before: stats.content_bytes,
+                            };
+                            stream_file(enc, &file, &mut repeats, &mut scratch, &mut copy_buf)?
+                        }
                     };
                     stats.entries += 1;
                     stats.content_bytes += written;
@@ -697,18 +776,39 @@ fn out_err(e: std::io::Error) -> ArchiveError {
     }
 }
 
+/// A file [`stream_file`] writes.
+struct Streamed<'a> {
+    name: &'a [u8],
+    path: &'a Path,
+    meta: &'a Meta,
+    /// Content bytes written before it.
+    content_before: u64,
+}
+
 /// Writes a large file straight from disk: header with the size at open time, then exactly that
 /// many bytes (a file that shrinks meanwhile is an error, as the archive would be inconsistent).
 fn stream_file(
     enc: &mut Encoder<'_>,
-    name: &[u8],
-    path: &Path,
-    meta: &Meta,
+    file: &Streamed<'_>,
+    repeats: &mut Repeats,
     scratch: &mut Vec<u8>,
     copy_buf: &mut [u8],
 ) -> Result<u64, ArchiveError> {
+    use std::os::unix::fs::FileExt;
+    let Streamed {
+        name, path, meta, ..
+    } = *file;
     let mut f = File::open(path).map_err(io_err(path))?;
     let size = f.metadata().map_err(io_err(path))?.len();
+    // Fingerprinted before its header, so a long-distance frame may start with it.
+    let mut head = [0u8; PRINT_BYTES];
+    if size >= PRINT_BYTES as u64 {
+        f.read_exact_at(&mut head, 0).map_err(io_err(path))?;
+        if let Some(p) = print_of(&head, size) {
+            repeats.note(p);
+        }
+    }
+    enc.set_repeats(repeats.pay_off(file.content_before + size));
     scratch.clear();
     tarfmt::push_header(scratch, name, Kind::File, size, meta, None);
     enc.write_all(scratch).map_err(out_err)?;

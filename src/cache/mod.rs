@@ -512,7 +512,7 @@ impl Cache {
             .iter()
             .map(|p| expand_tilde(p, &location.home))
             .collect();
-        let files = crate::glob::resolve_paths(&location.workspace, &patterns)?;
+        let files = crate::glob::archive_roots(&location.workspace, &patterns)?;
         if files.is_empty() {
             return Err(CacheError::NothingToSave);
         }

@@ -61,7 +61,7 @@ pub(crate) fn hash_walk(
                     .push((i, digests));
             });
         };
-        let walked = walk::walk(set, follow, |found| {
+        let walked = walk::walk(set, follow, walk::Descend::All, |found| {
             batch.push(found);
             if batch.len() == BATCH {
                 flush(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));

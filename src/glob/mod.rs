@@ -4,6 +4,7 @@
 //! - [`hash_files`] computes `hashFiles()` exactly as GitHub's runner does.
 //! - [`resolve_paths`] resolves a cache `path:` list the way `@actions/cache` does (no implicit
 //!   descendants: a matched directory is returned once, not its files).
+//! - [`archive_roots`] is that list as a save archives it: nothing inside a matched directory.
 //!
 //! The reference is what the runner ships: its bundled hashFiles script (@actions/glob with
 //! minimatch 3). One matcher ([`pattern`]) and one walk ([`walk`]) serve both modes; they differ
@@ -154,12 +155,36 @@ pub fn resolve_paths(workspace: &Path, patterns: &[String]) -> Result<Vec<PathBu
     )
 }
 
+/// What a cache save archives for a `path:` list: [`resolve_paths`] without the matches inside
+/// a matched directory, found in one walk that does not enter matched directories.
+///
+/// The archive takes each directory whole, so what lies below a matched directory is in it
+/// anyway: walking it here would only be done again by the archive (a `**/node_modules` list
+/// walks every package otherwise), and a nested match reached through a symbolic link inside
+/// the directory would name a path the restore must refuse to write through.
+pub fn archive_roots(workspace: &Path, patterns: &[String]) -> Result<Vec<PathBuf>, GlobError> {
+    let options = GlobOptions {
+        implicit_descendants: false,
+        ..GlobOptions::default()
+    };
+    glob_walk(workspace, patterns, &options, walk::Descend::Unmatched)
+}
+
 /// Matches `patterns` (rooted at `workspace`) with @actions/glob's semantics and options;
 /// returns matched files and directories in walk order.
 pub fn glob(
     workspace: &Path,
     patterns: &[String],
     options: &GlobOptions,
+) -> Result<Vec<PathBuf>, GlobError> {
+    glob_walk(workspace, patterns, options, walk::Descend::All)
+}
+
+fn glob_walk(
+    workspace: &Path,
+    patterns: &[String],
+    options: &GlobOptions,
+    descend: walk::Descend,
 ) -> Result<Vec<PathBuf>, GlobError> {
     let workspace = absolute(workspace)?;
     let cwd = workspace.to_string_lossy();
@@ -174,7 +199,9 @@ pub fn glob(
         home.as_deref(),
     )?;
     let mut paths = Vec::new();
-    walk::walk(&set, options.follow_symbolic_links, |f| paths.push(f.path))?;
+    walk::walk(&set, options.follow_symbolic_links, descend, |f| {
+        paths.push(f.path)
+    })?;
     Ok(paths)
 }
 

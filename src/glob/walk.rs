@@ -60,11 +60,22 @@ fn kind_of(file_type: FileType) -> Kind {
     }
 }
 
+/// How far [`walk`] goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Descend {
+    /// Into every directory a pattern may match below, as the toolkit does.
+    All,
+    /// Not into a matched directory: for callers that take a matched directory whole (a cache
+    /// archive), whatever lies below it is theirs already, and walking it again is the cost.
+    Unmatched,
+}
+
 /// Walks `set`'s search paths and calls `found` for every match, in the toolkit's order. With
 /// `follow`, links are followed, broken links are omitted and directory cycles are cut.
 pub(crate) fn walk(
     set: &PatternSet,
     follow: bool,
+    descend: Descend,
     mut found: impl FnMut(Found),
 ) -> Result<(), GlobError> {
     let mut stack: Vec<Item> = Vec::new();
@@ -134,6 +145,9 @@ pub(crate) fn walk(
                     path: item.path.clone(),
                     kind,
                 });
+                if descend == Descend::Unmatched {
+                    continue;
+                }
             }
             children.clear();
             let entries = std::fs::read_dir(&item.path).map_err(|e| io_error(&item.path, e))?;

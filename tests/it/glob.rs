@@ -6,7 +6,9 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use runner::glob::{GlobError, GlobOptions, HashOptions, glob, hash_files, resolve_paths};
+use runner::glob::{
+    GlobError, GlobOptions, HashOptions, archive_roots, glob, hash_files, resolve_paths,
+};
 use sha2::{Digest, Sha256};
 
 use crate::support::{runner_bin, write_tree};
@@ -374,23 +376,34 @@ fn workspace_given_through_a_symlink_is_resolved() {
 fn resolve_paths_returns_directories_once() {
     let dir = tree();
     let root = dir.path();
-    // (patterns, resolved paths relative to the workspace, in order)
-    let rows: &[(&[&str], &[&str])] = &[
-        (&["node_modules"], &["node_modules"]),
-        (&["node_modules/"], &["node_modules"]),
+    // (patterns, resolved paths relative to the workspace in order, what a save archives: the
+    // same without what lies inside a matched directory)
+    type Row<'a> = (&'a [&'a str], &'a [&'a str], &'a [&'a str]);
+    let rows: &[Row] = &[
+        (&["node_modules"], &["node_modules"], &["node_modules"]),
+        (&["node_modules/"], &["node_modules"], &["node_modules"]),
         (
             &["**/node_modules"],
             &["node_modules", "node_modules/p/node_modules"],
+            &["node_modules"],
         ),
-        (&["b/x.lock", "src"], &["b/x.lock", "src"]),
-        (&["src/**", "!src/lib/**"], &["src", "src/main.js"]),
-        (&["src/*", "!src/lib"], &["src/main.js"]),
-        (&["b/*"], &["b/c", "b/x.lock"]),
-        (&["b/*/"], &["b/c"]),
-        (&["missing", "b/c/d"], &["b/c/d"]),
-        (&["."], &["."]),
+        (
+            &["b/x.lock", "src"],
+            &["b/x.lock", "src"],
+            &["b/x.lock", "src"],
+        ),
+        (
+            &["src/**", "!src/lib/**"],
+            &["src", "src/main.js"],
+            &["src"],
+        ),
+        (&["src/*", "!src/lib"], &["src/main.js"], &["src/main.js"]),
+        (&["b/*"], &["b/c", "b/x.lock"], &["b/c", "b/x.lock"]),
+        (&["b/*/"], &["b/c"], &["b/c"]),
+        (&["missing", "b/c/d"], &["b/c/d"], &["b/c/d"]),
+        (&["."], &["."], &["."]),
     ];
-    for (patterns, expected) in rows {
+    for (patterns, expected, archived) in rows {
         let resolved = resolve_paths(root, &strings(patterns)).expect("resolve");
         assert_eq!(
             relative(root, &resolved),
@@ -398,6 +411,8 @@ fn resolve_paths_returns_directories_once() {
             "patterns {patterns:?}"
         );
         assert!(resolved.iter().all(|p| p.is_absolute()));
+        let roots = archive_roots(root, &strings(patterns)).expect("archive roots");
+        assert_eq!(relative(root, &roots), *archived, "patterns {patterns:?}");
     }
 }
 

@@ -279,3 +279,42 @@ fn failed_save_leaves_nothing_behind() {
         runner::store::index::Reservation::Reserved(_)
     ));
 }
+
+#[test]
+fn nested_matches_reached_through_workspace_links_restore() {
+    // An npm workspaces layout: `node_modules/@app/lib` links to `packages/lib`, which has its
+    // own node_modules. `**/node_modules` matches that one twice: as itself, and through the
+    // link inside the matched `node_modules`. The archive must name it only as itself, or the
+    // restore would have to write through the link (and refuses to).
+    let h = Harness::sqlite();
+    let ws = h.workspace();
+    write_tree(
+        &ws,
+        &[
+            ("node_modules/left-pad/index.js", "pad"),
+            ("packages/lib/index.js", "lib"),
+            ("packages/lib/node_modules/dep/index.js", "dep"),
+        ],
+    );
+    std::fs::create_dir_all(ws.join("node_modules/@app")).expect("mkdir");
+    std::os::unix::fs::symlink("../../packages/lib", ws.join("node_modules/@app/lib"))
+        .expect("symlink");
+    let paths = ["**/node_modules"];
+    assert!(matches!(
+        save(&h, &h.cache, &paths, "ws-1"),
+        SaveOutcome::Saved(_)
+    ));
+    std::fs::remove_dir_all(ws.join("node_modules")).expect("rm");
+    std::fs::remove_dir_all(ws.join("packages/lib/node_modules")).expect("rm");
+
+    let outcome = restore(&h, &h.cache, &paths, "ws-1");
+    assert!(
+        matches!(outcome, RestoreOutcome::Hit { exact: true, .. }),
+        "{outcome:?}"
+    );
+    let link = std::fs::read_link(ws.join("node_modules/@app/lib")).expect("link restored");
+    assert_eq!(link, std::path::Path::new("../../packages/lib"));
+    let read = |p: &str| std::fs::read_to_string(ws.join(p)).expect(p);
+    assert_eq!(read("node_modules/left-pad/index.js"), "pad");
+    assert_eq!(read("packages/lib/node_modules/dep/index.js"), "dep");
+}
