@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, bail};
 use indexmap::IndexMap;
+use runner::exec::actions::{ActionsOptions, Sources};
 use runner::exec::{ActionRegistry, RunOptions, Runner, builtin_registry, commands};
 
 use super::printer::Printer;
@@ -68,15 +69,50 @@ pub struct ExecArgs {
     /// Print the plan (jobs, steps, evaluated if: and with:) without running anything.
     #[arg(long)]
     pub dry_run: bool,
-    /// Fail steps that use actions runner exec does not implement (default: skip them).
-    #[arg(long)]
+    /// Accepted for compatibility: a step whose action cannot run here fails by default.
+    #[arg(long, conflicts_with = "skip_unsupported")]
     pub strict: bool,
+    /// Skip steps whose action cannot run here (Docker, not fetchable) instead of failing
+    /// them; the summary names every step that was not run.
+    #[arg(long)]
+    pub skip_unsupported: bool,
+    /// Print the jobs and their steps, with how each would run (native, node, composite, or
+    /// not at all), and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Base URL `owner/repo@ref` actions are cloned from (a `file://` URL or local path works).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RUNNER_ACTIONS_URL",
+        default_value = "https://github.com"
+    )]
+    pub actions_url: String,
+    /// Use only actions already in the action cache; a missing one says which it is.
+    #[arg(long)]
+    pub offline: bool,
+    /// The node that runs JavaScript actions.
+    #[arg(long, value_name = "PATH", env = "RUNNER_NODE", default_value = "node")]
+    pub node: PathBuf,
+    /// How `actions/cache*` run: natively, or as the real JavaScript action through the
+    /// embedded cache server.
+    #[arg(long, value_enum, default_value = "native")]
+    pub cache_action: CacheAction,
     /// Write a machine-readable report to stdout instead of the summary table.
     #[arg(long)]
     pub json: bool,
     /// Unfold ::group:: output and show ::debug:: messages.
     #[arg(long, short)]
     pub verbose: bool,
+}
+
+/// How `actions/cache*` steps run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CacheAction {
+    /// In-process, on the store directly.
+    Native,
+    /// The real JavaScript action, through the embedded cache server.
+    Node,
 }
 
 /// The handlers `runner exec` uses for `uses:` steps: the single place where built-in
@@ -114,6 +150,9 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     }
     install_interrupt_handler(options.cancel.clone());
     let runner = Runner::new(workflow, options, default_registry());
+    if args.list {
+        return list(&runner, &mut printer);
+    }
     let report = match runner.run(&mut printer) {
         Ok(report) => report,
         Err(err) => {
@@ -225,8 +264,51 @@ fn options(args: &ExecArgs) -> anyhow::Result<RunOptions> {
         inputs,
         dry_run: args.dry_run,
         strict: args.strict,
+        actions: actions_options(args),
         ..RunOptions::default()
     })
+}
+
+fn actions_options(args: &ExecArgs) -> ActionsOptions {
+    let defaults = ActionsOptions::default();
+    let cache_root = match runner::store::default_cache_dir() {
+        Some(dir) => dir.join("actions-v1"),
+        None => defaults.sources.cache_root,
+    };
+    let base_url = match Path::new(&args.actions_url) {
+        // A plain directory of bare repositories is a file:// URL to git.
+        p if p.is_absolute() => format!("file://{}", p.display()),
+        _ => args.actions_url.clone(),
+    };
+    ActionsOptions {
+        sources: Sources {
+            base_url,
+            cache_root,
+            offline: args.offline,
+        },
+        node: args.node.clone(),
+        skip_unsupported: args.skip_unsupported,
+        cache_action_node: args.cache_action == CacheAction::Node,
+        action_env: IndexMap::new(),
+    }
+}
+
+/// `--list`: one line per job, then one per step with how it would run.
+fn list(runner: &Runner, printer: &mut Printer) -> anyhow::Result<u8> {
+    let jobs = match runner.list() {
+        Ok(jobs) => jobs,
+        Err(err) => {
+            printer.error(&err.to_string());
+            return Ok(EXIT_USAGE);
+        }
+    };
+    for job in jobs {
+        printer.data(&job.id);
+        for step in job.steps {
+            printer.data(&format!("  {}: {}", step.name, step.how));
+        }
+    }
+    Ok(EXIT_OK)
 }
 
 static CANCEL: OnceLock<Arc<AtomicBool>> = OnceLock::new();

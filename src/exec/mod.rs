@@ -16,6 +16,7 @@
 //! ```
 
 mod action;
+pub mod actions;
 pub mod commands;
 mod contexts;
 mod error;
@@ -32,5 +33,7 @@ mod step_io;
 pub use action::{ActionContext, ActionError, ActionHandler, ActionRegistry, JobInfo, LogLevel};
 pub use contexts::{Contexts, JobState};
 pub use error::ExecError;
-pub use report::{AnnotationLevel, Event, EventSink, JobReport, RunReport, Status, StepReport};
-pub use runner::{RunOptions, Runner, builtin_registry};
+pub use report::{
+    AnnotationLevel, Event, EventSink, JobReport, NotRun, RunReport, Status, StepReport,
+};
+pub use runner::{ListedJob, ListedStep, RunOptions, Runner, builtin_registry};
