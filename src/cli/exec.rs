@@ -305,7 +305,12 @@ fn list(runner: &Runner, printer: &mut Printer) -> anyhow::Result<u8> {
     for job in jobs {
         printer.data(&job.id);
         for step in job.steps {
-            printer.data(&format!("  {}: {}", step.name, step.how));
+            match &step.uses {
+                Some(uses) if step.name != format!("Run {uses}") => {
+                    printer.data(&format!("  {} ({uses}): {}", step.name, step.how));
+                }
+                _ => printer.data(&format!("  {}: {}", step.name, step.how)),
+            }
         }
     }
     Ok(EXIT_OK)

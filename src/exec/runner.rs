@@ -118,8 +118,9 @@ pub struct ListedJob {
 pub struct ListedStep {
     /// The step's name as written (or its default name).
     pub name: String,
-    /// `run`, or the `uses:` value and how it runs (`native`, `node (node20)`, `composite`,
-    /// `not run: why`).
+    /// The `uses:` value, for action steps.
+    pub uses: Option<String>,
+    /// `run`, or how the action runs: `native`, `node (node20)`, `composite`, `not run: why`.
     pub how: String,
 }
 
@@ -280,13 +281,13 @@ impl Runner {
                         Some(n) => n.raw.clone(),
                         None => step.default_name(),
                     };
-                    let how = match &step.kind {
-                        StepKind::Run { .. } => "run".to_string(),
+                    let (uses, how) = match &step.kind {
+                        StepKind::Run { .. } => (None, "run".to_string()),
                         StepKind::Uses { uses, .. } => {
-                            format!("{}: {}", uses.value, self.classify(&uses.value))
+                            (Some(uses.value.clone()), self.classify(&uses.value))
                         }
                     };
-                    ListedStep { name, how }
+                    ListedStep { name, uses, how }
                 })
                 .collect();
             out.push(ListedJob { id, steps });

@@ -1,0 +1,214 @@
+//! `uses:` actions that really run: actions fetched from a git base URL into the action cache
+//! and reused offline, `--list`, composite depth, and `@actions/cache` through the embedded
+//! cache server.
+
+use std::path::Path;
+
+use crate::support::{bare_action_repo, on_path, run_runner, write_tree};
+
+const JS_ACTION: &[(&str, &str)] = &[
+    (
+        "action.yml",
+        "name: hello\nruns:\n  using: node20\n  pre: pre.js\n  main: main.js\n  post: post.js\n",
+    ),
+    (
+        "pre.js",
+        "const fs = require('fs');\n\
+         fs.appendFileSync(process.env.GITHUB_STATE, 'from_pre=yes\\n');\n\
+         fs.writeFileSync(process.env.GITHUB_WORKSPACE + '/pre.txt', process.env.GITHUB_ACTION_REPOSITORY + '@' + process.env.GITHUB_ACTION_REF + '\\n');\n",
+    ),
+    (
+        "main.js",
+        "require('fs').writeFileSync(process.env.GITHUB_WORKSPACE + '/main.txt', 'pre state: ' + process.env.STATE_from_pre + '\\n');\n",
+    ),
+    (
+        "post.js",
+        "require('fs').writeFileSync(process.env.GITHUB_WORKSPACE + '/post.txt', 'post\\n');\n",
+    ),
+    (
+        "sub/action.yml",
+        "name: sub\nruns:\n  using: composite\n  steps:\n    - shell: bash\n      run: echo sub > \"$GITHUB_WORKSPACE/sub.txt\"\n",
+    ),
+];
+
+const REMOTE_WORKFLOW: &str = "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: acme/hello@v1\n      - uses: acme/hello/sub@v1\n";
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| format!("<{}: {e}>", path.display()))
+}
+
+fn remove(dir: &Path, names: &[&str]) {
+    for name in names {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+}
+
+#[test]
+fn a_repository_action_is_fetched_once_runs_its_pre_and_is_reused_offline() {
+    if !on_path("node") || !on_path("git") {
+        eprintln!("skipped: node and git are needed to run a fetched JavaScript action");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let git_root = tmp.path().join("git");
+    bare_action_repo(&git_root, "acme", "hello", "v1", JS_ACTION);
+    let ws = tmp.path().join("ws");
+    write_tree(&ws, &[("ci.yml", REMOTE_WORKFLOW)]);
+    let url = format!("file://{}", git_root.display());
+
+    let first = run_runner(&ws, &["exec", "ci.yml", "--actions-url", &url]);
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    // As on GitHub, a repository action's `pre` runs before the first step, and its state
+    // reaches the main script.
+    assert_eq!(read(&ws.join("pre.txt")), "acme/hello@v1\n");
+    assert_eq!(read(&ws.join("main.txt")), "pre state: yes\n");
+    assert_eq!(read(&ws.join("post.txt")), "post\n");
+    assert_eq!(read(&ws.join("sub.txt")), "sub\n");
+    let cached = ws.join(".runner-cache/actions-v1/acme/hello/v1");
+    assert!(cached.join("action.yml").is_file(), "{}", first.stderr);
+    assert!(
+        first.stderr.contains("Pre Run acme/hello@v1"),
+        "{}",
+        first.stderr
+    );
+
+    // The repository is gone: --offline runs both actions from the action cache.
+    std::fs::remove_dir_all(&git_root).expect("remove the git server");
+    remove(&ws, &["pre.txt", "main.txt", "post.txt", "sub.txt"]);
+    let offline = run_runner(&ws, &["exec", "ci.yml", "--offline"]);
+    assert_eq!(offline.code, 0, "{}\n{}", offline.stdout, offline.stderr);
+    assert_eq!(read(&ws.join("main.txt")), "pre state: yes\n");
+    assert_eq!(read(&ws.join("sub.txt")), "sub\n");
+
+    // A ref that was never fetched says which action is missing, and fails the step.
+    write_tree(
+        &ws,
+        &[(
+            "ci.yml",
+            &REMOTE_WORKFLOW.replace("acme/hello/sub@v1", "acme/hello@v2"),
+        )],
+    );
+    let missing = run_runner(&ws, &["exec", "ci.yml", "--offline"]);
+    assert_eq!(missing.code, 1, "{}", missing.stderr);
+    assert!(
+        missing
+            .stderr
+            .contains("action 'acme/hello@v2' is not in the action cache"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[test]
+fn a_fetch_that_fails_names_the_action_and_leaves_no_partial_copy() {
+    if !on_path("git") {
+        eprintln!("skipped: git is not on PATH");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ws = tmp.path().join("ws");
+    write_tree(&ws, &[("ci.yml", REMOTE_WORKFLOW)]);
+    let url = format!("file://{}", tmp.path().join("no-such-server").display());
+    let run = run_runner(&ws, &["exec", "ci.yml", "--actions-url", &url]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("cannot fetch action 'acme/hello@v1' from file://"),
+        "{}",
+        run.stderr
+    );
+    let repo_dir = ws.join(".runner-cache/actions-v1/acme/hello");
+    let leftovers: Vec<_> = std::fs::read_dir(&repo_dir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn list_says_how_each_step_would_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ws = tmp.path();
+    write_tree(
+        ws,
+        &[
+            (
+                "ci.yml",
+                "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n      - uses: actions/cache@v4\n        with: {path: x, key: k}\n      - uses: ./comp\n      - name: JS\n        uses: ./js\n      - uses: docker://alpine:3\n      - uses: acme/missing@v1\n      - run: echo hi\n",
+            ),
+            (
+                "comp/action.yml",
+                "runs:\n  using: composite\n  steps:\n    - run: echo\n      shell: bash\n",
+            ),
+            (
+                "js/action.yml",
+                "runs:\n  using: node24\n  main: index.js\n",
+            ),
+        ],
+    );
+    let run = run_runner(ws, &["exec", "ci.yml", "--list", "--offline"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines[0], "build");
+    assert_eq!(lines[1], "  Run actions/checkout@v4: native");
+    assert_eq!(lines[2], "  Run actions/cache@v4: native");
+    assert_eq!(lines[3], "  Run ./comp: composite");
+    assert_eq!(lines[4], "  JS (./js): node (node24)");
+    assert_eq!(
+        lines[5],
+        "  Run docker://alpine:3: not run: Docker actions are not supported"
+    );
+    assert!(
+        lines[6].starts_with(
+            "  Run acme/missing@v1: not run: action 'acme/missing@v1' is not in the action cache"
+        ),
+        "{}",
+        lines[6]
+    );
+    assert_eq!(lines[7], "  Run echo hi: run");
+    // --cache-action=node hands actions/cache to the real action (here: not in the cache).
+    let node = run_runner(
+        ws,
+        &[
+            "exec",
+            "ci.yml",
+            "--list",
+            "--offline",
+            "--cache-action",
+            "node",
+        ],
+    );
+    assert!(
+        node.stdout.contains(
+            "  Run actions/cache@v4: not run: action 'actions/cache@v4' is not in the action cache"
+        ),
+        "{}",
+        node.stdout
+    );
+}
+
+#[test]
+fn composite_actions_nested_too_deep_fail_instead_of_recursing_forever() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ws = tmp.path();
+    write_tree(
+        ws,
+        &[
+            (
+                "ci.yml",
+                "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: ./loop\n",
+            ),
+            (
+                "loop/action.yml",
+                "runs:\n  using: composite\n  steps:\n    - uses: ./loop\n",
+            ),
+        ],
+    );
+    let run = run_runner(ws, &["exec", "ci.yml"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("composite actions are nested more than 10 deep"),
+        "{}",
+        run.stderr
+    );
+}
