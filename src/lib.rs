@@ -10,5 +10,7 @@ pub mod clock;
 pub mod exec;
 pub mod expr;
 pub mod glob;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod store;
 pub mod workflow;
