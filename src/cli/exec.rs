@@ -149,10 +149,26 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
         printer.show_debug(true);
     }
     install_interrupt_handler(options.cancel.clone());
-    let runner = Runner::new(workflow, options, default_registry());
+    let mut runner = Runner::new(workflow, options, default_registry());
     if args.list {
         return list(&runner, &mut printer);
     }
+    // Only JavaScript actions talk to a cache server; start one only for them.
+    #[cfg(feature = "server")]
+    let _server = if !args.dry_run && runner.uses_node_actions() {
+        match embedded::start() {
+            Ok((server, job_env)) => {
+                runner.actions_mut().job_env = Some(job_env);
+                Some(server)
+            }
+            Err(err) => {
+                printer.warning(&format!("JavaScript actions get no cache server: {err:#}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
     let report = match runner.run(&mut printer) {
         Ok(report) => report,
         Err(err) => {
@@ -289,7 +305,7 @@ fn actions_options(args: &ExecArgs) -> ActionsOptions {
         node: args.node.clone(),
         skip_unsupported: args.skip_unsupported,
         cache_action_node: args.cache_action == CacheAction::Node,
-        action_env: IndexMap::new(),
+        job_env: None,
     }
 }
 
@@ -338,5 +354,65 @@ fn install_interrupt_handler(flag: Arc<AtomicBool>) {
         unsafe {
             libc::signal(libc::SIGINT, handler as libc::sighandler_t);
         }
+    }
+}
+
+/// The cache server `runner exec` starts for the JavaScript actions it runs: `runner serve`'s
+/// code on 127.0.0.1, over the same store, with a token per job scoped to its repository and ref.
+#[cfg(feature = "server")]
+mod embedded {
+    use std::sync::Arc;
+
+    use anyhow::Context as _;
+    use indexmap::IndexMap;
+    use runner::clock::{Clock, SystemClock};
+    use runner::exec::JobInfo;
+    use runner::exec::actions::JobEnv;
+    use runner::server::{self, AuthMode, RunningServer, Server, ServerConfig, TokenRequest};
+
+    /// How long a job's token is valid (GitHub's job timeout).
+    const TOKEN_TTL_SECS: i64 = 6 * 3600;
+
+    /// Starts the server; returns it (stopped when dropped) and the job environment to hand out.
+    pub fn start() -> anyhow::Result<(RunningServer, JobEnv)> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let dir = runner::store::default_cache_dir()
+            .context("no cache directory: set RUNNER_CACHE_DIR")?;
+        let cache =
+            runner::cache::open_default(clock.clone()).context("opening the cache store")?;
+        // A secret that lives as long as this run: tokens are good for this server only.
+        let secret: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
+            .iter()
+            .flat_map(|u| *u.as_bytes())
+            .collect();
+        let config = ServerConfig::new(AuthMode::Secret(secret.clone()), dir.join("staging-v1"));
+        let server = Server::new(Arc::new(cache), config, clock.clone())
+            .context("starting the embedded cache server")?;
+        let running =
+            server::spawn(server, "127.0.0.1:0").context("starting the embedded cache server")?;
+        let url = format!("{}/", running.url());
+        let job_env = JobEnv(Arc::new(move |job: &JobInfo| {
+            let request = TokenRequest {
+                repository: job.repository.clone(),
+                repository_id: None,
+                git_ref: job.git_ref.clone(),
+                base_ref: job.base_ref.clone(),
+                default_branch: job.default_branch.clone(),
+                read_only: false,
+                ttl_secs: TOKEN_TTL_SECS,
+            };
+            let now = clock.now_millis() / 1000;
+            let token = server::mint_token(&secret, &request, now);
+            [
+                ("ACTIONS_CACHE_URL", url.clone()),
+                ("ACTIONS_RESULTS_URL", url.clone()),
+                ("ACTIONS_RUNTIME_TOKEN", token),
+                ("ACTIONS_CACHE_SERVICE_V2", "true".to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<IndexMap<String, String>>()
+        }));
+        Ok((running, job_env))
     }
 }

@@ -94,6 +94,8 @@ pub(in crate::exec) struct JobRun<'r> {
     pub(in crate::exec) pre_state: HashMap<Pos, IndexMap<String, String>>,
     /// The host node's major version, once asked.
     pub(in crate::exec) node_major: Option<Option<u32>>,
+    /// The job's extra environment for JavaScript actions, once made.
+    pub(in crate::exec) action_env: Option<IndexMap<String, String>>,
 }
 
 impl<'r> JobRun<'r> {
@@ -209,6 +211,7 @@ impl<'r> JobRun<'r> {
             composite_depth: 0,
             pre_state: HashMap::new(),
             node_major: None,
+            action_env: None,
         };
         run.sync_env_context();
         run.setup_problem = run.evaluate_job_settings().err();

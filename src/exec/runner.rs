@@ -295,6 +295,12 @@ impl Runner {
         Ok(out)
     }
 
+    /// How actions are found and run, to adjust after construction (the CLI hands JavaScript
+    /// actions its embedded cache server once it knows one is needed).
+    pub fn actions_mut(&mut self) -> &mut ActionsOptions {
+        &mut self.options.actions
+    }
+
     /// The workflow being run.
     pub fn workflow(&self) -> &Workflow {
         &self.workflow

@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
 
+use super::action::JobInfo;
+
 pub use manifest::{InputDef, Manifest, ManifestError, Runs};
 pub use sources::{ActionRef, SourceError, Sources};
 
@@ -33,10 +35,27 @@ pub struct ActionsOptions {
     pub skip_unsupported: bool,
     /// Run `actions/cache*` as the real JavaScript action instead of natively.
     pub cache_action_node: bool,
-    /// Extra environment for JavaScript actions (the embedded cache server's
-    /// `ACTIONS_CACHE_URL`, `ACTIONS_RESULTS_URL`, `ACTIONS_RUNTIME_TOKEN`, ...).
-    pub action_env: IndexMap<String, String>,
+    /// Extra environment for the JavaScript actions of a job, asked once per job (the
+    /// embedded cache server's `ACTIONS_CACHE_URL`, `ACTIONS_RESULTS_URL`, and an
+    /// `ACTIONS_RUNTIME_TOKEN` scoped to the job's repository and ref).
+    pub job_env: Option<JobEnv>,
 }
+
+/// A function from a job's facts to environment variables.
+pub type JobEnvFn = dyn Fn(&JobInfo) -> IndexMap<String, String> + Send + Sync;
+
+/// Makes the extra environment of a job's JavaScript actions from the job's facts.
+#[derive(Clone)]
+pub struct JobEnv(pub Arc<JobEnvFn>);
+
+impl std::fmt::Debug for JobEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobEnv(..)")
+    }
+}
+
+/// Variables whose values are credentials: masked wherever they would be printed.
+pub const SECRET_ENV: &[&str] = &["ACTIONS_RUNTIME_TOKEN"];
 
 impl Default for ActionsOptions {
     fn default() -> Self {
@@ -52,7 +71,7 @@ impl Default for ActionsOptions {
             node: PathBuf::from("node"),
             skip_unsupported: false,
             cache_action_node: false,
-            action_env: IndexMap::new(),
+            job_env: None,
         }
     }
 }

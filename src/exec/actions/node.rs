@@ -9,7 +9,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 
 use super::run::input_var;
-use super::{ActionRef, Resolution, Resolved, Runs};
+use super::{ActionRef, Resolution, Resolved, Runs, SECRET_ENV};
 use crate::exec::ExecError;
 use crate::exec::job::{JobRun, PostHook, PostKind, StepFailure};
 use crate::exec::report::{AnnotationLevel, Event, Status};
@@ -229,8 +229,8 @@ impl JobRun<'_> {
             .map_err(StepFailure::Fatal)?;
         let step_id = Runner::github_str(&self.ctx, "action");
         let mut proc_env = self.process_env(env, &step_id, &files);
-        for (k, v) in &self.runner.options.actions.action_env {
-            proc_env.insert(k.clone(), v.clone());
+        for (k, v) in self.job_action_env() {
+            proc_env.insert(k, v);
         }
         for (k, v) in inputs {
             proc_env.insert(input_var(k), v.clone());
@@ -263,6 +263,23 @@ impl JobRun<'_> {
         let cwd = self.runner.options.workspace.clone();
         let args = vec![entry.display().to_string()];
         self.spawn_step(step, name, program, args, proc_env, cwd, &files, outputs)
+    }
+
+    /// The job's extra environment for JavaScript actions, made once; credentials masked.
+    fn job_action_env(&mut self) -> IndexMap<String, String> {
+        if self.action_env.is_none() {
+            let env = match &self.runner.options.actions.job_env {
+                Some(hook) => (hook.0)(&self.info),
+                None => IndexMap::new(),
+            };
+            for key in SECRET_ENV {
+                if let Some(value) = env.get(*key) {
+                    self.masker.add(value);
+                }
+            }
+            self.action_env = Some(env);
+        }
+        self.action_env.clone().unwrap_or_default()
     }
 
     /// The node executable: `--node` as given when it is a path, else found in `PATH`.

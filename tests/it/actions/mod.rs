@@ -212,3 +212,163 @@ fn composite_actions_nested_too_deep_fail_instead_of_recursing_forever() {
         run.stderr
     );
 }
+
+/// `node_modules` holding `@actions/cache@4`, installed once per build directory from the npm
+/// registry; `None` (with the reason) when node, npm or the network is missing.
+fn toolkit_modules() -> Result<std::path::PathBuf, String> {
+    if !on_path("node") || !on_path("npm") {
+        return Err("node and npm are needed for the @actions/cache test".into());
+    }
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("actions-cache-npm");
+    let modules = root.join("node_modules");
+    if modules.join("@actions/cache/package.json").is_file() {
+        return Ok(modules);
+    }
+    std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let out = std::process::Command::new("npm")
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--silent",
+            "@actions/cache@4",
+        ])
+        .current_dir(&root)
+        .output()
+        .map_err(|e| format!("cannot run npm: {e}"))?;
+    if !out.status.success() || !modules.join("@actions/cache/package.json").is_file() {
+        return Err(format!(
+            "npm install @actions/cache@4 failed (no network?): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(modules)
+}
+
+#[test]
+fn an_action_built_on_actions_cache_saves_and_restores_through_the_embedded_server() {
+    let modules = match toolkit_modules() {
+        Ok(m) => m,
+        Err(reason) => {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ws = tmp.path();
+    crate::support::copy_dir(
+        &crate::support::repo_root().join("fixtures/actions/toolkit-cache"),
+        &ws.join(".github/actions/toolkit-cache"),
+        &[],
+    )
+    .expect("copy the fixture action");
+    write_tree(
+        ws,
+        &[(
+            "ci.yml",
+            "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - id: c\n        uses: ./.github/actions/toolkit-cache\n        with:\n          path: deps\n          key: deps-${{ runner.os }}-1\n      - if: steps.c.outputs.cache-hit != 'true'\n        run: mkdir -p deps && echo built > deps/lib.txt && echo built-now > built.txt\n",
+        )],
+    );
+    let node_path = format!("NODE_PATH={}", modules.display());
+    let args = [
+        "exec",
+        "ci.yml",
+        "--repository",
+        "acme/app",
+        "--ref",
+        "refs/heads/main",
+        "--env",
+        &node_path,
+    ];
+    let first = run_runner(ws, &args);
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    assert!(
+        first.stderr.contains("cache miss for deps-Linux-1"),
+        "{}",
+        first.stderr
+    );
+    assert!(first.stderr.contains("saved cache id"), "{}", first.stderr);
+    assert!(
+        !first.stderr.contains("saved cache id -1"),
+        "{}",
+        first.stderr
+    );
+    // The token never shows in the log.
+    assert!(!first.stderr.contains("eyJ"), "{}", first.stderr);
+
+    // The entry is in our store, next to native ones, under the job's repository and ref.
+    let list = run_runner(ws, &["cache", "list", "-R", "acme/app", "--json"]);
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    assert!(list.stdout.contains("deps-Linux-1"), "{}", list.stdout);
+    assert!(list.stdout.contains("refs/heads/main"), "{}", list.stdout);
+
+    std::fs::remove_dir_all(ws.join("deps")).expect("remove deps");
+    std::fs::remove_file(ws.join("built.txt")).expect("remove built.txt");
+    let second = run_runner(ws, &args);
+    assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
+    assert!(
+        second.stderr.contains("restored from key: deps-Linux-1"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(read(&ws.join("deps/lib.txt")), "built\n");
+    assert!(
+        !ws.join("built.txt").exists(),
+        "the build ran despite the hit"
+    );
+}
+
+#[test]
+fn an_older_node_is_a_clear_warning_and_post_if_is_honoured() {
+    if !on_path("node") {
+        eprintln!("skipped: node is not on PATH");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ws = tmp.path();
+    write_tree(
+        ws,
+        &[
+            (
+                "ci.yml",
+                "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: ./new\n",
+            ),
+            (
+                "new/action.yml",
+                "runs:\n  using: node24\n  main: main.js\n  post: post.js\n  post-if: failure()\n",
+            ),
+            ("new/main.js", "console.log('main ran');\n"),
+            ("new/post.js", "console.log('post ran');\n"),
+            // Reports an old version, runs the real node otherwise.
+            (
+                "old-node",
+                "#!/bin/sh\nif [ \"$1\" = --version ]; then echo v16.20.0; exit 0; fi\nexec node \"$@\"\n",
+            ),
+        ],
+    );
+    let old_node = ws.join("old-node");
+    std::fs::set_permissions(
+        &old_node,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let run = run_runner(
+        ws,
+        &["exec", "ci.yml", "--node", &old_node.display().to_string()],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("main ran"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("this action asks for node24, but the host's node is v16"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("post ran"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("Post Run ./new (skipped: if: failure() was false)"),
+        "{}",
+        run.stderr
+    );
+}
