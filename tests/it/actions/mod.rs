@@ -257,16 +257,17 @@ fn an_action_built_on_actions_cache_saves_and_restores_through_the_embedded_serv
     let tmp = tempfile::tempdir().expect("tempdir");
     let ws = tmp.path();
     crate::support::copy_dir(
-        &crate::support::repo_root().join("fixtures/actions/toolkit-cache"),
-        &ws.join(".github/actions/toolkit-cache"),
+        &crate::support::repo_root().join("fixtures/actions"),
+        &ws.join(".github/actions"),
         &[],
     )
-    .expect("copy the fixture action");
+    .expect("copy the fixture actions");
+    // A composite action wrapping a JavaScript action with post that uses @actions/cache.
     write_tree(
         ws,
         &[(
             "ci.yml",
-            "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - id: c\n        uses: ./.github/actions/toolkit-cache\n        with:\n          path: deps\n          key: deps-${{ runner.os }}-1\n      - if: steps.c.outputs.cache-hit != 'true'\n        run: mkdir -p deps && echo built > deps/lib.txt && echo built-now > built.txt\n",
+            "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - id: build\n        uses: ./.github/actions/cached-build\n        with:\n          key: deps-${{ runner.os }}-1\n      - run: echo \"hit=${{ steps.build.outputs.cache-hit }}\" > hit.txt\n",
         )],
     );
     let node_path = format!("NODE_PATH={}", modules.display());
