@@ -277,20 +277,25 @@ impl<'r> JobRun<'r> {
         self.problem_at_level(AnnotationLevel::Error, p);
     }
 
+    /// Shows why a step failed; `Err` when the run cannot go on.
+    pub(in crate::exec) fn annotate_failure(
+        &mut self,
+        failure: StepFailure,
+    ) -> Result<(), ExecError> {
+        match failure {
+            StepFailure::Problem(p) => self.annotate_problem(&p),
+            StepFailure::Message(m) => self.annotate(AnnotationLevel::Error, &m),
+            StepFailure::Fatal(e) => return Err(e),
+        }
+        Ok(())
+    }
+
     /// An annotation at a position in the workflow, or in the action definition whose steps run.
     pub(in crate::exec) fn problem_at_level(&mut self, level: AnnotationLevel, p: &Problem) {
         match &self.action_source {
             Some(action) => {
                 let diag = action.manifest.diagnostic(p.pos, p.message.clone());
-                let message = self.masker.mask(&diag.to_string());
-                self.emit(Event::Annotation {
-                    level,
-                    message,
-                    title: None,
-                    file: None,
-                    line: None,
-                    col: None,
-                });
+                self.annotate(level, &diag.to_string());
             }
             None => self
                 .runner
@@ -571,15 +576,10 @@ impl<'r> JobRun<'r> {
         let mut outputs = IndexMap::new();
         let outcome = match self.execute_step(step, &name, &mut outputs) {
             Ok(outcome) => outcome,
-            Err(StepFailure::Problem(p)) => {
-                self.annotate_problem(&p);
+            Err(failure) => {
+                self.annotate_failure(failure)?;
                 Status::Failure
             }
-            Err(StepFailure::Message(m)) => {
-                self.annotate(AnnotationLevel::Error, &m);
-                Status::Failure
-            }
-            Err(StepFailure::Fatal(e)) => return Err(e),
         };
         let continue_on_error = match &step.continue_on_error {
             None => false,

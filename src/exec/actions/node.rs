@@ -98,20 +98,15 @@ impl JobRun<'_> {
         self.status_of(result.map(|(status, _)| status))
     }
 
-    /// A step result with its failure annotated.
+    /// A step result with its failure annotated (here even one that would stop a main step:
+    /// a pre or post script's failure is its own).
     fn status_of(&mut self, result: Result<Status, StepFailure>) -> Status {
         match result {
             Ok(status) => status,
-            Err(StepFailure::Problem(p)) => {
-                self.annotate_problem(&p);
-                Status::Failure
-            }
-            Err(StepFailure::Message(m)) => {
-                self.annotate(AnnotationLevel::Error, &m);
-                Status::Failure
-            }
-            Err(StepFailure::Fatal(e)) => {
-                self.annotate(AnnotationLevel::Error, &super::error_chain(&e));
+            Err(failure) => {
+                if let Err(e) = self.annotate_failure(failure) {
+                    self.annotate(AnnotationLevel::Error, &super::error_chain(&e));
+                }
                 Status::Failure
             }
         }

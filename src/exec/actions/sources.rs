@@ -146,11 +146,11 @@ impl Sources {
                 path,
                 reference,
             } => {
-                let parts = [owner.as_str(), repo.as_str()]
+                let mut parts = [owner.as_str(), repo.as_str()]
                     .into_iter()
                     .chain(reference.split('/'))
                     .chain(path.iter().flat_map(|p| p.split('/')));
-                if !parts.clone().all(safe_component) {
+                if !parts.all(safe_component) {
                     return Err(SourceError::BadPath {
                         uses: uses.to_string(),
                     });
@@ -173,7 +173,8 @@ impl Sources {
         reference: &str,
     ) -> Result<PathBuf, SourceError> {
         let repo_dir = self.cache_root.join(owner).join(repo);
-        let dir = repo_dir.join(reference);
+        // One directory per ref, also for refs with a `/` (`releases/v1` next to `releases`).
+        let dir = repo_dir.join(reference.replace('%', "%25").replace('/', "%2F"));
         if dir.is_dir() {
             return Ok(dir);
         }
@@ -257,4 +258,52 @@ fn fetch(dir: &Path, url: &str, reference: &str) -> Result<(), String> {
     // The history is not needed to run the action.
     let _ = std::fs::remove_dir_all(dir.join(".git"));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uses_values() {
+        let repo = |owner: &str, repo: &str, path: Option<&str>, reference: &str| ActionRef::Repo {
+            owner: owner.into(),
+            repo: repo.into(),
+            path: path.map(Into::into),
+            reference: reference.into(),
+        };
+        let rows = [
+            ("./x", Some(ActionRef::Local("./x".into()))),
+            (
+                "docker://alpine:3",
+                Some(ActionRef::Docker("alpine:3".into())),
+            ),
+            ("a/b@v1", Some(repo("a", "b", None, "v1"))),
+            (
+                "a/b/c/d@releases/v1",
+                Some(repo("a", "b", Some("c/d"), "releases/v1")),
+            ),
+            ("a/b@", None),
+            ("a@v1", None),
+            ("a/b", None),
+        ];
+        for (uses, expected) in rows {
+            assert_eq!(ActionRef::parse(uses), expected, "{uses}");
+        }
+    }
+
+    #[test]
+    fn paths_that_leave_the_action_cache_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sources = Sources {
+            base_url: "file:///nowhere".into(),
+            cache_root: tmp.path().join("actions-v1"),
+            offline: true,
+        };
+        for uses in ["a/b@../../x", "../b@v1", "a/b/../../..@v1", "a/..@v1"] {
+            let action = ActionRef::parse(uses).unwrap();
+            let err = sources.locate(uses, &action, tmp.path()).unwrap_err();
+            assert!(matches!(err, SourceError::BadPath { .. }), "{uses}: {err}");
+        }
+    }
 }
