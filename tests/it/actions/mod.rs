@@ -294,8 +294,9 @@ fn an_action_built_on_actions_cache_saves_and_restores_through_the_embedded_serv
         "{}",
         first.stderr
     );
-    // The token never shows in the log.
-    assert!(!first.stderr.contains("eyJ"), "{}", first.stderr);
+    // The token the action printed is masked.
+    assert!(first.stderr.contains("token: ***"), "{}", first.stderr);
+    assert!(!first.stderr.contains("token: eyJ"), "{}", first.stderr);
 
     // The entry is in our store, next to native ones, under the job's repository and ref.
     let list = run_runner(ws, &["cache", "list", "-R", "acme/app", "--json"]);
