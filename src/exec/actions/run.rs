@@ -132,6 +132,13 @@ impl JobRun<'_> {
             if inputs.contains_key(name) {
                 continue;
             }
+            if def.required && def.default.is_none() {
+                // What `core.getInput(name, {required: true})` would fail with later.
+                self.annotate(
+                    AnnotationLevel::Warning,
+                    &format!("Input required and not supplied: {name}"),
+                );
+            }
             if let Some(default) = &def.default {
                 // A default's position is in the action definition, not the workflow.
                 let value = render(default, &self.ctx).map_err(|p| {

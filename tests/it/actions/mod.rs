@@ -321,7 +321,7 @@ fn an_action_built_on_actions_cache_saves_and_restores_through_the_embedded_serv
 }
 
 #[test]
-fn an_older_node_is_a_clear_warning_and_post_if_is_honoured() {
+fn an_older_node_and_a_missing_required_input_are_warnings_and_post_if_is_honoured() {
     if !on_path("node") {
         eprintln!("skipped: node is not on PATH");
         return;
@@ -337,7 +337,7 @@ fn an_older_node_is_a_clear_warning_and_post_if_is_honoured() {
             ),
             (
                 "new/action.yml",
-                "runs:\n  using: node24\n  main: main.js\n  post: post.js\n  post-if: failure()\n",
+                "inputs:\n  name:\n    required: true\nruns:\n  using: node24\n  main: main.js\n  post: post.js\n  post-if: failure()\n",
             ),
             ("new/main.js", "console.log('main ran');\n"),
             ("new/post.js", "console.log('post ran');\n"),
@@ -367,6 +367,11 @@ fn an_older_node_is_a_clear_warning_and_post_if_is_honoured() {
         run.stderr
     );
     assert!(!run.stderr.contains("post ran"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Input required and not supplied: name"),
+        "{}",
+        run.stderr
+    );
     assert!(
         run.stderr
             .contains("Post Run ./new (skipped: if: failure() was false)"),
