@@ -1,8 +1,7 @@
 //! `uses:` actions that really run: where their files come from ([`sources`]), their
-//! `action.yml` ([`manifest`]), composite steps ([`composite`]) and JavaScript actions run with
-//! the host's node under the runner's contract ([`node`]). Knows nothing of how caches are
-//! stored: the embedded cache server's URL and token arrive as plain environment in
-//! [`ActionsOptions::action_env`].
+//! `action.yml` ([`manifest`]), composite steps and JavaScript actions run with the host's node
+//! under the runner's contract. Knows nothing of how caches are stored: the embedded cache
+//! server's URL and token arrive as plain environment from [`ActionsOptions::job_env`].
 
 mod composite;
 pub mod manifest;
