@@ -379,3 +379,60 @@ fn an_older_node_and_a_missing_required_input_are_warnings_and_post_if_is_honour
         run.stderr
     );
 }
+
+#[test]
+fn cache_action_node_runs_the_javascript_actions_cache_instead_of_the_native_one() {
+    if !on_path("node") || !on_path("git") {
+        eprintln!("skipped: node and git are needed to run a fetched JavaScript action");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let git_root = tmp.path().join("git");
+    // A stand-in for actions/cache that reports what it was given.
+    bare_action_repo(
+        &git_root,
+        "actions",
+        "cache",
+        "v4",
+        &[
+            (
+                "action.yml",
+                "inputs:\n  key: {required: true}\n  path: {required: true}\nruns:\n  using: node20\n  main: main.js\n",
+            ),
+            (
+                "main.js",
+                "console.log(`js cache key=${process.env.INPUT_KEY} server=${process.env.ACTIONS_RESULTS_URL ? 'yes' : 'no'} v2=${process.env.ACTIONS_CACHE_SERVICE_V2}`);\n",
+            ),
+        ],
+    );
+    let ws = tmp.path().join("ws");
+    write_tree(
+        &ws,
+        &[(
+            "ci.yml",
+            "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/cache@v4\n        with: {key: k1, path: x}\n",
+        )],
+    );
+    let url = format!("file://{}", git_root.display());
+    let run = run_runner(
+        &ws,
+        &[
+            "exec",
+            "ci.yml",
+            "--actions-url",
+            &url,
+            "--cache-action",
+            "node",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("js cache key=k1 server=yes v2=true"),
+        "{}",
+        run.stderr
+    );
+    // By default the same step is native: nothing is fetched for it.
+    let native = run_runner(&ws, &["exec", "ci.yml", "--offline"]);
+    assert_eq!(native.code, 0, "{}", native.stderr);
+    assert!(!native.stderr.contains("js cache"), "{}", native.stderr);
+}
