@@ -1134,55 +1134,13 @@ impl<'r> JobRun<'r> {
             }
             self.emit(Event::StepStarted { name: name.clone() });
             let started = Instant::now();
-            let handler = match &post.kind {
-                PostKind::Handler(handler) => handler.clone(),
+            let outcome = match &post.kind {
+                PostKind::Handler(handler) => self.run_handler_post(&post, handler.as_ref()),
                 PostKind::Node {
                     action,
                     script,
                     step,
-                } => {
-                    let outcome = self.run_node_post(&post, action, script, step);
-                    self.record_step(
-                        None,
-                        name,
-                        outcome,
-                        outcome,
-                        &IndexMap::new(),
-                        started.elapsed(),
-                    );
-                    continue;
-                }
-            };
-            // As for JavaScript actions, the saved state is also visible as `STATE_<name>`.
-            let mut post_env = post.env.clone();
-            for (k, v) in &post.state {
-                post_env.insert(format!("STATE_{k}"), v.clone());
-            }
-            let result = {
-                let masker: &Masker = self.masker;
-                let sink: &mut dyn EventSink = self.sink;
-                let mut log = |level: LogLevel, message: &str| {
-                    log_event(sink, masker, level, message);
-                };
-                let mut actx = ActionContext {
-                    uses: &post.uses,
-                    inputs: &post.inputs,
-                    env: &post_env,
-                    job: &self.info,
-                    contexts: &self.ctx,
-                    outputs: IndexMap::new(),
-                    state: post.state.clone(),
-                    post_condition: Some(post.condition.clone()),
-                    log: &mut log,
-                };
-                handler.post(&mut actx)
-            };
-            let outcome = match result {
-                Ok(()) => Status::Success,
-                Err(e) => {
-                    self.annotate(AnnotationLevel::Error, &e.message);
-                    Status::Failure
-                }
+                } => self.run_node_post(&post, action, script, step),
             };
             self.record_step(
                 None,
@@ -1194,6 +1152,41 @@ impl<'r> JobRun<'r> {
             );
         }
         Ok(())
+    }
+
+    /// Runs an in-process handler's post step.
+    fn run_handler_post(&mut self, post: &PostHook, handler: &dyn ActionHandler) -> Status {
+        // As for JavaScript actions, the saved state is also visible as `STATE_<name>`.
+        let mut post_env = post.env.clone();
+        for (k, v) in &post.state {
+            post_env.insert(format!("STATE_{k}"), v.clone());
+        }
+        let result = {
+            let masker: &Masker = self.masker;
+            let sink: &mut dyn EventSink = self.sink;
+            let mut log = |level: LogLevel, message: &str| {
+                log_event(sink, masker, level, message);
+            };
+            let mut actx = ActionContext {
+                uses: &post.uses,
+                inputs: &post.inputs,
+                env: &post_env,
+                job: &self.info,
+                contexts: &self.ctx,
+                outputs: IndexMap::new(),
+                state: post.state.clone(),
+                post_condition: Some(post.condition.clone()),
+                log: &mut log,
+            };
+            handler.post(&mut actx)
+        };
+        match result {
+            Ok(()) => Status::Success,
+            Err(e) => {
+                self.annotate(AnnotationLevel::Error, &e.message);
+                Status::Failure
+            }
+        }
     }
 }
 
