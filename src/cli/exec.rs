@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, bail};
 use indexmap::IndexMap;
+use runner::exec::actions::{ActionsOptions, Sources};
 use runner::exec::{ActionRegistry, RunOptions, Runner, builtin_registry, commands};
 
 use super::printer::Printer;
@@ -68,15 +69,50 @@ pub struct ExecArgs {
     /// Print the plan (jobs, steps, evaluated if: and with:) without running anything.
     #[arg(long)]
     pub dry_run: bool,
-    /// Fail steps that use actions runner exec does not implement (default: skip them).
-    #[arg(long)]
+    /// Accepted for compatibility: a step whose action cannot run here fails by default.
+    #[arg(long, conflicts_with = "skip_unsupported")]
     pub strict: bool,
+    /// Skip steps whose action cannot run here (Docker, not fetchable) instead of failing
+    /// them; the summary names every step that was not run.
+    #[arg(long)]
+    pub skip_unsupported: bool,
+    /// Print the jobs and their steps, with how each would run (native, node, composite, or
+    /// not at all), and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Base URL `owner/repo@ref` actions are cloned from (a `file://` URL or local path works).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RUNNER_ACTIONS_URL",
+        default_value = "https://github.com"
+    )]
+    pub actions_url: String,
+    /// Use only actions already in the action cache; a missing one says which it is.
+    #[arg(long)]
+    pub offline: bool,
+    /// The node that runs JavaScript actions.
+    #[arg(long, value_name = "PATH", env = "RUNNER_NODE", default_value = "node")]
+    pub node: PathBuf,
+    /// How `actions/cache*` run: natively, or as the real JavaScript action through the
+    /// embedded cache server.
+    #[arg(long, value_enum, default_value = "native")]
+    pub cache_action: CacheAction,
     /// Write a machine-readable report to stdout instead of the summary table.
     #[arg(long)]
     pub json: bool,
     /// Unfold ::group:: output and show ::debug:: messages.
     #[arg(long, short)]
     pub verbose: bool,
+}
+
+/// How `actions/cache*` steps run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CacheAction {
+    /// In-process, on the store directly.
+    Native,
+    /// The real JavaScript action, through the embedded cache server.
+    Node,
 }
 
 /// The handlers `runner exec` uses for `uses:` steps: the single place where built-in
@@ -113,7 +149,26 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
         printer.show_debug(true);
     }
     install_interrupt_handler(options.cancel.clone());
-    let runner = Runner::new(workflow, options, default_registry());
+    let mut runner = Runner::new(workflow, options, default_registry());
+    if args.list {
+        return list(&runner, &mut printer);
+    }
+    // Only JavaScript actions talk to a cache server; start one only for them.
+    #[cfg(feature = "server")]
+    let _server = if !args.dry_run && runner.uses_node_actions() {
+        match embedded::start() {
+            Ok((server, job_env)) => {
+                runner.actions_mut().job_env = Some(job_env);
+                Some(server)
+            }
+            Err(err) => {
+                printer.warning(&format!("JavaScript actions get no cache server: {err:#}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
     let report = match runner.run(&mut printer) {
         Ok(report) => report,
         Err(err) => {
@@ -225,8 +280,56 @@ fn options(args: &ExecArgs) -> anyhow::Result<RunOptions> {
         inputs,
         dry_run: args.dry_run,
         strict: args.strict,
+        actions: actions_options(args),
         ..RunOptions::default()
     })
+}
+
+fn actions_options(args: &ExecArgs) -> ActionsOptions {
+    let defaults = ActionsOptions::default();
+    let cache_root = match runner::store::default_cache_dir() {
+        Some(dir) => dir.join("actions-v1"),
+        None => defaults.sources.cache_root,
+    };
+    let base_url = match Path::new(&args.actions_url) {
+        // A plain directory of bare repositories is a file:// URL to git.
+        p if p.is_absolute() => format!("file://{}", p.display()),
+        _ => args.actions_url.clone(),
+    };
+    ActionsOptions {
+        sources: Sources {
+            base_url,
+            cache_root,
+            offline: args.offline,
+        },
+        node: args.node.clone(),
+        skip_unsupported: args.skip_unsupported,
+        cache_action_node: args.cache_action == CacheAction::Node,
+        job_env: None,
+    }
+}
+
+/// `--list`: one line per job, then one per step with how it would run.
+fn list(runner: &Runner, printer: &mut Printer) -> anyhow::Result<u8> {
+    let jobs = match runner.list() {
+        Ok(jobs) => jobs,
+        Err(err) => {
+            printer.error(&err.to_string());
+            return Ok(EXIT_USAGE);
+        }
+    };
+    for job in jobs {
+        printer.data(&job.id);
+        for step in job.steps {
+            match &step.uses {
+                Some(uses) if step.name != format!("Run {uses}") => {
+                    printer.data(&format!("  {} ({uses}): {}", step.name, step.how));
+                }
+                _ => printer.data(&format!("  {}: {}", step.name, step.how)),
+            }
+        }
+    }
+    Ok(EXIT_OK)
 }
 
 static CANCEL: OnceLock<Arc<AtomicBool>> = OnceLock::new();
@@ -251,5 +354,65 @@ fn install_interrupt_handler(flag: Arc<AtomicBool>) {
         unsafe {
             libc::signal(libc::SIGINT, handler as libc::sighandler_t);
         }
+    }
+}
+
+/// The cache server `runner exec` starts for the JavaScript actions it runs: `runner serve`'s
+/// code on 127.0.0.1, over the same store, with a token per job scoped to its repository and ref.
+#[cfg(feature = "server")]
+mod embedded {
+    use std::sync::Arc;
+
+    use anyhow::Context as _;
+    use indexmap::IndexMap;
+    use runner::clock::{Clock, SystemClock};
+    use runner::exec::JobInfo;
+    use runner::exec::actions::JobEnv;
+    use runner::server::{self, AuthMode, RunningServer, Server, ServerConfig, TokenRequest};
+
+    /// How long a job's token is valid (GitHub's job timeout).
+    const TOKEN_TTL_SECS: i64 = 6 * 3600;
+
+    /// Starts the server; returns it (stopped when dropped) and the job environment to hand out.
+    pub fn start() -> anyhow::Result<(RunningServer, JobEnv)> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let dir = runner::store::default_cache_dir()
+            .context("no cache directory: set RUNNER_CACHE_DIR")?;
+        let cache =
+            runner::cache::open_default(clock.clone()).context("opening the cache store")?;
+        // A secret that lives as long as this run: tokens are good for this server only.
+        let secret: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
+            .iter()
+            .flat_map(|u| *u.as_bytes())
+            .collect();
+        let config = ServerConfig::new(AuthMode::Secret(secret.clone()), dir.join("staging-v1"));
+        let server = Server::new(Arc::new(cache), config, clock.clone())
+            .context("starting the embedded cache server")?;
+        let running =
+            server::spawn(server, "127.0.0.1:0").context("starting the embedded cache server")?;
+        let url = format!("{}/", running.url());
+        let job_env = JobEnv(Arc::new(move |job: &JobInfo| {
+            let request = TokenRequest {
+                repository: job.repository.clone(),
+                repository_id: None,
+                git_ref: job.git_ref.clone(),
+                base_ref: job.base_ref.clone(),
+                default_branch: job.default_branch.clone(),
+                read_only: false,
+                ttl_secs: TOKEN_TTL_SECS,
+            };
+            let now = clock.now_millis() / 1000;
+            let token = server::mint_token(&secret, &request, now);
+            [
+                ("ACTIONS_CACHE_URL", url.clone()),
+                ("ACTIONS_RESULTS_URL", url.clone()),
+                ("ACTIONS_RUNTIME_TOKEN", token),
+                ("ACTIONS_CACHE_SERVICE_V2", "true".to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<IndexMap<String, String>>()
+        }));
+        Ok((running, job_env))
     }
 }

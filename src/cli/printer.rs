@@ -192,7 +192,11 @@ impl Printer {
                 styles.push(Some(job.result));
             }
             for step in &job.steps {
-                let outcome = if step.outcome == step.conclusion {
+                let unsupported = step.outcome == Status::Skipped
+                    && job.not_run.iter().any(|n| n.step == step.name);
+                let outcome = if unsupported {
+                    "skipped (not run here)".to_string()
+                } else if step.outcome == step.conclusion {
                     step.outcome.as_str().to_string()
                 } else {
                     format!("{} (continue-on-error)", step.outcome)
@@ -259,6 +263,15 @@ impl Printer {
         self.data(&format!(
             "\nResult: {verdict} ({jobs} {plural}, {failed} failed)"
         ));
+        let not_run: Vec<String> = report
+            .not_run()
+            .map(|n| format!("'{}' ({})", n.step, n.reason))
+            .collect();
+        if !not_run.is_empty() {
+            let n = not_run.len();
+            let what = if n == 1 { "step was" } else { "steps were" };
+            self.data(&format!("{n} {what} not run: {}", not_run.join(", ")));
+        }
         for job in &report.jobs {
             if !job.summary.is_empty() {
                 self.data(&format!("\nSummary of {}:", job.name));

@@ -1,6 +1,7 @@
 //! One job run (one matrix combination): contexts, the step loop, `run:` steps and actions,
 //! post hooks, and job outputs.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,13 +10,14 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 
 use super::action::{ActionContext, ActionHandler, JobInfo, LogLevel};
+use super::actions::Resolved;
 use super::commands::{self, CommandParser};
 use super::contexts::{self, Contexts, JobState, s};
 use super::error::ExecError;
 use super::git::GitInfo;
 use super::mask::Masker;
 use super::process::{self, Exit, ProcessSpec};
-use super::report::{AnnotationLevel, Event, EventSink, JobReport, Status, StepReport};
+use super::report::{AnnotationLevel, Event, EventSink, JobReport, NotRun, Status, StepReport};
 use super::shell;
 use crate::expr::Value;
 use crate::workflow::{Job, Pos, Step, StepKind, Text};
@@ -25,44 +27,75 @@ use super::runner::{
 };
 use super::step_io::{FileCommands, StepIo};
 
+/// What runs a post step.
+pub(in crate::exec) enum PostKind {
+    /// An in-process handler's `post`.
+    Handler(Arc<dyn ActionHandler>),
+    /// A JavaScript action's `post:` script, run with the step it belongs to.
+    Node {
+        /// The action.
+        action: Arc<Resolved>,
+        /// `post:` relative to the action directory.
+        script: String,
+        /// The step that used the action (for its timeout).
+        step: Box<Step>,
+    },
+}
+
 /// A post step registered by a `uses:` step.
-struct PostHook {
-    handler: Arc<dyn ActionHandler>,
-    uses: String,
-    name: String,
-    id: Option<String>,
-    condition: String,
-    inputs: IndexMap<String, String>,
-    env: IndexMap<String, String>,
-    state: IndexMap<String, String>,
+pub(in crate::exec) struct PostHook {
+    pub(in crate::exec) kind: PostKind,
+    pub(in crate::exec) uses: String,
+    pub(in crate::exec) name: String,
+    pub(in crate::exec) id: Option<String>,
+    pub(in crate::exec) condition: String,
+    pub(in crate::exec) inputs: IndexMap<String, String>,
+    pub(in crate::exec) env: IndexMap<String, String>,
+    pub(in crate::exec) state: IndexMap<String, String>,
 }
 
 /// One job run (one matrix combination).
-pub(super) struct JobRun<'r> {
-    runner: &'r Runner,
-    job: &'r Job,
-    ctx: Contexts,
-    masker: &'r mut Masker,
-    sink: &'r mut dyn EventSink,
-    name: String,
-    info: JobInfo,
-    temp: tempfile::TempDir,
+pub(in crate::exec) struct JobRun<'r> {
+    pub(in crate::exec) runner: &'r Runner,
+    pub(in crate::exec) job: &'r Job,
+    pub(in crate::exec) ctx: Contexts,
+    pub(in crate::exec) masker: &'r mut Masker,
+    pub(in crate::exec) sink: &'r mut dyn EventSink,
+    pub(in crate::exec) name: String,
+    pub(in crate::exec) info: JobInfo,
+    pub(in crate::exec) temp: tempfile::TempDir,
     /// Workflow + job `env:` (evaluated), then `GITHUB_ENV` additions.
-    env: IndexMap<String, String>,
+    pub(in crate::exec) env: IndexMap<String, String>,
     /// `GITHUB_PATH` additions, most recent first.
-    path_prefix: Vec<String>,
-    failed: bool,
-    cancelled: bool,
-    deadline: Instant,
-    timeout_minutes: f64,
-    continue_on_error: bool,
-    steps: Vec<StepReport>,
-    posts: Vec<PostHook>,
-    summary: String,
-    event_path: PathBuf,
-    setup_problem: Option<Problem>,
+    pub(in crate::exec) path_prefix: Vec<String>,
+    pub(in crate::exec) failed: bool,
+    pub(in crate::exec) cancelled: bool,
+    pub(in crate::exec) deadline: Instant,
+    pub(in crate::exec) timeout_minutes: f64,
+    pub(in crate::exec) continue_on_error: bool,
+    pub(in crate::exec) steps: Vec<StepReport>,
+    pub(in crate::exec) posts: Vec<PostHook>,
+    pub(in crate::exec) summary: String,
+    pub(in crate::exec) event_path: PathBuf,
+    pub(in crate::exec) setup_problem: Option<Problem>,
     /// `RUNNER_TRACKING_ID` of this job's processes.
-    tracking_id: String,
+    pub(in crate::exec) tracking_id: String,
+    /// Steps not run because of an unsupported action.
+    pub(in crate::exec) not_run: Vec<NotRun>,
+    /// Ids of steps skipped as unsupported (steps gated on their outputs are named too).
+    pub(in crate::exec) unsupported_ids: Vec<String>,
+    /// `github.action_path` of the action whose steps run now (`GITHUB_ACTION_PATH`).
+    pub(in crate::exec) action_path: Option<PathBuf>,
+    /// The action definition whose steps run now, for diagnostics at its positions.
+    pub(in crate::exec) action_source: Option<Arc<Resolved>>,
+    /// How many composite actions the running step is nested in.
+    pub(in crate::exec) composite_depth: usize,
+    /// State saved by `pre:` scripts, by the position of the step they belong to.
+    pub(in crate::exec) pre_state: HashMap<Pos, IndexMap<String, String>>,
+    /// The host node's major version, once asked.
+    pub(in crate::exec) node_major: Option<Option<u32>>,
+    /// The job's extra environment for JavaScript actions, once made.
+    pub(in crate::exec) action_env: Option<IndexMap<String, String>>,
 }
 
 impl<'r> JobRun<'r> {
@@ -171,6 +204,14 @@ impl<'r> JobRun<'r> {
             event_path,
             setup_problem: None,
             tracking_id: format!("runner_{}", uuid::Uuid::now_v7().simple()),
+            not_run: Vec::new(),
+            unsupported_ids: Vec::new(),
+            action_path: None,
+            action_source: None,
+            composite_depth: 0,
+            pre_state: HashMap::new(),
+            node_major: None,
+            action_env: None,
         };
         run.sync_env_context();
         run.setup_problem = run.evaluate_job_settings().err();
@@ -194,11 +235,11 @@ impl<'r> JobRun<'r> {
         Ok(())
     }
 
-    fn sync_env_context(&mut self) {
+    pub(in crate::exec) fn sync_env_context(&mut self) {
         self.ctx.set("env", contexts::string_object(&self.env));
     }
 
-    fn sync_state(&mut self) {
+    pub(in crate::exec) fn sync_state(&mut self) {
         self.ctx.state = JobState {
             failed: self.failed,
             cancelled: self.cancelled,
@@ -216,11 +257,11 @@ impl<'r> JobRun<'r> {
             .insert("status".into(), s(status));
     }
 
-    fn emit(&mut self, event: Event) {
+    pub(in crate::exec) fn emit(&mut self, event: Event) {
         self.sink.event(&event);
     }
 
-    fn annotate(&mut self, level: AnnotationLevel, message: &str) {
+    pub(in crate::exec) fn annotate(&mut self, level: AnnotationLevel, message: &str) {
         let message = self.masker.mask(message);
         self.emit(Event::Annotation {
             level,
@@ -232,9 +273,34 @@ impl<'r> JobRun<'r> {
         });
     }
 
-    fn annotate_problem(&mut self, p: &Problem) {
-        self.runner
-            .annotate_problem(self.sink, self.masker, AnnotationLevel::Error, p);
+    pub(in crate::exec) fn annotate_problem(&mut self, p: &Problem) {
+        self.problem_at_level(AnnotationLevel::Error, p);
+    }
+
+    /// Shows why a step failed; `Err` when the run cannot go on.
+    pub(in crate::exec) fn annotate_failure(
+        &mut self,
+        failure: StepFailure,
+    ) -> Result<(), ExecError> {
+        match failure {
+            StepFailure::Problem(p) => self.annotate_problem(&p),
+            StepFailure::Message(m) => self.annotate(AnnotationLevel::Error, &m),
+            StepFailure::Fatal(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// An annotation at a position in the workflow, or in the action definition whose steps run.
+    pub(in crate::exec) fn problem_at_level(&mut self, level: AnnotationLevel, p: &Problem) {
+        match &self.action_source {
+            Some(action) => {
+                let diag = action.manifest.diagnostic(p.pos, p.message.clone());
+                self.annotate(level, &diag.to_string());
+            }
+            None => self
+                .runner
+                .annotate_problem(self.sink, self.masker, level, p),
+        }
     }
 
     /// `--dry-run`: what would run, with `if:` and `with:` evaluated assuming success so far.
@@ -252,11 +318,7 @@ impl<'r> JobRun<'r> {
             let (action, with) = match &step.kind {
                 StepKind::Run { .. } => ("run".to_string(), IndexMap::new()),
                 StepKind::Uses { uses, with } => {
-                    let handled = if self.runner.registry.get(&uses.value).is_some() {
-                        "built in"
-                    } else {
-                        "not supported: skipped"
-                    };
+                    let handled = self.runner.plan_label(&uses.value);
                     let with = with
                         .iter()
                         .map(|(k, v)| {
@@ -306,12 +368,13 @@ impl<'r> JobRun<'r> {
             outputs,
             raw_outputs,
             steps: std::mem::take(&mut self.steps),
+            not_run: std::mem::take(&mut self.not_run),
             summary: self.masker.mask(&self.summary),
             duration,
         }
     }
 
-    fn step_name(&self, step: &Step) -> String {
+    pub(in crate::exec) fn step_name(&self, step: &Step) -> String {
         let name = match &step.name {
             Some(n) => render(n, &self.ctx).unwrap_or_else(|_| n.raw.clone()),
             None => step.default_name(),
@@ -334,6 +397,7 @@ impl<'r> JobRun<'r> {
         self.deadline = started + Duration::from_secs_f64((minutes * 60.0).min(1e9));
         let job = self.job;
         if !self.failed {
+            self.run_pre_steps()?;
             for step in &job.steps {
                 self.run_step(step)?;
             }
@@ -391,7 +455,7 @@ impl<'r> JobRun<'r> {
         (masked, raw)
     }
 
-    fn record_step(
+    pub(in crate::exec) fn record_step(
         &mut self,
         step: Option<&Step>,
         name: String,
@@ -437,7 +501,7 @@ impl<'r> JobRun<'r> {
         });
     }
 
-    fn run_step(&mut self, step: &Step) -> Result<(), ExecError> {
+    pub(in crate::exec) fn run_step(&mut self, step: &Step) -> Result<(), ExecError> {
         self.sync_state();
         if self.runner.options.cancel.load(Ordering::SeqCst) {
             self.cancelled = true;
@@ -469,6 +533,17 @@ impl<'r> JobRun<'r> {
                 None if self.cancelled => "the job was cancelled".to_string(),
                 None => "a previous step failed".to_string(),
             };
+            if let Some(c) = &step.if_
+                && let Some(id) = self
+                    .unsupported_ids
+                    .iter()
+                    .find(|id| mentions_step(&c.raw, id))
+            {
+                self.not_run.push(NotRun {
+                    step: name.clone(),
+                    reason: format!("its if: depends on '{id}', which was not run"),
+                });
+            }
             self.emit(Event::StepSkipped {
                 name: name.clone(),
                 reason,
@@ -501,15 +576,10 @@ impl<'r> JobRun<'r> {
         let mut outputs = IndexMap::new();
         let outcome = match self.execute_step(step, &name, &mut outputs) {
             Ok(outcome) => outcome,
-            Err(StepFailure::Problem(p)) => {
-                self.annotate_problem(&p);
+            Err(failure) => {
+                self.annotate_failure(failure)?;
                 Status::Failure
             }
-            Err(StepFailure::Message(m)) => {
-                self.annotate(AnnotationLevel::Error, &m);
-                Status::Failure
-            }
-            Err(StepFailure::Fatal(e)) => return Err(e),
         };
         let continue_on_error = match &step.continue_on_error {
             None => false,
@@ -538,7 +608,10 @@ impl<'r> JobRun<'r> {
     }
 
     /// Step env: job env (+ `GITHUB_ENV`), then the step's own `env:`.
-    fn step_env(&mut self, step: &Step) -> Result<IndexMap<String, String>, Problem> {
+    pub(in crate::exec) fn step_env(
+        &mut self,
+        step: &Step,
+    ) -> Result<IndexMap<String, String>, Problem> {
         let mut env = self.env.clone();
         for (key, text) in &step.env {
             let value = render(text, &self.ctx)?;
@@ -678,11 +751,41 @@ impl<'r> JobRun<'r> {
                 cwd.display()
             )));
         }
+        let result = self.spawn_step(
+            step,
+            name,
+            shell_cmd.program.clone(),
+            shell_cmd.args.clone(),
+            proc_env,
+            cwd,
+            &files,
+            outputs,
+        );
+        let _ = std::fs::remove_file(&script_path);
+        result.map(|(status, _state)| status)
+    }
+
+    /// Runs one step process (a `run:` script, a node action) with the runner's output
+    /// handling: workflow commands on stdout, masking, the step's and the job's timeout, then
+    /// the file commands. Returns the status and the state the process saved.
+    #[allow(clippy::too_many_arguments)]
+    pub(in crate::exec) fn spawn_step(
+        &mut self,
+        step: &Step,
+        name: &str,
+        program: PathBuf,
+        args: Vec<String>,
+        proc_env: IndexMap<String, String>,
+        cwd: PathBuf,
+        files: &FileCommands,
+        outputs: &mut IndexMap<String, String>,
+    ) -> Result<(Status, IndexMap<String, String>), StepFailure> {
+        let env = &proc_env;
         let (timeout, is_job_deadline) = self.timeout_for(step).map_err(StepFailure::Problem)?;
         let spec = ProcessSpec {
-            program: shell_cmd.program.clone(),
-            args: shell_cmd.args.clone(),
-            env: proc_env,
+            program,
+            args,
+            env: proc_env.clone(),
             cwd,
             timeout,
             // Once the job is cancelled, the steps that still run (`if: always()`) are cleanup
@@ -724,6 +827,7 @@ impl<'r> JobRun<'r> {
         for (k, v) in io.outputs.drain(..) {
             outputs.insert(k, v);
         }
+        let mut state = std::mem::take(&mut io.state);
         for (k, v) in new_env {
             self.env.insert(k, v);
         }
@@ -782,8 +886,8 @@ impl<'r> JobRun<'r> {
         if io.failed_command && status == Status::Success {
             status = Status::Failure;
         }
-        match self.apply_file_commands(&files, outputs) {
-            Ok(()) => {}
+        match self.apply_file_commands(files, outputs) {
+            Ok(saved) => state.extend(saved),
             Err(e) => {
                 self.annotate(AnnotationLevel::Error, &e.to_string());
                 if status == Status::Success {
@@ -791,8 +895,7 @@ impl<'r> JobRun<'r> {
                 }
             }
         }
-        let _ = std::fs::remove_file(&script_path);
-        Ok(status)
+        Ok((status, state))
     }
 
     fn add_path(&mut self, dir: String) {
@@ -802,7 +905,7 @@ impl<'r> JobRun<'r> {
 
     /// Host env < GitHub's default variables < the step's env; `PATH` gets `GITHUB_PATH`
     /// additions in front.
-    fn process_env(
+    pub(in crate::exec) fn process_env(
         &self,
         env: &IndexMap<String, String>,
         step_id: &str,
@@ -866,6 +969,9 @@ impl<'r> JobRun<'r> {
         if let Some(home) = &self.runner.options.home {
             out.insert("HOME".into(), home.display().to_string());
         }
+        if let Some(dir) = &self.action_path {
+            out.insert("GITHUB_ACTION_PATH".into(), dir.display().to_string());
+        }
         for (k, v) in env {
             out.insert(k.clone(), v.clone());
         }
@@ -884,7 +990,7 @@ impl<'r> JobRun<'r> {
         &mut self,
         files: &FileCommands,
         outputs: &mut IndexMap<String, String>,
-    ) -> Result<(), ExecError> {
+    ) -> Result<IndexMap<String, String>, ExecError> {
         for (k, v) in commands::read_key_value_file(&files.output)? {
             outputs.insert(k, v);
         }
@@ -898,8 +1004,10 @@ impl<'r> JobRun<'r> {
             }
             self.env.insert(k, v);
         }
-        // State of `run:` steps has no post step to read it; parse it so errors still show.
-        commands::read_key_value_file(&files.state)?;
+        // A `run:` step's state has no post step to read it, but errors still show.
+        let state: IndexMap<String, String> = commands::read_key_value_file(&files.state)?
+            .into_iter()
+            .collect();
         for dir in commands::read_path_file(&files.path)? {
             self.add_path(dir);
         }
@@ -920,11 +1028,11 @@ impl<'r> JobRun<'r> {
             }
         }
         self.sync_env_context();
-        Ok(())
+        Ok(state)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn run_action(
+    pub(in crate::exec) fn run_action(
         &mut self,
         step: &Step,
         name: &str,
@@ -934,27 +1042,8 @@ impl<'r> JobRun<'r> {
         with: &IndexMap<String, Text>,
         outputs: &mut IndexMap<String, String>,
     ) -> Result<Status, StepFailure> {
-        let Some(handler) = self.runner.registry.get(uses) else {
-            let p = Problem {
-                pos: uses_pos,
-                message: format!("action '{uses}' is not supported by runner exec"),
-            };
-            if self.runner.options.strict {
-                return Err(StepFailure::Problem(Problem {
-                    message: format!("{} (--strict)", p.message),
-                    ..p
-                }));
-            }
-            self.runner.annotate_problem(
-                self.sink,
-                self.masker,
-                AnnotationLevel::Warning,
-                &Problem {
-                    message: format!("{}; step skipped", p.message),
-                    ..p
-                },
-            );
-            return Ok(Status::Skipped);
+        let Some(handler) = self.runner.builtin_handler(uses) else {
+            return self.run_resolved_action(step, name, env, uses, uses_pos, with, outputs);
         };
         let mut inputs = IndexMap::new();
         for (k, v) in with {
@@ -988,7 +1077,7 @@ impl<'r> JobRun<'r> {
         }
         if let Some(condition) = post {
             self.posts.push(PostHook {
-                handler,
+                kind: PostKind::Handler(handler),
                 uses: uses.to_string(),
                 name: name.to_string(),
                 id: step.id.as_ref().map(|i| i.value.clone()),
@@ -1045,36 +1134,13 @@ impl<'r> JobRun<'r> {
             }
             self.emit(Event::StepStarted { name: name.clone() });
             let started = Instant::now();
-            // As for JavaScript actions, the saved state is also visible as `STATE_<name>`.
-            let mut post_env = post.env.clone();
-            for (k, v) in &post.state {
-                post_env.insert(format!("STATE_{k}"), v.clone());
-            }
-            let result = {
-                let masker: &Masker = self.masker;
-                let sink: &mut dyn EventSink = self.sink;
-                let mut log = |level: LogLevel, message: &str| {
-                    log_event(sink, masker, level, message);
-                };
-                let mut actx = ActionContext {
-                    uses: &post.uses,
-                    inputs: &post.inputs,
-                    env: &post_env,
-                    job: &self.info,
-                    contexts: &self.ctx,
-                    outputs: IndexMap::new(),
-                    state: post.state.clone(),
-                    post_condition: Some(post.condition.clone()),
-                    log: &mut log,
-                };
-                post.handler.post(&mut actx)
-            };
-            let outcome = match result {
-                Ok(()) => Status::Success,
-                Err(e) => {
-                    self.annotate(AnnotationLevel::Error, &e.message);
-                    Status::Failure
-                }
+            let outcome = match &post.kind {
+                PostKind::Handler(handler) => self.run_handler_post(&post, handler.as_ref()),
+                PostKind::Node {
+                    action,
+                    script,
+                    step,
+                } => self.run_node_post(&post, action, script, step),
             };
             self.record_step(
                 None,
@@ -1087,6 +1153,52 @@ impl<'r> JobRun<'r> {
         }
         Ok(())
     }
+
+    /// Runs an in-process handler's post step.
+    fn run_handler_post(&mut self, post: &PostHook, handler: &dyn ActionHandler) -> Status {
+        // As for JavaScript actions, the saved state is also visible as `STATE_<name>`.
+        let mut post_env = post.env.clone();
+        for (k, v) in &post.state {
+            post_env.insert(format!("STATE_{k}"), v.clone());
+        }
+        let result = {
+            let masker: &Masker = self.masker;
+            let sink: &mut dyn EventSink = self.sink;
+            let mut log = |level: LogLevel, message: &str| {
+                log_event(sink, masker, level, message);
+            };
+            let mut actx = ActionContext {
+                uses: &post.uses,
+                inputs: &post.inputs,
+                env: &post_env,
+                job: &self.info,
+                contexts: &self.ctx,
+                outputs: IndexMap::new(),
+                state: post.state.clone(),
+                post_condition: Some(post.condition.clone()),
+                log: &mut log,
+            };
+            handler.post(&mut actx)
+        };
+        match result {
+            Ok(()) => Status::Success,
+            Err(e) => {
+                self.annotate(AnnotationLevel::Error, &e.message);
+                Status::Failure
+            }
+        }
+    }
+}
+
+/// True when `condition` reads `steps.<id>`.
+fn mentions_step(condition: &str, id: &str) -> bool {
+    let needle = format!("steps.{id}");
+    condition.match_indices(&needle).any(|(at, _)| {
+        let before = condition[..at].chars().next_back();
+        let after = condition[at + needle.len()..].chars().next();
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+            && !after.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    })
 }
 
 fn format_minutes(m: f64) -> String {
@@ -1098,7 +1210,12 @@ fn format_minutes(m: f64) -> String {
 }
 
 /// Forwards a handler's log line to the sink, masked.
-fn log_event(sink: &mut dyn EventSink, masker: &Masker, level: LogLevel, message: &str) {
+pub(in crate::exec) fn log_event(
+    sink: &mut dyn EventSink,
+    masker: &Masker,
+    level: LogLevel,
+    message: &str,
+) {
     let message = masker.mask(message);
     let event = match level {
         LogLevel::Debug => Event::Debug { message },
@@ -1116,7 +1233,7 @@ fn log_event(sink: &mut dyn EventSink, masker: &Masker, level: LogLevel, message
 }
 
 /// Why a step failed before or instead of producing an exit status.
-enum StepFailure {
+pub(in crate::exec) enum StepFailure {
     /// An expression in the step failed; shown at its position.
     Problem(Problem),
     /// A plain message (bad shell, missing working directory, action error).

@@ -1,6 +1,10 @@
 //! Job planning, contexts, the step loop, shells, file commands, the [`ActionHandler`] trait and
 //! its registry, and post hooks. Knows nothing of how caches are stored.
 //!
+//! `uses:` steps without a handler run as real actions ([`actions`]): composite and JavaScript
+//! actions from `./path` or `owner/repo@ref` ([`RunOptions::actions`]); one that cannot run here
+//! fails its step unless `skip_unsupported`, and the [`RunReport`] names it ([`NotRun`]).
+//!
 //! Embedding: load a workflow, choose the handlers for `uses:` steps, and run it, receiving
 //! [`Event`]s as they happen and a [`RunReport`] at the end.
 //!
@@ -16,6 +20,7 @@
 //! ```
 
 mod action;
+pub mod actions;
 pub mod commands;
 mod contexts;
 mod error;
@@ -32,5 +37,7 @@ mod step_io;
 pub use action::{ActionContext, ActionError, ActionHandler, ActionRegistry, JobInfo, LogLevel};
 pub use contexts::{Contexts, JobState};
 pub use error::ExecError;
-pub use report::{AnnotationLevel, Event, EventSink, JobReport, RunReport, Status, StepReport};
-pub use runner::{RunOptions, Runner, builtin_registry};
+pub use report::{
+    AnnotationLevel, Event, EventSink, JobReport, NotRun, RunReport, Status, StepReport,
+};
+pub use runner::{ListedJob, ListedStep, RunOptions, Runner, builtin_registry};

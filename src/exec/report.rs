@@ -237,9 +237,22 @@ pub struct JobReport {
     pub summary: String,
     /// Steps in the order they ran, post steps last.
     pub steps: Vec<StepReport>,
+    /// Steps that did not run because their action cannot run here (`--skip-unsupported`), or
+    /// whose `if:` was false because such a step produced nothing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_run: Vec<NotRun>,
     /// Wall time in seconds.
     #[serde(serialize_with = "ser_secs")]
     pub duration: Duration,
+}
+
+/// A step that was not run because of an action this host cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotRun {
+    /// The step's display name.
+    pub step: String,
+    /// Why, e.g. `Docker actions are not supported`.
+    pub reason: String,
 }
 
 /// The whole run.
@@ -259,5 +272,10 @@ impl RunReport {
         self.jobs
             .iter()
             .all(|j| matches!(j.result, Status::Success | Status::Skipped))
+    }
+
+    /// Every step of every job that was not run because of an unsupported action.
+    pub fn not_run(&self) -> impl Iterator<Item = &NotRun> {
+        self.jobs.iter().flat_map(|j| j.not_run.iter())
     }
 }

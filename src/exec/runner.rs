@@ -10,6 +10,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use super::action::{ActionContext, ActionError, ActionHandler, ActionRegistry, LogLevel};
+use super::actions::{ActionRef, ActionsOptions, Resolution, Resolver, Runs};
 use super::contexts::{self, Contexts, JobState, s};
 use super::error::ExecError;
 use super::git::{self, GitInfo};
@@ -18,7 +19,9 @@ use super::job::JobRun;
 use super::mask::Masker;
 use super::report::{AnnotationLevel, Event, EventSink, JobReport, RunReport, Status};
 use crate::expr::{EvalError, Value};
-use crate::workflow::{Condition, Job, Located, OrExpr, Pos, Text, Tree, TreeKind, Workflow};
+use crate::workflow::{
+    Condition, Job, Located, OrExpr, Pos, Step, StepKind, Text, Tree, TreeKind, Workflow,
+};
 
 /// GitHub's default job timeout.
 pub(super) const DEFAULT_JOB_TIMEOUT_MINUTES: f64 = 360.0;
@@ -61,8 +64,11 @@ pub struct RunOptions {
     pub inputs: IndexMap<String, String>,
     /// Print the plan instead of running.
     pub dry_run: bool,
-    /// Fail steps that use an action no handler implements (instead of skipping them).
+    /// Kept for compatibility: steps whose action cannot run here now fail unless
+    /// `actions.skip_unsupported` is set.
     pub strict: bool,
+    /// How actions without a built-in handler are fetched and run.
+    pub actions: ActionsOptions,
     /// The home directory `~` means to handlers (default `$HOME`).
     pub home: Option<PathBuf>,
     /// Set to true to cancel the run (Ctrl-C): running steps are killed, only `always()` /
@@ -91,10 +97,31 @@ impl Default for RunOptions {
             inputs: IndexMap::new(),
             dry_run: false,
             strict: false,
+            actions: ActionsOptions::default(),
             home: None,
             cancel: Arc::new(AtomicBool::new(false)),
         }
     }
+}
+
+/// A job as `runner exec --list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedJob {
+    /// The job id.
+    pub id: String,
+    /// Its steps in order.
+    pub steps: Vec<ListedStep>,
+}
+
+/// A step as `runner exec --list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedStep {
+    /// The step's name as written (or its default name).
+    pub name: String,
+    /// The `uses:` value, for action steps.
+    pub uses: Option<String>,
+    /// `run`, or how the action runs: `native`, `node (node20)`, `composite`, `not run: why`.
+    pub how: String,
 }
 
 /// Runs the jobs of one workflow.
@@ -102,6 +129,7 @@ pub struct Runner {
     pub(super) workflow: Workflow,
     pub(super) options: RunOptions,
     pub(super) registry: ActionRegistry,
+    pub(super) resolver: Resolver,
 }
 
 /// The built-in `actions/checkout`: the workspace already is the checkout.
@@ -152,7 +180,125 @@ impl Runner {
             workflow,
             options,
             registry,
+            resolver: Resolver::default(),
         }
+    }
+
+    /// The in-process handler for `uses`, if one runs it (`actions/cache*` go to the real
+    /// action with `cache_action_node`).
+    pub(super) fn builtin_handler(&self, uses: &str) -> Option<Arc<dyn ActionHandler>> {
+        let name = uses
+            .split_once('@')
+            .map_or(uses, |(n, _)| n)
+            .to_ascii_lowercase();
+        if self.options.actions.cache_action_node && name.starts_with("actions/cache") {
+            return None;
+        }
+        self.registry.get(uses)
+    }
+
+    /// How a `uses:` step runs: `native`, `node (node20)`, `composite` or `not run: why`.
+    pub fn classify(&self, uses: &str) -> String {
+        if self.builtin_handler(uses).is_some() {
+            return "native".to_string();
+        }
+        self.resolve(uses).describe()
+    }
+
+    /// How `--dry-run` describes a `uses:` step, without fetching anything.
+    pub(super) fn plan_label(&self, uses: &str) -> String {
+        if self.builtin_handler(uses).is_some() {
+            return "built in".to_string();
+        }
+        let mut offline = self.options.actions.clone();
+        offline.sources.offline = true;
+        match Resolver::default().resolve(uses, &self.options.workspace, &offline) {
+            Resolution::Unsupported(_)
+                if !self.options.actions.sources.offline
+                    && ActionRef::parse(uses).is_some_and(|a| a.is_remote()) =>
+            {
+                format!(
+                    "not fetched yet: cloned from {} when it runs",
+                    self.options.actions.sources.base_url
+                )
+            }
+            other => other.describe(),
+        }
+    }
+
+    /// The action `uses` names (fetched once per run).
+    pub(super) fn resolve(&self, uses: &str) -> Resolution {
+        self.resolver
+            .resolve(uses, &self.options.workspace, &self.options.actions)
+    }
+
+    /// True when a selected job has a step that runs a JavaScript action (directly or inside a
+    /// composite action), so the embedded cache server is worth starting.
+    pub fn uses_node_actions(&self) -> bool {
+        let Ok(selected) = self.select_jobs() else {
+            return false;
+        };
+        selected
+            .iter()
+            .filter_map(|id| self.workflow.jobs.get(id))
+            .any(|job| self.steps_use_node(&job.steps, 0))
+    }
+
+    fn steps_use_node(&self, steps: &[Step], depth: usize) -> bool {
+        steps.iter().any(|step| {
+            let StepKind::Uses { uses, .. } = &step.kind else {
+                return false;
+            };
+            if self.builtin_handler(&uses.value).is_some() {
+                return false;
+            }
+            match self.resolve(&uses.value) {
+                Resolution::Action(r) => match &r.manifest.runs {
+                    Runs::Node { .. } => true,
+                    Runs::Composite { steps } => {
+                        depth < super::actions::MAX_COMPOSITE_DEPTH
+                            && self.steps_use_node(steps, depth + 1)
+                    }
+                    Runs::Docker { .. } => false,
+                },
+                _ => false,
+            }
+        })
+    }
+
+    /// `runner exec --list`: every selected job and how each of its steps would run.
+    pub fn list(&self) -> Result<Vec<ListedJob>, ExecError> {
+        let mut out = Vec::new();
+        for id in self.select_jobs()? {
+            let Some(job) = self.workflow.jobs.get(&id) else {
+                continue;
+            };
+            let steps = job
+                .steps
+                .iter()
+                .map(|step| {
+                    let name = match &step.name {
+                        Some(n) => n.raw.clone(),
+                        None => step.default_name(),
+                    };
+                    let (uses, how) = match &step.kind {
+                        StepKind::Run { .. } => (None, "run".to_string()),
+                        StepKind::Uses { uses, .. } => {
+                            (Some(uses.value.clone()), self.classify(&uses.value))
+                        }
+                    };
+                    ListedStep { name, uses, how }
+                })
+                .collect();
+            out.push(ListedJob { id, steps });
+        }
+        Ok(out)
+    }
+
+    /// How actions are found and run, to adjust after construction (the CLI hands JavaScript
+    /// actions its embedded cache server once it knows one is needed).
+    pub fn actions_mut(&mut self) -> &mut ActionsOptions {
+        &mut self.options.actions
     }
 
     /// The workflow being run.
@@ -668,6 +814,7 @@ fn skipped_job(id: &str, name: &str, result: Status) -> JobReport {
         outputs: IndexMap::new(),
         raw_outputs: IndexMap::new(),
         steps: Vec::new(),
+        not_run: Vec::new(),
         summary: String::new(),
         duration: Duration::ZERO,
     }

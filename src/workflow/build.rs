@@ -17,6 +17,7 @@ use super::model::{
 use super::order;
 use super::yaml::{self, Node, NodeKind, Scalar, Style};
 
+pub(crate) mod fragment;
 mod permissions;
 mod triggers;
 

@@ -19,6 +19,7 @@ mod yaml;
 
 use std::path::Path;
 
+pub(crate) use build::fragment::{Fragment, FragmentNode};
 pub use error::{Diagnostic, LoadError, WorkflowError};
 pub use matrix::{Combination, MAX_COMBINATIONS, MatrixError, expand_matrix, filter_matrix};
 pub use model::{

@@ -1,5 +1,6 @@
 //! The one integration test binary; a module per area.
 
+mod actions;
 mod archive;
 mod cache;
 mod cli;

@@ -351,3 +351,51 @@ pub fn create_bytes(
     assert_eq!(stats.compression, Some(compression));
     out
 }
+
+/// True when an executable named `tool` is on `PATH`.
+pub fn on_path(tool: &str) -> bool {
+    let path_var = std::env::var("PATH").unwrap_or_default();
+    std::env::split_paths(&path_var).any(|dir| dir.join(tool).is_file())
+}
+
+/// Runs `git args` in `dir` with a fixed identity; panics with git's output when it fails.
+pub fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes `<root>/<owner>/<repo>.git`, a bare repository holding `files` at tag `tag`, as the
+/// base of `--actions-url file://<root>`.
+pub fn bare_action_repo(root: &Path, owner: &str, repo: &str, tag: &str, files: &[(&str, &str)]) {
+    let work = root.join(format!(".work-{owner}-{repo}-{tag}"));
+    write_tree(&work, files);
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "action"]);
+    git(&work, &["tag", tag]);
+    let bare = root.join(owner).join(format!("{repo}.git"));
+    std::fs::create_dir_all(bare.parent().expect("parent")).expect("create owner dir");
+    git(
+        root,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &work.display().to_string(),
+            &bare.display().to_string(),
+        ],
+    );
+}
