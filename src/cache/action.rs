@@ -368,8 +368,13 @@ pub fn register(registry: &mut ActionRegistry, cache: Arc<Cache>) {
 
 /// Registers the three cache actions over the store `RUNNER_CACHE_DB` / `RUNNER_CACHE_DIR`
 /// point at, opened (with the system clock) when the first cache step runs.
-pub fn register_default(registry: &mut ActionRegistry) {
-    let handle = CacheHandle::lazy(|| super::open_default(Arc::new(crate::clock::SystemClock)));
+pub fn register_default(registry: &mut ActionRegistry, cancel: &crate::cancel::Cancel) {
+    let cancel = cancel.clone();
+    let handle = CacheHandle::lazy(move || {
+        let mut cache = super::open_default(Arc::new(crate::clock::SystemClock))?;
+        cache.set_cancel(cancel.clone());
+        Ok(cache)
+    });
     register_handle(registry, Arc::new(handle));
 }
 

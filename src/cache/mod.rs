@@ -29,9 +29,11 @@ pub use action::{
 pub use config::{CacheOptions, open_default};
 pub use key::{KeyError, MAX_KEY_LENGTH, MAX_KEYS, is_exact_match, validate_key};
 pub use paths::{allowed_roots, expand_tilde};
+use paths::{SavedRoot, refused_root};
 pub use version::cache_version;
 
-use crate::archive::{self, Compression};
+use crate::archive::{self, Compression, CreateOptions, ExtractOptions};
+use crate::cancel::Cancel;
 use crate::clock::Clock;
 use crate::exec::LogLevel;
 use crate::store::blob::{BlobError, BlobStore};
@@ -75,6 +77,28 @@ pub enum CacheError {
     /// Resolving the `path` patterns failed.
     #[error(transparent)]
     Glob(#[from] crate::glob::GlobError),
+    /// A declared path that must never be cached (`/`, or one holding `/proc`).
+    #[error("refusing to cache '{path}': {reason}")]
+    RefusedPath {
+        /// The `path:` line.
+        path: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Restoring one entry failed; names the entry and its blob, the cause is the source.
+    #[error("cache entry '{key}' (blob {digest})")]
+    Entry {
+        /// The entry's key.
+        key: String,
+        /// Its blob's sha256.
+        digest: String,
+        /// What failed.
+        #[source]
+        source: Box<CacheError>,
+    },
+    /// The save or restore was cancelled (SIGTERM, Ctrl-C); nothing was left behind.
+    #[error("cancelled")]
+    Cancelled,
     /// The workspace or home path cannot be made absolute.
     #[error("{path}: {source}")]
     Io {
@@ -90,6 +114,39 @@ impl CacheError {
     pub fn is_validation(&self) -> bool {
         matches!(self, CacheError::Key(_) | CacheError::NoPaths)
     }
+
+    /// Whether this failure is the entry's own (its archive is unreadable, corrupt or refused
+    /// by the safety policy, or its blob is gone), rather than this machine's (a full disk).
+    fn is_entry_fault(&self) -> bool {
+        match self {
+            CacheError::Archive(
+                archive::ArchiveError::Corrupt { .. } | archive::ArchiveError::Unsafe { .. },
+            ) => true,
+            CacheError::Blob(BlobError::NotFound { .. })
+            | CacheError::Store(StoreError::Blob(BlobError::NotFound { .. }))
+            | CacheError::Store(StoreError::NoBlob { .. }) => true,
+            CacheError::Entry { source, .. } => source.is_entry_fault(),
+            _ => false,
+        }
+    }
+
+    /// Whether this failure is a cancellation, however deep it was raised.
+    fn is_cancelled(&self) -> bool {
+        matches!(self, CacheError::Cancelled) || crate::cancel::is_cancelled_error(self)
+    }
+}
+
+/// Refuses declared paths that must never be archived or restored into.
+fn check_roots(patterns: &[String], location: &Location) -> Result<(), CacheError> {
+    for (pattern, root) in paths::declared_roots(patterns, &location.workspace, &location.home) {
+        if let Some(reason) = refused_root(&root) {
+            return Err(CacheError::RefusedPath {
+                path: pattern.to_string(),
+                reason,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `Cache Size: ~N MB (B B)` with the toolkit's rounding (`Math.round`).
@@ -291,6 +348,11 @@ impl Cache {
         &self.options
     }
 
+    /// Makes saves and restores in flight stop, cleanly, once `cancel` is cancelled.
+    pub fn set_cancel(&mut self, cancel: Cancel) {
+        self.options.cancel = cancel;
+    }
+
     fn elapsed_ms(&self, start: i64) -> u64 {
         u64::try_from(self.clock.now_millis().saturating_sub(start)).unwrap_or(0)
     }
@@ -366,7 +428,15 @@ impl Cache {
                 (outcome, event)
             }
             Err(err) => {
-                log(LogLevel::Warning, &format!("Failed to restore: {err}"));
+                let err = if err.is_cancelled() {
+                    CacheError::Cancelled
+                } else {
+                    err
+                };
+                log(
+                    LogLevel::Warning,
+                    &format!("Failed to restore: {}", crate::error::chain(&err)),
+                );
                 let event = self.event(
                     EventKind::Error,
                     &request.scope,
@@ -434,9 +504,16 @@ impl Cache {
         }
         log(LogLevel::Info, &size_line(size));
         let location = request.location.absolute()?;
-        if let Err(err) = self.extract_entry(&hit.entry, &request.paths, &location) {
-            self.forget_if_broken(&hit.entry, log);
-            return Err(err);
+        check_roots(&request.paths, &location)?;
+        if let Err(err) = self.extract_entry(&hit.entry, &request.paths, &location, log) {
+            if err.is_entry_fault() || self.blob_is_broken(&hit.entry) {
+                self.mark_broken(&hit.entry, log);
+            }
+            return Err(CacheError::Entry {
+                key: hit.entry.key.clone(),
+                digest: hit.entry.blob_digest.clone().unwrap_or_default(),
+                source: Box::new(err),
+            });
         }
         log(LogLevel::Info, "Cache restored successfully");
         Ok(RestoreOutcome::Hit {
@@ -451,27 +528,47 @@ impl Cache {
         entry: &Entry,
         paths: &[String],
         location: &Location,
+        log: Log<'_>,
     ) -> Result<(), CacheError> {
         let reader = self.store.open_entry(entry)?;
         let allowed = allowed_roots(paths, &location.workspace, &location.home);
+        let saved: Option<Vec<SavedRoot>> = entry
+            .roots
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok());
+        let roots =
+            paths::restore_roots(saved.as_deref(), paths, &location.workspace, &location.home);
         let mut progress = Progress::new(
             "Restoring cache",
             Some(entry.size_bytes),
             self.options.progress,
-        );
+        )
+        .cancel_on(&self.options.cancel);
         let mut input = ProgressReader {
             inner: reader,
             progress: &mut progress,
         };
-        let result = archive::extract(&mut input, &location.workspace, &allowed);
+        let mut options = ExtractOptions::default();
+        options.roots = Some(&roots);
+        options.exclude = self.store.local_paths();
+        let result = archive::extract_with(&mut input, &location.workspace, &allowed, &options);
         progress.finish();
-        result.map(|_| ()).map_err(CacheError::from)
+        let stats = result?;
+        if stats.skipped > 0 {
+            log(
+                LogLevel::Info,
+                &format!(
+                    "Skipped {} archive entries inside the cache store; the store is never written by a restore",
+                    stats.skipped
+                ),
+            );
+        }
+        Ok(())
     }
 
-    /// After a failed restore: if the entry's blob is missing or no longer matches its digest,
-    /// the entry can never be restored, so it is removed and the next save can replace it.
-    fn forget_if_broken(&self, entry: &Entry, log: Log<'_>) {
-        let broken = match entry.blob_digest.as_deref() {
+    /// Whether the entry's blob is missing or no longer matches its digest.
+    fn blob_is_broken(&self, entry: &Entry) -> bool {
+        match entry.blob_digest.as_deref() {
             None => true,
             Some(digest) => match self.store.blobs().open(digest) {
                 Err(BlobError::NotFound { .. }) => true,
@@ -479,21 +576,28 @@ impl Cache {
                 Ok(mut reader) => std::io::copy(&mut reader, &mut std::io::sink())
                     .is_err_and(|e| e.kind() == std::io::ErrorKind::InvalidData),
             },
-        };
-        if !broken {
-            return;
         }
-        match self.store.delete(&entry.id) {
+    }
+
+    /// After a restore failed for the entry's own reason: the entry can never be restored, so
+    /// it is marked broken: lookups pass over it, the next save of its key replaces it and the
+    /// next prune removes it.
+    fn mark_broken(&self, entry: &Entry, log: Log<'_>) {
+        match self.index().mark_broken(&entry.id) {
             Ok(_) => log(
-                LogLevel::Debug,
+                LogLevel::Info,
                 &format!(
-                    "removed cache entry {} ({}): its archive is missing or corrupt",
-                    entry.key, entry.id
+                    "Cache entry {} cannot be restored; it is marked broken and the next save of this key replaces it",
+                    entry.key
                 ),
             ),
             Err(err) => log(
                 LogLevel::Debug,
-                &format!("could not remove broken cache entry {}: {err}", entry.id),
+                &format!(
+                    "could not mark broken cache entry {}: {}",
+                    entry.id,
+                    crate::error::chain(&err)
+                ),
             ),
         }
     }
@@ -507,7 +611,12 @@ impl Cache {
         }
         validate_key(&request.key)?;
         let start = self.clock.now_millis();
-        let result = self.try_save(request, log);
+        let busy = self.options.cancel.enter();
+        let result = match self.try_save(request, log) {
+            Err(err) if err.is_cancelled() => Err(CacheError::Cancelled),
+            other => other,
+        };
+        drop(busy);
         let (kind, bytes) = match &result {
             Ok(SaveOutcome::Saved(entry)) => (EventKind::Save, entry.size_bytes),
             Ok(SaveOutcome::AlreadyExists) => (EventKind::Skip, 0),
@@ -531,25 +640,48 @@ impl Cache {
             .iter()
             .map(|p| expand_tilde(p, &location.home))
             .collect();
+        check_roots(&request.paths, location)?;
         let files = crate::glob::resolve_paths(&location.workspace, &patterns)?;
         if files.is_empty() {
             return Err(CacheError::NothingToSave);
+        }
+        let exclude = self.store.local_paths();
+        let allowed = allowed_roots(&request.paths, &location.workspace, &location.home);
+        for path in &exclude {
+            if path.exists() && allowed.iter().any(|root| path.starts_with(root)) {
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "Not archiving {}: it is the cache store, which a save never contains",
+                        path.display()
+                    ),
+                );
+            }
         }
         for file in &files {
             log(LogLevel::Debug, &format!("Matched: {}", file.display()));
         }
         let planned = self.options.compression;
-        let Some(mut guard) = self.reserve(request, planned, log)? else {
+        let roots = serde_json::to_string(&paths::saved_roots(
+            &request.paths,
+            &location.workspace,
+            &location.home,
+        ))
+        .ok();
+        let Some(mut guard) = self.reserve(request, planned, roots.as_deref(), log)? else {
             return Ok(SaveOutcome::AlreadyExists);
         };
         let mut writer = self.store.blobs().writer()?;
-        let mut progress = Progress::new("Saving cache", None, self.options.progress);
+        let mut progress = Progress::new("Saving cache", None, self.options.progress)
+            .cancel_on(&self.options.cancel);
         let created = {
             let mut out = ProgressWriter {
                 progress: &mut progress,
                 inner: writer.as_mut(),
             };
-            archive::create(&location.workspace, &files, planned, &mut out)
+            let mut options = CreateOptions::new(planned);
+            options.exclude = exclude;
+            archive::create_with(&location.workspace, &files, &options, &mut out)
         };
         progress.finish();
         let stats = created?;
@@ -561,10 +693,13 @@ impl Cache {
                 &format!("archive written with {}", actual.method()),
             );
             drop(guard);
-            let Some(again) = self.reserve(request, actual, log)? else {
+            let Some(again) = self.reserve(request, actual, roots.as_deref(), log)? else {
                 return Ok(SaveOutcome::AlreadyExists);
             };
             guard = again;
+        }
+        if self.options.cancel.is_cancelled() {
+            return Err(CacheError::Cancelled);
         }
         // The blob is made durable before its row is committed.
         let entry = self.store.commit_blob(guard.id(), writer)?;
@@ -577,6 +712,7 @@ impl Cache {
         &self,
         request: &SaveRequest,
         compression: Compression,
+        roots: Option<&str>,
         log: Log<'_>,
     ) -> Result<Option<ReservationGuard<'_>>, CacheError> {
         let version = cache_version(
@@ -591,6 +727,7 @@ impl Cache {
             key: request.key.clone(),
             version,
             paths: request.paths.clone(),
+            roots: roots.map(str::to_string),
             compression: compression.method().to_string(),
             created_by_run: Some(request.run_id.clone()).filter(|r| !r.is_empty()),
         };

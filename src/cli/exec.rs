@@ -70,10 +70,11 @@ pub struct ExecArgs {
 }
 
 /// The handlers `runner exec` uses for `uses:` steps: the single place where built-in
-/// actions are registered. The cache store is opened only when a cache step first runs.
-pub fn default_registry() -> ActionRegistry {
+/// actions are registered. The cache store is opened only when a cache step first runs; its
+/// saves and restores stop cleanly when `cancel` is set.
+pub fn default_registry(cancel: &runner::cancel::Cancel) -> ActionRegistry {
     let mut registry = builtin_registry();
-    runner::cache::register_default(&mut registry);
+    runner::cache::register_default(&mut registry, cancel);
     registry
 }
 
@@ -103,7 +104,8 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
         printer.show_debug(true);
     }
     install_interrupt_handler(options.cancel.clone());
-    let runner = Runner::new(workflow, options, default_registry());
+    let cancel = runner::cancel::Cancel::from_flag(options.cancel.clone());
+    let runner = Runner::new(workflow, options, default_registry(&cancel));
     let report = match runner.run(&mut printer) {
         Ok(report) => report,
         Err(err) => {
@@ -213,25 +215,28 @@ fn options(args: &ExecArgs) -> anyhow::Result<RunOptions> {
 
 static CANCEL: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
-extern "C" fn on_interrupt(_signal: libc::c_int) {
+extern "C" fn on_interrupt(signal: libc::c_int) {
     if let Some(flag) = CANCEL.get()
         && flag.swap(true, Ordering::SeqCst)
     {
-        // A second Ctrl-C: stop now.
+        // A second signal: stop now (a save in flight leaves a reservation whose owner is
+        // gone, which the next save reclaims at once).
         // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(130) };
+        unsafe { libc::_exit(128 + signal) };
     }
 }
 
-/// Ctrl-C cancels the run (running steps are killed, `always()` steps still run); a second
-/// Ctrl-C exits at once. Step processes run in their own process groups, so they do not see
-/// the terminal's SIGINT themselves.
+/// Ctrl-C (SIGINT) and CI cancellation (SIGTERM) cancel the run: running steps are killed,
+/// a cache save in flight aborts its reservation and removes its temporary blob, `always()`
+/// steps still run. A second signal exits at once. Step processes run in their own process
+/// groups, so they do not see the terminal's SIGINT themselves.
 fn install_interrupt_handler(flag: Arc<AtomicBool>) {
     if CANCEL.set(flag).is_ok() {
         let handler = on_interrupt as extern "C" fn(libc::c_int);
         // SAFETY: the handler only touches an atomic and calls _exit.
         unsafe {
             libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+            libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
         }
     }
 }

@@ -104,6 +104,7 @@ pub struct Store {
     index: Index,
     blobs: Arc<dyn BlobStore>,
     blob_grace_ms: i64,
+    local_dir: Option<PathBuf>,
 }
 
 impl Store {
@@ -113,7 +114,33 @@ impl Store {
             index,
             blobs,
             blob_grace_ms: DEFAULT_BLOB_GRACE_MS,
+            local_dir: None,
         }
+    }
+
+    /// Records the directory on this machine that holds the store's files, so saves never
+    /// archive it and restores never write into it.
+    pub fn with_local_dir(mut self, dir: &Path) -> Self {
+        self.local_dir = Some(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()));
+        self
+    }
+
+    /// The files and directories of this store on this machine: its directory and a SQLite
+    /// index (with its `-wal` and `-shm` companions) wherever that lives.
+    pub fn local_paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self.local_dir.iter().cloned().collect();
+        if let Some(file) = self.index.url().strip_prefix("sqlite://") {
+            let file = std::path::absolute(file).unwrap_or_else(|_| PathBuf::from(file));
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let mut name = file.clone().into_os_string();
+                name.push(suffix);
+                let path = PathBuf::from(name);
+                if !paths.iter().any(|p| path.starts_with(p)) {
+                    paths.push(path);
+                }
+            }
+        }
+        paths
     }
 
     /// Opens the store in `dir`: blobs in `dir/blobs-v1/`, the index at `db_url` or, if `None`,
@@ -126,7 +153,7 @@ impl Store {
         let blobs = LocalBlobStore::new(dir)?;
         let url = db_url.map_or_else(|| sqlite_url(&dir.join(INDEX_FILE)), str::to_string);
         let index = Index::open(&url, clock)?;
-        Ok(Self::new(index, Arc::new(blobs)))
+        Ok(Self::new(index, Arc::new(blobs)).with_local_dir(dir))
     }
 
     /// Opens the store in [`default_cache_dir`], with the index from `RUNNER_CACHE_DB` if set.

@@ -5,6 +5,7 @@
 mod actions;
 mod cli;
 mod engine;
+mod integrity;
 mod processes;
 
 use crate::support::PgSchema;
