@@ -110,6 +110,7 @@ fn entry(i: usize) -> NewEntry {
         paths: vec![format!("~/.cache/{family}")],
         compression: "zstd-without-long".into(),
         created_by_run: None,
+        roots: None,
     }
 }
 

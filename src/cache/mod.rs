@@ -730,6 +730,7 @@ impl Cache {
             roots: roots.map(str::to_string),
             compression: compression.method().to_string(),
             created_by_run: Some(request.run_id.clone()).filter(|r| !r.is_empty()),
+            roots: None,
         };
         match self.index().reserve(&entry)? {
             Reservation::Reserved(id) => Ok(Some(ReservationGuard {

@@ -11,6 +11,7 @@
 
 pub mod blob;
 pub mod index;
+pub mod owner;
 
 use std::path::PathBuf;
 /// The default store directory: `$RUNNER_CACHE_DIR`, else `$XDG_CACHE_HOME/runner`, else

@@ -8,7 +8,7 @@ use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionMa
 use diesel::prelude::*;
 use diesel::r2d2::R2D2Connection;
 
-use super::IndexError;
+use super::{IndexError, q};
 
 /// One connection type over both backends, so every query is written once.
 #[derive(diesel::MultiConnection)]
@@ -22,9 +22,17 @@ pub enum AnyConnection {
 /// How long a SQLite writer waits for another process's write lock before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Migrations in order; version 1 is the canonical DDL. A later change appends a delta here and
-/// updates `schema.sql`, and the schema test proves the deltas lead to `schema.sql`.
-pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../schema.sql"))];
+/// The schema version `schema.sql` describes. A change to `schema.sql` bumps it; a database of
+/// an older version is rebuilt from `schema.sql` keeping its rows (see [`rebuild`]), so a column
+/// added later must be nullable or have a default.
+pub(crate) const SCHEMA_VERSION: i64 = 2;
+
+/// The one canonical DDL.
+const SCHEMA: &str = include_str!("../../../schema.sql");
+
+/// PostgreSQL has no collation named "BINARY"; `schema.sql` orders key_lower by it (SQLite's
+/// built-in bytewise order), so it is made a copy of "C" first.
+const PG_PRELUDE: &str = "CREATE COLLATION IF NOT EXISTS \"BINARY\" FROM \"C\"";
 
 /// The database a URL names.
 #[derive(Debug, Clone)]
@@ -181,6 +189,7 @@ pub(crate) fn ensure_parent(path: &Path) -> Result<(), IndexError> {
 /// with SQLITE_BUSY while another process writes.
 pub(crate) fn write_tx<T>(
     conn: &mut AnyConnection,
+    index: &str,
     operation: &'static str,
     f: impl FnOnce(&mut AnyConnection) -> Result<T, IndexError>,
 ) -> Result<T, IndexError> {
@@ -190,11 +199,11 @@ pub(crate) fn write_tx<T>(
         }
         AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c),
     };
-    begun.map_err(|source| IndexError::Query { operation, source })?;
+    begun.map_err(q(index, operation))?;
     match f(conn) {
         Ok(value) => {
             <AnyConnection as Connection>::TransactionManager::commit_transaction(conn)
-                .map_err(|source| IndexError::Query { operation, source })?;
+                .map_err(q(index, operation))?;
             Ok(value)
         }
         Err(err) => {
@@ -213,16 +222,16 @@ diesel::table! {
     }
 }
 
-/// Brings the schema up to the newest migration. Safe when several processes open a fresh store
+/// Brings the schema up to [`SCHEMA_VERSION`]. Safe when several processes open a fresh store
 /// at once: SQLite serialises them on the write lock, PostgreSQL on an advisory lock.
-pub(crate) fn migrate(conn: &mut AnyConnection, now: i64) -> Result<i64, IndexError> {
+pub(crate) fn migrate(conn: &mut AnyConnection, index: &str, now: i64) -> Result<i64, IndexError> {
     // Switching a fresh file to WAL needs an exclusive lock and SQLite answers SQLITE_BUSY at
     // once (the busy handler is not consulted) while another process is doing the same, so
     // several runners opening a new store together retry instead of failing.
     let started = std::time::Instant::now();
     let mut pause = Duration::from_millis(2);
     loop {
-        match migrate_once(conn, now) {
+        match migrate_once(conn, index, now) {
             Err(err) if err.is_sqlite_busy() && started.elapsed() < SQLITE_BUSY_TIMEOUT => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(100));
@@ -232,56 +241,165 @@ pub(crate) fn migrate(conn: &mut AnyConnection, now: i64) -> Result<i64, IndexEr
     }
 }
 
-fn migrate_once(conn: &mut AnyConnection, now: i64) -> Result<i64, IndexError> {
+/// The schema version a database is at (0 for an empty one), without changing anything.
+pub(crate) fn schema_version(conn: &mut AnyConnection, index: &str) -> Result<i64, IndexError> {
+    let current: Option<i64> = schema_migrations::table
+        .select(diesel::dsl::max(schema_migrations::version))
+        .first(conn)
+        .map_err(q(index, "read schema version"))?;
+    Ok(current.unwrap_or(0))
+}
+
+fn migrate_once(conn: &mut AnyConnection, index: &str, now: i64) -> Result<i64, IndexError> {
     const OP: &str = "migrate";
-    let q = |source| IndexError::Query {
-        operation: OP,
-        source,
-    };
     if let AnyConnection::Sqlite(c) = conn {
-        // Persistent in the file; readers then never block the writer.
-        c.batch_execute("PRAGMA journal_mode = WAL;").map_err(q)?;
+        // Persistent in the file; readers then never block the writer. Skipped when already
+        // set, so a store that is already current opens without writing.
+        let mode: Vec<JournalMode> = diesel::sql_query("PRAGMA journal_mode")
+            .load(c)
+            .map_err(q(index, OP))?;
+        if !mode
+            .iter()
+            .any(|m| m.journal_mode.eq_ignore_ascii_case("wal"))
+        {
+            c.batch_execute("PRAGMA journal_mode = WAL;")
+                .map_err(q(index, OP))?;
+        }
     }
-    write_tx(conn, OP, |conn| {
+    // Reading first lets a current store open without a write transaction.
+    if let Ok(current) = schema_version(conn, index)
+        && current >= SCHEMA_VERSION
+    {
+        return check_version(current);
+    }
+    write_tx(conn, index, OP, |conn| {
         if let AnyConnection::Postgres(c) = conn {
             // Arbitrary constant: "runner" in ASCII.
             diesel::sql_query("SELECT pg_advisory_xact_lock(125762000108914)")
                 .execute(c)
-                .map_err(q)?;
+                .map_err(q(index, OP))?;
         }
         conn.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (\
              version BIGINT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL)",
         )
-        .map_err(q)?;
-        let current: Option<i64> = schema_migrations::table
-            .select(diesel::dsl::max(schema_migrations::version))
-            .first(conn)
-            .map_err(q)?;
-        let current = current.unwrap_or(0);
-        let newest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
-        if current > newest {
-            return Err(IndexError::SchemaTooNew {
-                found: current,
-                supported: newest,
-            });
+        .map_err(q(index, OP))?;
+        let current = schema_version(conn, index)?;
+        if current >= SCHEMA_VERSION {
+            return check_version(current);
         }
-        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-            conn.batch_execute(sql)
-                .map_err(|source| IndexError::Migration {
-                    version: *version,
-                    source,
-                })?;
-            diesel::insert_into(schema_migrations::table)
-                .values((
-                    schema_migrations::version.eq(*version),
-                    schema_migrations::applied_at.eq(now),
-                ))
-                .execute(conn)
-                .map_err(q)?;
-        }
-        Ok(newest)
+        let applied = if current == 0 {
+            create(conn, index)
+        } else {
+            rebuild(conn, index, current)
+        };
+        applied.map_err(|err| match err {
+            IndexError::Query { index, source, .. } => IndexError::Migration {
+                index,
+                version: SCHEMA_VERSION,
+                source,
+            },
+            other => other,
+        })?;
+        diesel::insert_into(schema_migrations::table)
+            .values((
+                schema_migrations::version.eq(SCHEMA_VERSION),
+                schema_migrations::applied_at.eq(now),
+            ))
+            .execute(conn)
+            .map_err(q(index, OP))?;
+        Ok(SCHEMA_VERSION)
     })
+}
+
+#[derive(QueryableByName)]
+struct JournalMode {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    journal_mode: String,
+}
+
+/// A database this build can use as it is, or the error naming a newer one.
+pub(crate) fn check_version(current: i64) -> Result<i64, IndexError> {
+    if current > SCHEMA_VERSION {
+        return Err(IndexError::SchemaTooNew {
+            found: current,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(current)
+}
+
+/// Applies `schema.sql` to an empty database.
+fn create(conn: &mut AnyConnection, index: &str) -> Result<(), IndexError> {
+    const OP: &str = "create schema";
+    if let AnyConnection::Postgres(c) = conn {
+        c.batch_execute(PG_PRELUDE).map_err(q(index, OP))?;
+    }
+    conn.batch_execute(SCHEMA).map_err(q(index, OP))
+}
+
+/// Brings a database of schema version `from` to `schema.sql`: the old tables are renamed aside,
+/// `schema.sql` creates the new ones, and every column both share is copied over. SQLite cannot
+/// change a column's collation or constraints in place, so this is its documented way of
+/// altering a table, done the same way on both backends.
+fn rebuild(conn: &mut AnyConnection, index: &str, from: i64) -> Result<(), IndexError> {
+    const OP: &str = "upgrade schema";
+    let old = super::introspect::describe(conn, index)?;
+    let run =
+        |conn: &mut AnyConnection, sql: String| conn.batch_execute(&sql).map_err(q(index, OP));
+    for name in old.indexes.keys() {
+        run(conn, format!("DROP INDEX {}", quote(name)))?;
+    }
+    let aside = |table: &str| format!("{table}_v{from}");
+    for table in old.tables.keys() {
+        run(
+            conn,
+            format!(
+                "ALTER TABLE {} RENAME TO {}",
+                quote(table),
+                quote(&aside(table))
+            ),
+        )?;
+    }
+    if let AnyConnection::Postgres(c) = conn {
+        // A PostgreSQL primary key index keeps its name when its table is renamed; the new
+        // table's would collide with it.
+        for (name, table) in super::introspect::pg_primary_key_indexes(c, index)? {
+            c.batch_execute(&format!(
+                "ALTER INDEX {} RENAME TO {}",
+                quote(&name),
+                quote(&format!("{table}_pkey"))
+            ))
+            .map_err(q(index, OP))?;
+        }
+    }
+    create(conn, index)?;
+    let new = super::introspect::describe(conn, index)?;
+    for (table, columns) in &old.tables {
+        if let Some(now) = new.tables.get(table) {
+            let shared: Vec<String> = columns
+                .iter()
+                .filter(|c| now.iter().any(|n| n.name == c.name))
+                .map(|c| quote(&c.name))
+                .collect();
+            let shared = shared.join(", ");
+            run(
+                conn,
+                format!(
+                    "INSERT INTO {} ({shared}) SELECT {shared} FROM {}",
+                    quote(table),
+                    quote(&aside(table))
+                ),
+            )?;
+        }
+        run(conn, format!("DROP TABLE {}", quote(&aside(table))))?;
+    }
+    Ok(())
+}
+
+/// Quotes an identifier (they come from the catalog, never from users).
+pub(crate) fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[cfg(test)]

@@ -59,12 +59,41 @@ struct PgIndexColumn {
     column_name: String,
 }
 
-/// Identifiers come from the catalog, never from users, but quote them anyway.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+use super::conn::quote;
+
+/// The primary key indexes of the current schema's tables, as (index, table).
+pub(super) fn pg_primary_key_indexes(
+    c: &mut diesel::PgConnection,
+    index: &str,
+) -> Result<Vec<(String, String)>, IndexError> {
+    #[derive(QueryableByName)]
+    struct Pk {
+        #[diesel(sql_type = Text)]
+        index_name: String,
+        #[diesel(sql_type = Text)]
+        table_name: String,
+    }
+    let rows: Vec<Pk> = diesel::sql_query(
+        "SELECT i.relname::text AS index_name, t.relname::text AS table_name \
+         FROM pg_index ix \
+         JOIN pg_class i ON i.oid = ix.indexrelid \
+         JOIN pg_class t ON t.oid = ix.indrelid \
+         JOIN pg_namespace n ON n.oid = t.relnamespace \
+         WHERE n.nspname = current_schema() AND ix.indisprimary \
+         AND t.relname <> 'schema_migrations'",
+    )
+    .load(c)
+    .map_err(q(index, OP))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.index_name, r.table_name))
+        .collect())
 }
 
-pub(super) fn describe(conn: &mut AnyConnection) -> Result<SchemaDescription, IndexError> {
+pub(super) fn describe(
+    conn: &mut AnyConnection,
+    index: &str,
+) -> Result<SchemaDescription, IndexError> {
     let mut out = SchemaDescription::default();
     match conn {
         AnyConnection::Sqlite(c) => {
@@ -74,12 +103,12 @@ pub(super) fn describe(conn: &mut AnyConnection) -> Result<SchemaDescription, In
                  ORDER BY name",
             )
             .load(c)
-            .map_err(q(OP))?;
+            .map_err(q(index, OP))?;
             for table in tables {
                 let columns: Vec<SqliteColumn> =
                     diesel::sql_query(format!("PRAGMA table_info({})", quote(&table.name)))
                         .load(c)
-                        .map_err(q(OP))?;
+                        .map_err(q(index, OP))?;
                 out.tables.insert(
                     table.name.clone(),
                     columns
@@ -94,20 +123,20 @@ pub(super) fn describe(conn: &mut AnyConnection) -> Result<SchemaDescription, In
                 let indexes: Vec<SqliteIndex> =
                     diesel::sql_query(format!("PRAGMA index_list({})", quote(&table.name)))
                         .load(c)
-                        .map_err(q(OP))?;
-                for index in indexes.into_iter().filter(|i| i.origin == "c") {
+                        .map_err(q(index, OP))?;
+                for found in indexes.into_iter().filter(|i| i.origin == "c") {
                     let columns: Vec<Name> = diesel::sql_query(format!(
                         "SELECT name FROM pragma_index_info({}) ORDER BY seqno",
-                        quote_literal(&index.name)
+                        quote_literal(&found.name)
                     ))
                     .load(c)
-                    .map_err(q(OP))?;
+                    .map_err(q(index, OP))?;
                     out.indexes.insert(
-                        index.name,
+                        found.name,
                         IndexDescription {
                             table: table.name.clone(),
                             columns: columns.into_iter().map(|n| n.name).collect(),
-                            unique: index.unique != 0,
+                            unique: found.unique != 0,
                         },
                     );
                 }
@@ -122,7 +151,7 @@ pub(super) fn describe(conn: &mut AnyConnection) -> Result<SchemaDescription, In
                  ORDER BY table_name, ordinal_position",
             )
             .load(c)
-            .map_err(q(OP))?;
+            .map_err(q(index, OP))?;
             for col in columns {
                 out.tables
                     .entry(col.table_name)
@@ -147,7 +176,7 @@ pub(super) fn describe(conn: &mut AnyConnection) -> Result<SchemaDescription, In
                  ORDER BY i.relname, k.ord",
             )
             .load(c)
-            .map_err(q(OP))?;
+            .map_err(q(index, OP))?;
             for col in index_columns {
                 out.indexes
                     .entry(col.index_name)

@@ -31,6 +31,7 @@ use diesel::sql_types::BigInt;
 
 use crate::clock::{Clock, EpochMillis};
 use crate::store::blob::BlobInfo;
+use crate::store::owner::{self, Owner};
 pub use conn::AnyConnection;
 use conn::{Manager, Target, write_tx};
 pub use policy::{
@@ -68,16 +69,20 @@ pub enum IndexError {
         source: diesel::r2d2::PoolError,
     },
     /// A query failed.
-    #[error("cache index {operation} failed: {source}")]
+    #[error("cache index {index}: {operation} failed: {source}")]
     Query {
+        /// The index URL, password hidden.
+        index: String,
         /// What we were doing.
         operation: &'static str,
         /// The underlying error.
         source: diesel::result::Error,
     },
     /// Applying a schema migration failed.
-    #[error("applying cache index schema version {version} failed: {source}")]
+    #[error("cache index {index}: applying schema version {version} failed: {source}")]
     Migration {
+        /// The index URL, password hidden.
+        index: String,
         /// The migration's version.
         version: i64,
         /// The underlying error.
@@ -222,6 +227,13 @@ pub struct Entry {
     pub access_count: u64,
     /// The run that saved it, if known.
     pub created_by_run: Option<String>,
+    /// How each declared path resolved at save time (JSON from the cache layer), if recorded.
+    pub roots: Option<String>,
+    /// When a restore found it unusable ([`Index::mark_broken`]); never looked up then.
+    pub broken_at: Option<EpochMillis>,
+    /// Who holds the reservation (see [`crate::store::owner::Owner::to_text`]); `None` once
+    /// committed, or for a reservation without a checkable owner.
+    pub owner: Option<String>,
 }
 
 /// What a save wants to create.
@@ -241,6 +253,8 @@ pub struct NewEntry {
     pub compression: String,
     /// The run saving it, if known.
     pub created_by_run: Option<String>,
+    /// How each declared path resolved (JSON), returned later in [`Entry::roots`].
+    pub roots: Option<String>,
 }
 
 /// The outcome of [`Index::reserve`].
@@ -352,6 +366,8 @@ pub struct Event {
     pub at: EpochMillis,
     /// The rest, as recorded.
     pub event: NewEvent,
+    /// Why, for evictions: `unused`, `size` or `broken`.
+    pub reason: Option<String>,
 }
 
 /// How `list` sorts (always descending: newest, most recently used, largest first).
@@ -469,6 +485,9 @@ struct EntryRow {
     last_accessed_at: i64,
     access_count: i64,
     created_by_run: Option<String>,
+    roots: Option<String>,
+    broken_at: Option<i64>,
+    owner: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -483,6 +502,7 @@ struct EventRow {
     matched_key: Option<String>,
     bytes: Option<i64>,
     duration_ms: Option<i64>,
+    reason: Option<String>,
 }
 
 impl EntryRow {
@@ -518,6 +538,9 @@ impl EntryRow {
             last_accessed_at: self.last_accessed_at,
             access_count,
             created_by_run: self.created_by_run,
+            roots: self.roots,
+            broken_at: self.broken_at,
+            owner: self.owner,
         })
     }
 }
@@ -563,6 +586,7 @@ pub struct Index {
     backend: Backend,
     url: String,
     reservation_ttl_ms: i64,
+    owner: Option<String>,
 }
 
 impl std::fmt::Debug for Index {
@@ -576,8 +600,16 @@ impl std::fmt::Debug for Index {
 
 type Conn = PooledConnection<Manager>;
 
-fn q(operation: &'static str) -> impl Fn(diesel::result::Error) -> IndexError {
-    move |source| IndexError::Query { operation, source }
+/// Maps a diesel error to [`IndexError::Query`] naming the index and the operation.
+pub(crate) fn q<'a>(
+    index: &'a str,
+    operation: &'static str,
+) -> impl Fn(diesel::result::Error) -> IndexError + 'a {
+    move |source| IndexError::Query {
+        index: index.to_string(),
+        operation,
+        source,
+    }
 }
 
 impl Index {
@@ -600,7 +632,7 @@ impl Index {
             url: display.clone(),
             source,
         })?;
-        conn::migrate(&mut first, clock.now_millis())?;
+        conn::migrate(&mut first, &display, clock.now_millis())?;
         drop(first);
         let pool = Pool::builder()
             .max_size(match backend {
@@ -618,6 +650,7 @@ impl Index {
             backend,
             url: display,
             reservation_ttl_ms: DEFAULT_RESERVATION_TTL_MS,
+            owner: Owner::current().map(Owner::to_text),
         })
     }
 
@@ -639,6 +672,21 @@ impl Index {
     /// Sets after how long an uncommitted reservation may be taken over by another saver.
     pub fn set_reservation_ttl(&mut self, ttl_ms: i64) {
         self.reservation_ttl_ms = ttl_ms;
+    }
+
+    /// Sets who new reservations belong to: by default this process, so that once it dies its
+    /// reservations are reclaimed at once. `None` leaves them to the reservation TTL, for
+    /// reservations that outlive the process making them (a server reserving for a client whose
+    /// upload may reach another server).
+    pub fn set_reservation_owner(&mut self, owner: Option<&Owner>) {
+        self.owner = owner.map(Owner::to_text);
+    }
+
+    fn q<'a>(
+        &'a self,
+        operation: &'static str,
+    ) -> impl Fn(diesel::result::Error) -> IndexError + 'a {
+        q(&self.url, operation)
     }
 
     fn conn(&self) -> Result<Conn, IndexError> {
@@ -676,7 +724,7 @@ impl Index {
                     .filter(e::key_lower.eq(lower))
                     .first(conn)
                     .optional()
-                    .map_err(q(OP))?;
+                    .map_err(self.q(OP))?;
                 if let Some(id) = exact
                     && let Some(hit) = self.touch(conn, &id, *position == 0)?
                 {
@@ -690,7 +738,7 @@ impl Index {
                     .order((e::created_at.desc(), e::id.desc()))
                     .first(conn)
                     .optional()
-                    .map_err(q(OP))?;
+                    .map_err(self.q(OP))?;
                 if let Some(id) = newest
                     && let Some(hit) = self.touch(conn, &id, false)?
                 {
@@ -712,6 +760,7 @@ impl Index {
         let now = self.clock.now_millis();
         let updated = diesel::update(e::cache_entries.filter(e::id.eq(id)))
             .filter(e::state.eq(COMMITTED))
+            .filter(e::broken_at.is_null())
             .set((
                 e::last_accessed_at.eq(now),
                 e::access_count.eq(e::access_count + 1),
@@ -719,7 +768,7 @@ impl Index {
             .returning(cache_entries::all_columns)
             .get_result::<EntryRow>(conn)
             .optional()
-            .map_err(q("lookup"))?;
+            .map_err(self.q("lookup"))?;
         let Some(row) = updated else {
             return Ok(None);
         };
@@ -731,9 +780,11 @@ impl Index {
         }))
     }
 
-    /// Reserves the identity (repository, scope, lower(key), version) for a save. A reservation
-    /// older than the reservation TTL is taken over (it gets a new id, so its old owner's commit
-    /// fails with [`IndexError::NotReserved`]).
+    /// Reserves the identity (repository, scope, lower(key), version) for a save. An existing
+    /// row is taken over (atomically: the unique index and a compare-and-set decide races) when
+    /// it is a reservation older than the reservation TTL, a reservation whose owner is known
+    /// to be dead, or a broken entry. The taken row gets a new id, so an old owner's commit fails
+    /// with [`IndexError::NotReserved`].
     pub fn reserve(&self, new: &NewEntry) -> Result<Reservation, IndexError> {
         use cache_entries::dsl as e;
         const OP: &str = "reserve";
@@ -752,7 +803,7 @@ impl Index {
             key: new.key.clone(),
             key_lower: lower.clone(),
             version: new.version.clone(),
-            paths: paths.clone(),
+            paths,
             compression: new.compression.clone(),
             blob_digest: None,
             size_bytes: 0,
@@ -761,6 +812,9 @@ impl Index {
             last_accessed_at: now,
             access_count: 0,
             created_by_run: new.created_by_run.clone(),
+            roots: new.roots.clone(),
+            broken_at: None,
+            owner: self.owner.clone(),
         };
         let mut conn = self.conn()?;
         match diesel::insert_into(e::cache_entries)
@@ -769,39 +823,98 @@ impl Index {
         {
             Ok(_) => return Ok(Reservation::Reserved(row.id)),
             Err(diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {}
-            Err(source) => {
-                return Err(IndexError::Query {
-                    operation: OP,
-                    source,
-                });
-            }
+            Err(source) => return Err(self.q(OP)(source)),
         }
-        // Someone holds the identity. Take it over only if it is an abandoned reservation; the
-        // conditions in WHERE make this a compare-and-set, so two takers cannot both win.
-        let id = new_id();
-        let taken = diesel::update(e::cache_entries)
+        let held: Option<EntryRow> = e::cache_entries
             .filter(e::repository.eq(&new.repository))
             .filter(e::version.eq(&new.version))
             .filter(e::scope.eq(&new.scope))
             .filter(e::key_lower.eq(&lower))
-            .filter(e::state.eq(RESERVED))
-            .filter(e::created_at.lt(now.saturating_sub(self.reservation_ttl_ms)))
+            .select(EntryRow::as_select())
+            .first(&mut conn)
+            .optional()
+            .map_err(self.q(OP))?;
+        let Some(held) = held else {
+            // Deleted in between; the unique index settles who gets the next insert.
+            return Ok(Reservation::AlreadyExists);
+        };
+        let replaceable = held.broken_at.is_some()
+            || (held.state == RESERVED
+                && (held.created_at < now.saturating_sub(self.reservation_ttl_ms)
+                    || owner::is_dead(held.owner.as_deref())));
+        if !replaceable {
+            return Ok(Reservation::AlreadyExists);
+        }
+        // Compare-and-set on the id (a taker changes it) and the state seen: two takers cannot
+        // both win, and a reservation committed meanwhile is not replaced.
+        let taken = diesel::update(e::cache_entries)
+            .filter(e::id.eq(&held.id))
+            .filter(e::state.eq(&held.state))
             .set((
-                e::id.eq(&id),
-                e::key.eq(&new.key),
-                e::paths.eq(&paths),
-                e::compression.eq(&new.compression),
+                e::id.eq(&row.id),
+                e::key.eq(&row.key),
+                e::paths.eq(&row.paths),
+                e::compression.eq(&row.compression),
+                e::blob_digest.eq(None::<String>),
+                e::size_bytes.eq(0),
+                e::state.eq(RESERVED),
                 e::created_at.eq(now),
                 e::last_accessed_at.eq(now),
-                e::created_by_run.eq(&new.created_by_run),
+                e::access_count.eq(0),
+                e::created_by_run.eq(&row.created_by_run),
+                e::roots.eq(&row.roots),
+                e::broken_at.eq(None::<i64>),
+                e::owner.eq(&row.owner),
             ))
             .execute(&mut conn)
-            .map_err(q(OP))?;
+            .map_err(self.q(OP))?;
         Ok(if taken == 1 {
-            Reservation::Reserved(id)
+            Reservation::Reserved(row.id)
         } else {
             Reservation::AlreadyExists
         })
+    }
+
+    /// Marks a committed entry broken (its archive cannot be restored): lookups skip it from
+    /// now on, the next prune evicts it, and a save of the same identity replaces it. Returns
+    /// whether a committed entry was marked.
+    pub fn mark_broken(&self, id: &str) -> Result<bool, IndexError> {
+        use cache_entries::dsl as e;
+        let now = self.clock.now_millis();
+        let mut conn = self.conn()?;
+        let n = diesel::update(e::cache_entries.filter(e::id.eq(id)))
+            .filter(e::state.eq(COMMITTED))
+            .filter(e::broken_at.is_null())
+            .set(e::broken_at.eq(now))
+            .execute(&mut conn)
+            .map_err(self.q("mark broken"))?;
+        Ok(n == 1)
+    }
+
+    /// The next run number of `workflow` (the workflow file) in `repository`: 1, 2, 3, ...,
+    /// incremented atomically, so concurrent runs never share one.
+    pub fn next_run_number(&self, repository: &str, workflow: &str) -> Result<u64, IndexError> {
+        use diesel::sql_types::Text;
+        #[derive(QueryableByName)]
+        struct Number {
+            #[diesel(sql_type = BigInt)]
+            last_number: i64,
+        }
+        const OP: &str = "next run number";
+        // `$n` placeholders are positional on PostgreSQL and, each used once, on SQLite.
+        const SQL: &str = "INSERT INTO run_numbers (repository, workflow, last_number) \
+            VALUES ($1, $2, 1) ON CONFLICT (repository, workflow) \
+            DO UPDATE SET last_number = run_numbers.last_number + 1 RETURNING last_number";
+        let query = diesel::sql_query(SQL)
+            .bind::<Text, _>(repository)
+            .bind::<Text, _>(workflow);
+        let mut conn = self.conn()?;
+        let number: Number = match &mut *conn {
+            AnyConnection::Sqlite(c) => query.get_result(c),
+            AnyConnection::Postgres(c) => query.get_result(c),
+        }
+        .map_err(self.q(OP))?;
+        Ok(to_u64(number.last_number))
     }
 
     /// Makes a reservation visible, pointing at a blob that is already durable. Its creation
@@ -815,6 +928,7 @@ impl Index {
             .filter(e::state.eq(RESERVED))
             .set((
                 e::state.eq(COMMITTED),
+                e::owner.eq(None::<String>),
                 e::blob_digest.eq(&blob.digest),
                 e::size_bytes.eq(size),
                 e::created_at.eq(now),
@@ -823,7 +937,7 @@ impl Index {
             .returning(cache_entries::all_columns)
             .get_result(&mut conn)
             .optional()
-            .map_err(q("commit"))?;
+            .map_err(self.q("commit"))?;
         match row {
             Some(row) => row.into_entry(),
             None => Err(IndexError::NotReserved { id: id.to_string() }),
@@ -837,18 +951,18 @@ impl Index {
         let n = diesel::delete(e::cache_entries.filter(e::id.eq(id)))
             .filter(e::state.eq(RESERVED))
             .execute(&mut conn)
-            .map_err(q("abort"))?;
+            .map_err(self.q("abort"))?;
         Ok(n == 1)
     }
 
     /// Records a metrics event stamped with the clock.
     pub fn record_event(&self, event: &NewEvent) -> Result<(), IndexError> {
-        let row = event_row(event, self.clock.now_millis())?;
+        let row = event_row(event, self.clock.now_millis(), None)?;
         let mut conn = self.conn()?;
         diesel::insert_into(cache_events::table)
             .values(&row)
             .execute(&mut conn)
-            .map_err(q("record event"))?;
+            .map_err(self.q("record event"))?;
         Ok(())
     }
 
@@ -861,7 +975,7 @@ impl Index {
             .order((v::at.asc(), v::id.asc()))
             .select(EventRow::as_select())
             .load(&mut conn)
-            .map_err(q("list events"))?;
+            .map_err(self.q("list events"))?;
         rows.into_iter()
             .map(|r| {
                 let kind = EventKind::parse(&r.kind).ok_or_else(|| IndexError::CorruptRow {
@@ -871,6 +985,7 @@ impl Index {
                 })?;
                 Ok(Event {
                     at: r.at,
+                    reason: r.reason,
                     event: NewEvent {
                         repository: r.repository,
                         scope: r.scope,
@@ -914,7 +1029,7 @@ impl Index {
             query = query.limit(i64::try_from(limit).unwrap_or(i64::MAX));
         }
         let mut conn = self.conn()?;
-        let rows = query.load(&mut conn).map_err(q("list"))?;
+        let rows = query.load(&mut conn).map_err(self.q("list"))?;
         rows.into_iter().map(EntryRow::into_entry).collect()
     }
 
@@ -927,7 +1042,7 @@ impl Index {
             .select(EntryRow::as_select())
             .first(&mut conn)
             .optional()
-            .map_err(q("get"))?;
+            .map_err(self.q("get"))?;
         row.map(EntryRow::into_entry).transpose()
     }
 
@@ -955,7 +1070,7 @@ impl Index {
         let rows = query
             .order((e::created_at.desc(), e::id.desc()))
             .load(&mut conn)
-            .map_err(q("find by key"))?;
+            .map_err(self.q("find by key"))?;
         rows.into_iter().map(EntryRow::into_entry).collect()
     }
 
@@ -967,7 +1082,7 @@ impl Index {
             .filter(e::blob_digest.eq(digest))
             .select(EntryRow::as_select())
             .load(&mut conn)
-            .map_err(q("find by digest"))?;
+            .map_err(self.q("find by digest"))?;
         rows.into_iter().map(EntryRow::into_entry).collect()
     }
 
@@ -980,7 +1095,7 @@ impl Index {
             .returning(cache_entries::all_columns)
             .get_result(&mut conn)
             .optional()
-            .map_err(q("delete"))?;
+            .map_err(self.q("delete"))?;
         row.map(EntryRow::into_entry).transpose()
     }
 
@@ -992,7 +1107,7 @@ impl Index {
             .filter(e::blob_digest.eq(digest))
             .count()
             .get_result(&mut conn)
-            .map_err(q("check blob reference"))?;
+            .map_err(self.q("check blob reference"))?;
         Ok(n > 0)
     }
 
@@ -1005,7 +1120,7 @@ impl Index {
             .select(e::blob_digest)
             .distinct()
             .load(&mut conn)
-            .map_err(q("list blob references"))?;
+            .map_err(self.q("list blob references"))?;
         Ok(digests.into_iter().flatten().collect())
     }
 
@@ -1027,7 +1142,7 @@ impl Index {
         if let Some(repository) = repository {
             entries = entries.filter(e::repository.eq(repository.to_string()));
         }
-        let by_state: Vec<(String, i64, i64)> = entries.load(&mut conn).map_err(q(OP))?;
+        let by_state: Vec<(String, i64, i64)> = entries.load(&mut conn).map_err(self.q(OP))?;
         let mut stats = Stats::default();
         for (state, count, size) in by_state {
             match state.as_str() {
@@ -1047,7 +1162,7 @@ impl Index {
         if let Some(repository) = repository {
             events = events.filter(v::repository.eq(repository.to_string()));
         }
-        let by_kind: Vec<(String, i64, i64)> = events.load(&mut conn).map_err(q(OP))?;
+        let by_kind: Vec<(String, i64, i64)> = events.load(&mut conn).map_err(self.q(OP))?;
         for (kind, count, bytes) in by_kind {
             let Some(kind) = EventKind::parse(&kind) else {
                 continue;
@@ -1085,7 +1200,7 @@ impl Index {
         if let Some(repository) = repository {
             top = top.filter(v::repository.eq(repository.to_string()));
         }
-        let top: Vec<(Option<String>, i64)> = top.load(&mut conn).map_err(q(OP))?;
+        let top: Vec<(Option<String>, i64)> = top.load(&mut conn).map_err(self.q(OP))?;
         stats.top_keys = top
             .into_iter()
             .filter_map(|(key, hits)| {
@@ -1098,58 +1213,80 @@ impl Index {
         Ok(stats)
     }
 
-    /// Applies the eviction policy: abandoned reservations, entries unused for `ttl_days`, then
+    /// Applies the eviction policy: abandoned reservations (older than the reservation TTL, or
+    /// held by a dead owner), broken entries, entries unused for `ttl_days`, then
     /// least-recently-used entries until each repository fits its size budget. Returns what was
-    /// (or, with `dry_run`, would be) removed; records an `evict` event per removed entry. Blobs
-    /// are the caller's business: see [`crate::store::Store::evict`].
+    /// (or, with `dry_run`, would be) removed; records an `evict` event with its reason per
+    /// removed entry. Only rows committed before it started are candidates, and each is deleted
+    /// only if it is still as it was seen (a reservation not committed meanwhile, an entry not
+    /// used meanwhile). Blobs are the caller's business: see [`crate::store::Store::evict`].
     pub fn evict(&self, policy: &EvictionPolicy) -> Result<Vec<Entry>, IndexError> {
         use cache_entries::dsl as e;
         const OP: &str = "evict";
         let now = self.clock.now_millis();
         let mut conn = self.conn()?;
-        write_tx(&mut conn, OP, |conn| {
-            let mut doomed: Vec<EntryRow> = e::cache_entries
+        write_tx(&mut conn, &self.url, OP, |conn| {
+            let stale_before = now.saturating_sub(policy.reservation_ttl_ms);
+            let mut doomed: Vec<(EntryRow, Option<&'static str>)> = e::cache_entries
                 .filter(e::state.eq(RESERVED))
-                .filter(e::created_at.lt(now.saturating_sub(policy.reservation_ttl_ms)))
                 .select(EntryRow::as_select())
                 .order((e::created_at.asc(), e::id.asc()))
                 .load(conn)
-                .map_err(q(OP))?;
-            doomed.extend(
+                .map_err(self.q(OP))?
+                .into_iter()
+                .filter(|r| r.created_at < stale_before || owner::is_dead(r.owner.as_deref()))
+                .map(|r| (r, None))
+                .collect();
+            let committed = || {
                 e::cache_entries
                     .filter(e::state.eq(COMMITTED))
-                    .filter(e::last_accessed_at.lt(now.saturating_sub(policy.ttl_millis())))
+                    .filter(e::created_at.le(now))
                     .select(EntryRow::as_select())
+            };
+            doomed.extend(
+                committed()
+                    .filter(e::broken_at.is_not_null())
+                    .order((e::broken_at.asc(), e::id.asc()))
+                    .load(conn)
+                    .map_err(self.q(OP))?
+                    .into_iter()
+                    .map(|r| (r, Some("broken"))),
+            );
+            doomed.extend(
+                committed()
+                    .filter(e::broken_at.is_null())
+                    .filter(e::last_accessed_at.lt(now.saturating_sub(policy.ttl_millis())))
                     .order((e::last_accessed_at.asc(), e::id.asc()))
                     .load(conn)
-                    .map_err(q(OP))?,
+                    .map_err(self.q(OP))?
+                    .into_iter()
+                    .map(|r| (r, Some("unused"))),
             );
-            let aged: BTreeSet<String> = doomed.iter().map(|r| r.id.clone()).collect();
+            let aged: BTreeSet<String> = doomed.iter().map(|(r, _)| r.id.clone()).collect();
 
             let budget = i64::try_from(policy.max_size_bytes).unwrap_or(i64::MAX);
             let sum_size = sql::<BigInt>("CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT)");
             let totals: Vec<(String, i64)> = e::cache_entries
                 .filter(e::state.eq(COMMITTED))
+                .filter(e::created_at.le(now))
                 .group_by(e::repository)
                 .select((e::repository, sum_size))
                 .load(conn)
-                .map_err(q(OP))?;
+                .map_err(self.q(OP))?;
             for (repository, mut total) in totals {
                 total -= doomed
                     .iter()
-                    .filter(|r| r.repository == repository && r.state == COMMITTED)
-                    .map(|r| r.size_bytes)
+                    .filter(|(r, _)| r.repository == repository && r.state == COMMITTED)
+                    .map(|(r, _)| r.size_bytes)
                     .sum::<i64>();
                 if total <= budget {
                     continue;
                 }
-                let lru: Vec<EntryRow> = e::cache_entries
+                let lru: Vec<EntryRow> = committed()
                     .filter(e::repository.eq(&repository))
-                    .filter(e::state.eq(COMMITTED))
-                    .select(EntryRow::as_select())
                     .order((e::last_accessed_at.asc(), e::created_at.asc(), e::id.asc()))
                     .load(conn)
-                    .map_err(q(OP))?;
+                    .map_err(self.q(OP))?;
                 for row in lru {
                     if total <= budget {
                         break;
@@ -1158,33 +1295,41 @@ impl Index {
                         continue;
                     }
                     total -= row.size_bytes;
-                    doomed.push(row);
+                    doomed.push((row, Some("size")));
                 }
             }
 
-            if !policy.dry_run {
-                for row in &doomed {
-                    diesel::delete(e::cache_entries.filter(e::id.eq(&row.id)))
-                        .execute(conn)
-                        .map_err(q(OP))?;
-                    if row.state == COMMITTED {
-                        let event = NewEvent {
-                            repository: row.repository.clone(),
-                            scope: row.scope.clone(),
-                            kind: EventKind::Evict,
-                            key: row.key.clone(),
-                            matched_key: None,
-                            bytes: Some(to_u64(row.size_bytes)),
-                            duration_ms: None,
-                        };
-                        diesel::insert_into(cache_events::table)
-                            .values(event_row(&event, now)?)
-                            .execute(conn)
-                            .map_err(q(OP))?;
-                    }
-                }
+            if policy.dry_run {
+                return doomed.into_iter().map(|(r, _)| r.into_entry()).collect();
             }
-            doomed.into_iter().map(EntryRow::into_entry).collect()
+            let mut removed = Vec::with_capacity(doomed.len());
+            for (row, reason) in doomed {
+                let n = diesel::delete(e::cache_entries.filter(e::id.eq(&row.id)))
+                    .filter(e::state.eq(&row.state))
+                    .filter(e::last_accessed_at.eq(row.last_accessed_at))
+                    .execute(conn)
+                    .map_err(self.q(OP))?;
+                if n == 0 {
+                    continue;
+                }
+                if let Some(reason) = reason {
+                    let event = NewEvent {
+                        repository: row.repository.clone(),
+                        scope: row.scope.clone(),
+                        kind: EventKind::Evict,
+                        key: row.key.clone(),
+                        matched_key: None,
+                        bytes: Some(to_u64(row.size_bytes)),
+                        duration_ms: None,
+                    };
+                    diesel::insert_into(cache_events::table)
+                        .values(event_row(&event, now, Some(reason))?)
+                        .execute(conn)
+                        .map_err(self.q(OP))?;
+                }
+                removed.push(row.into_entry()?);
+            }
+            Ok(removed)
         })
     }
 
@@ -1202,7 +1347,7 @@ impl Index {
             AnyConnection::Sqlite(c) => {
                 let rows: Vec<Check> = diesel::sql_query("PRAGMA integrity_check")
                     .load(c)
-                    .map_err(q("integrity check"))?;
+                    .map_err(self.q("integrity check"))?;
                 Ok(Some(rows.into_iter().map(|r| r.integrity_check).collect()))
             }
             AnyConnection::Postgres(_) => Ok(None),
@@ -1212,7 +1357,7 @@ impl Index {
     /// The live schema as the database reports it (for the schema test and `cache verify`).
     pub fn describe_schema(&self) -> Result<SchemaDescription, IndexError> {
         let mut conn = self.conn()?;
-        introspect::describe(&mut conn)
+        introspect::describe(&mut conn, &self.url)
     }
 }
 
@@ -1229,11 +1374,16 @@ fn search_query<'a>(
         .filter(e::version.eq(&query.version))
         .filter(e::scope.eq(scope))
         .filter(e::state.eq(COMMITTED))
+        .filter(e::broken_at.is_null())
         .select(e::id)
         .into_boxed()
 }
 
-fn event_row(event: &NewEvent, at: EpochMillis) -> Result<EventRow, IndexError> {
+fn event_row(
+    event: &NewEvent,
+    at: EpochMillis,
+    reason: Option<&str>,
+) -> Result<EventRow, IndexError> {
     Ok(EventRow {
         id: new_id(),
         at,
@@ -1247,6 +1397,7 @@ fn event_row(event: &NewEvent, at: EpochMillis) -> Result<EventRow, IndexError> 
             .duration_ms
             .map(|d| to_i64("duration_ms", d))
             .transpose()?,
+        reason: reason.map(str::to_string),
     })
 }
 
@@ -1305,7 +1456,7 @@ mod tests {
         assert!(!sql.to_ascii_uppercase().contains("LIKE"), "{sql}");
         let plan: Vec<PlanRow> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
             .load(&mut *conn)
-            .map_err(q("explain"))?;
+            .map_err(index.q("explain"))?;
         let plan: Vec<String> = plan.into_iter().map(|r| r.detail).collect();
         assert!(
             plan.iter()

@@ -17,6 +17,9 @@ diesel::table! {
         last_accessed_at -> BigInt,
         access_count -> BigInt,
         created_by_run -> Nullable<Text>,
+        roots -> Nullable<Text>,
+        broken_at -> Nullable<BigInt>,
+        owner -> Nullable<Text>,
     }
 }
 
@@ -31,6 +34,15 @@ diesel::table! {
         matched_key -> Nullable<Text>,
         bytes -> Nullable<BigInt>,
         duration_ms -> Nullable<BigInt>,
+        reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    run_numbers (repository, workflow) {
+        repository -> Text,
+        workflow -> Text,
+        last_number -> BigInt,
     }
 }
 
@@ -48,12 +60,16 @@ pub fn diesel_columns() -> Vec<(&'static str, Vec<&'static str>)> {
             "cache_entries",
             names!(cache_entries: id, repository, scope, key, key_lower, version, paths,
                 compression, blob_digest, size_bytes, state, created_at, last_accessed_at,
-                access_count, created_by_run),
+                access_count, created_by_run, roots, broken_at, owner),
         ),
         (
             "cache_events",
             names!(cache_events: id, at, repository, scope, kind, key, matched_key, bytes,
-                duration_ms),
+                duration_ms, reason),
+        ),
+        (
+            "run_numbers",
+            names!(run_numbers: repository, workflow, last_number),
         ),
     ]
 }

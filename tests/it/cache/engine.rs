@@ -272,6 +272,7 @@ fn failed_save_leaves_nothing_behind() {
         paths,
         compression: "zstd-without-long".into(),
         created_by_run: None,
+        roots: None,
     };
     assert!(matches!(
         h.cache.index().reserve(&again).expect("reserve"),

@@ -4,6 +4,7 @@
 mod blob;
 mod concurrency;
 mod eviction;
+mod extras;
 mod index;
 mod schema;
 mod verify;
@@ -146,6 +147,7 @@ impl<'a> Spec<'a> {
             paths: vec!["~/.npm".to_string(), "!~/.npm/_logs".to_string()],
             compression: "zstd-without-long".to_string(),
             created_by_run: Some("run-1".to_string()),
+            roots: None,
         }
     }
 }

@@ -18,6 +18,8 @@ both_backends!(
     schema_drift_is_detected,
     concurrent_first_opens_migrate_once,
     key_lower_uses_code_point_collation,
+    version_1_database_is_upgraded_keeping_its_rows,
+    stock_shells_read_and_write_the_index,
 );
 
 /// Splits `schema.sql` into statements with comments removed.
@@ -145,14 +147,30 @@ fn live_schema_matches_schema_sql(h: &Harness) {
     assert_eq!(from_diesel, from_live, "{}", h.backend);
 }
 
-/// Runs raw SQL against the harness database, outside the index.
-fn raw_execute(h: &Harness, sql: &str) {
-    if let Some(path) = h.url.strip_prefix("sqlite://") {
+/// Runs raw SQL (several statements allowed) against a database, outside the index. SQLite
+/// connections know the "C" collation schema version 1 declared.
+fn raw_execute(url: &str, sql: &str) {
+    use diesel::connection::SimpleConnection;
+    if let Some(path) = url.strip_prefix("sqlite://") {
         let mut conn = diesel::SqliteConnection::establish(path).expect("open sqlite");
-        diesel::sql_query(sql).execute(&mut conn).expect(sql);
+        conn.register_collation("C", |a: &str, b: &str| b.as_bytes().cmp(a.as_bytes()))
+            .expect("collation");
+        conn.batch_execute(sql).expect(sql);
     } else {
-        let mut conn = diesel::PgConnection::establish(&h.url).expect("open postgres");
-        diesel::sql_query(sql).execute(&mut conn).expect(sql);
+        let mut conn = diesel::PgConnection::establish(url).expect("open postgres");
+        conn.batch_execute(sql).expect(sql);
+    }
+}
+
+/// A database of the harness's backend that nobody has opened yet (and its schema guard).
+fn fresh_database(h: &Harness, name: &str) -> (String, Option<PgSchema>) {
+    if h.backend == "sqlite" {
+        let path = h.dir.path().join(name).join("index.sqlite");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        (format!("sqlite://{}", path.display()), None)
+    } else {
+        let pg = PgSchema::create().expect("postgres configured");
+        (pg.url(), Some(pg))
     }
 }
 
@@ -176,8 +194,8 @@ fn migration_versions(url: &str) -> Vec<i64> {
 /// The comparison above must be able to fail: break the live schema and watch it notice.
 fn schema_drift_is_detected(h: &Harness) {
     let expected = expected_from_schema_sql();
-    raw_execute(h, "DROP INDEX cache_entries_lru");
-    raw_execute(h, "ALTER TABLE cache_events ADD COLUMN extra TEXT");
+    raw_execute(&h.url, "DROP INDEX cache_entries_lru");
+    raw_execute(&h.url, "ALTER TABLE cache_events ADD COLUMN extra TEXT");
     let live = h.index().describe_schema().expect("describe");
     assert!(!live.indexes.contains_key("cache_entries_lru"));
     assert_eq!(
@@ -188,17 +206,7 @@ fn schema_drift_is_detected(h: &Harness) {
 }
 
 fn concurrent_first_opens_migrate_once(h: &Harness) {
-    // A database nobody has opened yet.
-    let _pg;
-    let url = if h.backend == "sqlite" {
-        format!(
-            "sqlite://{}",
-            h.dir.path().join("fresh/index.sqlite").display()
-        )
-    } else {
-        _pg = PgSchema::create().expect("postgres configured");
-        _pg.url()
-    };
+    let (url, _pg) = fresh_database(h, "fresh");
     let clock = Arc::new(ManualClock::new(T0));
     let opened: Vec<Result<Index, String>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..6)
@@ -215,15 +223,16 @@ fn concurrent_first_opens_migrate_once(h: &Harness) {
     for result in &opened {
         assert!(result.is_ok(), "{}: {result:?}", h.backend);
     }
-    assert_eq!(migration_versions(&url), vec![1], "{}", h.backend);
+    assert_eq!(migration_versions(&url), vec![2], "{}", h.backend);
     // And opening once more changes nothing.
     drop(opened);
     Index::open(&url, clock).expect("reopen");
-    assert_eq!(migration_versions(&url), vec![1]);
+    assert_eq!(migration_versions(&url), vec![2]);
 }
 
 /// Prefix ranges are only prefixes under code-point order; a linguistic default collation (often
-/// en_US on PostgreSQL) would break them, so key_lower must carry the "C" collation everywhere.
+/// en_US on PostgreSQL) would break them, so key_lower must carry a bytewise collation
+/// everywhere: SQLite's built-in BINARY, and on PostgreSQL a "BINARY" that copies "C".
 fn key_lower_uses_code_point_collation(h: &Harness) {
     #[derive(QueryableByName)]
     struct Coll {
@@ -248,5 +257,154 @@ fn key_lower_uses_code_point_collation(h: &Harness) {
         .expect("information_schema")
     };
     let colls: Vec<Option<String>> = rows.into_iter().map(|r| r.coll).collect();
-    assert_eq!(colls, vec![Some("C".to_string())], "{}", h.backend);
+    assert_eq!(colls, vec![Some("BINARY".to_string())], "{}", h.backend);
+    if h.backend == "postgres" {
+        let mut conn = diesel::PgConnection::establish(&h.url).expect("open postgres");
+        let rows: Vec<Coll> = diesel::sql_query(
+            "SELECT collcollate::text AS coll FROM pg_collation WHERE collname = 'BINARY' \
+             AND collnamespace = current_schema()::regnamespace",
+        )
+        .load(&mut conn)
+        .expect("pg_collation");
+        assert_eq!(
+            rows.into_iter().map(|r| r.coll).collect::<Vec<_>>(),
+            vec![Some("C".to_string())]
+        );
+    }
+}
+
+/// A store written by schema version 1 (the DDL as it was, kept in schema_v1.sql) is rebuilt to
+/// today's schema.sql on open, and keeps every entry and event.
+fn version_1_database_is_upgraded_keeping_its_rows(h: &Harness) {
+    let (url, _pg) = fresh_database(h, "v1");
+    let v1 = include_str!("schema_v1.sql");
+    raw_execute(
+        &url,
+        &format!(
+            "CREATE TABLE schema_migrations (version BIGINT NOT NULL PRIMARY KEY, \
+             applied_at BIGINT NOT NULL); INSERT INTO schema_migrations VALUES (1, 0); {v1}; \
+             INSERT INTO cache_entries VALUES ('id-1', 'octo/repo', 'refs/heads/main', \
+             'Npm-Linux-1', 'npm-linux-1', 'v1', '[\"~/.npm\"]', 'zstd', '{digest}', 7, \
+             'committed', {T0}, {T0}, 3, 'run-9'); \
+             INSERT INTO cache_entries VALUES ('id-2', 'octo/repo', 'refs/heads/main', 'Open', \
+             'open', 'v1', '[]', 'zstd', NULL, 0, 'reserved', {T0}, {T0}, 0, NULL); \
+             INSERT INTO cache_events VALUES ('ev-1', {T0}, 'octo/repo', 'refs/heads/main', \
+             'save', 'Npm-Linux-1', NULL, 7, 12)",
+            digest = "a".repeat(64)
+        ),
+    );
+    let index = Index::open(&url, Arc::new(ManualClock::new(T0))).expect("open v1 database");
+    assert_eq!(migration_versions(&url), vec![1, 2], "{}", h.backend);
+    assert_eq!(
+        index.describe_schema().expect("describe"),
+        expected_from_schema_sql(),
+        "{}: the upgrade does not lead to schema.sql",
+        h.backend
+    );
+    let hit = index
+        .lookup(&runner::store::index::LookupQuery {
+            repository: "octo/repo".into(),
+            scopes: vec!["refs/heads/main".into()],
+            keys: vec!["npm-".into()],
+            version: "v1".into(),
+        })
+        .expect("lookup")
+        .expect("the old entry is found by prefix");
+    assert_eq!(
+        (
+            hit.entry.id.as_str(),
+            hit.entry.key.as_str(),
+            hit.entry.access_count,
+            hit.entry.created_by_run.as_deref(),
+            hit.entry.roots.as_deref(),
+            hit.entry.broken_at,
+        ),
+        ("id-1", "Npm-Linux-1", 4, Some("run-9"), None, None)
+    );
+    let all = index
+        .list(&runner::store::index::ListFilter {
+            include_reserved: true,
+            ..Default::default()
+        })
+        .expect("list");
+    assert_eq!(all.len(), 2, "{}", h.backend);
+    let events = index.events(0).expect("events");
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.event.key.as_str(), e.event.bytes, e.reason.as_deref()))
+            .collect::<Vec<_>>(),
+        vec![("Npm-Linux-1", Some(7), None)]
+    );
+    drop(index);
+    // Reopening does not rebuild again.
+    Index::open(&url, Arc::new(ManualClock::new(T0))).expect("reopen");
+    assert_eq!(migration_versions(&url), vec![1, 2]);
+}
+
+/// The stock sqlite3 and psql shells (without runner's connection setup) can query the index
+/// through its indexes and change rows.
+fn stock_shells_read_and_write_the_index(h: &Harness) {
+    let saved = h.save(
+        &super::Spec::new("refs/heads/main", "Shell-Key"),
+        b"shell bytes",
+    );
+    h.index()
+        .reserve(&super::Spec::new("refs/heads/main", "stuck").new_entry())
+        .expect("reserve");
+    let sql = "SELECT key FROM cache_entries WHERE repository = 'octo/repo' AND version = 'v1' \
+               AND scope = 'refs/heads/main' AND key_lower >= 'shell' AND key_lower < 'shelm' \
+               ORDER BY key_lower; \
+               UPDATE cache_entries SET last_accessed_at = 5 WHERE key = 'Shell-Key'; \
+               DELETE FROM cache_entries WHERE state = 'reserved';";
+    let (program, args): (&str, Vec<String>) = match h.url.strip_prefix("sqlite://") {
+        Some(path) => ("sqlite3", vec![path.to_string(), sql.to_string()]),
+        None => (
+            "psql",
+            vec![
+                h.url.clone(),
+                "-X".into(),
+                "-A".into(),
+                "-t".into(),
+                "-v".into(),
+                "ON_ERROR_STOP=1".into(),
+                "-c".into(),
+                sql.to_string(),
+            ],
+        ),
+    };
+    let out = match std::process::Command::new(program).args(&args).output() {
+        Ok(out) => out,
+        Err(err) => {
+            eprintln!("skipped: cannot run the stock {program} shell: {err}");
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{program}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l == "Shell-Key"),
+        "{program}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let entry = h.index().get(&saved.id).expect("get").expect("still there");
+    assert_eq!(entry.last_accessed_at, 5);
+    let all = h
+        .index()
+        .list(&runner::store::index::ListFilter {
+            include_reserved: true,
+            ..Default::default()
+        })
+        .expect("list");
+    assert_eq!(
+        all.len(),
+        1,
+        "{}: the shell removed the reservation",
+        h.backend
+    );
 }
