@@ -730,7 +730,6 @@ impl Cache {
             roots: roots.map(str::to_string),
             compression: compression.method().to_string(),
             created_by_run: Some(request.run_id.clone()).filter(|r| !r.is_empty()),
-            roots: None,
         };
         match self.index().reserve(&entry)? {
             Reservation::Reserved(id) => Ok(Some(ReservationGuard {
