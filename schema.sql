@@ -46,7 +46,7 @@ CREATE UNIQUE INDEX cache_entries_lookup ON cache_entries (repository, version, 
 -- Newest-prefix-match search reads only this index (a covering index: every column the search
 -- filters, orders or returns is in it), so a restore key matching thousands of entries costs an
 -- index range scan, not thousands of table row visits.
-CREATE INDEX cache_entries_newest ON cache_entries (repository, version, scope, key_lower, state, created_at, id);
+CREATE INDEX cache_entries_newest ON cache_entries (repository, version, scope, key_lower, state, broken_at, created_at, id);
 
 -- Least-recently-used eviction per repository.
 CREATE INDEX cache_entries_lru ON cache_entries (repository, last_accessed_at);

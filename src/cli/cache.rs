@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use runner::cache::Cache;
 use runner::clock::{Clock, SystemClock};
-use runner::store::index::{Entry, EventKind, ListFilter, ListSort, Stats};
+use runner::store::index::{Entry, EntryState, EventKind, ListFilter, ListSort, Stats};
+use runner::store::owner::{Liveness, Owner};
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
@@ -59,6 +60,10 @@ pub enum CacheCommand {
         /// At most this many entries.
         #[arg(long, short = 'L')]
         limit: Option<usize>,
+        /// List reservations (saves in progress, or left by a killed save) with their owner
+        /// instead of entries.
+        #[arg(long)]
+        reserved: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -131,6 +136,7 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
             git_ref,
             sort,
             limit,
+            reserved,
             common,
         } => {
             let filter = ListFilter {
@@ -142,11 +148,17 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
                     SortBy::LastUsed => ListSort::LastUsed,
                     SortBy::Size => ListSort::Size,
                 },
-                limit,
-                include_reserved: false,
+                limit: if reserved { None } else { limit },
+                include_reserved: reserved,
             };
-            let entries = cache.index().list(&filter)?;
-            print_entries(&mut out, &entries, common.json)?;
+            let mut entries = cache.index().list(&filter)?;
+            if reserved {
+                entries.retain(|e| e.state == EntryState::Reserved);
+                entries.truncate(limit.unwrap_or(usize::MAX));
+                print_reservations(&mut out, &entries, common.json)?;
+            } else {
+                print_entries(&mut out, &entries, common.json)?;
+            }
             Ok(EXIT_OK)
         }
         CacheCommand::Show {
@@ -439,8 +451,80 @@ fn print_entries(out: &mut impl Write, entries: &[Entry], json: bool) -> anyhow:
             ]
         })
         .collect();
+    print_table(out, headers, &rows)
+}
+
+/// Who holds a reservation and whether it still runs: `alive`, `dead` (the next save or prune
+/// reclaims it), or `unknown` (another host; it expires after the reservation TTL).
+fn reservation_owner(e: &Entry) -> (String, &'static str) {
+    match e.owner.as_deref().and_then(Owner::parse) {
+        Some(owner) => (
+            format!("pid {} on {}", owner.pid, owner.host),
+            match owner.liveness() {
+                Liveness::Alive => "alive",
+                Liveness::Dead => "dead",
+                Liveness::Unknown => "unknown",
+            },
+        ),
+        None => ("-".to_string(), "unknown"),
+    }
+}
+
+fn print_reservations(out: &mut impl Write, entries: &[Entry], json: bool) -> anyhow::Result<()> {
+    if json {
+        let rows: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                let (_, status) = reservation_owner(e);
+                serde_json::json!({
+                    "id": e.id,
+                    "repository": e.repository,
+                    "ref": e.scope,
+                    "key": e.key,
+                    "version": e.version,
+                    "reserved_at": e.created_at,
+                    "owner": e.owner.as_deref().and_then(Owner::parse).map(|o| serde_json::json!({
+                        "host": o.host,
+                        "pid": o.pid,
+                    })),
+                    "owner_status": status,
+                    "created_by_run": e.created_by_run,
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut *out, &rows)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if entries.is_empty() {
+        writeln!(out, "No reservations")?;
+        return Ok(());
+    }
+    let headers = ["KEY", "REF", "RESERVED", "OWNER", "STATUS", "ID"];
+    let rows: Vec<[String; 6]> = entries
+        .iter()
+        .map(|e| {
+            let (owner, status) = reservation_owner(e);
+            [
+                e.key.clone(),
+                e.scope.clone(),
+                format_time(e.created_at),
+                owner,
+                status.to_string(),
+                e.id.clone(),
+            ]
+        })
+        .collect();
+    print_table(out, headers, &rows)
+}
+
+fn print_table(
+    out: &mut impl Write,
+    headers: [&str; 6],
+    rows: &[[String; 6]],
+) -> anyhow::Result<()> {
     let mut widths = headers.map(str::len);
-    for row in &rows {
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
@@ -454,7 +538,7 @@ fn print_entries(out: &mut impl Write, entries: &[Entry], json: bool) -> anyhow:
         padded.join("  ").trim_end().to_string()
     };
     writeln!(out, "{}", line(&headers))?;
-    for row in &rows {
+    for row in rows {
         let cells: Vec<&str> = row.iter().map(String::as_str).collect();
         writeln!(out, "{}", line(&cells))?;
     }

@@ -7,7 +7,9 @@
 //! On disk (`default_cache_dir()`): `index.sqlite` (unless `RUNNER_CACHE_DB` names another
 //! index, e.g. PostgreSQL) and `blobs-v1/ab/abcdef…` with `blobs-v1/tmp/` for writes in
 //! progress. A save is: `index().reserve` → `blobs().writer()` + write → [`Store::commit_blob`]
-//! (blob durable, then row committed) or `index().abort` on failure.
+//! (blob durable, then row committed) or `index().abort` on failure. Reservations and temporary
+//! files carry their [`owner`], so a killed save's leftovers are reclaimed at once.
+//! [`Store::read_only`] says when the store could only be opened for restoring.
 
 pub mod blob;
 pub mod index;
@@ -33,7 +35,7 @@ use std::sync::Arc;
 
 use crate::clock::{Clock, EpochMillis, SystemClock};
 use blob::{BlobError, BlobInfo, BlobStore, BlobWriter, LocalBlobStore};
-use index::{Entry, EntryState, EvictionPolicy, Index, IndexError};
+use index::{Entry, EvictionPolicy, Index, IndexError};
 
 /// File name of the SQLite index inside the cache directory.
 pub const INDEX_FILE: &str = "index.sqlite";
@@ -54,6 +56,15 @@ pub enum StoreError {
     /// No cache directory: none of `RUNNER_CACHE_DIR`, `XDG_CACHE_HOME`, `HOME` is set.
     #[error("no cache directory: set RUNNER_CACHE_DIR")]
     NoCacheDir,
+    /// A cleanup removed the blob of an identical archive just as this save committed to it;
+    /// the entry is withdrawn rather than left without bytes.
+    #[error("cache entry {id} not saved: its blob {digest} was removed by a concurrent cleanup")]
+    BlobRemoved {
+        /// The withdrawn entry.
+        id: String,
+        /// The blob's digest.
+        digest: String,
+    },
     /// A committed entry has no blob digest (a corrupt row).
     #[error("cache entry {id} has no blob")]
     NoBlob {
@@ -97,6 +108,8 @@ pub struct VerifyReport {
     pub rows_without_blob: Vec<Entry>,
     /// Leftover temporary files of interrupted writes (removed).
     pub temp_files_removed: usize,
+    /// Reservations nobody will commit: their owner died, or they are past the TTL (removed).
+    pub abandoned_reservations: Vec<Entry>,
 }
 
 /// The cache store: the index plus the blobs it points at.
@@ -105,7 +118,11 @@ pub struct Store {
     index: Index,
     blobs: Arc<dyn BlobStore>,
     blob_grace_ms: i64,
-    local_dir: Option<PathBuf>,
+    /// The store directory, when opened from one (for messages, and so saves never archive
+    /// it nor restores write into it).
+    dir: Option<PathBuf>,
+    /// Why the blob directory could not be opened for writing.
+    blobs_read_only: Option<String>,
 }
 
 impl Store {
@@ -115,21 +132,22 @@ impl Store {
             index,
             blobs,
             blob_grace_ms: DEFAULT_BLOB_GRACE_MS,
-            local_dir: None,
+            dir: None,
+            blobs_read_only: None,
         }
     }
 
     /// Records the directory on this machine that holds the store's files, so saves never
     /// archive it and restores never write into it.
     pub fn with_local_dir(mut self, dir: &Path) -> Self {
-        self.local_dir = Some(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()));
+        self.dir = Some(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()));
         self
     }
 
     /// The files and directories of this store on this machine: its directory and a SQLite
     /// index (with its `-wal` and `-shm` companions) wherever that lives.
     pub fn local_paths(&self) -> Vec<PathBuf> {
-        let mut paths: Vec<PathBuf> = self.local_dir.iter().cloned().collect();
+        let mut paths: Vec<PathBuf> = self.dir.iter().cloned().collect();
         if let Some(file) = self.index.url().strip_prefix("sqlite://") {
             let file = std::path::absolute(file).unwrap_or_else(|_| PathBuf::from(file));
             for suffix in ["", "-wal", "-shm", "-journal"] {
@@ -154,7 +172,25 @@ impl Store {
         let blobs = LocalBlobStore::new(dir)?;
         let url = db_url.map_or_else(|| sqlite_url(&dir.join(INDEX_FILE)), str::to_string);
         let index = Index::open(&url, clock)?;
-        Ok(Self::new(index, Arc::new(blobs)).with_local_dir(dir))
+        let blobs_read_only = blobs.read_only().map(str::to_string);
+        Ok(Self {
+            blobs_read_only,
+            ..Self::new(index, Arc::new(blobs)).with_local_dir(dir)
+        })
+    }
+
+    /// `Some(warning)` when the store could not be opened for writing (a read-only mount, a full
+    /// disk): restores of intact entries work, saves fail. The warning names the store and why;
+    /// show it once.
+    pub fn read_only(&self) -> Option<String> {
+        let why = self.index.read_only().or(self.blobs_read_only.as_deref())?;
+        let place = match &self.dir {
+            Some(dir) => dir.display().to_string(),
+            None => self.index.url().to_string(),
+        };
+        Some(format!(
+            "cache store {place} is read-only, so caches are restored but not saved: {why}"
+        ))
     }
 
     /// Opens the store in [`default_cache_dir`], with the index from `RUNNER_CACHE_DB` if set.
@@ -183,7 +219,17 @@ impl Store {
     /// the order that keeps a crash from exposing an entry without bytes.
     pub fn commit_blob(&self, id: &str, writer: Box<dyn BlobWriter>) -> Result<Entry, StoreError> {
         let info = writer.finish()?;
-        Ok(self.index.commit(id, &info)?)
+        let entry = self.index.commit(id, &info)?;
+        // A cleanup that found the same digest unreferenced a moment ago may have deleted the
+        // blob this row now points at; better a failed save than an entry without bytes.
+        if !self.blobs.contains(&info.digest)? {
+            self.index.delete(id)?;
+            return Err(StoreError::BlobRemoved {
+                id: id.to_string(),
+                digest: info.digest,
+            });
+        }
+        Ok(entry)
     }
 
     /// Opens a committed entry's bytes; the reader fails at the end if they were altered.
@@ -208,11 +254,19 @@ impl Store {
 
     /// Applies the eviction policy to the index and removes the blobs nothing references any
     /// more (sparing blobs written within the grace period: a saver of identical bytes may be
-    /// about to commit; `verify` removes them later).
+    /// about to commit; `verify` removes them later), and the temporary files of dead writers.
+    /// Does nothing while another process holds the maintenance lease.
     pub fn evict(&self, policy: &EvictionPolicy) -> Result<Vec<Entry>, StoreError> {
+        // Another node is pruning right now; once is enough.
+        let Some(_lease) = self.index.maintenance_lease(false)? else {
+            return Ok(Vec::new());
+        };
         let removed = self.index.evict(policy)?;
         if !policy.dry_run {
             self.release_blobs(&removed, self.blob_grace_ms)?;
+            // The temporary files of killed saves go with their reservations.
+            let cutoff = SystemClock.now_millis().saturating_sub(self.blob_grace_ms);
+            self.blobs.remove_stale_temp(cutoff)?;
         }
         Ok(removed)
     }
@@ -238,16 +292,24 @@ impl Store {
     /// Removes blobs no row references and rows whose blob is gone (and, with `rehash`, blobs
     /// whose bytes are corrupt, with their rows). Blob ages are file times, so they are compared
     /// with the real clock, not the injected one.
+    ///
+    /// Saves go on meanwhile, so every decision is made from a view that a concurrent save
+    /// cannot fool: a row is judged only if it was committed before the blobs were listed (its
+    /// blob was durable before its commit, so it must be in the listing), and a blob only if no
+    /// row referenced it after the listing and it is older than the grace period (a save may
+    /// have finished it and not committed yet); each is checked once more right before it goes.
+    /// It waits for the maintenance lease, so verify and prune never run on two nodes at once.
     pub fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport, StoreError> {
+        let _lease = self.index.maintenance_lease(true)?;
         let now: EpochMillis = SystemClock.now_millis();
         let cutoff = now.saturating_sub(self.blob_grace_ms);
         let mut report = VerifyReport::default();
-        // Blobs first, references second: a blob committed in between looks referenced, and one
-        // finished in between is not listed; only the grace period protects the rest.
+        let committed_before = self.index.list(&index::ListFilter::default())?;
         let blobs = self.blobs.list()?;
         report.blobs_checked = blobs.len();
         let referenced = self.index.referenced_digests()?;
         let mut present: BTreeSet<String> = BTreeSet::new();
+        let mut corrupt: BTreeSet<String> = BTreeSet::new();
         for blob in blobs {
             if !referenced.contains(&blob.digest) {
                 let old = self
@@ -255,37 +317,66 @@ impl Store {
                     .modified_at(&blob.digest)?
                     .is_some_and(|t| t < cutoff);
                 if old || self.blob_grace_ms <= 0 {
-                    if !options.dry_run {
-                        self.blobs.delete(&blob.digest)?;
+                    if !options.dry_run && !self.remove_unreferenced(&blob.digest)? {
+                        continue;
                     }
                     report.orphan_blobs.push(blob);
                 }
                 continue;
             }
-            if options.rehash && !self.rehash_ok(&blob.digest)? {
-                report.corrupt_blobs.push(blob.digest.clone());
-                if !options.dry_run {
-                    self.blobs.delete(&blob.digest)?;
+            if options.rehash {
+                let written = self.blobs.modified_at(&blob.digest)?;
+                if !self.rehash_ok(&blob.digest)? {
+                    // A save of the same bytes may have replaced it while it was read.
+                    if self.blobs.modified_at(&blob.digest)? != written {
+                        present.insert(blob.digest);
+                        continue;
+                    }
+                    report.corrupt_blobs.push(blob.digest.clone());
+                    if !options.dry_run {
+                        self.blobs.delete(&blob.digest)?;
+                    }
+                    corrupt.insert(blob.digest);
+                    continue;
                 }
-                continue;
             }
             present.insert(blob.digest);
         }
-        for digest in referenced.difference(&present) {
-            for entry in self.index.find_by_digest(digest)? {
-                if entry.state != EntryState::Committed {
-                    continue;
-                }
-                if !options.dry_run {
-                    self.index.delete(&entry.id)?;
-                }
-                report.rows_without_blob.push(entry);
+        for entry in committed_before {
+            let missing = match entry.blob_digest.as_deref() {
+                None => true,
+                Some(digest) if present.contains(digest) => false,
+                // Missing from the listing; unless found corrupt, make sure it still is.
+                Some(digest) => corrupt.contains(digest) || !self.blobs.contains(digest)?,
+            };
+            if !missing {
+                continue;
+            }
+            if !options.dry_run {
+                self.index.delete(&entry.id)?;
+            }
+            report.rows_without_blob.push(entry);
+        }
+        for reservation in self.index.abandoned_reservations()? {
+            // `abort` removes only a row still reserved under this id.
+            if options.dry_run || self.index.abort(&reservation.id)? {
+                report.abandoned_reservations.push(reservation);
             }
         }
         if !options.dry_run {
             report.temp_files_removed = self.blobs.remove_stale_temp(cutoff)?;
         }
         Ok(report)
+    }
+
+    /// Deletes a blob that looked unreferenced, unless a row has pointed at it since; returns
+    /// whether it was deleted.
+    fn remove_unreferenced(&self, digest: &str) -> Result<bool, StoreError> {
+        if self.index.is_referenced(digest)? {
+            return Ok(false);
+        }
+        self.blobs.delete(digest)?;
+        Ok(true)
     }
 
     /// Orphan removal only: [`Store::verify`] without re-hashing.

@@ -1,5 +1,7 @@
 //! Blobs as files in a local directory: `blobs-v1/ab/abcdef…` (two-hex-digit shards), temporary
-//! files in `blobs-v1/tmp/` on the same file system so the final rename is atomic.
+//! files in `blobs-v1/tmp/` on the same file system so the final rename is atomic. A temporary
+//! file's name carries its writer ([`Owner::file_token`]), so the file of a writer that was
+//! killed is removed by the next writer instead of lingering until it is old.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -11,6 +13,10 @@ use tempfile::NamedTempFile;
 use super::verify::{DigestWriter, VerifyingReader};
 use super::{BlobError, BlobInfo, BlobStore, BlobWriter, is_valid_digest};
 use crate::clock::EpochMillis;
+use crate::store::owner::{Liveness, Owner};
+
+/// Every temporary file name starts with this.
+const TEMP_PREFIX: &str = "blob-";
 
 /// The layout directory; bump the version if the layout changes.
 pub const LAYOUT_DIR: &str = "blobs-v1";
@@ -20,6 +26,7 @@ pub const LAYOUT_DIR: &str = "blobs-v1";
 pub struct LocalBlobStore {
     root: PathBuf,
     tmp: PathBuf,
+    read_only: Option<String>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
@@ -30,12 +37,33 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
 }
 
 impl LocalBlobStore {
-    /// Opens (creating) the store under `dir`; blobs go to `dir/blobs-v1/`.
+    /// Opens (creating) the store under `dir`; blobs go to `dir/blobs-v1/`. An existing store
+    /// that cannot be written (a read-only mount, a full disk) opens read-only: blobs can be
+    /// read, and starting a write fails (see [`LocalBlobStore::read_only`]).
     pub fn new(dir: impl AsRef<Path>) -> Result<Self, BlobError> {
         let root = dir.as_ref().join(LAYOUT_DIR);
         let tmp = root.join("tmp");
-        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
-        Ok(Self { root, tmp })
+        let read_only = match fs::create_dir_all(&tmp) {
+            Ok(()) => None,
+            Err(err) if root.is_dir() => Some(
+                BlobError::Io {
+                    path: tmp.clone(),
+                    source: err,
+                }
+                .to_string(),
+            ),
+            Err(err) => return Err(io_err(&tmp)(err)),
+        };
+        Ok(Self {
+            root,
+            tmp,
+            read_only,
+        })
+    }
+
+    /// Why the store could not be opened for writing, or `None` if it could.
+    pub fn read_only(&self) -> Option<&str> {
+        self.read_only.as_deref()
     }
 
     /// The layout directory (`dir/blobs-v1`).
@@ -107,9 +135,18 @@ fn mtime_millis(meta: &fs::Metadata) -> Option<EpochMillis> {
 
 impl BlobStore for LocalBlobStore {
     fn writer(&self) -> Result<Box<dyn BlobWriter>, BlobError> {
+        // A killed writer's file can be the size of a whole archive; the next save clears it.
+        self.remove_stale_temp(EpochMillis::MIN)?;
+        let prefix = match Owner::current() {
+            Some(owner) => format!("{TEMP_PREFIX}{}-", owner.file_token()),
+            None => TEMP_PREFIX.to_string(),
+        };
+        // 0666 less the umask, like any file the user creates (tempfile's default is 0600), so a
+        // store shared by a group stays readable by it.
         let temp = tempfile::Builder::new()
-            .prefix("blob-")
+            .prefix(&prefix)
             .suffix(".partial")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(&self.tmp)
             .map_err(io_err(&self.tmp))?;
         Ok(Box::new(LocalWriter {
@@ -195,18 +232,39 @@ impl BlobStore for LocalBlobStore {
         }
     }
 
+    /// Removes the temporary files of writers known to be dead at once, keeps those of live
+    /// writers however old, and removes the rest (unnamed, or of a writer this process cannot
+    /// check) once older than `older_than`.
     fn remove_stale_temp(&self, older_than: EpochMillis) -> Result<usize, BlobError> {
         let mut removed = 0;
-        for file in fs::read_dir(&self.tmp).map_err(io_err(&self.tmp))? {
+        let entries = match fs::read_dir(&self.tmp) {
+            Ok(entries) => entries,
+            // A read-only store without a tmp/ has no leftovers.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.read_only.is_some() => {
+                return Ok(0);
+            }
+            Err(source) => return Err(io_err(&self.tmp)(source)),
+        };
+        for file in entries {
             let file = file.map_err(io_err(&self.tmp))?;
             let path = file.path();
+            let owner = file
+                .file_name()
+                .to_str()
+                .and_then(|name| Owner::from_file_name(name, TEMP_PREFIX))
+                .map(|owner| owner.liveness());
+            let cutoff = match owner {
+                Some(Liveness::Alive) => continue,
+                Some(Liveness::Dead) => EpochMillis::MAX,
+                Some(Liveness::Unknown) | None => older_than,
+            };
             let meta = match file.metadata() {
                 Ok(meta) => meta,
                 // Finished (renamed) by its writer meanwhile.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(source) => return Err(BlobError::Io { path, source }),
             };
-            if meta.is_file() && mtime_millis(&meta).is_some_and(|t| t < older_than) {
+            if meta.is_file() && mtime_millis(&meta).is_some_and(|t| t < cutoff) {
                 match fs::remove_file(&path) {
                     Ok(()) => removed += 1,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}

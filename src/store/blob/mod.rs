@@ -88,7 +88,9 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         let _ = digest;
         Ok(None)
     }
-    /// Removes leftovers of interrupted writes older than `older_than`; returns how many.
+    /// Removes leftovers of interrupted writes: those of writers known to be dead at once, the
+    /// others once older than `older_than` (a live writer's are kept where the store can tell);
+    /// returns how many.
     fn remove_stale_temp(&self, older_than: EpochMillis) -> Result<usize, BlobError> {
         let _ = older_than;
         Ok(0)

@@ -96,6 +96,33 @@ pub(crate) fn redact(url: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct Manager {
     pub(crate) target: Target,
+    /// For a SQLite file that cannot be written: how to open it without writing.
+    pub(crate) read_only: Option<ReadOnly>,
+}
+
+/// Ways to open a SQLite file that cannot be written, tried in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadOnly {
+    /// `mode=ro`: read-only, still sharing locks and the WAL index with writers; needs the
+    /// `-shm` file to exist or be creatable.
+    Mode,
+    /// `immutable=1`: no locks and no `-shm` at all; for a file on a read-only medium, which
+    /// nobody can be writing.
+    Immutable,
+}
+
+/// `path` as a SQLite URI filename with the given query.
+fn sqlite_uri(path: &str, query: &str) -> String {
+    let mut uri = String::from("file:");
+    for c in path.chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    format!("{uri}?{query}")
 }
 
 impl Manager {
@@ -109,7 +136,15 @@ impl Manager {
                         path.display()
                     ))
                 })?;
-                let mut conn = diesel::SqliteConnection::establish(path)?;
+                let mut conn = match self.read_only {
+                    None => diesel::SqliteConnection::establish(path)?,
+                    Some(ReadOnly::Mode) => {
+                        diesel::SqliteConnection::establish(&sqlite_uri(path, "mode=ro"))?
+                    }
+                    Some(ReadOnly::Immutable) => {
+                        diesel::SqliteConnection::establish(&sqlite_uri(path, "immutable=1"))?
+                    }
+                };
                 // The busy timeout first: any later statement may need a lock another process
                 // holds (for instance while it switches a fresh file to WAL).
                 conn.batch_execute(&format!(

@@ -10,6 +10,11 @@
 //!   [`Index::abort`]`(id)`.
 //! - [`Index::record_event`], [`Index::list`], [`Index::get`], [`Index::find_by_key`],
 //!   [`Index::delete`], [`Index::stats`], [`Index::evict`], [`Index::referenced_digests`].
+//! - [`Index::mark_broken`] (never looked up again, evicted by the next prune, replaced by the
+//!   next reserve), [`Index::next_run_number`], [`Index::abandoned_reservations`],
+//!   [`Index::maintenance_lease`], [`Index::read_only`], [`Index::set_reservation_owner`].
+//! - A reservation records its owner ([`crate::store::owner::Owner`]); one whose owner is dead
+//!   is taken over by the next `reserve` and removed by `evict` at once.
 //!
 //! The API is synchronous; async callers wrap it in `spawn_blocking`.
 
@@ -506,6 +511,13 @@ struct EventRow {
 }
 
 impl EntryRow {
+    /// A reservation past `ttl_ms` at `now`, or whose owner is known to be dead.
+    fn is_abandoned(&self, now: EpochMillis, ttl_ms: i64) -> bool {
+        self.state == RESERVED
+            && (self.created_at < now.saturating_sub(ttl_ms)
+                || owner::is_dead(self.owner.as_deref()))
+    }
+
     fn into_entry(self) -> Result<Entry, IndexError> {
         let corrupt = |field: &'static str, reason: String| IndexError::CorruptRow {
             id: self.id.clone(),
@@ -578,6 +590,37 @@ fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// Held while maintenance (prune, verify) runs. On PostgreSQL it is a session advisory lock on
+/// a connection of its own, so with several servers sharing the index one node maintains at a
+/// time; it is released on drop, or by the server when the connection dies with its process.
+/// SQLite serialises writers itself and needs no lease.
+pub struct MaintenanceLease {
+    conn: Option<Conn>,
+}
+
+/// The advisory lock key of maintenance ("runner" in ASCII, plus one: the migration lock is the
+/// same without it).
+const MAINTENANCE_LOCK: i64 = 125_762_000_108_915;
+
+impl Drop for MaintenanceLease {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut()
+            && let AnyConnection::Postgres(c) = &mut **conn
+        {
+            // A failed unlock leaves the lock to end with the connection.
+            let _ = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+                .bind::<BigInt, _>(MAINTENANCE_LOCK)
+                .execute(c);
+        }
+    }
+}
+
+impl std::fmt::Debug for MaintenanceLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaintenanceLease").finish_non_exhaustive()
+    }
+}
+
 /// A handle on the index database: a connection pool plus the injected clock. Cheap to share by
 /// reference across threads.
 pub struct Index {
@@ -587,6 +630,7 @@ pub struct Index {
     url: String,
     reservation_ttl_ms: i64,
     owner: Option<String>,
+    read_only: Option<String>,
 }
 
 impl std::fmt::Debug for Index {
@@ -625,15 +669,23 @@ impl Index {
             }
             Target::Postgres(_) => Backend::Postgres,
         };
-        let manager = Manager { target };
+        let mut manager = Manager {
+            target,
+            read_only: None,
+        };
         // One direct connection first: a wrong URL fails now with the real error instead of a
         // pool timeout, and it runs the migrations.
-        let mut first = manager.open().map_err(|source| IndexError::Connect {
-            url: display.clone(),
-            source,
-        })?;
-        conn::migrate(&mut first, &display, clock.now_millis())?;
-        drop(first);
+        let migrated = manager
+            .open()
+            .map_err(|source| IndexError::Connect {
+                url: display.clone(),
+                source,
+            })
+            .and_then(|mut first| conn::migrate(&mut first, &display, clock.now_millis()));
+        let read_only = match migrated {
+            Ok(_) => None,
+            Err(err) => Some(Self::open_read_only(&mut manager, &display, err)?),
+        };
         let pool = Pool::builder()
             .max_size(match backend {
                 Backend::Sqlite => 4,
@@ -651,7 +703,37 @@ impl Index {
             url: display,
             reservation_ttl_ms: DEFAULT_RESERVATION_TTL_MS,
             owner: Owner::current().map(Owner::to_text),
+            read_only,
         })
+    }
+
+    /// After opening for writing failed with `err`: a SQLite file that exists and is already at
+    /// this build's schema is opened read-only instead (a read-only mount, a full disk), so
+    /// restores keep working. Returns why it is read-only; any other case fails with `err`.
+    fn open_read_only(
+        manager: &mut Manager,
+        display: &str,
+        err: IndexError,
+    ) -> Result<String, IndexError> {
+        if !matches!(&manager.target, Target::Sqlite(path) if path.is_file()) {
+            return Err(err);
+        }
+        for mode in [conn::ReadOnly::Mode, conn::ReadOnly::Immutable] {
+            manager.read_only = Some(mode);
+            let Ok(mut c) = manager.open() else {
+                continue;
+            };
+            if conn::schema_version(&mut c, display).is_ok_and(|v| v == conn::SCHEMA_VERSION) {
+                return Ok(err.to_string());
+            }
+        }
+        manager.read_only = None;
+        Err(err)
+    }
+
+    /// Why the index was opened read-only (lookups work, writes fail), or `None` if writable.
+    pub fn read_only(&self) -> Option<&str> {
+        self.read_only.as_deref()
     }
 
     /// Which backend this index uses.
@@ -758,17 +840,33 @@ impl Index {
     ) -> Result<Option<LookupHit>, IndexError> {
         use cache_entries::dsl as e;
         let now = self.clock.now_millis();
-        let updated = diesel::update(e::cache_entries.filter(e::id.eq(id)))
-            .filter(e::state.eq(COMMITTED))
-            .filter(e::broken_at.is_null())
-            .set((
-                e::last_accessed_at.eq(now),
-                e::access_count.eq(e::access_count + 1),
-            ))
-            .returning(cache_entries::all_columns)
-            .get_result::<EntryRow>(conn)
-            .optional()
-            .map_err(self.q("lookup"))?;
+        let found = || {
+            e::cache_entries
+                .filter(e::id.eq(id))
+                .filter(e::state.eq(COMMITTED))
+                .filter(e::broken_at.is_null())
+        };
+        // Recording the use is best effort: a read-only or full store still restores.
+        let updated = match self.read_only {
+            Some(_) => None,
+            None => diesel::update(found())
+                .set((
+                    e::last_accessed_at.eq(now),
+                    e::access_count.eq(e::access_count + 1),
+                ))
+                .returning(cache_entries::all_columns)
+                .get_result::<EntryRow>(conn)
+                .optional()
+                .ok(),
+        };
+        let updated = match updated {
+            Some(row) => row,
+            None => found()
+                .select(EntryRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(self.q("lookup"))?,
+        };
         let Some(row) = updated else {
             return Ok(None);
         };
@@ -838,10 +936,8 @@ impl Index {
             // Deleted in between; the unique index settles who gets the next insert.
             return Ok(Reservation::AlreadyExists);
         };
-        let replaceable = held.broken_at.is_some()
-            || (held.state == RESERVED
-                && (held.created_at < now.saturating_sub(self.reservation_ttl_ms)
-                    || owner::is_dead(held.owner.as_deref())));
+        let replaceable =
+            held.broken_at.is_some() || held.is_abandoned(now, self.reservation_ttl_ms);
         if !replaceable {
             return Ok(Reservation::AlreadyExists);
         }
@@ -873,6 +969,63 @@ impl Index {
         } else {
             Reservation::AlreadyExists
         })
+    }
+
+    /// Takes the maintenance lease: waits for it with `wait`, else returns `None` when another
+    /// process holds it.
+    pub fn maintenance_lease(&self, wait: bool) -> Result<Option<MaintenanceLease>, IndexError> {
+        #[derive(QueryableByName)]
+        struct Locked {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            locked: bool,
+        }
+        if self.backend == Backend::Sqlite {
+            return Ok(Some(MaintenanceLease { conn: None }));
+        }
+        let mut conn = self.conn()?;
+        let AnyConnection::Postgres(c) = &mut *conn else {
+            return Ok(Some(MaintenanceLease { conn: None }));
+        };
+        let sql = if wait {
+            "SELECT pg_advisory_lock($1) IS NOT NULL AS locked"
+        } else {
+            "SELECT pg_try_advisory_lock($1) AS locked"
+        };
+        let got: Locked = diesel::sql_query(sql)
+            .bind::<BigInt, _>(MAINTENANCE_LOCK)
+            .get_result(c)
+            .map_err(self.q("take the maintenance lease"))?;
+        Ok(got.locked.then_some(MaintenanceLease { conn: Some(conn) }))
+    }
+
+    /// Reservations nobody will commit: older than the reservation TTL, or held by an owner
+    /// known to be dead. `prune` removes them, and the next save of their key takes them over.
+    pub fn abandoned_reservations(&self) -> Result<Vec<Entry>, IndexError> {
+        let now = self.clock.now_millis();
+        let mut conn = self.conn()?;
+        self.abandoned_on(&mut conn, now, self.reservation_ttl_ms)?
+            .into_iter()
+            .map(EntryRow::into_entry)
+            .collect()
+    }
+
+    fn abandoned_on(
+        &self,
+        conn: &mut AnyConnection,
+        now: EpochMillis,
+        ttl_ms: i64,
+    ) -> Result<Vec<EntryRow>, IndexError> {
+        use cache_entries::dsl as e;
+        let reserved: Vec<EntryRow> = e::cache_entries
+            .filter(e::state.eq(RESERVED))
+            .select(EntryRow::as_select())
+            .order((e::created_at.asc(), e::id.asc()))
+            .load(conn)
+            .map_err(self.q("list abandoned reservations"))?;
+        Ok(reserved
+            .into_iter()
+            .filter(|r| r.is_abandoned(now, ttl_ms))
+            .collect())
     }
 
     /// Marks a committed entry broken (its archive cannot be restored): lookups skip it from
@@ -955,8 +1108,12 @@ impl Index {
         Ok(n == 1)
     }
 
-    /// Records a metrics event stamped with the clock.
+    /// Records a metrics event stamped with the clock (nothing, on a read-only index).
     pub fn record_event(&self, event: &NewEvent) -> Result<(), IndexError> {
+        // Metrics are not worth a warning per lookup on a read-only store; `read_only` said it.
+        if self.read_only.is_some() {
+            return Ok(());
+        }
         let row = event_row(event, self.clock.now_millis(), None)?;
         let mut conn = self.conn()?;
         diesel::insert_into(cache_events::table)
@@ -1226,15 +1383,9 @@ impl Index {
         let now = self.clock.now_millis();
         let mut conn = self.conn()?;
         write_tx(&mut conn, &self.url, OP, |conn| {
-            let stale_before = now.saturating_sub(policy.reservation_ttl_ms);
-            let mut doomed: Vec<(EntryRow, Option<&'static str>)> = e::cache_entries
-                .filter(e::state.eq(RESERVED))
-                .select(EntryRow::as_select())
-                .order((e::created_at.asc(), e::id.asc()))
-                .load(conn)
-                .map_err(self.q(OP))?
+            let mut doomed: Vec<(EntryRow, Option<&'static str>)> = self
+                .abandoned_on(conn, now, policy.reservation_ttl_ms)?
                 .into_iter()
-                .filter(|r| r.created_at < stale_before || owner::is_dead(r.owner.as_deref()))
                 .map(|r| (r, None))
                 .collect();
             let committed = || {

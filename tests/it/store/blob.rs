@@ -194,3 +194,27 @@ fn stale_temp_files_are_removed_fresh_ones_kept() {
     assert!(!tmp.join("old.partial").exists());
     assert!(tmp.join("new.partial").exists());
 }
+
+/// Blobs get the permissions of any file the user creates (0666 less the umask), so a store
+/// shared by a group can be read by it; tempfile's 0600 must not leak into the store.
+#[test]
+fn blobs_are_created_with_the_process_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(umask) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|m| u32::from_str_radix(m.trim(), 8).ok())
+        })
+    else {
+        eprintln!("skipped: cannot read this process's umask from /proc/self/status");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalBlobStore::new(dir.path()).expect("store");
+    let info = put(&store, b"shared by a group");
+    let path = store.path_of(&info.digest).expect("path");
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666 & !umask, "{}", path.display());
+}

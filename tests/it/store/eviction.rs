@@ -12,6 +12,7 @@ both_backends!(
     expires_stale_reservations,
     dry_run_removes_nothing,
     shared_blobs_survive_until_unreferenced,
+    prune_runs_on_one_node_at_a_time,
 );
 
 fn policy(ttl_days: u32, max_size_bytes: u64) -> EvictionPolicy {
@@ -191,4 +192,35 @@ fn shared_blobs_survive_until_unreferenced(h: &Harness) {
         vec!["b"]
     );
     assert!(!h.store.blobs().contains(&digest).expect("contains"));
+}
+
+/// On PostgreSQL several servers share the index; while one prunes (holding the maintenance
+/// lease) another's prune does nothing. SQLite serialises writers and needs no lease.
+fn prune_runs_on_one_node_at_a_time(h: &Harness) {
+    h.save(&Spec::new("refs/heads/main", "old"), &[1; 10]);
+    h.clock.advance(8 * DAY);
+    let lease = h.index().maintenance_lease(false).expect("lease");
+    assert!(lease.is_some(), "{}", h.backend);
+    let other = h.reopen();
+    let held_elsewhere = h.backend == "postgres";
+    assert_eq!(
+        other
+            .index()
+            .maintenance_lease(false)
+            .expect("lease")
+            .is_none(),
+        held_elsewhere,
+        "{}",
+        h.backend
+    );
+    let evicted = other.evict(&policy(7, u64::MAX)).expect("evict");
+    assert_eq!(evicted.is_empty(), held_elsewhere, "{}", h.backend);
+    drop(lease);
+    if held_elsewhere {
+        assert_eq!(
+            keys(&other.evict(&policy(7, u64::MAX)).expect("evict")),
+            vec!["old"]
+        );
+    }
+    assert!(remaining(h).is_empty(), "{}", h.backend);
 }

@@ -6,6 +6,10 @@ mod concurrency;
 mod eviction;
 mod extras;
 mod index;
+mod kill;
+mod races;
+mod read_only;
+mod reclaim;
 mod schema;
 mod verify;
 
@@ -157,5 +161,21 @@ pub fn blob_info(n: u64, size: u64) -> BlobInfo {
     BlobInfo {
         digest: format!("{n:064x}"),
         size,
+    }
+}
+
+/// Runs raw SQL (several statements allowed) against a database, outside the index. SQLite
+/// connections know the "C" collation schema version 1 declared.
+pub fn raw_execute(url: &str, sql: &str) {
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let mut conn = diesel::SqliteConnection::establish(path).expect("open sqlite");
+        conn.register_collation("C", |a: &str, b: &str| b.as_bytes().cmp(a.as_bytes()))
+            .expect("collation");
+        conn.batch_execute(sql).expect(sql);
+    } else {
+        let mut conn = diesel::PgConnection::establish(url).expect("open postgres");
+        conn.batch_execute(sql).expect(sql);
     }
 }

@@ -10,7 +10,7 @@ use runner::store::index::{
     ColumnDescription, Index, IndexDescription, SchemaDescription, diesel_columns,
 };
 
-use super::{Harness, PgSchema, T0};
+use super::{Harness, PgSchema, T0, raw_execute};
 use crate::both_backends;
 
 both_backends!(
@@ -145,21 +145,6 @@ fn live_schema_matches_schema_sql(h: &Harness) {
         .map(|(t, cols)| (t.clone(), cols.iter().map(|c| c.name.clone()).collect()))
         .collect();
     assert_eq!(from_diesel, from_live, "{}", h.backend);
-}
-
-/// Runs raw SQL (several statements allowed) against a database, outside the index. SQLite
-/// connections know the "C" collation schema version 1 declared.
-fn raw_execute(url: &str, sql: &str) {
-    use diesel::connection::SimpleConnection;
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        let mut conn = diesel::SqliteConnection::establish(path).expect("open sqlite");
-        conn.register_collation("C", |a: &str, b: &str| b.as_bytes().cmp(a.as_bytes()))
-            .expect("collation");
-        conn.batch_execute(sql).expect(sql);
-    } else {
-        let mut conn = diesel::PgConnection::establish(url).expect("open postgres");
-        conn.batch_execute(sql).expect(sql);
-    }
 }
 
 /// A database of the harness's backend that nobody has opened yet (and its schema guard).
