@@ -276,12 +276,14 @@ fn save_impl(handle: &CacheHandle, ctx: &mut ActionContext<'_>, keep: Keep) -> S
             Saved::Attempted(true)
         }
         Ok(SaveOutcome::AlreadyExists) => Saved::Attempted(false),
+        // Already warned once, naming the store.
+        Err(CacheError::ReadOnly) => Saved::Attempted(false),
         Err(err @ (CacheError::Key(_) | CacheError::NoPaths | CacheError::NothingToSave)) => {
             ctx.warning(&err.to_string());
             Saved::Attempted(false)
         }
         Err(err) => {
-            ctx.warning(&format!("Failed to save: {err}"));
+            ctx.warning(&format!("Failed to save: {}", crate::error::chain(&err)));
             Saved::Attempted(false)
         }
     }

@@ -96,6 +96,9 @@ pub enum CacheError {
         #[source]
         source: Box<CacheError>,
     },
+    /// The store is read-only (already warned, naming it): nothing can be saved.
+    #[error("the cache store is read-only")]
+    ReadOnly,
     /// The save or restore was cancelled (SIGTERM, Ctrl-C); nothing was left behind.
     #[error("cancelled")]
     Cancelled,
@@ -287,6 +290,8 @@ pub struct Cache {
     store: Store,
     clock: Arc<dyn Clock>,
     options: CacheOptions,
+    /// Whether the read-only warning was shown (once per cache, not per step).
+    read_only_warned: std::sync::atomic::AtomicBool,
 }
 
 /// Aborts a reservation unless it was committed, so no error path leaves a stuck row.
@@ -330,7 +335,20 @@ impl Cache {
             store,
             clock,
             options,
+            read_only_warned: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// `Some(warning)` when the store cannot be written; logged the first time only.
+    fn warn_read_only(&self, log: Log<'_>) -> Option<String> {
+        let warning = self.store.read_only()?;
+        if !self
+            .read_only_warned
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            log(LogLevel::Warning, &warning);
+        }
+        Some(warning)
     }
 
     /// The store, for management commands.
@@ -398,6 +416,7 @@ impl Cache {
             return Err(CacheError::NoPaths);
         }
         key::validate_restore_keys(&request.primary_key, &request.restore_keys)?;
+        self.warn_read_only(log);
         let start = self.clock.now_millis();
         let (outcome, event) = match self.try_restore(request, log) {
             Ok(outcome) => {
@@ -610,6 +629,9 @@ impl Cache {
             return Err(CacheError::NoPaths);
         }
         validate_key(&request.key)?;
+        if self.warn_read_only(log).is_some() {
+            return Err(CacheError::ReadOnly);
+        }
         let start = self.clock.now_millis();
         let busy = self.options.cancel.enter();
         let result = match self.try_save(request, log) {
