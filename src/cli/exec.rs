@@ -55,6 +55,16 @@ pub struct ExecArgs {
     /// `github.repository` (default: from the origin remote).
     #[arg(long, value_name = "OWNER/NAME")]
     pub repository: Option<String>,
+    /// `github.run_number` (default 1).
+    #[arg(long, value_name = "N")]
+    pub run_number: Option<u64>,
+    /// `github.run_attempt` (default 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub run_attempt: Option<u64>,
+    /// A workflow_dispatch / workflow_call input (repeatable), checked against its declared
+    /// type; the others get their defaults.
+    #[arg(long = "input", value_name = "NAME=VALUE")]
+    pub inputs: Vec<String>,
     /// Print the plan (jobs, steps, evaluated if: and with:) without running anything.
     #[arg(long)]
     pub dry_run: bool,
@@ -158,6 +168,11 @@ fn options(args: &ExecArgs) -> anyhow::Result<RunOptions> {
         let (k, v) = key_value(e, "--var")?;
         vars.insert(k, v);
     }
+    let mut inputs = IndexMap::new();
+    for e in &args.inputs {
+        let (k, v) = key_value(e, "--input")?;
+        inputs.insert(k, v);
+    }
     let mut secrets = IndexMap::new();
     for file in &args.secret_file {
         let text = std::fs::read_to_string(file)
@@ -207,6 +222,9 @@ fn options(args: &ExecArgs) -> anyhow::Result<RunOptions> {
         git_ref: args.git_ref.clone(),
         sha: args.sha.clone(),
         repository: args.repository.clone(),
+        run_number: args.run_number,
+        run_attempt: args.run_attempt,
+        inputs,
         dry_run: args.dry_run,
         strict: args.strict,
         ..RunOptions::default()

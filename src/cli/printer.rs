@@ -39,10 +39,21 @@ pub struct Printer {
     verbose: bool,
     /// Show `::debug::` lines.
     debug: bool,
-    /// The open `::group::`: its title and the lines folded into it.
-    group: Option<(String, Vec<String>)>,
+    /// The open `::group::`.
+    group: Option<FoldedGroup>,
     /// Set once something was written to stderr inside a job, to separate jobs.
     job_open: bool,
+}
+
+/// The most lines of a folded group kept to show if its step fails inside it; a group that
+/// prints more keeps its last ones, so a step printing gigabytes in a group stays bounded.
+const FOLDED_LINES_KEPT: usize = 10_000;
+
+/// An open `::group::`: its title, the last lines folded into it, and how many there were.
+struct FoldedGroup {
+    title: String,
+    lines: std::collections::VecDeque<String>,
+    total: usize,
 }
 
 /// True when colour is allowed on a stream that is (or is not) a terminal.
@@ -114,11 +125,15 @@ impl Printer {
 
     /// A step output line, folded into the open group unless verbose.
     fn step_line(&mut self, line: &str) {
-        if let Some((_, lines)) = &mut self.group {
+        if let Some(group) = &mut self.group {
             if self.verbose {
                 let _ = writeln!(self.err, "    {line}");
             } else {
-                lines.push(line.to_string());
+                if group.lines.len() == FOLDED_LINES_KEPT {
+                    group.lines.pop_front();
+                }
+                group.lines.push_back(line.to_string());
+                group.total += 1;
             }
             return;
         }
@@ -126,7 +141,12 @@ impl Printer {
     }
 
     fn close_group(&mut self, expand: bool) {
-        let Some((title, lines)) = self.group.take() else {
+        let Some(FoldedGroup {
+            title,
+            lines,
+            total,
+        }) = self.group.take()
+        else {
             return;
         };
         if self.verbose {
@@ -135,11 +155,18 @@ impl Printer {
         if expand {
             let header = Self::paint(self.err_color, Style::Cyan, &format!("▾ {title}"));
             let _ = writeln!(self.err, "  {header}");
+            if total > lines.len() {
+                let _ = writeln!(
+                    self.err,
+                    "    … {} earlier lines not kept",
+                    total - lines.len()
+                );
+            }
             for line in lines {
                 let _ = writeln!(self.err, "    {line}");
             }
         } else {
-            let count = lines.len();
+            let count = total;
             let plural = if count == 1 { "line" } else { "lines" };
             let header = Self::paint(
                 self.err_color,
@@ -314,7 +341,11 @@ impl EventSink for Printer {
                     let header = Self::paint(c, Style::Cyan, &format!("▾ {title}"));
                     let _ = writeln!(self.err, "  {header}");
                 }
-                self.group = Some((title.clone(), Vec::new()));
+                self.group = Some(FoldedGroup {
+                    title: title.clone(),
+                    lines: std::collections::VecDeque::new(),
+                    total: 0,
+                });
             }
             Event::GroupEnded => self.close_group(false),
             Event::Debug { message } => {

@@ -82,4 +82,12 @@ pub enum ExecError {
         /// What is wrong.
         message: String,
     },
+    /// An `--input` (or an event file's input) does not fit the workflow's declaration.
+    #[error("input '{name}': {problem}")]
+    Input {
+        /// The input's name.
+        name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }

@@ -20,6 +20,7 @@ pub mod commands;
 mod contexts;
 mod error;
 pub mod git;
+mod inputs;
 mod job;
 pub mod mask;
 pub mod process;

@@ -1,13 +1,24 @@
 //! Runs one step process in its own process group, streams its stdout and stderr line by line,
 //! and kills the whole group on timeout or cancellation.
+//!
+//! Output is read on the calling thread with poll(2), one bounded chunk at a time, and each line
+//! is handed to the caller before more is read: a step that prints faster than the log is
+//! written blocks on its full pipe (backpressure) instead of growing a backlog in memory, and a
+//! single line is capped at [`MAX_LINE_BYTES`].
+//!
+//! When the step's process exits, its pipes may still be held open by background processes it
+//! started. As GitHub's runner does, we keep reading until both pipes reach end-of-file, for at
+//! most [`DRAIN_AFTER_EXIT`]; then whatever is already readable is read, and the step ends with
+//! the background processes left running (they are stopped when the job ends).
 
-use std::io::{BufRead, BufReader, Read};
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
@@ -16,9 +27,17 @@ use super::ExecError;
 
 /// How long a killed group gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(2);
-/// How long to keep reading after the process exited, for output still in flight from
-/// background processes that inherited its pipes (they are left running, as on GitHub).
-const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(300);
+/// How long to wait for end-of-file on the pipes after the process exited, while background
+/// processes that inherited them may still write (GitHub's runner waits 5 seconds).
+pub const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(5);
+/// How much is still read once [`DRAIN_AFTER_EXIT`] has passed: what is already in the pipes
+/// (a pipe holds 64 KiB), bounded so a background process writing flat out cannot hold the step.
+const FINAL_DRAIN_BYTES: usize = 1 << 20;
+/// The longest line passed on; the rest of a longer line is dropped (and counted in a note
+/// appended to it) so one line without a newline cannot exhaust memory.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+/// How much is read from a pipe at once.
+const CHUNK: usize = 64 * 1024;
 /// Poll interval for timeouts and cancellation.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -61,6 +80,132 @@ pub enum Exit {
     Cancelled,
 }
 
+/// One of the child's output pipes and the line being assembled from it.
+struct Pipe {
+    file: Option<File>,
+    stream: Stream,
+    line: Vec<u8>,
+    /// Bytes of the current line dropped past [`MAX_LINE_BYTES`].
+    dropped: u64,
+}
+
+impl Pipe {
+    fn new(fd: Option<OwnedFd>, stream: Stream) -> Self {
+        Self {
+            file: fd.map(File::from),
+            stream,
+            line: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Splits `bytes` into lines, passing each complete one on.
+    fn feed(&mut self, bytes: &[u8], on_line: &mut dyn FnMut(Stream, &str)) {
+        let mut rest = bytes;
+        while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+            self.push(&rest[..nl]);
+            self.emit(on_line);
+            rest = &rest[nl + 1..];
+        }
+        self.push(rest);
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let room = MAX_LINE_BYTES.saturating_sub(self.line.len());
+        let keep = bytes.len().min(room);
+        self.line.extend_from_slice(&bytes[..keep]);
+        self.dropped += (bytes.len() - keep) as u64;
+    }
+
+    fn emit(&mut self, on_line: &mut dyn FnMut(Stream, &str)) {
+        if self.line.last() == Some(&b'\r') && self.dropped == 0 {
+            self.line.pop();
+        }
+        let line = if self.dropped == 0 {
+            String::from_utf8_lossy(&self.line).into_owned()
+        } else {
+            // Cut at a character boundary so the kept part stays valid text.
+            let mut end = self.line.len();
+            while end > 0 && self.line.get(end).is_some_and(|b| b & 0xC0 == 0x80) {
+                end -= 1;
+            }
+            let kept = String::from_utf8_lossy(&self.line[..end]).into_owned();
+            let total = self.line.len() as u64 + self.dropped;
+            format!("{kept}… (line truncated: {total} bytes, the first {end} shown)")
+        };
+        self.line.clear();
+        self.dropped = 0;
+        on_line(self.stream, &line);
+    }
+
+    /// Reads one chunk and returns its length; 0 once the pipe is closed (its last partial line
+    /// passed on).
+    fn read(&mut self, buf: &mut [u8], on_line: &mut dyn FnMut(Stream, &str)) -> usize {
+        let Some(file) = &mut self.file else {
+            return 0;
+        };
+        match file.read(buf) {
+            Ok(0) | Err(_) => {
+                // EOF, or a pipe error that ends the stream the same way.
+                self.close(on_line);
+                0
+            }
+            Ok(n) => {
+                self.feed(&buf[..n], on_line);
+                n
+            }
+        }
+    }
+
+    fn close(&mut self, on_line: &mut dyn FnMut(Stream, &str)) {
+        if self.file.take().is_some() && (!self.line.is_empty() || self.dropped > 0) {
+            self.emit(on_line);
+        }
+    }
+}
+
+/// Waits up to `wait` for output on the open pipes and reads one chunk from each that has
+/// some. Returns the number of bytes read.
+fn pump(
+    pipes: &mut [Pipe; 2],
+    buf: &mut [u8],
+    wait: Duration,
+    on_line: &mut dyn FnMut(Stream, &str),
+) -> usize {
+    let mut fds: Vec<libc::pollfd> = Vec::with_capacity(2);
+    let mut which: Vec<usize> = Vec::with_capacity(2);
+    for (i, pipe) in pipes.iter().enumerate() {
+        if let Some(file) = &pipe.file {
+            fds.push(libc::pollfd {
+                fd: file.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            which.push(i);
+        }
+    }
+    if fds.is_empty() {
+        std::thread::sleep(wait);
+        return 0;
+    }
+    let timeout = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+    let nfds = libc::nfds_t::try_from(fds.len()).unwrap_or(2);
+    // SAFETY: `fds` is a live array of `nfds` pollfd structs for the duration of the call.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), nfds, timeout) };
+    if ready <= 0 {
+        // Nothing yet, or interrupted by a signal (Ctrl-C is seen through `cancel`).
+        return 0;
+    }
+    let mut total = 0;
+    for (fd, i) in fds.iter().zip(which) {
+        if fd.revents != 0 {
+            // Readable, hung up or in error: a read will not block and tells which.
+            total += pipes[i].read(buf, on_line);
+        }
+    }
+    total
+}
+
 /// Runs `spec`, calling `on_line` for every line of output (without the line ending) in the
 /// order lines arrive. Returns the process group id with the exit so callers can clean up.
 pub fn run(
@@ -84,27 +229,18 @@ pub fn run(
         source,
     })?;
     let pgid = i32::try_from(child.id()).unwrap_or(0);
-    let (tx, rx) = mpsc::channel::<(Stream, Option<String>)>();
-    if let Some(out) = child.stdout.take() {
-        spawn_reader(out, Stream::Stdout, tx.clone());
-    }
-    if let Some(err) = child.stderr.take() {
-        spawn_reader(err, Stream::Stderr, tx.clone());
-    }
-    drop(tx);
+    let mut pipes = [
+        Pipe::new(child.stdout.take().map(OwnedFd::from), Stream::Stdout),
+        Pipe::new(child.stderr.take().map(OwnedFd::from), Stream::Stderr),
+    ];
+    let mut buf = vec![0u8; CHUNK];
 
     let started = Instant::now();
-    let mut open_streams = 2;
     let mut exit: Option<Exit> = None;
     let mut exited_at: Option<Instant> = None;
     let mut killed: Option<(Exit, Instant, bool)> = None;
     loop {
-        match rx.recv_timeout(TICK) {
-            Ok((stream, Some(line))) => on_line(stream, &line),
-            Ok((_, None)) => open_streams -= 1,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => open_streams = 0,
-        }
+        pump(&mut pipes, &mut buf, TICK, on_line);
         if exit.is_none() {
             match child.try_wait() {
                 Ok(Some(status)) => {
@@ -150,12 +286,25 @@ pub fn run(
             }
         }
         if let Some(exit) = exit {
-            let drained = exited_at.is_some_and(|at| at.elapsed() >= DRAIN_AFTER_EXIT);
-            if open_streams == 0 || drained {
-                if matches!(exit, Exit::TimedOut | Exit::Cancelled) {
-                    // Nothing of a killed step may survive it.
-                    kill_group(pgid, libc::SIGKILL);
+            if matches!(exit, Exit::TimedOut | Exit::Cancelled) {
+                // Nothing of a killed step may survive it, nor hold its pipes open.
+                kill_group(pgid, libc::SIGKILL);
+            }
+            let all_closed = pipes.iter().all(|p| p.file.is_none());
+            if !all_closed && exited_at.is_some_and(|at| at.elapsed() >= DRAIN_AFTER_EXIT) {
+                let mut read = 0;
+                while read < FINAL_DRAIN_BYTES {
+                    let n = pump(&mut pipes, &mut buf, Duration::ZERO, on_line);
+                    if n == 0 {
+                        break;
+                    }
+                    read += n;
                 }
+                for pipe in &mut pipes {
+                    pipe.close(on_line);
+                }
+            }
+            if pipes.iter().all(|p| p.file.is_none()) {
                 return Ok((exit, pgid));
             }
         }
@@ -212,36 +361,6 @@ pub fn kill_tracked(tracking_id: &str) -> Vec<i32> {
         }
     }
     killed
-}
-
-fn spawn_reader<R: Read + Send + 'static>(
-    pipe: R,
-    stream: Stream,
-    tx: mpsc::Sender<(Stream, Option<String>)>,
-) {
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    if buf.last() == Some(&b'\n') {
-                        buf.pop();
-                    }
-                    if buf.last() == Some(&b'\r') {
-                        buf.pop();
-                    }
-                    let line = String::from_utf8_lossy(&buf).into_owned();
-                    if tx.send((stream, Some(line))).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-        let _ = tx.send((stream, None));
-    });
 }
 
 #[cfg(test)]
@@ -312,5 +431,47 @@ mod tests {
             "grandchild {} survived the timeout",
             pids[0]
         );
+    }
+
+    #[test]
+    fn a_background_process_holding_the_pipe_does_not_hold_the_step() {
+        // The background writer keeps stdout open for 30 s; the step ends once the drain window
+        // after its shell's exit has passed, with the line written inside that window.
+        let mut lines = Vec::new();
+        let (exit, pgid) = run(
+            &spec("(sleep 1; echo late; sleep 30) & echo early; exit 4", None),
+            &mut |s, l| lines.push((s, l.to_string())),
+        )
+        .unwrap();
+        kill_group(pgid, libc::SIGKILL);
+        assert_eq!(exit, Exit::Code(4));
+        assert_eq!(
+            lines,
+            vec![
+                (Stream::Stdout, "early".into()),
+                (Stream::Stdout, "late".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_line_longer_than_the_cap_is_cut_and_says_so() {
+        let (_, lines) = collect(&spec(
+            "head -c 3000000 /dev/zero | tr '\\0' a; printf '\\r\\nnext\\n'",
+            None,
+        ));
+        assert_eq!(
+            lines.len(),
+            2,
+            "{:?}",
+            lines.iter().map(|l| l.1.len()).collect::<Vec<_>>()
+        );
+        let (kept, note) = lines[0].1.split_at(MAX_LINE_BYTES);
+        assert!(kept.bytes().all(|b| b == b'a'));
+        assert_eq!(
+            note,
+            "… (line truncated: 3000001 bytes, the first 1048576 shown)"
+        );
+        assert_eq!(lines[1], (Stream::Stdout, "next".into()));
     }
 }

@@ -13,6 +13,7 @@ use super::action::{ActionContext, ActionError, ActionHandler, ActionRegistry, L
 use super::contexts::{self, Contexts, JobState, s};
 use super::error::ExecError;
 use super::git::{self, GitInfo};
+use super::inputs;
 use super::job::JobRun;
 use super::mask::Masker;
 use super::report::{AnnotationLevel, Event, EventSink, JobReport, RunReport, Status};
@@ -51,6 +52,13 @@ pub struct RunOptions {
     pub repository: Option<String>,
     /// `github.actor`.
     pub actor: Option<String>,
+    /// `github.run_number` (default 1); the CLI keeps a counter per repository and workflow.
+    pub run_number: Option<u64>,
+    /// `github.run_attempt` (default 1).
+    pub run_attempt: Option<u64>,
+    /// `--input name=value`: inputs of a `workflow_dispatch` / `workflow_call` run, checked
+    /// against the types the workflow declares.
+    pub inputs: IndexMap<String, String>,
     /// Print the plan instead of running.
     pub dry_run: bool,
     /// Fail steps that use an action no handler implements (instead of skipping them).
@@ -78,6 +86,9 @@ impl Default for RunOptions {
             sha: None,
             repository: None,
             actor: None,
+            run_number: None,
+            run_attempt: None,
+            inputs: IndexMap::new(),
             dry_run: false,
             strict: false,
             home: None,
@@ -163,7 +174,7 @@ impl Runner {
                 message: warning.to_string(),
             });
         }
-        let base = self.base_contexts(&git);
+        let base = self.base_contexts(&git)?;
         let mut report = RunReport {
             workflow: self.workflow.path.display().to_string(),
             jobs: Vec::new(),
@@ -273,7 +284,7 @@ impl Runner {
     }
 
     /// Contexts every job starts from.
-    fn base_contexts(&self, git: &GitInfo) -> Contexts {
+    fn base_contexts(&self, git: &GitInfo) -> Result<Contexts, ExecError> {
         let o = &self.options;
         let mut ctx = Contexts::new(o.workspace.clone());
         let git_ref = o
@@ -315,7 +326,22 @@ impl Runner {
         } else {
             (git_ref.clone(), "")
         };
-        let event = Value::from_json(o.event.clone());
+        let inputs = inputs::resolve(
+            &self.workflow,
+            &o.event_name,
+            o.event.get("inputs"),
+            &o.inputs,
+        )?;
+        let mut payload = o.event.clone();
+        if !inputs.event.is_empty()
+            && let serde_json::Value::Object(map) = &mut payload
+        {
+            map.insert(
+                "inputs".to_string(),
+                serde_json::Value::Object(inputs.event),
+            );
+        }
+        let event = Value::from_json(payload);
         let pr_ref = |side: &str| {
             o.event
                 .get("pull_request")
@@ -354,9 +380,9 @@ impl Runner {
             ("repository", s(repository.clone())),
             ("repository_owner", s(owner)),
             ("retention_days", s("90")),
-            ("run_attempt", s("1")),
+            ("run_attempt", s(o.run_attempt.unwrap_or(1).to_string())),
             ("run_id", s(run_id)),
-            ("run_number", s("1")),
+            ("run_number", s(o.run_number.unwrap_or(1).to_string())),
             ("server_url", s("https://github.com")),
             ("sha", s(sha)),
             ("token", s("")),
@@ -372,19 +398,13 @@ impl Runner {
         ctx.set("env", Value::Object(IndexMap::new()));
         ctx.set("vars", contexts::string_object(&o.vars));
         ctx.set("secrets", contexts::string_object(&o.secrets));
-        let inputs = o
-            .event
-            .get("inputs")
-            .cloned()
-            .map(Value::from_json)
-            .unwrap_or_else(|| Value::Object(IndexMap::new()));
-        ctx.set("inputs", inputs);
+        ctx.set("inputs", inputs.context);
         ctx.set("matrix", Value::Object(IndexMap::new()));
         ctx.set("strategy", Value::Object(IndexMap::new()));
         ctx.set("steps", Value::Object(IndexMap::new()));
         ctx.set("job", Value::Object(IndexMap::new()));
         ctx.set("runner", Value::Object(IndexMap::new()));
-        ctx
+        Ok(ctx)
     }
 
     fn workflow_name(&self) -> String {

@@ -2,6 +2,8 @@
 
 use std::rc::Rc;
 
+use indexmap::IndexMap;
+
 use super::ast::{CompareOp, Expr, ExprKind, Function, Index};
 use super::value::{
     cmp_ignore_case, contains_ignore_case, ends_with_ignore_case, eq_ignore_case, format_number,
@@ -659,14 +661,77 @@ fn parse_format(fmt: &str, arg_count: usize) -> Result<Vec<FormatSegment>, Strin
     Ok(segments)
 }
 
-/// Parses `fromJSON` input. Like the runner (Newtonsoft's `JToken.ReadFrom`), text after the
-/// first complete value is ignored.
+/// Parses `fromJSON` input as the runner's strict JSON parser does: exactly one value (text
+/// after it is an error), and of keys that differ only in case the first one, with its value,
+/// is kept. (The runner's older Newtonsoft path ignored trailing text and kept the last value.)
 fn from_json_text(text: &str) -> Result<Value, String> {
-    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
-    match stream.next() {
-        Some(Ok(json)) => Ok(Value::from_json(json)),
-        Some(Err(e)) => Err(format!("Error parsing fromJson: {e}")),
-        None => Err("Error parsing fromJson: empty input".to_string()),
+    if text.trim().is_empty() {
+        return Err("Error parsing fromJson: empty input".to_string());
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed = serde::de::DeserializeSeed::deserialize(StrictJson, &mut de).and_then(|v| {
+        de.end()?;
+        Ok(v)
+    });
+    parsed.map_err(|e| format!("Error parsing fromJson: {e}"))
+}
+
+/// Builds a [`Value`] straight from the JSON parser, so duplicate keys can be resolved the
+/// runner's way (serde_json's own map keeps the last).
+struct StrictJson;
+
+impl<'de> serde::de::DeserializeSeed<'de> for StrictJson {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StrictJson {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::Number(n as f64))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::Number(n as f64))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        Ok(Value::Number(n))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_string()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(StrictJson)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out: IndexMap<String, Value> = IndexMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(StrictJson)?;
+            let seen = out.contains_key(&key) || out.keys().any(|k| eq_ignore_case(k, &key));
+            if !seen {
+                out.insert(key, value);
+            }
+        }
+        Ok(Value::Object(out))
     }
 }
 

@@ -11,11 +11,14 @@ use crate::expr;
 use super::contexts::{self, Scope};
 use super::error::{Diagnostic, WorkflowError};
 use super::model::{
-    Condition, Env, Job, Located, OrExpr, Pos, RunDefaults, RunsOn, ScalarKind, Spanned, Step,
-    StepKind, Strategy, Text, Tree, TreeKind, Workflow,
+    Condition, Env, Inputs, Job, Located, OrExpr, Pos, RunDefaults, RunsOn, ScalarKind, Spanned,
+    Step, StepKind, Strategy, Text, Tree, TreeKind, Workflow,
 };
 use super::order;
 use super::yaml::{self, Node, NodeKind, Scalar, Style};
+
+mod permissions;
+mod triggers;
 
 const ROOT_KEYS: &[&str] = &["name", "run-name", "on", "env", "defaults", "jobs"];
 const ROOT_IGNORED: &[&str] = &["permissions", "concurrency"];
@@ -77,9 +80,10 @@ pub(crate) fn build(path: &Path, source: &str) -> Result<Workflow, WorkflowError
     let root = match yaml::parse(source) {
         Ok(doc) => {
             for pos in doc.merge_keys {
-                cx.warn(
+                // GitHub reads YAML 1.2, where `<<` is an ordinary (and there unknown) key.
+                cx.error(
                     pos,
-                    "merge keys ('<<') are applied here, but GitHub rejects them",
+                    "Unexpected value '<<' (YAML merge keys are not supported by GitHub)",
                 );
             }
             if doc.root.is_none() {
@@ -408,6 +412,7 @@ impl Cx<'_> {
             run_name: None,
             on: None,
             events: Vec::new(),
+            inputs: Inputs::default(),
             env: Env::new(),
             defaults: RunDefaults::default(),
             jobs: IndexMap::new(),
@@ -419,12 +424,16 @@ impl Cx<'_> {
                 "run-name" => wf.run_name = self.text(v, "'run-name'"),
                 "on" => {
                     wf.events = self.events(v);
+                    wf.inputs = self.triggers(v);
                     wf.on = self.scoped(Scope::Unchecked, |cx| cx.tree(v));
                 }
                 "env" => wf.env = self.env(v, "'env'"),
                 "defaults" => wf.defaults = self.defaults(v),
                 _ => {}
             }
+        }
+        if let Some(p) = map_value(root, "permissions") {
+            self.permissions(p);
         }
         if !entries.contains_key("on") {
             // GitHub refuses such a file ("Required property is missing: on").
@@ -534,6 +543,9 @@ impl Cx<'_> {
         } else {
             self.mapping(node, &what, JOB_KEYS, JOB_IGNORED)?
         };
+        if let Some(p) = map_value(node, "permissions") {
+            self.permissions(p);
+        }
         let mut job = Job {
             pos: id.pos,
             id,
@@ -938,6 +950,17 @@ fn describe(node: &Node) -> String {
         NodeKind::Seq(_) => "a list".into(),
         NodeKind::Map(_) => "a mapping".into(),
     }
+}
+
+/// The value of `key` in a mapping node (ignored keys are not in a mapping's entries).
+fn map_value<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
+    let NodeKind::Map(pairs) = &node.kind else {
+        return None;
+    };
+    pairs
+        .iter()
+        .find(|(k, _)| matches!(&k.kind, NodeKind::Scalar(s) if s.value == key))
+        .map(|(_, v)| v)
 }
 
 fn is_null(s: &Scalar) -> bool {

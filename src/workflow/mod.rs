@@ -22,8 +22,9 @@ use std::path::Path;
 pub use error::{Diagnostic, LoadError, WorkflowError};
 pub use matrix::{Combination, MAX_COMBINATIONS, MatrixError, expand_matrix, filter_matrix};
 pub use model::{
-    Condition, Env, Job, JobId, Located, OrExpr, Pos, RunDefaults, RunsOn, ScalarKind, SourceMap,
-    Spanned, Step, StepKind, Strategy, Text, Tree, TreeKind, Workflow,
+    Condition, Env, InputSpec, InputType, Inputs, Job, JobId, Located, OrExpr, Pos, RunDefaults,
+    RunsOn, ScalarKind, SourceMap, Spanned, Step, StepKind, Strategy, Text, Tree, TreeKind,
+    Workflow,
 };
 pub use order::{job_order, with_needs};
 

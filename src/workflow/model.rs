@@ -257,6 +257,8 @@ pub struct Workflow {
     pub on: Option<Tree>,
     /// The event names `on:` lists, in file order (`push`, `pull_request`, ...).
     pub events: Vec<Spanned<String>>,
+    /// The inputs `on.workflow_dispatch` and `on.workflow_call` declare.
+    pub inputs: Inputs,
     /// Workflow-level `env:`.
     pub env: Env,
     /// Workflow-level `defaults.run`.
@@ -265,6 +267,70 @@ pub struct Workflow {
     pub jobs: IndexMap<JobId, Job>,
     /// Things that loaded but will not be honoured locally (`permissions`, `services`, ...).
     pub warnings: Vec<Diagnostic>,
+}
+
+/// The typed inputs a workflow declares, per event that takes them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Inputs {
+    /// `on.workflow_dispatch.inputs`, in file order.
+    pub dispatch: IndexMap<String, InputSpec>,
+    /// `on.workflow_call.inputs`, in file order.
+    pub call: IndexMap<String, InputSpec>,
+}
+
+/// The `type:` of a declared input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputType {
+    /// `string` (the default for `workflow_dispatch`).
+    String,
+    /// `boolean`: the context holds `true` / `false`.
+    Boolean,
+    /// `number`: the context holds a number.
+    Number,
+    /// `choice`: one of `options`.
+    Choice,
+    /// `environment`: an environment's name (a string).
+    Environment,
+}
+
+impl InputType {
+    /// The type named as in YAML.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "string" => Self::String,
+            "boolean" => Self::Boolean,
+            "number" => Self::Number,
+            "choice" => Self::Choice,
+            "environment" => Self::Environment,
+            _ => return None,
+        })
+    }
+
+    /// The name written in YAML.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Boolean => "boolean",
+            Self::Number => "number",
+            Self::Choice => "choice",
+            Self::Environment => "environment",
+        }
+    }
+}
+
+/// One declared input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputSpec {
+    /// Its name and where it is declared.
+    pub name: Spanned<String>,
+    /// `type:`
+    pub kind: InputType,
+    /// `required:`
+    pub required: bool,
+    /// `default:`, typed as declared (a `workflow_call` default with an expression stays text).
+    pub default: Option<Value>,
+    /// `options:` of a choice.
+    pub options: Vec<String>,
 }
 
 /// `runs-on:`: labels (a string, a list, or an expression) and an optional runner group.

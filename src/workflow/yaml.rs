@@ -86,8 +86,8 @@ pub(crate) struct YamlError {
     pub pos: Pos,
 }
 
-/// The number of nodes a document may expand to (aliases included) before we call it an alias
-/// bomb; real workflows have a few thousand.
+/// The number of nodes a document may expand to (aliases included), so that a few lines of
+/// nested aliases cannot expand without bound; real workflows have a few thousand.
 const NODE_BUDGET: usize = 100_000;
 /// Nesting deeper than this is refused: the tree builders recurse, and debug builds use several
 /// KiB of stack per level. Real workflows nest less than 10 levels.
@@ -166,7 +166,10 @@ struct Builder<'s> {
 impl Builder<'_> {
     fn spend(&mut self, n: usize, pos: Pos) -> Result<(), YamlError> {
         self.budget = self.budget.checked_sub(n).ok_or_else(|| YamlError {
-            message: "the document expands to too many nodes (alias bomb?)".into(),
+            message: format!(
+                "the document expands to more than {NODE_BUDGET} YAML nodes, the limit (every \
+                 use of an alias counts its anchor's nodes again)"
+            ),
             pos,
         })?;
         Ok(())
@@ -770,7 +773,11 @@ mod tests {
             ));
         }
         let err = parse(&src).unwrap_err();
-        assert!(err.message.contains("too many nodes"), "{}", err.message);
+        assert_eq!(
+            err.message,
+            "the document expands to more than 100000 YAML nodes, the limit (every use of an \
+             alias counts its anchor's nodes again)"
+        );
     }
 
     #[test]

@@ -682,3 +682,264 @@ fn interrupt_cancels_the_run() {
     );
     assert!(!dir.path().join("normal.txt").exists());
 }
+
+/// Step output: every line reaches the log, memory stays bounded however much a step prints.
+mod output {
+    use std::process::{Command, Stdio};
+
+    use crate::support::{runner_bin, write_tree};
+
+    /// A one-step workflow running `script` (a block scalar), in a fresh workspace.
+    fn workspace(script: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let body: String = script.lines().map(|l| format!("          {l}\n")).collect();
+        let yaml = format!(
+            "on: push\njobs:\n  build:\n    runs-on: x\n    steps:\n      - run: |\n{body}"
+        );
+        write_tree(dir.path(), &[("ci.yml", &yaml)]);
+        dir
+    }
+
+    #[test]
+    fn lines_printed_just_before_exit_all_arrive_with_their_commands() {
+        let dir = workspace("seq 1 300000\necho '::warning::X'");
+        let out = Command::new(runner_bin())
+            .args(["exec", "ci.yml"])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run runner");
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            &log[log.len().saturating_sub(2000)..]
+        );
+        let numbers: Vec<&str> = log
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+            .collect();
+        assert_eq!(numbers.len(), 300_000, "lines of `seq 1 300000` in the log");
+        assert!(
+            numbers
+                .iter()
+                .zip(1..)
+                .all(|(line, n)| line.parse::<u32>().is_ok_and(|v| v == n)),
+            "lines arrive once each, in order"
+        );
+        assert!(
+            log.contains("Warning: X"),
+            "the warning command after them is honoured"
+        );
+    }
+
+    /// The peak resident memory of `runner exec` (its VmHWM in /proc, sampled until it exits;
+    /// the high-water mark only grows, so the last sample bounds it from below) while one step
+    /// prints a single 256 MiB line and then 1 GiB of 1 KiB lines inside a folded group. (wait4's ru_maxrss would
+    /// also count the test process's own image, which a forked child starts from.)
+    #[test]
+    fn memory_stays_bounded_on_a_gigabyte_of_output() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+        if !std::path::Path::new("/proc/self/status").exists() {
+            eprintln!("skipped: no /proc to read VmHWM from");
+            return;
+        }
+        let dir = workspace(
+            r#"head -c 256M /dev/zero | tr '\0' y
+echo
+echo '::group::a folded group holds the gigabyte'
+yes "$(head -c 1023 /dev/zero | tr '\0' x)" | head -c 1G
+echo '::endgroup::'
+echo '::notice::done'"#,
+        );
+        let mut child = Command::new(runner_bin())
+            .args(["exec", "ci.yml"])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run runner");
+        let pid = child.id();
+        let done = Arc::new(AtomicBool::new(false));
+        let peak_kib = Arc::new(AtomicU64::new(0));
+        let sampler = {
+            let (done, peak_kib) = (done.clone(), peak_kib.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    let hwm = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                        .ok()
+                        .and_then(|s| {
+                            s.lines()
+                                .find_map(|l| l.strip_prefix("VmHWM:"))
+                                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                        });
+                    if let Some(kib) = hwm {
+                        peak_kib.fetch_max(kib, Ordering::SeqCst);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            })
+        };
+        // Keep the tail of the log only; the test itself must not hold a gigabyte.
+        let mut stderr = child.stderr.take().expect("stderr");
+        let mut tail: Vec<u8> = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = std::io::Read::read(&mut stderr, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            tail.extend_from_slice(&buf[..n]);
+            if tail.len() > 1 << 17 {
+                tail.drain(..tail.len() - 4096);
+            }
+        }
+        let tail = String::from_utf8_lossy(&tail).into_owned();
+        let status = child.wait().expect("wait for runner");
+        done.store(true, Ordering::SeqCst);
+        sampler.join().expect("sampler thread");
+        assert_eq!(status.code(), Some(0), "{tail}");
+        let peak_mib = peak_kib.load(Ordering::SeqCst) / 1024;
+        eprintln!("peak RSS (VmHWM) of runner exec: {peak_mib} MiB");
+        assert!(peak_mib > 0, "VmHWM was never read");
+        assert!(peak_mib < 200, "peak RSS {peak_mib} MiB");
+        assert!(
+            tail.contains("line truncated"),
+            "the long line is cut and says so: {tail}"
+        );
+        assert!(tail.contains("Notice: done"), "{tail}");
+        assert!(
+            tail.contains("a folded group holds the gigabyte (1048576 lines folded)"),
+            "{tail}"
+        );
+    }
+}
+
+/// `github.run_number` / `run_attempt` and typed `workflow_dispatch` / `workflow_call` inputs.
+mod run_inputs {
+    use crate::support::{run_runner, write_tree};
+
+    const DISPATCH: &str = r#"on:
+  workflow_dispatch:
+    inputs:
+      level: {type: choice, options: [info, debug], default: info}
+      dry: {type: boolean, default: true}
+      count: {type: number, default: 3}
+      name: {default: world}
+      unset: {type: boolean}
+jobs:
+  a:
+    runs-on: x
+    steps:
+      - run: echo 'level=${{ toJSON(inputs.level) }} dry=${{ toJSON(inputs.dry) }} count=${{ toJSON(inputs.count) }} name=${{ inputs.name }} unset=${{ toJSON(inputs.unset) }} event=${{ toJSON(github.event.inputs.dry) }} run=${{ github.run_number }}.${{ github.run_attempt }}' "env=$GITHUB_RUN_NUMBER.$GITHUB_RUN_ATTEMPT"
+"#;
+
+    const CALL: &str = r#"on:
+  workflow_call:
+    inputs:
+      tag: {type: string, required: true}
+      n: {type: number, default: 1}
+jobs:
+  a:
+    runs-on: x
+    steps:
+      - run: echo 'tag=${{ toJSON(inputs.tag) }} n=${{ toJSON(inputs.n) }}'
+"#;
+
+    /// `(workflow file, arguments, exit code, a line the log must contain)`.
+    const ROWS: &[(&str, &[&str], i32, &str)] = &[
+        (
+            "dispatch.yml",
+            &["--event", "workflow_dispatch"],
+            0,
+            r#"level="info" dry=true count=3 name=world unset=false event="true" run=1.1 env=1.1"#,
+        ),
+        (
+            "dispatch.yml",
+            &[
+                "--event",
+                "workflow_dispatch",
+                "--input",
+                "dry=false",
+                "--input",
+                "count=2.5",
+                "--input",
+                "level=debug",
+                "--run-number",
+                "42",
+                "--run-attempt",
+                "2",
+            ],
+            0,
+            r#"level="debug" dry=false count=2.5 name=world unset=false event="false" run=42.2 env=42.2"#,
+        ),
+        (
+            "dispatch.yml",
+            &["--event", "workflow_dispatch", "--input", "nope=1"],
+            2,
+            "error: input 'nope': the workflow declares no such workflow_dispatch input (declared: level, dry, count, name, unset)",
+        ),
+        (
+            "dispatch.yml",
+            &["--event", "workflow_dispatch", "--input", "dry=yes"],
+            2,
+            "error: input 'dry': a boolean input takes true or false, not 'yes'",
+        ),
+        (
+            "dispatch.yml",
+            &["--event", "workflow_dispatch", "--input", "count=many"],
+            2,
+            "error: input 'count': a number input takes a number, not 'many'",
+        ),
+        (
+            "dispatch.yml",
+            &["--event", "workflow_dispatch", "--input", "level=trace"],
+            2,
+            "error: input 'level': 'trace' is not one of its options (info, debug)",
+        ),
+        (
+            "dispatch.yml",
+            &["--input", "dry=true"],
+            2,
+            "error: input 'dry': inputs are for workflow_dispatch and workflow_call runs, not 'push'",
+        ),
+        (
+            "call.yml",
+            &["--event", "workflow_call", "--input", "tag=v1"],
+            0,
+            r#"tag="v1" n=1"#,
+        ),
+        (
+            "call.yml",
+            &["--event", "workflow_call"],
+            2,
+            "error: input 'tag': required, and it has no default (pass --input NAME=VALUE)",
+        ),
+    ];
+
+    #[test]
+    fn inputs_and_run_numbers_reach_the_contexts_typed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_tree(
+            dir.path(),
+            &[("dispatch.yml", DISPATCH), ("call.yml", CALL)],
+        );
+        let mut failures = Vec::new();
+        for (file, args, code, want) in ROWS {
+            let mut all = vec!["exec", file];
+            all.extend_from_slice(args);
+            let out = run_runner(dir.path(), &all);
+            if out.code != *code || !out.stderr.contains(want) {
+                failures.push(format!(
+                    "{args:?}: expected exit {code} and {want:?}\n  got exit {}:\n{}",
+                    out.code, out.stderr
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}

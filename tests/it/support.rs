@@ -105,3 +105,31 @@ impl Drop for PgSchema {
         }
     }
 }
+
+/// What one `runner` invocation printed and how it exited.
+pub struct RunOutput {
+    /// The exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error (the log).
+    pub stderr: String,
+}
+
+/// Runs the `runner` binary with `args` in `dir`, without colour, with `HOME` and the cache
+/// inside `dir`.
+pub fn run_runner(dir: &Path, args: &[&str]) -> RunOutput {
+    let out = std::process::Command::new(runner_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("HOME", dir)
+        .env("RUNNER_CACHE_DIR", dir.join(".runner-cache"))
+        .output()
+        .expect("run the runner binary");
+    RunOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -265,6 +265,12 @@ fn depth_limit_is_50() {
     let err = parse(&format!("github{}", ".a".repeat(50))).expect_err("50 dereferences");
     assert_eq!(err.message, "exceeded max expression depth 50");
 
+    // `==` (like every comparison) is a binary node, so a chain nests to the left in the
+    // runner: n operands are n levels deep.
+    let ok = vec!["1"; 50].join(" == ");
+    assert!(parse(&ok).is_ok(), "50 operands of ==");
+    let err = parse(&vec!["1"; 51].join(" == ")).expect_err("51 operands of ==");
+    assert_eq!(err.message, "exceeded max expression depth 50");
     // `&&` chains are flattened as the runner does, so they are wide, not deep.
     let wide = vec!["true"; 500].join(" && ");
     assert!(parse(&wide).is_ok());

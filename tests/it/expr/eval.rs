@@ -55,6 +55,25 @@ const CASES: &[(&str, &str)] = &[
     (r#"format('{0}', -Infinity)"#, r#""-Infinity""#),
     (r#"format('{0}', -0)"#, r#""0""#),
     (r#"format('{0}', 0x10)"#, r#""16""#),
+    // G15, as the runner: not JavaScript's shortest round trip (1e+21, 3.141592653589793)
+    (r#"format('{0}', 1e21)"#, r#""1E+21""#),
+    (
+        r#"format('{0}', 3.141592653589793)"#,
+        r#""3.14159265358979""#,
+    ),
+    (
+        r#"format('{0}', 1.2345678901234568e+29)"#,
+        r#""1.23456789012346E+29""#,
+    ),
+    (r#"toJSON(3.141592653589793)"#, r#""3.14159265358979""#),
+    (r#"toJSON(fromJSON('[1e21]'))"#, r#""[\n  1E+21\n]""#),
+    // The keywords NaN and Infinity, and signed Infinity read as a number
+    (r#"toJSON(Infinity)"#, r#""Infinity""#),
+    (r#"toJSON(-Infinity)"#, r#""-Infinity""#),
+    (r#"format('{0}', +Infinity)"#, r#""Infinity""#),
+    (r#"-Infinity < -1e308"#, r#"true"#),
+    (r#"Infinity == 1e309"#, r#"true"#),
+    (r#"NaN == 'NaN'"#, r#"false"#),
     // Other values → string
     (
         r#"format('{0}|{1}|{2}', null, true, false)"#,
@@ -216,7 +235,11 @@ const CASES: &[(&str, &str)] = &[
     (r#"fromJSON('null')"#, r#"null"#),
     (r#"fromJSON('[1, "a", null]')"#, r#"[1, "a", null]"#),
     (r#"fromJSON(' 42 ')"#, r#"42"#),
-    (r#"fromJSON('{"A":1,"a":2}')"#, r#"{"A": 2}"#),
+    // Of keys differing only in case the first is kept with its value (the runner's strict
+    // parser; its older Newtonsoft path kept the last value).
+    (r#"fromJSON('{"A":1,"a":2}')"#, r#"{"A": 1}"#),
+    (r#"fromJSON('{"a":1,"A":2,"a":3}').A"#, r#"1"#),
+    (r#"fromJSON('{"x":{"K":[1],"k":[2]}}').x.k[0]"#, r#"1"#),
     (r#"fromJSON(toJSON(objs)).z.y"#, r#"2"#),
     // case
     (r#"case(true, 'a', 'b')"#, r#""a""#),
@@ -379,6 +402,19 @@ const EVAL_ERRORS: &[(&str, &str)] = &[
     ("fromJSON('')", "Error parsing fromJson"),
     ("fromJSON('{')", "Error parsing fromJson"),
     ("fromJSON('nope')", "Error parsing fromJson"),
+    // Exactly one value: text after it is an error (the runner's strict parser).
+    (
+        "fromJSON('1 2')",
+        "Error parsing fromJson: trailing characters",
+    ),
+    (
+        "fromJSON('[1] x')",
+        "Error parsing fromJson: trailing characters",
+    ),
+    (
+        "fromJSON('{} {}')",
+        "Error parsing fromJson: trailing characters",
+    ),
     (
         "case(1, 'a', 'b')",
         "case predicate must evaluate to a boolean value",

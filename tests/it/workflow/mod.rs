@@ -4,6 +4,7 @@ mod errors;
 mod load;
 mod matrix;
 mod quirks;
+mod triggers;
 
 use std::path::PathBuf;
 

@@ -19,26 +19,23 @@ fn anchors_and_aliases_reuse_env_and_steps() {
 }
 
 #[test]
-fn merge_keys_fill_in_without_overriding() {
+fn merge_keys_are_rejected_at_their_line() {
+    // GitHub reads YAML 1.2, which has no merge keys: `<<` is refused where it is written.
     let src = "on: push\nenv: &base\n  A: one\n  B: two\njobs:\n  a:\n    runs-on: x\n    env:\n      B: mine\n      <<: *base\n      C: three\n    steps: [{run: echo}]\n";
-    let wf = load_ok(src);
-    let env: Vec<(&str, &str)> = wf.jobs["a"]
-        .env
+    let err = super::load(src).expect_err("merge keys are an error");
+    let runner::workflow::WorkflowError::Invalid { errors, .. } = err else {
+        panic!("not a load error: {err}");
+    };
+    let got: Vec<(usize, usize, &str)> = errors
         .iter()
-        .map(|(k, v)| (k.as_str(), v.raw.as_str()))
-        .collect();
-    assert_eq!(env, [("B", "mine"), ("C", "three"), ("A", "one")]);
-    let warnings: Vec<(usize, usize, &str)> = wf
-        .warnings
-        .iter()
-        .map(|w| (w.line, w.column, w.message.as_str()))
+        .map(|e| (e.line, e.column, e.message.as_str()))
         .collect();
     assert_eq!(
-        warnings,
+        got,
         [(
             10,
             7,
-            "merge keys ('<<') are applied here, but GitHub rejects them"
+            "Unexpected value '<<' (YAML merge keys are not supported by GitHub)"
         )]
     );
 }
