@@ -135,6 +135,17 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     })
 }
 
+/// `github.run_number` from the counter the cache index keeps per repository and workflow
+/// file; a store that cannot be opened or written numbers the run 1 (said at debug level:
+/// the run itself does not depend on it).
+fn store_run_counter() -> runner::exec::RunCounter {
+    runner::exec::RunCounter(Arc::new(|repository: &str, workflow: &str| {
+        let clock: Arc<dyn runner::clock::Clock> = Arc::new(runner::clock::SystemClock);
+        let store = runner::store::Store::open_default(clock).ok()?;
+        store.index().next_run_number(repository, workflow).ok()
+    }))
+}
+
 /// The workflow as given, or relative to the workspace when only that exists.
 fn resolve_workflow_path(workflow: &Path, workspace: &Path) -> PathBuf {
     if workflow.is_relative() && !workflow.exists() {
@@ -223,6 +234,7 @@ fn options(args: &ExecArgs) -> anyhow::Result<RunOptions> {
         sha: args.sha.clone(),
         repository: args.repository.clone(),
         run_number: args.run_number,
+        run_counter: Some(store_run_counter()),
         run_attempt: args.run_attempt,
         inputs,
         dry_run: args.dry_run,

@@ -33,4 +33,4 @@ pub use action::{ActionContext, ActionError, ActionHandler, ActionRegistry, JobI
 pub use contexts::{Contexts, JobState};
 pub use error::ExecError;
 pub use report::{AnnotationLevel, Event, EventSink, JobReport, RunReport, Status, StepReport};
-pub use runner::{RunOptions, Runner, builtin_registry};
+pub use runner::{RunCounter, RunOptions, Runner, builtin_registry};
