@@ -12,5 +12,7 @@ pub mod error;
 pub mod exec;
 pub mod expr;
 pub mod glob;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod store;
 pub mod workflow;

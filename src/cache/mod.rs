@@ -17,6 +17,7 @@ pub mod inputs;
 mod key;
 mod paths;
 mod progress;
+mod service;
 mod version;
 
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ pub use config::{CacheOptions, open_default};
 pub use key::{KeyError, MAX_KEY_LENGTH, MAX_KEYS, is_exact_match, validate_key};
 pub use paths::{allowed_roots, expand_tilde};
 use paths::{SavedRoot, refused_root};
+pub use service::CLIENT_COMPRESSION;
 pub use version::cache_version;
 
 use crate::archive::{self, Compression, CreateOptions, ExtractOptions};
@@ -37,9 +39,7 @@ use crate::cancel::Cancel;
 use crate::clock::Clock;
 use crate::exec::LogLevel;
 use crate::store::blob::{BlobError, BlobStore};
-use crate::store::index::{
-    Entry, EventKind, Index, IndexError, LookupQuery, NewEntry, NewEvent, Reservation,
-};
+use crate::store::index::{Entry, EventKind, Index, IndexError, NewEntry, NewEvent};
 use crate::store::{Store, StoreError, VerifyOptions, VerifyReport};
 use progress::{Progress, ProgressReader, ProgressWriter};
 
@@ -422,15 +422,9 @@ impl Cache {
             Ok(outcome) => {
                 let event = match &outcome {
                     RestoreOutcome::Hit {
-                        matched_key,
-                        exact,
-                        size,
+                        matched_key, size, ..
                     } => {
-                        let kind = if *exact {
-                            EventKind::HitExact
-                        } else {
-                            EventKind::HitPartial
-                        };
+                        let kind = Self::lookup_event_kind(&request.primary_key, Some(matched_key));
                         let bytes = if request.lookup_only { 0 } else { *size };
                         let key = &request.primary_key;
                         self.event(kind, &request.scope, key, Some(matched_key), bytes, start)
@@ -484,19 +478,12 @@ impl Cache {
         );
         let mut keys = vec![request.primary_key.clone()];
         keys.extend(request.restore_keys.iter().cloned());
-        let query = LookupQuery {
-            repository: request.scope.repository.clone(),
-            scopes: request.scope.readable(),
-            keys,
-            version,
-        };
-        let Some(hit) = self.index().lookup(&query)? else {
+        let Some(hit) = self.find_entry(&request.scope, keys.clone(), version.clone())? else {
             log(
                 LogLevel::Debug,
                 &format!(
-                    "Cache not found for version {} of keys: {}",
-                    query.version,
-                    query.keys.join(", ")
+                    "Cache not found for version {version} of keys: {}",
+                    keys.join(", ")
                 ),
             );
             return Ok(RestoreOutcome::Miss);
@@ -645,13 +632,7 @@ impl Cache {
             Err(CacheError::NothingToSave) => return result,
             Err(_) => (EventKind::Error, 0),
         };
-        let event = self.event(kind, &request.scope, &request.key, None, bytes, start);
-        self.record(event, log);
-        if kind == EventKind::Save
-            && let Err(err) = self.prune(false)
-        {
-            log(LogLevel::Warning, &format!("Cache eviction failed: {err}"));
-        }
+        self.finish_save(&request.scope, &request.key, kind, bytes, start, log);
         result
     }
 
@@ -753,22 +734,10 @@ impl Cache {
             compression: compression.method().to_string(),
             created_by_run: Some(request.run_id.clone()).filter(|r| !r.is_empty()),
         };
-        match self.index().reserve(&entry)? {
-            Reservation::Reserved(id) => Ok(Some(ReservationGuard {
-                index: self.index(),
-                id: Some(id),
-            })),
-            Reservation::AlreadyExists => {
-                log(
-                    LogLevel::Info,
-                    &format!(
-                        "Failed to save: Unable to reserve cache with key {}, another job may be creating this cache.",
-                        request.key
-                    ),
-                );
-                Ok(None)
-            }
-        }
+        Ok(self.reserve_row(&entry, log)?.map(|id| ReservationGuard {
+            index: self.index(),
+            id: Some(id),
+        }))
     }
 
     /// Applies the eviction policy (the index records an `evict` event per entry) and removes

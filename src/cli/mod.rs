@@ -13,6 +13,10 @@ mod eval;
 mod exec;
 mod hash_files;
 mod printer;
+#[cfg(feature = "server")]
+mod serve;
+#[cfg(feature = "server")]
+mod token;
 
 /// Everything went well.
 pub const EXIT_OK: u8 = 0;
@@ -40,6 +44,12 @@ enum Command {
     /// Inspect and manage the cache store.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Serve GitHub's cache protocols (v1 and v2) over the store.
+    #[cfg(feature = "server")]
+    Serve(Box<serve::ServeArgs>),
+    /// Print an ACTIONS_RUNTIME_TOKEN for `runner serve`.
+    #[cfg(feature = "server")]
+    Token(token::TokenArgs),
 }
 
 /// Parses arguments, runs the verb, and maps errors to exit code 2.
@@ -60,6 +70,10 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::HashFiles(args) => hash_files::run(args),
         Command::Cache(command) => cache::run(command),
+        #[cfg(feature = "server")]
+        Command::Serve(args) => serve::run(*args),
+        #[cfg(feature = "server")]
+        Command::Token(args) => token::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

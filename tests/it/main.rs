@@ -6,6 +6,8 @@ mod cli;
 mod exec;
 mod expr;
 mod glob;
+#[cfg(feature = "server")]
+mod server;
 mod store;
 mod support;
 mod workflow;

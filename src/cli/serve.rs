@@ -1,0 +1,129 @@
+//! `runner serve`: GitHub's cache protocols (v1 REST, v2 Twirp + Azure-style blobs) over the
+//! store `RUNNER_CACHE_DIR` / `RUNNER_CACHE_DB` select, as `runner cache` uses.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use runner::clock::{Clock, SystemClock};
+use runner::server::{self, AuthMode, Server, ServerConfig};
+use runner::store::index::parse_size;
+
+use super::EXIT_OK;
+use super::token::SecretArgs;
+
+/// Log line formats.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Arguments of `runner serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, env = "RUNNER_SERVE_LISTEN", default_value = server::DEFAULT_LISTEN)]
+    listen: String,
+    #[command(flatten)]
+    secret: SecretArgs,
+    /// Accept requests without verifying tokens (local experiments only).
+    #[arg(long)]
+    insecure_no_auth: bool,
+    /// The base URL clients reach this server at, for signed upload/download URLs (default:
+    /// the request's Host).
+    #[arg(long, env = "RUNNER_SERVE_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Largest entry accepted (`10G`, `500M`, bytes).
+    #[arg(long, default_value = "10G", value_parser = parse_size)]
+    max_entry_size: u64,
+    /// Largest upload request body.
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    max_body_size: u64,
+    /// Upload requests receiving bytes at once; more get 429.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_CONCURRENT_UPLOADS)]
+    max_concurrent_uploads: usize,
+    /// Lifetime of signed URLs and of uploads never finalized (`1h`, `30m`).
+    #[arg(long, default_value = "1h", value_parser = server::parse_duration_secs)]
+    url_ttl: i64,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn init_logs(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false);
+    // A second initialisation (tests calling run twice) keeps the first.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
+    init_logs(args.log_format);
+    let auth = match (args.secret.secret()?, args.insecure_no_auth) {
+        (Some(secret), _) => AuthMode::Secret(secret),
+        (None, true) => {
+            tracing::warn!(
+                "INSECURE: --insecure-no-auth is set; every request is accepted without a token check. Do not expose this server."
+            );
+            AuthMode::Insecure
+        }
+        (None, false) => anyhow::bail!(
+            "no token secret: set RUNNER_SERVE_TOKEN_SECRET or --token-secret-file (or --insecure-no-auth for local experiments)"
+        ),
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let dir =
+        runner::store::default_cache_dir().context("no cache directory: set RUNNER_CACHE_DIR")?;
+    let cache = runner::cache::open_default(clock.clone()).context("opening the cache store")?;
+    let mut config = ServerConfig::new(auth, dir.join("staging-v1"));
+    config.public_url = args.public_url;
+    config.max_entry_size = args.max_entry_size;
+    config.max_body_size = args.max_body_size;
+    config.max_concurrent_uploads = args.max_concurrent_uploads;
+    config.url_ttl_secs = args.url_ttl;
+    let server = Server::new(Arc::new(cache), config, clock).context("starting the server")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let served = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        tracing::info!(store = %dir.display(), "listening on http://{addr}");
+        server::serve(listener, server, shutdown_signal())
+            .await
+            .context("serving")
+    });
+    // A store call still running on a blocking thread is left to the OS: exit within 10 s.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served?;
+    tracing::info!("stopped");
+    Ok(EXIT_OK)
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot watch SIGTERM; stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

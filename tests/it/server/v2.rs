@@ -1,0 +1,530 @@
+//! v2: Twirp CacheService and the Azure-style blob URLs.
+
+use std::thread;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::json;
+
+use super::{REPO, Srv, bytes, put_blob, version};
+use crate::cache::MAIN;
+use crate::support::http;
+
+#[test]
+fn single_put_round_trip_with_range_and_head() {
+    let s = Srv::start();
+    let token = s.token();
+    let v = version(1);
+    let data = bytes(300_000, 1);
+    let done = s.save_v2(&token, "deps-linux-abc", &v, &data);
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert_eq!(done.json()["ok"], json!(true));
+    let entry_id = done.json()["entry_id"]
+        .as_str()
+        .expect("string")
+        .to_string();
+    assert!(
+        entry_id.parse::<u64>().is_ok(),
+        "int64 as a string: {entry_id}"
+    );
+
+    let found = s.download_url(&token, &["deps-linux-xyz", "deps-linux-"], &v);
+    assert_eq!(found["ok"], json!(true));
+    assert_eq!(found["matched_key"], "deps-linux-abc");
+    let url = found["signed_download_url"].as_str().expect("url");
+    assert!(
+        url.starts_with(&format!("{}/blobs/entries/", s.base)),
+        "{url}"
+    );
+
+    let whole = http("GET", url, &[], None);
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.header("content-length"), Some("300000"));
+    assert!(whole.header("x-ms-request-id").is_some());
+    assert_eq!(whole.body, data);
+
+    let head = http("HEAD", url, &[], None);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("300000"));
+    assert!(head.body.is_empty());
+
+    let part = http("GET", url, &[("Range", "bytes=1000-1999")], None);
+    assert_eq!(part.status, 206);
+    assert_eq!(part.header("content-range"), Some("bytes 1000-1999/300000"));
+    assert_eq!(part.body, &data[1000..2000]);
+    let azure = http("GET", url, &[("x-ms-range", "bytes=299990-")], None);
+    assert_eq!(azure.body, &data[299_990..]);
+    let beyond = http("GET", url, &[("Range", "bytes=400000-")], None);
+    assert_eq!(beyond.status, 416);
+
+    // The same entry is what `runner cache list` shows.
+    let entries = s.h.cache.index().list(&Default::default()).expect("list");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        (entries[0].repository.as_str(), entries[0].scope.as_str()),
+        (REPO, MAIN)
+    );
+}
+
+#[test]
+fn a_miss_is_ok_false_with_status_200() {
+    let s = Srv::start();
+    let found = s.download_url(&s.token(), &["nothing"], &version(1));
+    assert_eq!(found["ok"], json!(false));
+}
+
+/// Put Block in any order, 8 at once, then Put Block List assembled in list order, for the
+/// toolkit's 48-byte and buildx's 64-byte block ids.
+#[test]
+fn blocks_upload_concurrently_and_assemble_in_list_order() {
+    let s = Srv::start();
+    let token = s.token();
+    for (n, id_len) in [(1u8, 48usize), (2, 64)] {
+        let key = format!("blocks-{id_len}");
+        let v = version(n);
+        let url = s.create(&token, &key, &v).expect("created");
+        let chunks: Vec<Vec<u8>> = (0..8).map(|i| bytes(50_000 + i * 7, i as u8)).collect();
+        let ids: Vec<String> = (0..8)
+            .map(|i| {
+                let mut raw = format!("block-{i:06}").into_bytes();
+                raw.resize(id_len, b'x');
+                STANDARD.encode(raw)
+            })
+            .collect();
+        thread::scope(|scope| {
+            for i in (0..8).rev() {
+                let (url, id, chunk) = (&url, &ids[i], &chunks[i]);
+                scope.spawn(move || {
+                    let block = format!("{url}&comp=block&blockid={}", encode(id));
+                    let reply = http("PUT", &block, &[], Some(chunk));
+                    assert_eq!(reply.status, 201, "{}", reply.text());
+                    assert!(reply.header("x-ms-request-id").is_some());
+                });
+            }
+        });
+        // The list names the blocks in their order, which is not the upload order.
+        let list: String = ids
+            .iter()
+            .map(|id| format!("<Latest>{id}</Latest>"))
+            .collect();
+        let xml =
+            format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{list}</BlockList>");
+        let reply = http(
+            "PUT",
+            &format!("{url}&comp=blocklist"),
+            &[],
+            Some(xml.as_bytes()),
+        );
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        let expected: Vec<u8> = chunks.concat();
+        let done = s.finalize(&token, &key, &v, expected.len());
+        assert_eq!(done.status, 200, "{}", done.text());
+        assert_eq!(s.restore_v2(&token, &[&key], &v), Some(expected));
+    }
+    assert_eq!(s.staged_uploads(), 0, "staging is emptied at finalize");
+}
+
+fn encode(text: &str) -> String {
+    text.replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
+
+#[test]
+fn block_list_naming_an_unknown_block_is_refused() {
+    let s = Srv::start();
+    let token = s.token();
+    let v = version(3);
+    let url = s.create(&token, "k", &v).expect("created");
+    let known = STANDARD.encode([1u8; 48]);
+    let put = http(
+        "PUT",
+        &format!("{url}&comp=block&blockid={}", encode(&known)),
+        &[],
+        Some(b"abc"),
+    );
+    assert_eq!(put.status, 201);
+    let unknown = STANDARD.encode([2u8; 48]);
+    let xml = format!("<BlockList><Latest>{known}</Latest><Latest>{unknown}</Latest></BlockList>");
+    let reply = http(
+        "PUT",
+        &format!("{url}&comp=blocklist"),
+        &[],
+        Some(xml.as_bytes()),
+    );
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.header("x-ms-error-code"), Some("InvalidInput"));
+    assert!(reply.text().contains("never uploaded"), "{}", reply.text());
+    let bad_id = http(
+        "PUT",
+        &format!("{url}&comp=block&blockid=%%%"),
+        &[],
+        Some(b"x"),
+    );
+    assert_eq!(bad_id.status, 400);
+    let too_long = STANDARD.encode([3u8; 65]);
+    let long = http(
+        "PUT",
+        &format!("{url}&comp=block&blockid={}", encode(&too_long)),
+        &[],
+        Some(b"x"),
+    );
+    assert_eq!(long.status, 400);
+    let not_xml = http("PUT", &format!("{url}&comp=blocklist"), &[], Some(b"{}"));
+    assert_eq!(not_xml.status, 400);
+}
+
+#[test]
+fn an_existing_entry_answers_409_already_exists() {
+    let s = Srv::start();
+    let token = s.token();
+    let v = version(4);
+    assert_eq!(s.save_v2(&token, "k", &v, b"one").status, 200);
+    let again = s.create(&token, "k", &v).expect_err("exists");
+    assert_eq!(again.status, 409);
+    assert_eq!(again.json()["code"], "already_exists");
+    assert!(
+        again.json()["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("another job may be creating this cache")),
+        "{}",
+        again.text()
+    );
+    // Same key in another case is the same entry, as GitHub treats keys.
+    assert_eq!(s.create(&token, "K", &v).expect_err("exists").status, 409);
+}
+
+#[test]
+fn finalize_with_the_wrong_size_commits_nothing() {
+    let s = Srv::start();
+    let token = s.token();
+    let v = version(5);
+    let url = s.create(&token, "k", &v).expect("created");
+    assert_eq!(put_blob(&url, b"12345").status, 201);
+    let wrong = s.finalize(&token, "k", &v, 6);
+    assert_eq!(wrong.status, 400);
+    assert_eq!(wrong.json()["code"], "invalid_argument");
+    assert_eq!(s.h.entry_count(), 0);
+    // The upload is still open: the right size commits it.
+    assert_eq!(s.finalize(&token, "k", &v, 5).status, 200);
+    assert_eq!(s.h.entry_count(), 1);
+}
+
+#[test]
+fn signed_urls_are_bound_to_purpose_entry_and_time() {
+    let s = Srv::start();
+    let token = s.token();
+    let v = version(6);
+    let upload = s.create(&token, "k", &v).expect("created");
+    // Tampered: another upload id, a changed expiry, a changed signature.
+    let tampered = [
+        upload.replace("/uploads/v2-", "/uploads/v2-0"),
+        upload.replace("se=", "se=9"),
+        format!("{}A", upload),
+        upload.replace("/uploads/", "/entries/"),
+    ];
+    for url in &tampered {
+        let reply = put_blob(url, b"evil");
+        assert!(
+            reply.status == 403 || reply.status == 404,
+            "{url}: {} {}",
+            reply.status,
+            reply.text()
+        );
+    }
+    assert_eq!(put_blob(&upload, b"good").status, 201);
+    assert_eq!(s.finalize(&token, "k", &v, 4).status, 200);
+    // An upload URL stops working at finalize.
+    let late = put_blob(&upload, b"late");
+    assert_eq!(late.status, 403, "{}", late.text());
+    assert_eq!(late.header("x-ms-error-code"), Some("AuthorizationFailure"));
+
+    let download = s.download_url(&token, &["k"], &v)["signed_download_url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    // A download URL cannot upload, an upload URL cannot download.
+    assert_eq!(put_blob(&download, b"overwrite").status, 403);
+    assert_eq!(http("GET", &upload, &[], None).status, 403);
+    let unsigned = download.split('?').next().expect("path").to_string();
+    assert_eq!(http("GET", &unsigned, &[], None).status, 403);
+    // Expired: the clock moves past the URL's lifetime.
+    s.h.clock.advance(2 * 3600 * 1000);
+    let expired = http("GET", &download, &[], None);
+    assert_eq!(expired.status, 403);
+    assert!(expired.text().contains("expired"), "{}", expired.text());
+    let fresh = s.token();
+    assert_eq!(
+        s.restore_v2(&fresh, &["k"], &v).as_deref(),
+        Some(&b"good"[..]),
+        "nothing touched"
+    );
+}
+
+#[test]
+fn bad_input_gets_4xx_twirp_errors() {
+    let s = Srv::start();
+    let token = s.token();
+    let auth = format!("Bearer {token}");
+    let post = |method: &str, body: &[u8]| {
+        http(
+            "POST",
+            &s.url(&format!("{}{method}", super::TWIRP)),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            Some(body),
+        )
+    };
+    let malformed = post("CreateCacheEntry", b"{not json");
+    assert_eq!(
+        (malformed.status, malformed.json()["code"].clone()),
+        (400, json!("malformed"))
+    );
+    let unknown = post("DeleteEverything", b"{}");
+    assert_eq!(
+        (unknown.status, unknown.json()["code"].clone()),
+        (404, json!("bad_route"))
+    );
+    let long_key = "k".repeat(513);
+    let rows = [
+        json!({"key": long_key, "version": version(1)}),
+        json!({"key": "a,b", "version": version(1)}),
+        json!({"key": "", "version": version(1)}),
+        json!({"key": "k", "version": "abc"}),
+        json!({"key": "k", "version": format!("{}zz", "0".repeat(62))}),
+    ];
+    for body in rows {
+        let reply = s.twirp(&token, "CreateCacheEntry", body.clone());
+        assert_eq!(reply.status, 400, "{body}: {}", reply.text());
+        assert_eq!(reply.json()["code"], "invalid_argument", "{body}");
+        assert!(reply.json()["msg"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let bad_size = s.twirp(
+        &token,
+        "FinalizeCacheEntryUpload",
+        json!({"key": "k", "version": version(1), "size_bytes": "-1"}),
+    );
+    assert_eq!(bad_size.status, 400);
+    let no_upload = s.finalize(&token, "never-created", &version(1), 3);
+    assert_eq!(no_upload.status, 404);
+    let traversal = http(
+        "PUT",
+        &s.url("/blobs/uploads/..%2F..%2Findex.sqlite?se=1&sig=x&rid=y"),
+        &[("x-ms-blob-type", "BlockBlob")],
+        Some(b"x"),
+    );
+    assert!(
+        traversal.status == 403 || traversal.status == 404,
+        "{}",
+        traversal.status
+    );
+    let entry_traversal = http(
+        "GET",
+        &s.url("/blobs/entries/..%2F..%2Fetc?se=1&sig=x"),
+        &[],
+        None,
+    );
+    assert_eq!(entry_traversal.status, 403);
+    let too_many: Vec<String> = (0..11).map(|i| format!("k{i}")).collect();
+    let reply = s.twirp(
+        &token,
+        "GetCacheEntryDownloadURL",
+        json!({"key": "k", "restore_keys": too_many, "version": version(1)}),
+    );
+    assert_eq!(reply.status, 400);
+    assert_eq!(s.h.entry_count(), 0);
+}
+
+#[test]
+fn put_blob_needs_the_block_blob_type_and_caps_the_body() {
+    let s = Srv::with(|c| c.max_body_size = 1000);
+    let token = s.token();
+    let v = version(7);
+    let url = s.create(&token, "k", &v).expect("created");
+    let untyped = http("PUT", &url, &[], Some(b"abc"));
+    assert_eq!(untyped.status, 400);
+    let big = put_blob(&url, &bytes(5000, 1));
+    assert_eq!(big.status, 413, "{}", big.text());
+    assert_eq!(big.header("x-ms-error-code"), Some("RequestBodyTooLarge"));
+    let nothing = s.finalize(&token, "k", &v, 5000);
+    assert_eq!(
+        nothing.status,
+        400,
+        "nothing was stored: {}",
+        nothing.text()
+    );
+    assert_eq!(s.h.entry_count(), 0);
+}
+
+#[test]
+fn entries_over_the_size_cap_are_refused_and_nothing_is_stored() {
+    let s = Srv::with(|c| c.max_entry_size = 100);
+    let token = s.token();
+    let v = version(8);
+    let url = s.create(&token, "k", &v).expect("created");
+    for (i, chunk) in [bytes(60, 1), bytes(60, 2)].iter().enumerate() {
+        let id = STANDARD.encode([i as u8 + 1; 48]);
+        let reply = http(
+            "PUT",
+            &format!("{url}&comp=block&blockid={}", encode(&id)),
+            &[],
+            Some(chunk),
+        );
+        assert_eq!(reply.status, 201);
+    }
+    let list = format!(
+        "<BlockList><Latest>{}</Latest><Latest>{}</Latest></BlockList>",
+        STANDARD.encode([1u8; 48]),
+        STANDARD.encode([2u8; 48])
+    );
+    assert_eq!(
+        http(
+            "PUT",
+            &format!("{url}&comp=blocklist"),
+            &[],
+            Some(list.as_bytes())
+        )
+        .status,
+        201
+    );
+    let over = s.finalize(&token, "k", &v, 120);
+    assert_eq!(over.status, 413, "{}", over.text());
+    assert!(
+        over.json()["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("limit"))
+    );
+    assert_eq!(s.h.entry_count(), 0);
+    assert_eq!(s.staged_uploads(), 0, "staged blocks are removed");
+    // The reservation is gone too: a smaller archive can be saved.
+    assert_eq!(s.save_v2(&token, "k", &v, b"small").status, 200);
+}
+
+#[test]
+fn oversized_json_and_bad_urls_get_json_errors() {
+    let s = Srv::start();
+    let token = s.token();
+    let huge = format!("{{\"key\":\"{}\"}}", "k".repeat(2 * 1024 * 1024));
+    let auth = format!("Bearer {token}");
+    let reply = http(
+        "POST",
+        &s.url(&format!("{}CreateCacheEntry", super::TWIRP)),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        Some(huge.as_bytes()),
+    );
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.json()["code"], "resource_exhausted");
+    let protobuf = http(
+        "POST",
+        &s.url(&format!("{}CreateCacheEntry", super::TWIRP)),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/protobuf"),
+        ],
+        Some(b"\x0a\x01k"),
+    );
+    assert_eq!(protobuf.status, 404);
+    assert_eq!(protobuf.json()["code"], "bad_route");
+    let bad_query = http(
+        "GET",
+        &s.url("/_apis/artifactcache/cache?keys=%FF%FE&version=1"),
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(bad_query.status, 400, "{}", bad_query.text());
+    assert!(bad_query.json()["message"].as_str().is_some());
+    let bad_path = http(
+        "PUT",
+        &s.url("/blobs/uploads/%FF?se=1&sig=x"),
+        &[],
+        Some(b"x"),
+    );
+    assert_eq!(bad_path.status, 400, "{}", bad_path.text());
+    assert_eq!(bad_path.header("x-ms-error-code"), Some("InvalidInput"));
+}
+
+#[test]
+fn racing_finalizes_commit_once_and_never_500() {
+    let s = Srv::start();
+    let token = s.token();
+    let v = version(9);
+    let data = bytes(2_000_000, 9);
+    let url = s.create(&token, "race", &v).expect("created");
+    assert_eq!(put_blob(&url, &data).status, 201);
+    let statuses: Vec<u16> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| s.finalize(&token, "race", &v, data.len()).status))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [200, 404, 409].contains(s)),
+        "{statuses:?}"
+    );
+    assert_eq!(s.h.entry_count(), 1);
+}
+
+#[test]
+fn a_streamed_body_over_the_cap_and_a_broken_off_body_store_nothing() {
+    use std::io::Write as _;
+    let s = Srv::with(|c| c.max_body_size = 1000);
+    let token = s.token();
+    let v = version(10);
+    let url = s.create(&token, "k", &v).expect("created");
+    // No Content-Length (chunked): the cap is enforced while streaming.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let data = bytes(5000, 2);
+    let mut reader = &data[..];
+    let reply = agent
+        .put(&url)
+        .header("x-ms-blob-type", "BlockBlob")
+        .send(ureq::SendBody::from_reader(&mut reader))
+        .expect("answer");
+    assert_eq!(reply.status().as_u16(), 413);
+    // A client that announces 900 bytes, sends 10 and goes away.
+    let path = url.trim_start_matches(&s.base);
+    let mut socket =
+        std::net::TcpStream::connect(s.base.trim_start_matches("http://")).expect("connect");
+    write!(
+        socket,
+        "PUT {path} HTTP/1.1\r\nHost: x\r\nx-ms-blob-type: BlockBlob\r\nContent-Length: 900\r\n\r\n0123456789"
+    )
+    .expect("send");
+    drop(socket);
+    let nothing = s.finalize(&token, "k", &v, 10);
+    assert_eq!(nothing.status, 400, "{}", nothing.text());
+    // The broken-off body's temporary file goes away once the server sees the end.
+    let upload_dir = s.h.dir.path().join("staging");
+    let leftovers = || {
+        std::fs::read_dir(&upload_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+            .filter(|f| f.file_name() != "meta.json")
+            .count()
+    };
+    let mut polls = 0;
+    while leftovers() > 0 {
+        polls += 1;
+        assert!(polls < 10_000, "a partial body was left in staging");
+        thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(s.h.entry_count(), 0);
+}
