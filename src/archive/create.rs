@@ -54,6 +54,9 @@ pub struct CreateOptions<'a> {
     pub zstd_long_after: Option<u64>,
     /// Called on this thread with the content bytes written so far, after each batch.
     pub progress: Option<&'a dyn Fn(u64)>,
+    /// Absolute paths never archived, with everything under them (the cache's own store).
+    /// A restore's staging directories (`.runner-restore-*`) are never archived either.
+    pub exclude: Vec<PathBuf>,
 }
 
 impl CreateOptions<'_> {
@@ -68,6 +71,7 @@ impl CreateOptions<'_> {
             zstd_overlap_log: None,
             zstd_long_after: None,
             progress: None,
+            exclude: Vec::new(),
         }
     }
 }
@@ -83,6 +87,7 @@ impl std::fmt::Debug for CreateOptions<'_> {
             .field("zstd_overlap_log", &self.zstd_overlap_log)
             .field("zstd_long_after", &self.zstd_long_after)
             .field("progress", &self.progress.is_some())
+            .field("exclude", &self.exclude)
             .finish()
     }
 }
@@ -154,7 +159,12 @@ pub fn create_with(
     } else {
         opts.read_threads
     };
-    let mut stats = write_items(roots, threads, &mut enc, opts.progress)?;
+    let exclude: Vec<PathBuf> = opts
+        .exclude
+        .iter()
+        .map(|p| paths::absolute(&workspace, p))
+        .collect();
+    let mut stats = write_items(roots, &exclude, threads, &mut enc, opts.progress)?;
     enc.write_all(&[0u8; 2 * BLOCK])
         .map_err(io_err("<archive output>"))?;
     enc.finish().map_err(io_err("<archive output>"))?;
@@ -287,11 +297,15 @@ fn roots(
 /// threads' work. Stops early when `sink` returns false.
 fn walk(
     roots: Vec<(PathBuf, Vec<u8>, bool)>,
+    exclude: &[PathBuf],
     sink: &mut dyn FnMut(Item) -> bool,
 ) -> Result<(), ArchiveError> {
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     for (path, name, is_dir) in roots {
-        if !walk_one(path, name, is_dir, sink, &mut seen)? {
+        if exclude.iter().any(|x| path.starts_with(x)) {
+            continue;
+        }
+        if !walk_one(path, name, is_dir, exclude, sink, &mut seen)? {
             break;
         }
     }
@@ -302,6 +316,7 @@ fn walk_one(
     path: PathBuf,
     name: Vec<u8>,
     is_dir: bool,
+    exclude: &[PathBuf],
     sink: &mut dyn FnMut(Item) -> bool,
     seen: &mut HashSet<Vec<u8>>,
 ) -> Result<bool, ArchiveError> {
@@ -327,6 +342,14 @@ fn walk_one(
     }
     children.sort_unstable();
     for (child, child_is_dir) in children {
+        let child_path = path.join(&child);
+        if child
+            .as_bytes()
+            .starts_with(super::commit::TEMP_PREFIX.as_bytes())
+            || exclude.contains(&child_path)
+        {
+            continue;
+        }
         let mut child_name = if name == b"." {
             Vec::new()
         } else {
@@ -335,7 +358,7 @@ fn walk_one(
             n
         };
         child_name.extend_from_slice(child.as_bytes());
-        if !walk_one(path.join(&child), child_name, child_is_dir, sink, seen)? {
+        if !walk_one(child_path, child_name, child_is_dir, exclude, sink, seen)? {
             return Ok(false);
         }
     }
@@ -484,6 +507,7 @@ struct PipeState {
 
 fn write_items(
     roots: Vec<(PathBuf, Vec<u8>, bool)>,
+    exclude: &[PathBuf],
     threads: usize,
     enc: &mut Encoder<'_>,
     progress: Option<&dyn Fn(u64)>,
@@ -504,7 +528,7 @@ fn write_items(
     let mut stats = CreateStats::default();
     let result = std::thread::scope(|s| {
         let pipe = &pipe;
-        s.spawn(move || walker(pipe, roots));
+        s.spawn(move || walker(pipe, roots, exclude));
         for _ in 0..threads.max(1) {
             s.spawn(move || reader(pipe, window));
         }
@@ -520,7 +544,7 @@ fn write_items(
 
 /// Walks the roots, queueing batches for the readers; a walk error takes the place of the
 /// next batch, so the writer reports it in order.
-fn walker(pipe: &Pipeline, roots: Vec<(PathBuf, Vec<u8>, bool)>) {
+fn walker(pipe: &Pipeline, roots: Vec<(PathBuf, Vec<u8>, bool)>, exclude: &[PathBuf]) {
     let mut index = 0;
     let mut batch = Vec::with_capacity(BATCH_ENTRIES);
     let queue = |batch: Vec<Item>, index: &mut usize| {
@@ -528,7 +552,7 @@ fn walker(pipe: &Pipeline, roots: Vec<(PathBuf, Vec<u8>, bool)>) {
         *index += 1;
         pipe.room.notify_all();
     };
-    let r = walk(roots, &mut |item| {
+    let r = walk(roots, exclude, &mut |item| {
         batch.push(item);
         if batch.len() == BATCH_ENTRIES {
             queue(

@@ -1,13 +1,15 @@
-//! Extracting archives safely: decode on this thread, check every entry against the declared
-//! paths, write file contents on a pool of threads into staging directories next to the targets,
-//! and only when the whole archive was read without error move the staged trees into place.
+//! Extracting archives safely: decode on this thread, map every entry to where it is restored
+//! (the declared paths, or their re-rooted places), write file contents on a pool of threads
+//! into staging directories next to the targets (every name below a staging directory reached
+//! by `openat` without following links), and only when the whole archive was read without
+//! error move the staged trees into place, all or nothing.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::{CString, OsStr};
-use std::fs::{File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -15,6 +17,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::commit::{self, TEMP_PREFIX};
+use super::fsat::{self, Dirs};
 use super::tarfmt::Meta;
 use super::{ArchiveError, ExtractStats, default_threads, io_err, paths};
 
@@ -35,6 +39,16 @@ const MODE_MASK: u32 = 0o1777;
 /// zstd window limit: archives made with `zstd --long=30/31` decode.
 const WINDOW_LOG_MAX: u32 = 31;
 
+/// Where the archive entries under one name prefix are restored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Root {
+    /// The archive-relative prefix recorded at save time, lexically normalised (it may begin
+    /// with `..` components; empty is the workspace itself).
+    pub name: PathBuf,
+    /// The absolute path the entries under `name` are restored to now.
+    pub dest: PathBuf,
+}
+
 /// Options for [`extract_with`].
 #[derive(Default)]
 pub struct ExtractOptions<'a> {
@@ -42,6 +56,13 @@ pub struct ExtractOptions<'a> {
     pub write_threads: usize,
     /// Called on the calling thread with the uncompressed (tar) bytes decoded so far.
     pub progress: Option<&'a dyn Fn(u64)>,
+    /// Where entries are restored: each entry goes to the root with the longest `name` that is
+    /// a component prefix of its name; entries under no root are refused. `None`: each allowed
+    /// path is restored where it is (names relative to the workspace).
+    pub roots: Option<&'a [Root]>,
+    /// Absolute paths a restore never writes: entries at or under them are skipped (counted in
+    /// [`ExtractStats::skipped`]), and nothing holding them is replaced.
+    pub exclude: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for ExtractOptions<'_> {
@@ -49,11 +70,13 @@ impl std::fmt::Debug for ExtractOptions<'_> {
         f.debug_struct("ExtractOptions")
             .field("write_threads", &self.write_threads)
             .field("progress", &self.progress.is_some())
+            .field("roots", &self.roots)
+            .field("exclude", &self.exclude)
             .finish()
     }
 }
 
-/// Extracts like [`super::extract`], with options.
+/// Extracts like [`super::extract`], with options. With `opts.roots` set, `allowed` is not used.
 pub fn extract_with(
     input: &mut dyn Read,
     workspace: &Path,
@@ -61,7 +84,36 @@ pub fn extract_with(
     opts: &ExtractOptions<'_>,
 ) -> Result<ExtractStats, ArchiveError> {
     let workspace = paths::absolute(Path::new(""), workspace);
-    let mut stager = Stager::new(&workspace, allowed)?;
+    let roots = match opts.roots {
+        Some(roots) => roots
+            .iter()
+            .map(|r| {
+                let name = r.name.as_os_str().as_bytes();
+                let parts =
+                    name_parts(name).ok_or_else(|| unsafe_entry(name, "not a normalised name"))?;
+                Ok((parts, paths::absolute(&workspace, &r.dest)))
+            })
+            .collect::<Result<Vec<_>, ArchiveError>>()?,
+        None => identity_roots(&workspace, allowed),
+    };
+    let exclude: Vec<PathBuf> = opts
+        .exclude
+        .iter()
+        .map(|p| paths::absolute(&workspace, p))
+        .collect();
+    let mut stager = Stager::new(roots, exclude)?;
+    let r = extract_staged(input, &mut stager, opts).and_then(|stats| {
+        stager.commit()?;
+        Ok(stats)
+    });
+    r.map_err(|e| stager.name_destination(e))
+}
+
+fn extract_staged(
+    input: &mut dyn Read,
+    stager: &mut Stager,
+    opts: &ExtractOptions<'_>,
+) -> Result<ExtractStats, ArchiveError> {
     let threads = if opts.write_threads == 0 {
         // One more than the cores: a writer often waits in the kernel (page and inode
         // allocation), and the spare keeps the cores busy meanwhile. Measured on 2 cores: 3
@@ -88,11 +140,10 @@ pub fn extract_with(
     };
     // Decode on this thread (the input need not be Send) while a second thread parses the tar
     // stream and stages entries, like `zstd -d | tar -x`.
-    let stats = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(8);
         // Used chunks go back to the decoder: fresh 1 MiB buffers cost page faults and zeroing.
         let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-        let stager = &mut stager;
         let parser = s.spawn(move || {
             let mut reader = ChunkReader {
                 rx: Some(rx),
@@ -117,10 +168,7 @@ pub fn extract_with(
                 reason: "the archive reader thread panicked".into(),
             })
         })
-    })?;
-    stager.fix_dir_metadata()?;
-    stager.commit()?;
-    Ok(stats)
+    })
 }
 
 fn corrupt(e: std::io::Error) -> ArchiveError {
@@ -136,29 +184,111 @@ fn unsafe_entry(name: &[u8], reason: &str) -> ArchiveError {
     }
 }
 
-/// One declared path, where its entries are staged, and where the staging directory lives.
-struct Root {
-    /// The declared absolute path.
+/// The components of an archive name with `.` and empty ones dropped; `..` only before the
+/// first named component (a name above the workspace). `None` for absolute names, NUL bytes
+/// and `..` after a named component.
+fn name_parts(name: &[u8]) -> Option<Vec<Vec<u8>>> {
+    if name.first() == Some(&b'/') || name.contains(&0) {
+        return None;
+    }
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    for part in name.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." if parts.iter().any(|p| p != b"..") => return None,
+            _ => parts.push(part.to_vec()),
+        }
+    }
+    Some(parts)
+}
+
+/// Each allowed path restored where it is: its name relative to the workspace, itself as the
+/// destination. Paths inside another allowed path are covered by it.
+fn identity_roots(workspace: &Path, allowed: &[PathBuf]) -> Vec<(Vec<Vec<u8>>, PathBuf)> {
+    let mut declared: Vec<PathBuf> = allowed
+        .iter()
+        .map(|p| paths::absolute(workspace, p))
+        .collect();
+    declared.sort_by_key(|p| p.components().count());
+    let mut roots: Vec<(Vec<Vec<u8>>, PathBuf)> = Vec::new();
+    for path in declared {
+        if roots.iter().any(|(_, d)| is_under(&path, d)) {
+            continue;
+        }
+        let name = paths::relative_name(workspace, &path);
+        roots.push((name_parts(&name).unwrap_or_default(), path));
+    }
+    roots
+}
+
+/// A staging directory of ours, locked for as long as the restore runs so a later restore
+/// knows it is not a leftover.
+struct Staging {
     path: PathBuf,
-    /// An existing directory: `path` itself if it is a real directory, else its nearest
-    /// existing ancestor. Staged names are relative to it.
+    _lock: File,
+}
+
+impl Staging {
+    /// Makes a fresh staging directory in `dir`, locked.
+    fn new(dir: &Path) -> Result<Staging, ArchiveError> {
+        loop {
+            let path = tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .tempdir_in(dir)
+                .map_err(io_err(dir))?
+                .keep();
+            let lock = File::open(&path).map_err(io_err(&path))?;
+            use std::os::fd::AsRawFd;
+            use std::os::unix::fs::MetadataExt;
+            // SAFETY: `lock` is an open fd for the duration of the call.
+            let locked =
+                unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+            // A restore reclaiming leftovers may have removed it before it was locked.
+            let same = match (lock.metadata(), std::fs::symlink_metadata(&path)) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                _ => false,
+            };
+            if locked && same {
+                return Ok(Staging { path, _lock: lock });
+            }
+        }
+    }
+}
+
+/// One destination: the archive names under `name` restored at `path`.
+struct Dest {
+    /// The name prefix, as components.
+    name: Vec<Vec<u8>>,
+    /// Where entries under `name` go (absolute).
+    path: PathBuf,
+    /// `path` was a real directory before the restore: no entry may replace it.
+    was_dir: bool,
+    /// The existing directory the staging directory is made in and staged names are relative
+    /// to: the parent of `path` when it is on the same file system, `path` itself when it is a
+    /// mount point, the nearest existing ancestor when `path` does not exist.
     base: PathBuf,
-    /// The staging directory inside `base`, made on first use.
-    staging: Option<tempfile::TempDir>,
-    /// Mode and mtime the archive gives `path` itself when it is `base`.
-    root_meta: Option<Meta>,
-    /// `base`'s mtime before the staging directory was made in it, restored when a failed
-    /// restore removes the staging directory again (so the tree is left exactly as it was).
+    /// Made on first use.
+    staging: Option<Staging>,
+    /// `base`'s mtime before the staging directory was made in it, put back afterwards.
     base_mtime: Option<Meta>,
 }
 
+/// Where an entry name goes.
+enum Placed {
+    /// Under destination `usize`, at this path.
+    At(usize, PathBuf),
+    /// A directory above a destination's name (tar may carry it): not written.
+    Above,
+}
+
 struct Stager {
-    workspace: PathBuf,
-    roots: Vec<Root>,
+    dests: Vec<Dest>,
+    exclude: Vec<PathBuf>,
     made_dirs: PathSet,
     files: PathSet,
     symlinks: PathSet,
-    dir_meta: Vec<(PathBuf, Meta)>,
+    /// Directory metadata to set after the commit: destination, final path.
+    dir_meta: Vec<(usize, PathBuf, Meta)>,
     committed: bool,
 }
 
@@ -167,11 +297,11 @@ impl Drop for Stager {
         if self.committed {
             return;
         }
-        for root in &mut self.roots {
-            if let Some(staging) = root.staging.take() {
-                drop(staging);
-                if let Some(meta) = &root.base_mtime {
-                    let _ = set_path_mtime(&root.base, meta, false);
+        for d in &mut self.dests {
+            if let Some(staging) = d.staging.take() {
+                commit::remove_tree(&staging.path);
+                if let Some(meta) = &d.base_mtime {
+                    let _ = commit::set_mtime(&d.base, meta);
                 }
             }
         }
@@ -179,29 +309,27 @@ impl Drop for Stager {
 }
 
 impl Stager {
-    fn new(workspace: &Path, allowed: &[PathBuf]) -> Result<Stager, ArchiveError> {
-        let mut declared: Vec<PathBuf> = allowed
-            .iter()
-            .map(|p| paths::absolute(workspace, p))
-            .collect();
-        declared.sort_by_key(|p| p.components().count());
-        let mut roots: Vec<Root> = Vec::new();
-        for path in declared {
-            if roots.iter().any(|r| path.starts_with(&r.path)) {
-                continue;
-            }
-            let base = staging_base(&path)?;
-            roots.push(Root {
+    fn new(
+        roots: Vec<(Vec<Vec<u8>>, PathBuf)>,
+        exclude: Vec<PathBuf>,
+    ) -> Result<Stager, ArchiveError> {
+        let mut dests = Vec::new();
+        for (name, path) in roots {
+            let (base, was_dir) = staging_base(&path)?;
+            dests.push(Dest {
+                name,
                 path,
+                was_dir,
                 base,
                 staging: None,
-                root_meta: None,
                 base_mtime: None,
             });
         }
+        // Shallower destinations commit first: a deeper one may lie inside what they place.
+        dests.sort_by_key(|d| d.path.components().count());
         Ok(Stager {
-            workspace: workspace.to_path_buf(),
-            roots,
+            dests,
+            exclude,
             made_dirs: PathSet::default(),
             files: PathSet::default(),
             symlinks: PathSet::default(),
@@ -210,49 +338,90 @@ impl Stager {
         })
     }
 
-    fn root_of(&self, target: &Path) -> Option<usize> {
-        self.roots.iter().position(|r| is_under(target, &r.path))
+    /// Where archive name `name` is restored.
+    fn place(&self, name: &[u8]) -> Result<Placed, ArchiveError> {
+        if name.first() == Some(&b'/') {
+            return Err(unsafe_entry(name, "absolute path"));
+        }
+        let parts = name_parts(name).ok_or_else(|| unsafe_entry(name, "invalid path"))?;
+        let best = self
+            .dests
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| parts.starts_with(&d.name))
+            .max_by_key(|(_, d)| d.name.len());
+        let Some((i, d)) = best else {
+            if self
+                .dests
+                .iter()
+                .any(|d| d.name.len() > parts.len() && d.name.starts_with(&parts))
+            {
+                return Ok(Placed::Above);
+            }
+            return Err(unsafe_entry(
+                name,
+                "outside the paths declared for this cache",
+            ));
+        };
+        let rest = &parts[d.name.len()..];
+        if rest.iter().any(|p| p == b"..") {
+            return Err(unsafe_entry(name, "invalid path"));
+        }
+        let mut target = d.path.clone();
+        for p in rest {
+            target.push(OsStr::from_bytes(p));
+        }
+        Ok(Placed::At(i, target))
     }
 
-    /// The staging path of `target` under root `ri`, creating the staging directory if needed.
-    fn staged(&mut self, ri: usize, target: &Path) -> Result<PathBuf, ArchiveError> {
-        let root = &mut self.roots[ri];
-        if root.staging.is_none() {
+    fn excluded(&self, target: &Path) -> bool {
+        self.exclude.iter().any(|x| is_under(target, x))
+    }
+
+    /// The staging path of `target` under destination `di` and the length of its staging
+    /// root's path, creating the staging directory if needed.
+    fn staged(&mut self, di: usize, target: &Path) -> Result<(PathBuf, usize), ArchiveError> {
+        let d = &mut self.dests[di];
+        if d.staging.is_none() {
             use std::os::unix::fs::MetadataExt;
-            root.base_mtime = std::fs::symlink_metadata(&root.base).ok().map(|m| Meta {
+            commit::reclaim_leftovers(&d.base);
+            if d.was_dir && d.base != d.path {
+                // Where staging directories were made before they moved next to the target.
+                commit::reclaim_leftovers(&d.path);
+            }
+            d.base_mtime = std::fs::symlink_metadata(&d.base).ok().map(|m| Meta {
                 mtime: m.mtime(),
                 mtime_nsec: m.mtime_nsec().clamp(0, 999_999_999) as u32,
                 ..Meta::default()
             });
-            let dir = tempfile::Builder::new()
-                .prefix(".runner-restore-")
-                .tempdir_in(&root.base)
-                .map_err(io_err(&root.base))?;
-            self.made_dirs.insert(dir.path());
-            root.staging = Some(dir);
+            let staging = Staging::new(&d.base)?;
+            self.made_dirs.insert(&staging.path);
+            d.staging = Some(staging);
         }
-        let staging = root
+        let staging = d
             .staging
             .as_ref()
-            .map(|d| d.path())
-            .unwrap_or(&root.base);
-        let rel = target.strip_prefix(&root.base).unwrap_or(Path::new(""));
-        Ok(if rel.as_os_str().is_empty() {
+            .map(|s| s.path.as_path())
+            .unwrap_or(&d.base);
+        let root_len = staging.as_os_str().len();
+        let rel = target.strip_prefix(&d.base).unwrap_or(Path::new(""));
+        let p = if rel.as_os_str().is_empty() {
             staging.to_path_buf()
         } else {
             staging.join(rel)
-        })
+        };
+        Ok((p, root_len))
     }
 
-    /// Refuses `target` if any directory above it (inside its root) was staged as a symlink:
-    /// writing there would follow the link.
+    /// Refuses `target` if any directory above it (inside its destination) was staged as a
+    /// symlink: writing there would follow the link.
     fn check_no_symlink_above(
         &self,
         name: &[u8],
         target: &Path,
-        ri: usize,
+        di: usize,
     ) -> Result<(), ArchiveError> {
-        if self.symlinks.under_any_above(target, &self.roots[ri].base) {
+        if self.symlinks.under_any_above(target, &self.dests[di].base) {
             return Err(unsafe_entry(name, "its path goes through a symlink"));
         }
         Ok(())
@@ -260,7 +429,12 @@ impl Stager {
 
     /// Queues the creation of `dir` and of its ancestors not made yet, each on the writer that
     /// will write the files inside it (so it exists before they are opened there).
-    fn ensure_dir(&mut self, pool: &mut WritePool, dir: &Path) -> Result<(), ArchiveError> {
+    fn ensure_dir(
+        &mut self,
+        pool: &mut WritePool,
+        dir: &Path,
+        root_len: usize,
+    ) -> Result<(), ArchiveError> {
         let missing: Vec<&Path> = dir
             .ancestors()
             .take_while(|d| !self.made_dirs.contains(d))
@@ -269,6 +443,7 @@ impl Stager {
             self.made_dirs.insert(d);
             pool.submit(FileJob::without_content(
                 d.to_path_buf(),
+                root_len,
                 Meta::default(),
                 JobKind::Mkdir,
             ))?;
@@ -276,8 +451,15 @@ impl Stager {
         Ok(())
     }
 
-    /// Removes whatever an earlier entry of the same name staged at `p`.
-    fn clear_duplicate(&mut self, target: &Path, p: &Path) -> Result<(), ArchiveError> {
+    /// Removes whatever an earlier entry of the same name staged at `p`, and forgets every
+    /// file and link staged below it (a hard link to one of them must not find it by name).
+    fn clear_duplicate(
+        &mut self,
+        pool: &mut WritePool,
+        target: &Path,
+        p: &Path,
+    ) -> Result<(), ArchiveError> {
+        pool.barrier()?;
         let was_file = self.files.remove(target);
         let was_link = self.symlinks.remove(target);
         if was_file || was_link {
@@ -285,34 +467,60 @@ impl Stager {
         } else if self.made_dirs.contains(p) {
             std::fs::remove_dir_all(p).map_err(io_err(p))?;
             self.made_dirs.remove_under(p);
+            self.files.remove_under(target);
+            self.symlinks.remove_under(target);
+            self.dir_meta.retain(|(_, t, _)| !is_under(t, target));
+            // The writers' open directories may be the removed ones.
+            pool.generation.fetch_add(1, Ordering::SeqCst);
         }
         Ok(())
     }
 
-    fn fix_dir_metadata(&self) -> Result<(), ArchiveError> {
-        // Children first, so setting a directory's mtime is not undone by writes into it.
-        for (p, meta) in self.dir_meta.iter().rev() {
-            apply_dir_meta(p, meta)?;
-        }
-        Ok(())
-    }
-
+    /// Moves every staged tree into place and sets the archived directory metadata, all or
+    /// nothing per destination.
     fn commit(&mut self) -> Result<(), ArchiveError> {
-        for root in &mut self.roots {
-            let Some(staging) = &root.staging else {
-                continue;
+        let dir_meta = std::mem::take(&mut self.dir_meta);
+        for (i, d) in self.dests.iter().enumerate() {
+            let Some(staging) = &d.staging else { continue };
+            let finish = || {
+                // Children first, so setting a directory's mtime is not undone by writes into it.
+                for (_, p, meta) in dir_meta.iter().rev().filter(|(di, _, _)| *di == i) {
+                    apply_dir_meta(p, meta)?;
+                }
+                Ok(())
             };
-            merge(staging.path(), &root.base, &root.path)?;
-            if let Some(staging) = root.staging.take() {
-                let path = staging.path().to_path_buf();
-                staging.close().map_err(io_err(path))?;
-            }
-            if let Some(meta) = &root.root_meta {
-                apply_dir_meta(&root.base, meta)?;
+            commit::commit(&staging.path, &d.base, &d.path, &self.exclude, finish)?;
+        }
+        for d in &mut self.dests {
+            if let Some(staging) = d.staging.take() {
+                commit::remove_tree(&staging.path);
+                if let Some(meta) = &d.base_mtime
+                    && d.base != d.path
+                {
+                    let _ = commit::set_mtime(&d.base, meta);
+                }
             }
         }
         self.committed = true;
         Ok(())
+    }
+
+    /// An I/O error about a staged path names the destination it stood for instead.
+    fn name_destination(&self, e: ArchiveError) -> ArchiveError {
+        let ArchiveError::Io { path, source } = e else {
+            return e;
+        };
+        for d in &self.dests {
+            if let Some(s) = &d.staging
+                && let Ok(rel) = path.strip_prefix(&s.path)
+            {
+                return ArchiveError::Io {
+                    path: d.base.join(rel),
+                    source,
+                };
+            }
+        }
+        ArchiveError::Io { path, source }
     }
 }
 
@@ -360,15 +568,21 @@ impl PathSet {
     }
 }
 
-/// The existing directory a declared path is staged in: the path itself when it is a real
-/// directory, else its nearest existing ancestor.
-fn staging_base(path: &Path) -> Result<PathBuf, ArchiveError> {
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-        return Ok(path.to_path_buf());
+/// The existing directory a destination is staged in (see [`Dest::base`]), and whether the
+/// destination is a real directory now.
+fn staging_base(path: &Path) -> Result<(PathBuf, bool), ArchiveError> {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(m) = std::fs::symlink_metadata(path)
+        && m.is_dir()
+    {
+        let parent = path.parent().filter(|p| {
+            std::fs::symlink_metadata(p).is_ok_and(|pm| pm.is_dir() && pm.dev() == m.dev())
+        });
+        return Ok((parent.unwrap_or(path).to_path_buf(), true));
     }
     for anc in path.ancestors().skip(1) {
         match std::fs::metadata(anc) {
-            Ok(m) if m.is_dir() => return Ok(anc.to_path_buf()),
+            Ok(m) if m.is_dir() => return Ok((anc.to_path_buf(), false)),
             Ok(_) => {
                 return Err(ArchiveError::Io {
                     path: anc.to_path_buf(),
@@ -382,63 +596,7 @@ fn staging_base(path: &Path) -> Result<PathBuf, ArchiveError> {
             Err(e) => return Err(io_err(anc)(e)),
         }
     }
-    Ok(PathBuf::from("/"))
-}
-
-/// Moves everything in `src` to the same place under `dst`: whole subtrees by one rename when
-/// the destination does not exist, merging into existing directories, replacing other things.
-/// Never follows a symlink at the destination; never replaces anything that is not inside
-/// `declared` (the directories above it are only entered).
-fn merge(src: &Path, dst: &Path, declared: &Path) -> Result<(), ArchiveError> {
-    for entry in std::fs::read_dir(src).map_err(io_err(src))? {
-        let entry = entry.map_err(io_err(src))?;
-        let from = entry.path();
-        let to = dst.join(entry.file_name());
-        let from_is_dir = entry.file_type().map_err(io_err(&from))?.is_dir();
-        let inside = to.starts_with(declared);
-        match std::fs::symlink_metadata(&to) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::rename(&from, &to).map_err(io_err(&to))?;
-            }
-            Err(e) => return Err(io_err(&to)(e)),
-            Ok(m) if m.is_dir() && from_is_dir => {
-                merge(&from, &to, declared)?;
-                if inside {
-                    let md = std::fs::symlink_metadata(&from).map_err(io_err(&from))?;
-                    copy_dir_meta(&md, &to)?;
-                }
-            }
-            Ok(_) if !inside => {
-                return Err(ArchiveError::Io {
-                    path: to,
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::NotADirectory,
-                        "not a directory, cannot restore below it",
-                    ),
-                });
-            }
-            Ok(m) => {
-                if m.is_dir() {
-                    std::fs::remove_dir_all(&to).map_err(io_err(&to))?;
-                } else if from_is_dir {
-                    std::fs::remove_file(&to).map_err(io_err(&to))?;
-                }
-                std::fs::rename(&from, &to).map_err(io_err(&to))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn copy_dir_meta(md: &std::fs::Metadata, to: &Path) -> Result<(), ArchiveError> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = Meta {
-        mode: md.mode() & MODE_MASK,
-        mtime: md.mtime(),
-        mtime_nsec: md.mtime_nsec().clamp(0, 999_999_999) as u32,
-        ..Meta::default()
-    };
-    apply_dir_meta(to, &meta)
+    Ok((PathBuf::from("/"), false))
 }
 
 fn apply_dir_meta(p: &Path, meta: &Meta) -> Result<(), ArchiveError> {
@@ -447,35 +605,7 @@ fn apply_dir_meta(p: &Path, meta: &Meta) -> Result<(), ArchiveError> {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(meta.mode & MODE_MASK))
             .map_err(io_err(p))?;
     }
-    set_path_mtime(p, meta, false)
-}
-
-fn set_path_mtime(p: &Path, meta: &Meta, nofollow: bool) -> Result<(), ArchiveError> {
-    let c = CString::new(p.as_os_str().as_bytes()).map_err(|e| ArchiveError::Io {
-        path: p.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-    })?;
-    let times = [
-        libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
-        },
-        libc::timespec {
-            tv_sec: meta.mtime as libc::time_t,
-            tv_nsec: meta.mtime_nsec as libc::c_long,
-        },
-    ];
-    let flags = if nofollow {
-        libc::AT_SYMLINK_NOFOLLOW
-    } else {
-        0
-    };
-    // SAFETY: `c` is a valid NUL-terminated path and `times` points to two timespecs.
-    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), flags) };
-    if rc != 0 {
-        return Err(io_err(p)(std::io::Error::last_os_error()));
-    }
-    Ok(())
+    commit::set_mtime(p, meta)
 }
 
 fn system_time(meta: &Meta) -> SystemTime {
@@ -548,34 +678,34 @@ fn stage_all(
             continue;
         }
         let name = entry.path_bytes().into_owned();
-        if name.first() == Some(&b'/') {
-            return Err(unsafe_entry(&name, "absolute path"));
+        let (di, target) = match st.place(&name)? {
+            Placed::At(di, target) => (di, target),
+            Placed::Above if etype.is_dir() => continue,
+            Placed::Above => {
+                return Err(unsafe_entry(
+                    &name,
+                    "would replace a directory above a declared path",
+                ));
+            }
+        };
+        if st.excluded(&target) {
+            stats.skipped += 1;
+            continue;
         }
-        let target = paths::resolve_name(&st.workspace, &name)
-            .ok_or_else(|| unsafe_entry(&name, "invalid path"))?;
-        let ri = st
-            .root_of(&target)
-            .ok_or_else(|| unsafe_entry(&name, "outside the paths declared for this cache"))?;
-        st.check_no_symlink_above(&name, &target, ri)?;
-        let p = st.staged(ri, &target)?;
-        let is_root = st.roots[ri].staging.as_ref().is_some_and(|s| s.path() == p);
-        if is_root && !etype.is_dir() {
+        st.check_no_symlink_above(&name, &target, di)?;
+        let (p, root_len) = st.staged(di, &target)?;
+        if !etype.is_dir() && target == st.dests[di].path && st.dests[di].was_dir {
             return Err(unsafe_entry(&name, "would replace a declared directory"));
         }
         let meta = entry_meta(&mut entry);
         if etype.is_dir() {
-            if is_root {
-                st.roots[ri].root_meta = Some(meta);
-            } else {
-                if st.files.contains(&target) || st.symlinks.contains(&target) {
-                    pool.barrier()?;
-                    st.clear_duplicate(&target, &p)?;
-                }
-                st.ensure_dir(pool, &p)?;
-                st.dir_meta.push((p, meta));
+            if st.files.contains(&target) || st.symlinks.contains(&target) {
+                st.clear_duplicate(pool, &target, &p)?;
             }
+            st.ensure_dir(pool, &p, root_len)?;
+            st.dir_meta.push((di, target, meta));
         } else if etype.is_file() || etype == tar::EntryType::Continuous {
-            prepare_leaf(st, pool, &target, &p)?;
+            prepare_leaf(st, pool, &target, &p, root_len)?;
             let size = entry.size();
             // Big files go to the pool in pieces, so the parser never stops to write.
             let mut left = size;
@@ -601,6 +731,7 @@ fn stage_all(
                 left -= piece;
                 pool.submit(FileJob {
                     path: p.clone(),
+                    root_len,
                     data,
                     meta,
                     first,
@@ -616,43 +747,55 @@ fn stage_all(
             st.files.insert(&target);
             stats.content_bytes += size;
         } else if etype.is_symlink() {
+            // Restored as a link wherever it points, as GNU tar does (a venv's `bin/python`):
+            // nothing is ever written through it, entries below it are refused.
             let link = entry
                 .link_name_bytes()
                 .map(|l| l.into_owned())
+                .filter(|l| !l.is_empty() && !l.contains(&0))
                 .ok_or_else(|| unsafe_entry(&name, "symlink without a target"))?;
-            let escapes =
-                paths::resolve_link_target(&target, &link).is_none_or(|t| st.root_of(&t).is_none());
-            if escapes {
-                return Err(unsafe_entry(
-                    &name,
-                    "symlink target is outside the paths declared for this cache",
-                ));
-            }
-            prepare_leaf(st, pool, &target, &p)?;
-            pool.submit(FileJob::without_content(p, meta, JobKind::Symlink(link)))?;
+            prepare_leaf(st, pool, &target, &p, root_len)?;
+            pool.submit(FileJob::without_content(
+                p,
+                root_len,
+                meta,
+                JobKind::Symlink(link),
+            ))?;
             st.symlinks.insert(&target);
         } else if etype.is_hard_link() {
             let link = entry
                 .link_name_bytes()
                 .map(|l| l.into_owned())
                 .ok_or_else(|| unsafe_entry(&name, "hard link without a target"))?;
-            let link_target = paths::resolve_name(&st.workspace, &link)
-                .filter(|t| st.root_of(t).is_some())
-                .ok_or_else(|| {
-                    unsafe_entry(&name, "hard link target is outside the declared paths")
-                })?;
+            let (ldi, link_target) = match st.place(&link) {
+                Ok(Placed::At(ldi, t)) => (ldi, t),
+                _ => {
+                    return Err(unsafe_entry(
+                        &name,
+                        "hard link target is outside the declared paths",
+                    ));
+                }
+            };
+            if st.excluded(&link_target) {
+                stats.skipped += 1;
+                continue;
+            }
             if !st.files.contains(&link_target) {
                 return Err(unsafe_entry(
                     &name,
                     "hard link target is not a file earlier in the archive",
                 ));
             }
-            let lri = st.root_of(&link_target).unwrap_or(ri);
-            let from = st.staged(lri, &link_target)?;
-            prepare_leaf(st, pool, &target, &p)?;
+            let (from, from_root) = st.staged(ldi, &link_target)?;
+            prepare_leaf(st, pool, &target, &p, root_len)?;
             // Queued behind the target's own content on the writer that writes it, so the
             // pipeline never drains for a link (a cargo target dir has dozens).
-            pool.submit(FileJob::without_content(p, meta, JobKind::HardLink(from)))?;
+            pool.submit(FileJob::without_content(
+                p,
+                root_len,
+                meta,
+                JobKind::HardLink(from, from_root),
+            ))?;
             st.files.insert(&target);
         } else if etype.is_character_special() || etype.is_block_special() || etype.is_fifo() {
             return Err(unsafe_entry(
@@ -662,7 +805,10 @@ fn stage_all(
         } else {
             return Err(unsafe_entry(
                 &name,
-                &format!("unsupported entry type {:?}", etype),
+                &format!(
+                    "unsupported entry type '{}'",
+                    char::from(etype.as_byte()).escape_default()
+                ),
             ));
         }
         stats.entries += 1;
@@ -685,13 +831,13 @@ fn prepare_leaf(
     pool: &mut WritePool,
     target: &Path,
     p: &Path,
+    root_len: usize,
 ) -> Result<(), ArchiveError> {
     if let Some(parent) = p.parent() {
-        st.ensure_dir(pool, parent)?;
+        st.ensure_dir(pool, parent, root_len)?;
     }
     if st.files.contains(target) || st.symlinks.contains(target) || st.made_dirs.contains(p) {
-        pool.barrier()?;
-        st.clear_duplicate(target, p)?;
+        st.clear_duplicate(pool, target, p)?;
     }
     Ok(())
 }
@@ -712,15 +858,6 @@ fn creation_gives(mode: u32) -> bool {
     umask().is_some_and(|m| mode & 0o7000 == 0 && mode & !m == mode)
 }
 
-fn open_new(p: &Path, mode: u32) -> std::io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode & 0o777)
-        .open(p)
-}
-
 fn finish_file(f: &File, p: &Path, meta: &Meta) -> Result<(), ArchiveError> {
     // One syscall fewer per file when the umask already produced the archived mode.
     if !creation_gives(meta.mode & MODE_MASK) {
@@ -734,7 +871,10 @@ fn finish_file(f: &File, p: &Path, meta: &Meta) -> Result<(), ArchiveError> {
 /// A whole file, or a piece of a big one: its pieces go, in order, to the same worker (they
 /// share a parent directory), which keeps the file open from the first piece to the last.
 struct FileJob {
+    /// The staged path.
     path: PathBuf,
+    /// The length of the staging root's path at the start of `path`.
+    root_len: usize,
     data: Vec<u8>,
     meta: Meta,
     first: bool,
@@ -746,9 +886,10 @@ struct FileJob {
 
 impl FileJob {
     /// A directory or link: one job, nothing to write.
-    fn without_content(path: PathBuf, meta: Meta, kind: JobKind) -> FileJob {
+    fn without_content(path: PathBuf, root_len: usize, meta: Meta, kind: JobKind) -> FileJob {
         FileJob {
             path,
+            root_len,
             data: Vec::new(),
             meta,
             first: true,
@@ -767,57 +908,56 @@ enum JobKind {
     Mkdir,
     /// A symlink to these target bytes.
     Symlink(Vec<u8>),
-    /// A hard link to this staged file (a copy where the file system refuses links).
-    HardLink(PathBuf),
+    /// A hard link to this staged file (with its staging root's length), resolved on disk when
+    /// it is written (a copy where the file system refuses links).
+    HardLink(PathBuf, usize),
 }
 
-/// Runs `make`; when it fails because the parent directory is not there yet (it is queued on
-/// another writer), makes the parent and runs it again.
-fn with_parent<T>(p: &Path, make: impl Fn() -> std::io::Result<T>) -> Result<T, ArchiveError> {
-    match make() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-            }
-            make().map_err(io_err(p))
-        }
-        r => r.map_err(io_err(p)),
+fn write_job(job: &FileJob, open: &mut Option<File>, dirs: &mut Dirs) -> Result<(), ArchiveError> {
+    let path = job.path.as_os_str().as_bytes();
+    let err = io_err(&job.path);
+    if let JobKind::Mkdir = job.kind {
+        return dirs.get(path, job.root_len, true).map(drop).map_err(err);
     }
-}
-
-fn write_job(job: &FileJob, open: &mut Option<File>) -> Result<(), ArchiveError> {
+    if !job.first {
+        let mut f = open.take().ok_or_else(|| ArchiveError::Io {
+            path: job.path.clone(),
+            source: std::io::Error::other("piece of a file that was never opened"),
+        })?;
+        f.write_all(&job.data).map_err(io_err(&job.path))?;
+        return if job.last {
+            finish_file(&f, &job.path, &job.meta)
+        } else {
+            *open = Some(f);
+            Ok(())
+        };
+    }
+    let (parent, name) = fsat::split(path).map_err(io_err(&job.path))?;
+    let dir = dirs
+        .get(parent, job.root_len, true)
+        .map_err(io_err(&job.path))?;
     match &job.kind {
-        JobKind::Content => {}
-        JobKind::Mkdir => return std::fs::create_dir_all(&job.path).map_err(io_err(&job.path)),
-        JobKind::Symlink(target) => {
-            with_parent(&job.path, || {
-                std::os::unix::fs::symlink(OsStr::from_bytes(target), &job.path)
-            })?;
-            return set_path_mtime(&job.path, &job.meta, true);
+        JobKind::Mkdir => Ok(()),
+        JobKind::Symlink(target) => fsat::symlink_at(dir, name, target, &job.meta).map_err(err),
+        JobKind::HardLink(from, from_root) => {
+            let (from_parent, from_name) =
+                fsat::split(from.as_os_str().as_bytes()).map_err(io_err(from))?;
+            let from_dir = dirs
+                .get(from_parent, *from_root, false)
+                .map_err(io_err(from))?;
+            fsat::hard_link_at(from_dir, from_name, dir, name).map_err(err)
         }
-        JobKind::HardLink(from) => {
-            if with_parent(&job.path, || std::fs::hard_link(from, &job.path)).is_err() {
-                std::fs::copy(from, &job.path).map_err(io_err(&job.path))?;
+        JobKind::Content => {
+            let mut f =
+                fsat::create_file_at(dir, name, job.meta.mode).map_err(io_err(&job.path))?;
+            f.write_all(&job.data).map_err(io_err(&job.path))?;
+            if job.last {
+                finish_file(&f, &job.path, &job.meta)
+            } else {
+                *open = Some(f);
+                Ok(())
             }
-            return Ok(());
         }
-    }
-    let mut f = match open.take() {
-        Some(f) if !job.first => f,
-        _ if job.first => with_parent(&job.path, || open_new(&job.path, job.meta.mode))?,
-        _ => {
-            return Err(ArchiveError::Io {
-                path: job.path.clone(),
-                source: std::io::Error::other("piece of a file that was never opened"),
-            });
-        }
-    };
-    f.write_all(&job.data).map_err(io_err(&job.path))?;
-    if job.last {
-        finish_file(&f, &job.path, &job.meta)
-    } else {
-        *open = Some(f);
-        Ok(())
     }
 }
 
@@ -846,6 +986,8 @@ struct WritePool {
     /// The lane each big file and each hard link went to (other files go by directory), for
     /// hard links to them.
     placed: HashMap<Vec<u8>, usize>,
+    /// Bumped when the parser removed staged directories: writers drop their open ones.
+    generation: Arc<AtomicU64>,
 }
 
 /// One worker's queue and the batch being filled for it.
@@ -861,6 +1003,7 @@ impl WritePool {
     fn new(threads: usize) -> WritePool {
         let shared = Arc::new((Mutex::new(PoolState::default()), Condvar::new()));
         let free = Arc::new(Mutex::new(Vec::new()));
+        let generation = Arc::new(AtomicU64::new(0));
         let mut lanes = Vec::new();
         let mut workers = Vec::new();
         for _ in 0..threads.max(1) {
@@ -870,6 +1013,7 @@ impl WritePool {
                 shared: Arc::clone(&shared),
                 queued: Arc::clone(&queued),
                 free: Arc::clone(&free),
+                generation: Arc::clone(&generation),
             };
             workers.push(std::thread::spawn(move || worker(&rx, &ctx)));
             lanes.push(Lane {
@@ -886,6 +1030,7 @@ impl WritePool {
             current: 0,
             free,
             placed: HashMap::new(),
+            generation,
         }
     }
 
@@ -908,7 +1053,7 @@ impl WritePool {
             self.placed
                 .insert(job.path.as_os_str().as_bytes().to_vec(), lane);
             lane
-        } else if let JobKind::HardLink(from) = &job.kind
+        } else if let JobKind::HardLink(from, _) = &job.kind
             && let Some(&lane) = self.placed.get(from.as_os_str().as_bytes())
         {
             lane
@@ -918,14 +1063,14 @@ impl WritePool {
             // A directory goes where the files inside it go; a hard link where its target went.
             let key = match &job.kind {
                 JobKind::Mkdir => &job.path,
-                JobKind::HardLink(from) => from.parent().unwrap_or(Path::new("")),
+                JobKind::HardLink(from, _) => from.parent().unwrap_or(Path::new("")),
                 _ => job.path.parent().unwrap_or(Path::new("")),
             };
             fx.write(key.as_os_str().as_bytes());
             (fx.finish() % self.lanes.len() as u64) as usize
         };
         self.current = lane;
-        if let JobKind::HardLink(_) = job.kind {
+        if let JobKind::HardLink(..) = job.kind {
             // A link to this link must queue behind it too.
             self.placed
                 .insert(job.path.as_os_str().as_bytes().to_vec(), lane);
@@ -1015,11 +1160,13 @@ struct WorkerCtx {
     shared: Arc<(Mutex<PoolState>, Condvar)>,
     queued: Arc<AtomicU64>,
     free: Arc<Mutex<Vec<Vec<u8>>>>,
+    generation: Arc<AtomicU64>,
 }
 
 fn worker(rx: &Receiver<Vec<FileJob>>, ctx: &WorkerCtx) {
     let shared = &*ctx.shared;
     let mut open = None;
+    let mut dirs = Dirs::default();
     loop {
         let batch = match rx.recv() {
             Ok(batch) => batch,
@@ -1027,7 +1174,10 @@ fn worker(rx: &Receiver<Vec<FileJob>>, ctx: &WorkerCtx) {
         };
         let mut result = Ok(());
         if lock(&shared.0).error.is_none() {
-            result = batch.iter().try_for_each(|job| write_job(job, &mut open));
+            dirs.sync(ctx.generation.load(Ordering::SeqCst));
+            result = batch
+                .iter()
+                .try_for_each(|job| write_job(job, &mut open, &mut dirs));
         }
         if result.is_err() || lock(&shared.0).error.is_some() {
             open = None;

@@ -4,18 +4,22 @@
 //! CONTRACT (other modules code against these names; extend, don't rename):
 //! - [`create`] writes a tar + codec stream of resolved paths into any writer.
 //! - [`extract`] restores an archive read from any reader, only inside the declared paths, via a
-//!   staging area, so a bad archive never leaves a half-restored tree.
+//!   staging area next to them, so a bad archive never leaves a half-restored tree;
+//!   [`extract_with`] with [`ExtractOptions::roots`] restores names recorded under one prefix
+//!   to another place ([`Root`]), and skips excluded paths.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+mod commit;
 mod create;
 mod extract;
+mod fsat;
 mod paths;
 mod tarfmt;
 
 pub use create::{CreateOptions, create_with};
-pub use extract::{ExtractOptions, extract_with};
+pub use extract::{ExtractOptions, Root, extract_with};
 
 /// How an archive is compressed. The method name is part of the cache version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +99,8 @@ pub struct ExtractStats {
     pub entries: u64,
     /// Bytes of file content restored.
     pub content_bytes: u64,
+    /// Entries skipped because they lie at or under an excluded path.
+    pub skipped: u64,
 }
 
 /// Archives `paths` (files and directories, as resolved by `glob::resolve_paths`; directories

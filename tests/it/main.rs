@@ -6,6 +6,7 @@ mod cli;
 mod exec;
 mod expr;
 mod glob;
+mod restore;
 #[cfg(feature = "server")]
 mod server;
 mod store;

@@ -1,6 +1,9 @@
 //! Shared test helpers. Keep them here, not copied into area modules.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use diesel::prelude::*;
@@ -205,4 +208,146 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8
         headers,
         body,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Archive trees: snapshots and crafted archives.
+
+/// What a restored tree must reproduce for one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    File {
+        mode: u32,
+        mtime_ns: i128,
+        content: Vec<u8>,
+    },
+    Dir {
+        mode: u32,
+        mtime_ns: i128,
+    },
+    Link {
+        target: PathBuf,
+    },
+}
+
+pub fn mtime_ns(md: &fs::Metadata) -> i128 {
+    i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec())
+}
+
+/// Every path under `root` (relative), with kind, mode, mtime and content. Symlinks keep their
+/// target text; mtimes of directories are included (they are restored last).
+pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
+    let mut out = BTreeMap::new();
+    snap_into(root, root, &mut out);
+    out
+}
+
+pub fn snap_into(root: &Path, dir: &Path, out: &mut BTreeMap<String, Node>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd {
+        let p = e.unwrap().path();
+        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let md = fs::symlink_metadata(&p).unwrap();
+        let node = if md.file_type().is_symlink() {
+            Node::Link {
+                target: fs::read_link(&p).unwrap(),
+            }
+        } else if md.is_dir() {
+            snap_into(root, &p, out);
+            Node::Dir {
+                mode: md.mode() & 0o7777,
+                mtime_ns: mtime_ns(&md),
+            }
+        } else {
+            Node::File {
+                mode: md.mode() & 0o7777,
+                mtime_ns: mtime_ns(&md),
+                content: fs::read(&p).unwrap(),
+            }
+        };
+        out.insert(rel, node);
+    }
+}
+
+/// Every `.runner-restore-*` entry under `root` (what a restore made for itself).
+pub fn staging_leftovers(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(".runner-restore-")
+            {
+                found.push(e.path());
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    found
+}
+
+/// A raw entry for a crafted archive: any name bytes, no validation.
+pub struct Raw {
+    pub name: String,
+    pub kind: tar::EntryType,
+    pub link: Option<String>,
+    pub data: Vec<u8>,
+}
+
+pub fn file(name: &str, data: &str) -> Raw {
+    Raw {
+        name: name.into(),
+        kind: tar::EntryType::Regular,
+        link: None,
+        data: data.as_bytes().to_vec(),
+    }
+}
+
+pub fn special(name: &str, kind: tar::EntryType, link: Option<&str>) -> Raw {
+    Raw {
+        name: name.into(),
+        kind,
+        link: link.map(str::to_string),
+        data: Vec::new(),
+    }
+}
+
+pub fn craft(entries: &[Raw]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        {
+            let old = h.as_old_mut();
+            old.name = [0; 100];
+            old.name[..e.name.len()].copy_from_slice(e.name.as_bytes());
+            if let Some(l) = &e.link {
+                old.linkname = [0; 100];
+                old.linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+        }
+        h.set_entry_type(e.kind);
+        h.set_mode(0o644);
+        h.set_mtime(1_600_000_000);
+        h.set_size(e.data.len() as u64);
+        h.set_cksum();
+        b.append(&h, &e.data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// The archive `runner::archive::create` makes of `paths` (relative to `ws`).
+pub fn create_bytes(
+    ws: &Path,
+    paths: &[&str],
+    compression: runner::archive::Compression,
+) -> Vec<u8> {
+    let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+    let mut out = Vec::new();
+    let stats = runner::archive::create(ws, &paths, compression, &mut out).unwrap();
+    assert_eq!(stats.compression, Some(compression));
+    out
 }
