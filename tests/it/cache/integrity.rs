@@ -169,14 +169,7 @@ fn refused_entry_is_replaced_by_the_next_save(h: &Harness) {
         .into_iter()
         .find(|e| e.key == "k")
         .expect("entry");
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(4);
-    header.set_mode(0o644);
-    header.set_entry_type(tar::EntryType::Regular);
-    tar.append_data(&mut header, "../../outside.txt", &b"evil"[..])
-        .expect("append");
-    let raw = tar.into_inner().expect("tar");
+    let raw = crate::support::craft(&[crate::support::file("../../outside.txt", "evil")]);
     let hostile = zstd::encode_all(&raw[..], 3).expect("zstd");
     let blobs = h.cache.store().blobs();
     let mut writer = blobs.writer().expect("writer");
@@ -247,7 +240,7 @@ fn sigterm_aborts_a_save_cleanly() {
     let h = Harness::sqlite();
     write_tree(&h.workspace(), &[("workflow.yml", SLOW_SAVE)]);
     let run = |wait_for_partial: bool| {
-        let mut child = Command::new(runner_bin())
+        let child = Command::new(runner_bin())
             .args(["exec", "workflow.yml", "--repository", "octo/app", "--ref", MAIN])
             .current_dir(h.workspace())
             .env("HOME", h.home())

@@ -210,6 +210,17 @@ impl Harness {
         }
     }
 
+    /// Number of entries a lookup can still find (not marked broken).
+    pub fn live_count(&self) -> usize {
+        self.cache
+            .index()
+            .list(&Default::default())
+            .expect("list entries")
+            .into_iter()
+            .filter(|e| e.broken_at.is_none())
+            .count()
+    }
+
     /// Number of committed entries in the store.
     pub fn entry_count(&self) -> usize {
         self.cache
