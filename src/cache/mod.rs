@@ -29,8 +29,8 @@ pub use action::{
 };
 pub use config::{CacheOptions, open_default};
 pub use key::{KeyError, MAX_KEY_LENGTH, MAX_KEYS, is_exact_match, validate_key};
-pub use paths::{allowed_roots, expand_tilde};
 use paths::{SavedRoot, refused_root};
+pub use paths::{allowed_roots, expand_tilde};
 pub use service::CLIENT_COMPRESSION;
 pub use version::cache_version;
 
@@ -554,9 +554,11 @@ impl Cache {
             inner: reader,
             progress: &mut progress,
         };
-        let mut options = ExtractOptions::default();
-        options.roots = Some(&roots);
-        options.exclude = self.store.local_paths();
+        let options = ExtractOptions {
+            roots: Some(&roots),
+            exclude: self.store.local_paths(),
+            ..ExtractOptions::default()
+        };
         let result = archive::extract_with(&mut input, &location.workspace, &allowed, &options);
         progress.finish();
         let stats = result?;

@@ -26,7 +26,10 @@ pub(super) const DEFAULT_JOB_TIMEOUT_MINUTES: f64 = 360.0;
 /// Hands out the next `github.run_number` for (repository, workflow file); `None` when the
 /// counter is unavailable (the run then numbers itself 1).
 #[derive(Clone)]
-pub struct RunCounter(pub Arc<dyn Fn(&str, &str) -> Option<u64> + Send + Sync>);
+pub struct RunCounter(pub Arc<NextRunNumber>);
+
+/// `(repository, workflow file) -> next run number`.
+pub type NextRunNumber = dyn Fn(&str, &str) -> Option<u64> + Send + Sync;
 
 impl std::fmt::Debug for RunCounter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -313,7 +316,10 @@ impl Runner {
             .canonicalize()
             .or_else(|_| std::path::absolute(path))
             .unwrap_or_else(|_| path.clone());
-        let workspace = o.workspace.canonicalize().unwrap_or_else(|_| o.workspace.clone());
+        let workspace = o
+            .workspace
+            .canonicalize()
+            .unwrap_or_else(|_| o.workspace.clone());
         let name = absolute
             .strip_prefix(&workspace)
             .unwrap_or(&absolute)

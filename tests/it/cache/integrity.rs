@@ -22,7 +22,11 @@ fn archive_names(h: &Harness, key: &str) -> Vec<String> {
         .arg(&blob)
         .output()
         .expect("run tar");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_string)
@@ -38,7 +42,8 @@ fn store_inside_a_declared_path(h: &Harness) {
     let declared = h.dir.path().display().to_string();
     // Two entries first, so the store has blobs and an index worth archiving.
     write_tree(&h.workspace(), &[("other/x", "x")]);
-    h.main(SAVE, &job, &[("path", "other"), ("key", "other")]).ok();
+    h.main(SAVE, &job, &[("path", "other"), ("key", "other")])
+        .ok();
     let step = h.main(SAVE, &job, &[("path", &declared), ("key", "all")]);
     step.ok().expect_line(Info, "Cache saved with key: all");
     assert!(
@@ -54,7 +59,8 @@ fn store_inside_a_declared_path(h: &Harness) {
         !names.iter().any(|n| n.contains("store/")),
         "the store was archived: {names:?}"
     );
-    h.main(SAVE, &job, &[("path", "other"), ("key", "later")]).ok();
+    h.main(SAVE, &job, &[("path", "other"), ("key", "later")])
+        .ok();
     let before = h.keys();
     assert_eq!(before, ["all", "later", "other"]);
 
@@ -65,7 +71,14 @@ fn store_inside_a_declared_path(h: &Harness) {
         std::fs::read_to_string(h.dir.path().join("data/a.txt")).expect("restored"),
         "a"
     );
-    assert_eq!(h.reopen().index().list(&Default::default()).expect("list").len(), 3);
+    assert_eq!(
+        h.reopen()
+            .index()
+            .list(&Default::default())
+            .expect("list")
+            .len(),
+        3
+    );
     assert_eq!(h.keys(), before);
 }
 
@@ -137,7 +150,10 @@ fn broken_entry_is_replaced_by_the_next_save(h: &Harness) {
         .find(|w| w.starts_with("Failed to restore: "))
         .unwrap_or_else(|| panic!("no warning: {:?}", step.logs))
         .to_string();
-    assert!(warning.contains("'k'") && warning.contains(&digest), "{warning}");
+    assert!(
+        warning.contains("'k'") && warning.contains(&digest),
+        "{warning}"
+    );
     assert_eq!(step.output("cache-hit"), None);
     assert!(!h.workspace().join("deps").exists(), "half-restored tree");
 
@@ -196,7 +212,9 @@ fn refused_entry_is_replaced_by_the_next_save(h: &Harness) {
     let step = h.main(CACHE, &job, &[("path", "deps"), ("key", "k")]);
     step.ok();
     assert!(
-        step.lines(Warning).iter().any(|w| w.contains("refused archive entry")),
+        step.lines(Warning)
+            .iter()
+            .any(|w| w.contains("refused archive entry")),
         "{:?}",
         step.logs
     );
@@ -241,7 +259,14 @@ fn sigterm_aborts_a_save_cleanly() {
     write_tree(&h.workspace(), &[("workflow.yml", SLOW_SAVE)]);
     let run = |wait_for_partial: bool| {
         let child = Command::new(runner_bin())
-            .args(["exec", "workflow.yml", "--repository", "octo/app", "--ref", MAIN])
+            .args([
+                "exec",
+                "workflow.yml",
+                "--repository",
+                "octo/app",
+                "--ref",
+                MAIN,
+            ])
             .current_dir(h.workspace())
             .env("HOME", h.home())
             .env("RUNNER_CACHE_DIR", h.store_dir())
@@ -263,7 +288,10 @@ fn sigterm_aborts_a_save_cleanly() {
                 if writing {
                     break;
                 }
-                assert!(std::time::Instant::now() < deadline, "the save never started");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the save never started"
+                );
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             // SAFETY: kill(2) on our own child's pid.
@@ -273,7 +301,10 @@ fn sigterm_aborts_a_save_cleanly() {
     };
     let out = run(true);
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "a cancelled run does not succeed:\n{log}");
+    assert!(
+        !out.status.success(),
+        "a cancelled run does not succeed:\n{log}"
+    );
     assert!(!log.contains("Cache saved with key: big"), "{log}");
     let tmp = h.store_dir().join("blobs-v1/tmp");
     let left: Vec<_> = std::fs::read_dir(&tmp).expect("tmp").flatten().collect();
