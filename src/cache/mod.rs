@@ -12,36 +12,46 @@
 //! - [`open_default`] opens the store `RUNNER_CACHE_DB` / `RUNNER_CACHE_DIR` point at.
 
 mod action;
+#[cfg(feature = "remote")]
+mod backend;
 mod config;
 pub mod inputs;
 mod key;
 mod paths;
 mod progress;
+#[cfg(feature = "remote")]
+mod remote;
 mod service;
+mod transfer;
 mod version;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+#[cfg(feature = "remote")]
+pub use action::register_backend;
 pub use action::{
-    CacheAction, CacheHandle, RestoreAction, SaveAction, outputs, register, register_default,
-    register_handle, state,
+    CacheAction, CacheEngine, CacheHandle, RestoreAction, SaveAction, outputs, register,
+    register_default, register_handle, state,
 };
+#[cfg(feature = "remote")]
+pub use backend::{Backend, BackendChoice, BackendError, BackendSettings, select_backend};
 pub use config::{CacheOptions, open_default};
 pub use key::{KeyError, MAX_KEY_LENGTH, MAX_KEYS, is_exact_match, validate_key};
-use paths::{SavedRoot, refused_root};
+use paths::refused_root;
 pub use paths::{allowed_roots, expand_tilde};
+#[cfg(feature = "remote")]
+pub use remote::{Protocol, RemoteCache, RemoteConfig, RemoteError};
 pub use service::CLIENT_COMPRESSION;
 pub use version::cache_version;
 
-use crate::archive::{self, Compression, CreateOptions, ExtractOptions};
+use crate::archive::{self, Compression};
 use crate::cancel::Cancel;
 use crate::clock::Clock;
 use crate::exec::LogLevel;
 use crate::store::blob::{BlobError, BlobStore};
 use crate::store::index::{Entry, EventKind, Index, IndexError, NewEntry, NewEvent};
 use crate::store::{Store, StoreError, VerifyOptions, VerifyReport};
-use progress::{Progress, ProgressReader, ProgressWriter};
 
 /// The message when no `path` line is left after trimming.
 pub const NO_PATHS_MESSAGE: &str =
@@ -99,6 +109,10 @@ pub enum CacheError {
     /// The store is read-only (already warned, naming it): nothing can be saved.
     #[error("the cache store is read-only")]
     ReadOnly,
+    /// Talking to a cache server failed.
+    #[cfg(feature = "remote")]
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
     /// The save or restore was cancelled (SIGTERM, Ctrl-C); nothing was left behind.
     #[error("cancelled")]
     Cancelled,
@@ -279,6 +293,11 @@ pub enum SaveOutcome {
     Saved(Box<Entry>),
     /// The entry already exists (or another job is creating it); nothing was written.
     AlreadyExists,
+    /// A cache server accepted and committed the archive (`size` bytes).
+    Uploaded {
+        /// Archive size in bytes.
+        size: u64,
+    },
 }
 
 /// A sink for user-facing log lines.
@@ -537,41 +556,16 @@ impl Cache {
         log: Log<'_>,
     ) -> Result<(), CacheError> {
         let reader = self.store.open_entry(entry)?;
-        let allowed = allowed_roots(paths, &location.workspace, &location.home);
-        let saved: Option<Vec<SavedRoot>> = entry
-            .roots
-            .as_deref()
-            .and_then(|json| serde_json::from_str(json).ok());
-        let roots =
-            paths::restore_roots(saved.as_deref(), paths, &location.workspace, &location.home);
-        let mut progress = Progress::new(
-            "Restoring cache",
+        transfer::extract_archive(
+            reader,
             Some(entry.size_bytes),
-            self.options.progress,
+            paths,
+            location,
+            entry.roots.as_deref(),
+            self.store.local_paths(),
+            &self.options,
+            log,
         )
-        .cancel_on(&self.options.cancel);
-        let mut input = ProgressReader {
-            inner: reader,
-            progress: &mut progress,
-        };
-        let options = ExtractOptions {
-            roots: Some(&roots),
-            exclude: self.store.local_paths(),
-            ..ExtractOptions::default()
-        };
-        let result = archive::extract_with(&mut input, &location.workspace, &allowed, &options);
-        progress.finish();
-        let stats = result?;
-        if stats.skipped > 0 {
-            log(
-                LogLevel::Info,
-                &format!(
-                    "Skipped {} archive entries inside the cache store; the store is never written by a restore",
-                    stats.skipped
-                ),
-            );
-        }
-        Ok(())
     }
 
     /// Whether the entry's blob is missing or no longer matches its digest.
@@ -630,6 +624,7 @@ impl Cache {
         drop(busy);
         let (kind, bytes) = match &result {
             Ok(SaveOutcome::Saved(entry)) => (EventKind::Save, entry.size_bytes),
+            Ok(SaveOutcome::Uploaded { size }) => (EventKind::Save, *size),
             Ok(SaveOutcome::AlreadyExists) => (EventKind::Skip, 0),
             Err(CacheError::NothingToSave) => return result,
             Err(_) => (EventKind::Error, 0),
@@ -639,57 +634,14 @@ impl Cache {
     }
 
     fn try_save(&self, request: &SaveRequest, log: Log<'_>) -> Result<SaveOutcome, CacheError> {
-        let location = &request.location.absolute()?;
-        let patterns: Vec<String> = request
-            .paths
-            .iter()
-            .map(|p| expand_tilde(p, &location.home))
-            .collect();
-        check_roots(&request.paths, location)?;
-        let files = crate::glob::resolve_paths(&location.workspace, &patterns)?;
-        if files.is_empty() {
-            return Err(CacheError::NothingToSave);
-        }
-        let exclude = self.store.local_paths();
-        let allowed = allowed_roots(&request.paths, &location.workspace, &location.home);
-        for path in &exclude {
-            if path.exists() && allowed.iter().any(|root| path.starts_with(root)) {
-                log(
-                    LogLevel::Info,
-                    &format!(
-                        "Not archiving {}: it is the cache store, which a save never contains",
-                        path.display()
-                    ),
-                );
-            }
-        }
-        for file in &files {
-            log(LogLevel::Debug, &format!("Matched: {}", file.display()));
-        }
+        let plan = transfer::plan_save(request, self.store.local_paths(), log)?;
         let planned = self.options.compression;
-        let roots = serde_json::to_string(&paths::saved_roots(
-            &request.paths,
-            &location.workspace,
-            &location.home,
-        ))
-        .ok();
+        let roots = plan.roots.clone();
         let Some(mut guard) = self.reserve(request, planned, roots.as_deref(), log)? else {
             return Ok(SaveOutcome::AlreadyExists);
         };
         let mut writer = self.store.blobs().writer()?;
-        let mut progress = Progress::new("Saving cache", None, self.options.progress)
-            .cancel_on(&self.options.cancel);
-        let created = {
-            let mut out = ProgressWriter {
-                progress: &mut progress,
-                inner: writer.as_mut(),
-            };
-            let mut options = CreateOptions::new(planned);
-            options.exclude = exclude;
-            archive::create_with(&location.workspace, &files, &options, &mut out)
-        };
-        progress.finish();
-        let stats = created?;
+        let stats = transfer::write_archive(&plan, planned, &self.options, writer.as_mut())?;
         let actual = stats.compression.unwrap_or(planned);
         if actual != planned {
             // zstd failed and the archive fell back to gzip: the version must say gzip.
@@ -702,9 +654,6 @@ impl Cache {
                 return Ok(SaveOutcome::AlreadyExists);
             };
             guard = again;
-        }
-        if self.options.cancel.is_cancelled() {
-            return Err(CacheError::Cancelled);
         }
         // The blob is made durable before its row is committed.
         let entry = self.store.commit_blob(guard.id(), writer)?;

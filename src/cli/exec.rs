@@ -77,15 +77,77 @@ pub struct ExecArgs {
     /// Unfold ::group:: output and show ::debug:: messages.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Where cache steps keep their entries: `auto` picks --cache-server, then GitHub's own
+    /// cache when running inside a GitHub Actions job (ACTIONS_RESULTS_URL / ACTIONS_CACHE_URL
+    /// with ACTIONS_RUNTIME_TOKEN), then the local store.
+    #[arg(long, value_enum, env = "RUNNER_CACHE_BACKEND", default_value = "auto")]
+    pub cache_backend: CacheBackendArg,
+    /// A `runner serve` (or any GitHub-compatible cache server) for the cache steps, over v2.
+    #[arg(long, value_name = "URL", env = "RUNNER_CACHE_SERVER")]
+    pub cache_server: Option<String>,
+    /// The bearer token for --cache-server (as `runner token` prints it).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "RUNNER_CACHE_TOKEN",
+        hide_env_values = true
+    )]
+    pub cache_token: Option<String>,
+}
+
+/// `--cache-backend` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CacheBackendArg {
+    /// The first available: server, GitHub's job environment, local store.
+    Auto,
+    /// The local store.
+    Local,
+    /// A cache server (an error when none is configured).
+    Server,
+}
+
+/// The backend settings from the flags and the environment `runner exec` runs in.
+fn backend_settings(args: &ExecArgs) -> runner::cache::BackendSettings {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    // clap folds RUNNER_CACHE_SERVER into --cache-server; say which one the user set.
+    let server = args
+        .cache_server
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .map(|url| {
+            let source = if var("RUNNER_CACHE_SERVER").as_deref() == Some(url.as_str()) {
+                "RUNNER_CACHE_SERVER"
+            } else {
+                "--cache-server"
+            };
+            (url, source)
+        });
+    runner::cache::BackendSettings {
+        choice: match args.cache_backend {
+            CacheBackendArg::Auto => runner::cache::BackendChoice::Auto,
+            CacheBackendArg::Local => runner::cache::BackendChoice::Local,
+            CacheBackendArg::Server => runner::cache::BackendChoice::Server,
+        },
+        server,
+        token: args.cache_token.clone(),
+        actions_results_url: var("ACTIONS_RESULTS_URL"),
+        actions_cache_url: var("ACTIONS_CACHE_URL"),
+        actions_runtime_token: var("ACTIONS_RUNTIME_TOKEN"),
+        actions_cache_service_v2: var("ACTIONS_CACHE_SERVICE_V2").is_some(),
+    }
 }
 
 /// The handlers `runner exec` uses for `uses:` steps: the single place where built-in
-/// actions are registered. The cache store is opened only when a cache step first runs; its
+/// actions are registered. The cache backend is opened only when a cache step first runs; its
 /// saves and restores stop cleanly when `cancel` is set.
-pub fn default_registry(cancel: &runner::cancel::Cancel) -> ActionRegistry {
+pub fn default_registry(
+    settings: &runner::cache::BackendSettings,
+    cancel: &runner::cancel::Cancel,
+) -> anyhow::Result<ActionRegistry> {
     let mut registry = builtin_registry();
-    runner::cache::register_default(&mut registry, cancel);
-    registry
+    let (backend, why) = runner::cache::select_backend(settings)?;
+    runner::cache::register_backend(&mut registry, backend, &why, cancel);
+    Ok(registry)
 }
 
 /// Runs the verb; returns the exit code.
@@ -113,9 +175,16 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     if step_debug(&options.secrets) || step_debug(&options.vars) {
         printer.show_debug(true);
     }
-    install_interrupt_handler(options.cancel.clone());
     let cancel = runner::cancel::Cancel::from_flag(options.cancel.clone());
-    let runner = Runner::new(workflow, options, default_registry(&cancel));
+    let registry = match default_registry(&backend_settings(&args), &cancel) {
+        Ok(registry) => registry,
+        Err(err) => {
+            printer.error(&format!("{err:#}"));
+            return Ok(EXIT_USAGE);
+        }
+    };
+    install_interrupt_handler(options.cancel.clone());
+    let runner = Runner::new(workflow, options, registry);
     let report = match runner.run(&mut printer) {
         Ok(report) => report,
         Err(err) => {
