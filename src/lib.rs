@@ -6,7 +6,9 @@
 
 pub mod archive;
 pub mod cache;
+pub mod cancel;
 pub mod clock;
+pub mod error;
 pub mod exec;
 pub mod expr;
 pub mod glob;

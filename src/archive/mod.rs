@@ -125,6 +125,17 @@ pub fn extract(
     extract_with(input, workspace, allowed, &ExtractOptions::default())
 }
 
+/// The archive name `create` gives absolute `target` when archiving from absolute `workspace`:
+/// relative, `../` for each level above the workspace, empty for the workspace itself.
+pub fn archive_name(workspace: &Path, target: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let name = paths::relative_name(workspace, target);
+    if name == b"." {
+        return PathBuf::new();
+    }
+    PathBuf::from(std::ffi::OsStr::from_bytes(&name))
+}
+
 /// Wraps an I/O error with the path it concerns.
 fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ArchiveError {
     let path = path.into();

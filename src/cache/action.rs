@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock};
 
 use super::inputs::{CacheInputs, names, required_message};
 use super::{
-    Cache, CacheError, Location, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest, Scope,
-    is_exact_match, key,
+    Cache, CacheError, Location, Log, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest,
+    Scope, is_exact_match, key,
 };
 use crate::exec::{ActionContext, ActionError, ActionHandler, ActionRegistry, LogLevel};
 use crate::store::index::{EventKind, NewEvent};
@@ -35,9 +35,14 @@ const SAVE_ALWAYS_DEPRECATION: &str = "Input 'save-always' has been deprecated w
 /// without cache steps never touches it, and a store that cannot be opened only turns cache
 /// steps into warnings (as an unreachable cache service does on GitHub).
 pub struct CacheHandle {
-    cell: OnceLock<Result<Arc<Cache>, String>>,
-    open: Option<Box<dyn Fn() -> Result<Cache, CacheError> + Send + Sync>>,
+    cell: OnceLock<Result<Arc<dyn CacheEngine>, String>>,
+    open: Option<Box<OpenEngine>>,
+    /// Said once, by the first cache step: which backend this is and why.
+    announce: std::sync::Mutex<Option<(LogLevel, String)>>,
 }
+
+/// Opens the engine a lazy [`CacheHandle`] hands out.
+type OpenEngine = dyn Fn() -> Result<Arc<dyn CacheEngine>, CacheError> + Send + Sync;
 
 impl std::fmt::Debug for CacheHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,33 +53,104 @@ impl std::fmt::Debug for CacheHandle {
 }
 
 impl CacheHandle {
-    /// A handle on an open cache.
-    pub fn ready(cache: Arc<Cache>) -> Self {
+    /// A handle on an open cache (the local store, or a [`super::RemoteCache`]).
+    pub fn ready(engine: Arc<dyn CacheEngine>) -> Self {
         let cell = OnceLock::new();
-        let _ = cell.set(Ok(cache));
-        Self { cell, open: None }
-    }
-
-    /// A handle that calls `open` the first time a cache step runs.
-    pub fn lazy(open: impl Fn() -> Result<Cache, CacheError> + Send + Sync + 'static) -> Self {
+        let _ = cell.set(Ok(engine));
         Self {
-            cell: OnceLock::new(),
-            open: Some(Box::new(open)),
+            cell,
+            open: None,
+            announce: std::sync::Mutex::new(None),
         }
     }
 
+    /// A handle that opens the local store with `open` the first time a cache step runs.
+    pub fn lazy(open: impl Fn() -> Result<Cache, CacheError> + Send + Sync + 'static) -> Self {
+        Self::lazy_engine(move || open().map(|cache| Arc::new(cache) as Arc<dyn CacheEngine>))
+    }
+
+    /// A handle that calls `open` the first time a cache step runs.
+    pub fn lazy_engine(
+        open: impl Fn() -> Result<Arc<dyn CacheEngine>, CacheError> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            cell: OnceLock::new(),
+            open: Some(Box::new(open)),
+            announce: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Has the first cache step log `line` at `level` (which backend runs the cache steps,
+    /// and why).
+    pub fn announce(self, level: LogLevel, line: impl Into<String>) -> Self {
+        if let Ok(mut slot) = self.announce.lock() {
+            *slot = Some((level, line.into()));
+        }
+        self
+    }
+
     /// The cache, or why it could not be opened.
-    pub fn get(&self) -> Result<&Arc<Cache>, &str> {
+    pub fn get(&self) -> Result<&Arc<dyn CacheEngine>, &str> {
         self.cell
             .get_or_init(|| match &self.open {
-                Some(open) => open()
-                    .map(Arc::new)
-                    .map_err(|err| format!("cannot open the cache store: {err}")),
+                Some(open) => open().map_err(|err| format!("cannot open the cache store: {err}")),
                 None => Err("no cache store".to_string()),
             })
             .as_ref()
             .map_err(String::as_str)
     }
+
+    /// [`CacheHandle::get`], logging the announcement the first time.
+    fn get_logged(&self, ctx: &mut ActionContext<'_>) -> Result<&Arc<dyn CacheEngine>, &str> {
+        let line = self.announce.lock().ok().and_then(|mut slot| slot.take());
+        if let Some((level, line)) = line {
+            ctx.log(level, &line);
+        }
+        self.get()
+    }
+}
+
+/// What the cache steps run over: the local store ([`Cache`]) or a cache server
+/// ([`super::RemoteCache`]). Both give the same messages and outcomes.
+pub trait CacheEngine: Send + Sync {
+    /// `restoreCache`: `Err` only for validation errors.
+    fn restore(&self, request: &RestoreRequest, log: Log<'_>)
+    -> Result<RestoreOutcome, CacheError>;
+    /// `saveCache`: every `Err` is a warning.
+    fn save(&self, request: &SaveRequest, log: Log<'_>) -> Result<SaveOutcome, CacheError>;
+    /// Records a metrics event where the engine keeps them (a server records its own).
+    fn record(&self, event: NewEvent, log: Log<'_>);
+}
+
+impl CacheEngine for Cache {
+    fn restore(
+        &self,
+        request: &RestoreRequest,
+        log: Log<'_>,
+    ) -> Result<RestoreOutcome, CacheError> {
+        Cache::restore(self, request, log)
+    }
+    fn save(&self, request: &SaveRequest, log: Log<'_>) -> Result<SaveOutcome, CacheError> {
+        Cache::save(self, request, log)
+    }
+    fn record(&self, event: NewEvent, log: Log<'_>) {
+        Cache::record(self, event, log);
+    }
+}
+
+#[cfg(feature = "remote")]
+impl CacheEngine for super::RemoteCache {
+    fn restore(
+        &self,
+        request: &RestoreRequest,
+        log: Log<'_>,
+    ) -> Result<RestoreOutcome, CacheError> {
+        super::RemoteCache::restore(self, request, log)
+    }
+    fn save(&self, request: &SaveRequest, log: Log<'_>) -> Result<SaveOutcome, CacheError> {
+        super::RemoteCache::save(self, request, log)
+    }
+    fn record(&self, _event: NewEvent, _log: Log<'_>) {}
 }
 
 /// Where the action keeps its keys: the `actions/cache` state, or the restore action's outputs
@@ -162,7 +238,7 @@ fn restore_impl(
     // Validation fails the step even when the store is unavailable.
     key::validate_restore_keys(&request.primary_key, &request.restore_keys)
         .map_err(|err| ActionError::new(err.to_string()))?;
-    let outcome = match handle.get() {
+    let outcome = match handle.get_logged(ctx) {
         Ok(cache) => cache
             .restore(&request, ctx.log)
             .map_err(|err| ActionError::new(err.to_string()))?,
@@ -263,7 +339,7 @@ fn save_impl(handle: &CacheHandle, ctx: &mut ActionContext<'_>, keep: Keep) -> S
         enable_cross_os_archive: inputs.enable_cross_os_archive,
         run_id: ctx.job.run_id.clone(),
     };
-    let cache = match handle.get() {
+    let cache = match handle.get_logged(ctx) {
         Ok(cache) => cache,
         Err(reason) => {
             ctx.warning(&format!("Failed to save: {reason}"));
@@ -271,17 +347,19 @@ fn save_impl(handle: &CacheHandle, ctx: &mut ActionContext<'_>, keep: Keep) -> S
         }
     };
     match cache.save(&request, ctx.log) {
-        Ok(SaveOutcome::Saved(_)) => {
+        Ok(SaveOutcome::Saved(_) | SaveOutcome::Uploaded { .. }) => {
             ctx.info(&format!("Cache saved with key: {primary_key}"));
             Saved::Attempted(true)
         }
         Ok(SaveOutcome::AlreadyExists) => Saved::Attempted(false),
+        // Already warned once, naming the store.
+        Err(CacheError::ReadOnly) => Saved::Attempted(false),
         Err(err @ (CacheError::Key(_) | CacheError::NoPaths | CacheError::NothingToSave)) => {
             ctx.warning(&err.to_string());
             Saved::Attempted(false)
         }
         Err(err) => {
-            ctx.warning(&format!("Failed to save: {err}"));
+            ctx.warning(&format!("Failed to save: {}", crate::error::chain(&err)));
             Saved::Attempted(false)
         }
     }
@@ -368,8 +446,50 @@ pub fn register(registry: &mut ActionRegistry, cache: Arc<Cache>) {
 
 /// Registers the three cache actions over the store `RUNNER_CACHE_DB` / `RUNNER_CACHE_DIR`
 /// point at, opened (with the system clock) when the first cache step runs.
-pub fn register_default(registry: &mut ActionRegistry) {
-    let handle = CacheHandle::lazy(|| super::open_default(Arc::new(crate::clock::SystemClock)));
+pub fn register_default(registry: &mut ActionRegistry, cancel: &crate::cancel::Cancel) {
+    register_handle(registry, Arc::new(default_handle(cancel)));
+}
+
+fn default_handle(cancel: &crate::cancel::Cancel) -> CacheHandle {
+    let cancel = cancel.clone();
+    CacheHandle::lazy(move || {
+        let mut cache = super::open_default(Arc::new(crate::clock::SystemClock))?;
+        cache.set_cancel(cancel.clone());
+        Ok(cache)
+    })
+}
+
+/// Registers the three cache actions over `backend`, chosen by [`super::select_backend`] for
+/// the reason `why`, which the first cache step logs (at debug level for the default local
+/// store, so plain runs read as before).
+#[cfg(feature = "remote")]
+pub fn register_backend(
+    registry: &mut ActionRegistry,
+    backend: super::Backend,
+    why: &str,
+    cancel: &crate::cancel::Cancel,
+) {
+    let line = format!("Cache backend: {why}");
+    let handle = match backend {
+        super::Backend::Local => {
+            let level = if why.contains("no cache server configured") {
+                LogLevel::Debug
+            } else {
+                LogLevel::Info
+            };
+            default_handle(cancel).announce(level, line)
+        }
+        super::Backend::Remote(config) => {
+            let cancel = cancel.clone();
+            CacheHandle::lazy_engine(move || {
+                let mut options = super::CacheOptions::from_env()?;
+                options.cancel = cancel.clone();
+                Ok(Arc::new(super::RemoteCache::new(config.clone(), options))
+                    as Arc<dyn CacheEngine>)
+            })
+            .announce(LogLevel::Info, line)
+        }
+    };
     register_handle(registry, Arc::new(handle));
 }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::{Cache, CacheError};
 use crate::archive::Compression;
+use crate::cancel::Cancel;
 use crate::clock::Clock;
 use crate::store::Store;
 use crate::store::index::EvictionPolicy;
@@ -17,6 +18,8 @@ pub struct CacheOptions {
     pub eviction: EvictionPolicy,
     /// Show progress bars (still only on a terminal, and only for large archives).
     pub progress: bool,
+    /// Cancels saves and restores in flight (the CLI cancels it on SIGTERM and SIGINT).
+    pub cancel: Cancel,
 }
 
 impl Default for CacheOptions {
@@ -25,6 +28,7 @@ impl Default for CacheOptions {
             compression: Compression::Zstd,
             eviction: EvictionPolicy::default(),
             progress: true,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -36,6 +40,7 @@ impl CacheOptions {
             compression: Compression::from_env(),
             eviction: EvictionPolicy::from_env()?,
             progress: true,
+            cancel: Cancel::default(),
         })
     }
 }

@@ -12,34 +12,46 @@
 //! - [`open_default`] opens the store `RUNNER_CACHE_DB` / `RUNNER_CACHE_DIR` point at.
 
 mod action;
+#[cfg(feature = "remote")]
+mod backend;
 mod config;
 pub mod inputs;
 mod key;
 mod paths;
 mod progress;
+#[cfg(feature = "remote")]
+mod remote;
 mod service;
+mod transfer;
 mod version;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+#[cfg(feature = "remote")]
+pub use action::register_backend;
 pub use action::{
-    CacheAction, CacheHandle, RestoreAction, SaveAction, outputs, register, register_default,
-    register_handle, state,
+    CacheAction, CacheEngine, CacheHandle, RestoreAction, SaveAction, outputs, register,
+    register_default, register_handle, state,
 };
+#[cfg(feature = "remote")]
+pub use backend::{Backend, BackendChoice, BackendError, BackendSettings, select_backend};
 pub use config::{CacheOptions, open_default};
 pub use key::{KeyError, MAX_KEY_LENGTH, MAX_KEYS, is_exact_match, validate_key};
+use paths::refused_root;
 pub use paths::{allowed_roots, expand_tilde};
+#[cfg(feature = "remote")]
+pub use remote::{Protocol, RemoteCache, RemoteConfig, RemoteError};
 pub use service::CLIENT_COMPRESSION;
 pub use version::cache_version;
 
 use crate::archive::{self, Compression};
+use crate::cancel::Cancel;
 use crate::clock::Clock;
 use crate::exec::LogLevel;
 use crate::store::blob::{BlobError, BlobStore};
 use crate::store::index::{Entry, EventKind, Index, IndexError, NewEntry, NewEvent};
 use crate::store::{Store, StoreError, VerifyOptions, VerifyReport};
-use progress::{Progress, ProgressReader, ProgressWriter};
 
 /// The message when no `path` line is left after trimming.
 pub const NO_PATHS_MESSAGE: &str =
@@ -75,6 +87,35 @@ pub enum CacheError {
     /// Resolving the `path` patterns failed.
     #[error(transparent)]
     Glob(#[from] crate::glob::GlobError),
+    /// A declared path that must never be cached (`/`, or one holding `/proc`).
+    #[error("refusing to cache '{path}': {reason}")]
+    RefusedPath {
+        /// The `path:` line.
+        path: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Restoring one entry failed; names the entry and its blob, the cause is the source.
+    #[error("cache entry '{key}' (blob {digest})")]
+    Entry {
+        /// The entry's key.
+        key: String,
+        /// Its blob's sha256.
+        digest: String,
+        /// What failed.
+        #[source]
+        source: Box<CacheError>,
+    },
+    /// The store is read-only (already warned, naming it): nothing can be saved.
+    #[error("the cache store is read-only")]
+    ReadOnly,
+    /// Talking to a cache server failed.
+    #[cfg(feature = "remote")]
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// The save or restore was cancelled (SIGTERM, Ctrl-C); nothing was left behind.
+    #[error("cancelled")]
+    Cancelled,
     /// The workspace or home path cannot be made absolute.
     #[error("{path}: {source}")]
     Io {
@@ -90,6 +131,39 @@ impl CacheError {
     pub fn is_validation(&self) -> bool {
         matches!(self, CacheError::Key(_) | CacheError::NoPaths)
     }
+
+    /// Whether this failure is the entry's own (its archive is unreadable, corrupt or refused
+    /// by the safety policy, or its blob is gone), rather than this machine's (a full disk).
+    fn is_entry_fault(&self) -> bool {
+        match self {
+            CacheError::Archive(
+                archive::ArchiveError::Corrupt { .. } | archive::ArchiveError::Unsafe { .. },
+            ) => true,
+            CacheError::Blob(BlobError::NotFound { .. })
+            | CacheError::Store(StoreError::Blob(BlobError::NotFound { .. }))
+            | CacheError::Store(StoreError::NoBlob { .. }) => true,
+            CacheError::Entry { source, .. } => source.is_entry_fault(),
+            _ => false,
+        }
+    }
+
+    /// Whether this failure is a cancellation, however deep it was raised.
+    fn is_cancelled(&self) -> bool {
+        matches!(self, CacheError::Cancelled) || crate::cancel::is_cancelled_error(self)
+    }
+}
+
+/// Refuses declared paths that must never be archived or restored into.
+fn check_roots(patterns: &[String], location: &Location) -> Result<(), CacheError> {
+    for (pattern, root) in paths::declared_roots(patterns, &location.workspace, &location.home) {
+        if let Some(reason) = refused_root(&root) {
+            return Err(CacheError::RefusedPath {
+                path: pattern.to_string(),
+                reason,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `Cache Size: ~N MB (B B)` with the toolkit's rounding (`Math.round`).
@@ -219,6 +293,11 @@ pub enum SaveOutcome {
     Saved(Box<Entry>),
     /// The entry already exists (or another job is creating it); nothing was written.
     AlreadyExists,
+    /// A cache server accepted and committed the archive (`size` bytes).
+    Uploaded {
+        /// Archive size in bytes.
+        size: u64,
+    },
 }
 
 /// A sink for user-facing log lines.
@@ -230,6 +309,8 @@ pub struct Cache {
     store: Store,
     clock: Arc<dyn Clock>,
     options: CacheOptions,
+    /// Whether the read-only warning was shown (once per cache, not per step).
+    read_only_warned: std::sync::atomic::AtomicBool,
 }
 
 /// Aborts a reservation unless it was committed, so no error path leaves a stuck row.
@@ -273,7 +354,20 @@ impl Cache {
             store,
             clock,
             options,
+            read_only_warned: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// `Some(warning)` when the store cannot be written; logged the first time only.
+    fn warn_read_only(&self, log: Log<'_>) -> Option<String> {
+        let warning = self.store.read_only()?;
+        if !self
+            .read_only_warned
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            log(LogLevel::Warning, &warning);
+        }
+        Some(warning)
     }
 
     /// The store, for management commands.
@@ -289,6 +383,11 @@ impl Cache {
     /// The options in effect.
     pub fn options(&self) -> &CacheOptions {
         &self.options
+    }
+
+    /// Makes saves and restores in flight stop, cleanly, once `cancel` is cancelled.
+    pub fn set_cancel(&mut self, cancel: Cancel) {
+        self.options.cancel = cancel;
     }
 
     fn elapsed_ms(&self, start: i64) -> u64 {
@@ -336,6 +435,7 @@ impl Cache {
             return Err(CacheError::NoPaths);
         }
         key::validate_restore_keys(&request.primary_key, &request.restore_keys)?;
+        self.warn_read_only(log);
         let start = self.clock.now_millis();
         let (outcome, event) = match self.try_restore(request, log) {
             Ok(outcome) => {
@@ -360,7 +460,15 @@ impl Cache {
                 (outcome, event)
             }
             Err(err) => {
-                log(LogLevel::Warning, &format!("Failed to restore: {err}"));
+                let err = if err.is_cancelled() {
+                    CacheError::Cancelled
+                } else {
+                    err
+                };
+                log(
+                    LogLevel::Warning,
+                    &format!("Failed to restore: {}", crate::error::chain(&err)),
+                );
                 let event = self.event(
                     EventKind::Error,
                     &request.scope,
@@ -421,9 +529,16 @@ impl Cache {
         }
         log(LogLevel::Info, &size_line(size));
         let location = request.location.absolute()?;
-        if let Err(err) = self.extract_entry(&hit.entry, &request.paths, &location) {
-            self.forget_if_broken(&hit.entry, log);
-            return Err(err);
+        check_roots(&request.paths, &location)?;
+        if let Err(err) = self.extract_entry(&hit.entry, &request.paths, &location, log) {
+            if err.is_entry_fault() || self.blob_is_broken(&hit.entry) {
+                self.mark_broken(&hit.entry, log);
+            }
+            return Err(CacheError::Entry {
+                key: hit.entry.key.clone(),
+                digest: hit.entry.blob_digest.clone().unwrap_or_default(),
+                source: Box::new(err),
+            });
         }
         log(LogLevel::Info, "Cache restored successfully");
         Ok(RestoreOutcome::Hit {
@@ -438,27 +553,24 @@ impl Cache {
         entry: &Entry,
         paths: &[String],
         location: &Location,
+        log: Log<'_>,
     ) -> Result<(), CacheError> {
         let reader = self.store.open_entry(entry)?;
-        let allowed = allowed_roots(paths, &location.workspace, &location.home);
-        let mut progress = Progress::new(
-            "Restoring cache",
+        transfer::extract_archive(
+            reader,
             Some(entry.size_bytes),
-            self.options.progress,
-        );
-        let mut input = ProgressReader {
-            inner: reader,
-            progress: &mut progress,
-        };
-        let result = archive::extract(&mut input, &location.workspace, &allowed);
-        progress.finish();
-        result.map(|_| ()).map_err(CacheError::from)
+            paths,
+            location,
+            entry.roots.as_deref(),
+            self.store.local_paths(),
+            &self.options,
+            log,
+        )
     }
 
-    /// After a failed restore: if the entry's blob is missing or no longer matches its digest,
-    /// the entry can never be restored, so it is removed and the next save can replace it.
-    fn forget_if_broken(&self, entry: &Entry, log: Log<'_>) {
-        let broken = match entry.blob_digest.as_deref() {
+    /// Whether the entry's blob is missing or no longer matches its digest.
+    fn blob_is_broken(&self, entry: &Entry) -> bool {
+        match entry.blob_digest.as_deref() {
             None => true,
             Some(digest) => match self.store.blobs().open(digest) {
                 Err(BlobError::NotFound { .. }) => true,
@@ -466,21 +578,28 @@ impl Cache {
                 Ok(mut reader) => std::io::copy(&mut reader, &mut std::io::sink())
                     .is_err_and(|e| e.kind() == std::io::ErrorKind::InvalidData),
             },
-        };
-        if !broken {
-            return;
         }
-        match self.store.delete(&entry.id) {
+    }
+
+    /// After a restore failed for the entry's own reason: the entry can never be restored, so
+    /// it is marked broken: lookups pass over it, the next save of its key replaces it and the
+    /// next prune removes it.
+    fn mark_broken(&self, entry: &Entry, log: Log<'_>) {
+        match self.index().mark_broken(&entry.id) {
             Ok(_) => log(
-                LogLevel::Debug,
+                LogLevel::Info,
                 &format!(
-                    "removed cache entry {} ({}): its archive is missing or corrupt",
-                    entry.key, entry.id
+                    "Cache entry {} cannot be restored; it is marked broken and the next save of this key replaces it",
+                    entry.key
                 ),
             ),
             Err(err) => log(
                 LogLevel::Debug,
-                &format!("could not remove broken cache entry {}: {err}", entry.id),
+                &format!(
+                    "could not mark broken cache entry {}: {}",
+                    entry.id,
+                    crate::error::chain(&err)
+                ),
             ),
         }
     }
@@ -493,10 +612,19 @@ impl Cache {
             return Err(CacheError::NoPaths);
         }
         validate_key(&request.key)?;
+        if self.warn_read_only(log).is_some() {
+            return Err(CacheError::ReadOnly);
+        }
         let start = self.clock.now_millis();
-        let result = self.try_save(request, log);
+        let busy = self.options.cancel.enter();
+        let result = match self.try_save(request, log) {
+            Err(err) if err.is_cancelled() => Err(CacheError::Cancelled),
+            other => other,
+        };
+        drop(busy);
         let (kind, bytes) = match &result {
             Ok(SaveOutcome::Saved(entry)) => (EventKind::Save, entry.size_bytes),
+            Ok(SaveOutcome::Uploaded { size }) => (EventKind::Save, *size),
             Ok(SaveOutcome::AlreadyExists) => (EventKind::Skip, 0),
             Err(CacheError::NothingToSave) => return result,
             Err(_) => (EventKind::Error, 0),
@@ -506,34 +634,14 @@ impl Cache {
     }
 
     fn try_save(&self, request: &SaveRequest, log: Log<'_>) -> Result<SaveOutcome, CacheError> {
-        let location = &request.location.absolute()?;
-        let patterns: Vec<String> = request
-            .paths
-            .iter()
-            .map(|p| expand_tilde(p, &location.home))
-            .collect();
-        let files = crate::glob::archive_roots(&location.workspace, &patterns)?;
-        if files.is_empty() {
-            return Err(CacheError::NothingToSave);
-        }
-        for file in &files {
-            log(LogLevel::Debug, &format!("Matched: {}", file.display()));
-        }
+        let plan = transfer::plan_save(request, self.store.local_paths(), log)?;
         let planned = self.options.compression;
-        let Some(mut guard) = self.reserve(request, planned, log)? else {
+        let roots = plan.roots.clone();
+        let Some(mut guard) = self.reserve(request, planned, roots.as_deref(), log)? else {
             return Ok(SaveOutcome::AlreadyExists);
         };
         let mut writer = self.store.blobs().writer()?;
-        let mut progress = Progress::new("Saving cache", None, self.options.progress);
-        let created = {
-            let mut out = ProgressWriter {
-                progress: &mut progress,
-                inner: writer.as_mut(),
-            };
-            archive::create(&location.workspace, &files, planned, &mut out)
-        };
-        progress.finish();
-        let stats = created?;
+        let stats = transfer::write_archive(&plan, planned, &self.options, writer.as_mut())?;
         let actual = stats.compression.unwrap_or(planned);
         if actual != planned {
             // zstd failed and the archive fell back to gzip: the version must say gzip.
@@ -542,7 +650,7 @@ impl Cache {
                 &format!("archive written with {}", actual.method()),
             );
             drop(guard);
-            let Some(again) = self.reserve(request, actual, log)? else {
+            let Some(again) = self.reserve(request, actual, roots.as_deref(), log)? else {
                 return Ok(SaveOutcome::AlreadyExists);
             };
             guard = again;
@@ -558,6 +666,7 @@ impl Cache {
         &self,
         request: &SaveRequest,
         compression: Compression,
+        roots: Option<&str>,
         log: Log<'_>,
     ) -> Result<Option<ReservationGuard<'_>>, CacheError> {
         let version = cache_version(
@@ -572,9 +681,9 @@ impl Cache {
             key: request.key.clone(),
             version,
             paths: request.paths.clone(),
+            roots: roots.map(str::to_string),
             compression: compression.method().to_string(),
             created_by_run: Some(request.run_id.clone()).filter(|r| !r.is_empty()),
-            roots: None,
         };
         Ok(self.reserve_row(&entry, log)?.map(|id| ReservationGuard {
             index: self.index(),

@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 
+use crate::cancel::Cancel;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Archives smaller than this finish too fast for a bar to help.
@@ -25,6 +26,7 @@ pub struct Progress {
     bar: ProgressBar,
     shown: bool,
     enabled: bool,
+    cancel: Cancel,
 }
 
 impl Progress {
@@ -40,7 +42,14 @@ impl Progress {
             bar,
             shown: false,
             enabled,
+            cancel: Cancel::default(),
         }
+    }
+
+    /// Fails the transfer's next read or write once `cancel` is cancelled.
+    pub fn cancel_on(mut self, cancel: &Cancel) -> Self {
+        self.cancel = cancel.clone();
+        self
     }
 
     fn advance(&mut self, n: usize) {
@@ -67,6 +76,7 @@ pub struct ProgressReader<'a, R> {
 
 impl<R: Read> Read for ProgressReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.progress.cancel.check_io()?;
         let n = self.inner.read(buf)?;
         self.progress.advance(n);
         Ok(n)
@@ -83,6 +93,7 @@ pub struct ProgressWriter<'a, W: ?Sized> {
 
 impl<W: Write + ?Sized> Write for ProgressWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.progress.cancel.check_io()?;
         let n = self.inner.write(buf)?;
         self.progress.advance(n);
         Ok(n)

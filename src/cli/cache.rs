@@ -283,6 +283,7 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
                     "corrupt_blobs": report.corrupt_blobs,
                     "orphan_blobs": report.orphan_blobs.iter().map(|b| serde_json::json!({"digest": b.digest, "size": b.size})).collect::<Vec<_>>(),
                     "rows_without_blob": entries_json(&report.rows_without_blob),
+                    "abandoned_reservations": entries_json(&report.abandoned_reservations),
                     "temp_files_removed": report.temp_files_removed,
                 });
                 serde_json::to_writer_pretty(&mut out, &value)?;
@@ -306,6 +307,16 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
                 writeln!(out, "Blobs without row: {}", report.orphan_blobs.len())?;
                 for blob in &report.orphan_blobs {
                     writeln!(out, "  {}  {}", blob.digest, human_size(blob.size))?;
+                }
+                // Reservations of dead savers are reclaimed as a matter of course: listed,
+                // not counted as damage.
+                writeln!(
+                    out,
+                    "Abandoned reservations: {}",
+                    report.abandoned_reservations.len()
+                )?;
+                for entry in &report.abandoned_reservations {
+                    writeln!(out, "  {}  {}", entry.id, entry.key)?;
                 }
                 if problems > 0 {
                     let done = if dry_run {

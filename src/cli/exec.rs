@@ -104,6 +104,64 @@ pub struct ExecArgs {
     /// Unfold ::group:: output and show ::debug:: messages.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Where cache steps keep their entries: `auto` picks --cache-server, then GitHub's own
+    /// cache when running inside a GitHub Actions job (ACTIONS_RESULTS_URL / ACTIONS_CACHE_URL
+    /// with ACTIONS_RUNTIME_TOKEN), then the local store.
+    #[arg(long, value_enum, env = "RUNNER_CACHE_BACKEND", default_value = "auto")]
+    pub cache_backend: CacheBackendArg,
+    /// A `runner serve` (or any GitHub-compatible cache server) for the cache steps, over v2.
+    #[arg(long, value_name = "URL", env = "RUNNER_CACHE_SERVER")]
+    pub cache_server: Option<String>,
+    /// The bearer token for --cache-server (as `runner token` prints it).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "RUNNER_CACHE_TOKEN",
+        hide_env_values = true
+    )]
+    pub cache_token: Option<String>,
+}
+
+/// `--cache-backend` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CacheBackendArg {
+    /// The first available: server, GitHub's job environment, local store.
+    Auto,
+    /// The local store.
+    Local,
+    /// A cache server (an error when none is configured).
+    Server,
+}
+
+/// The backend settings from the flags and the environment `runner exec` runs in.
+fn backend_settings(args: &ExecArgs) -> runner::cache::BackendSettings {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    // clap folds RUNNER_CACHE_SERVER into --cache-server; say which one the user set.
+    let server = args
+        .cache_server
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .map(|url| {
+            let source = if var("RUNNER_CACHE_SERVER").as_deref() == Some(url.as_str()) {
+                "RUNNER_CACHE_SERVER"
+            } else {
+                "--cache-server"
+            };
+            (url, source)
+        });
+    runner::cache::BackendSettings {
+        choice: match args.cache_backend {
+            CacheBackendArg::Auto => runner::cache::BackendChoice::Auto,
+            CacheBackendArg::Local => runner::cache::BackendChoice::Local,
+            CacheBackendArg::Server => runner::cache::BackendChoice::Server,
+        },
+        server,
+        token: args.cache_token.clone(),
+        actions_results_url: var("ACTIONS_RESULTS_URL"),
+        actions_cache_url: var("ACTIONS_CACHE_URL"),
+        actions_runtime_token: var("ACTIONS_RUNTIME_TOKEN"),
+        actions_cache_service_v2: var("ACTIONS_CACHE_SERVICE_V2").is_some(),
+    }
 }
 
 /// How `actions/cache*` steps run.
@@ -116,11 +174,16 @@ pub enum CacheAction {
 }
 
 /// The handlers `runner exec` uses for `uses:` steps: the single place where built-in
-/// actions are registered. The cache store is opened only when a cache step first runs.
-pub fn default_registry() -> ActionRegistry {
+/// actions are registered. The cache backend is opened only when a cache step first runs; its
+/// saves and restores stop cleanly when `cancel` is set.
+pub fn default_registry(
+    settings: &runner::cache::BackendSettings,
+    cancel: &runner::cancel::Cancel,
+) -> anyhow::Result<ActionRegistry> {
     let mut registry = builtin_registry();
-    runner::cache::register_default(&mut registry);
-    registry
+    let (backend, why) = runner::cache::select_backend(settings)?;
+    runner::cache::register_backend(&mut registry, backend, &why, cancel);
+    Ok(registry)
 }
 
 /// Runs the verb; returns the exit code.
@@ -148,8 +211,16 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     if step_debug(&options.secrets) || step_debug(&options.vars) {
         printer.show_debug(true);
     }
+    let cancel = runner::cancel::Cancel::from_flag(options.cancel.clone());
+    let registry = match default_registry(&backend_settings(&args), &cancel) {
+        Ok(registry) => registry,
+        Err(err) => {
+            printer.error(&format!("{err:#}"));
+            return Ok(EXIT_USAGE);
+        }
+    };
     install_interrupt_handler(options.cancel.clone());
-    let mut runner = Runner::new(workflow, options, default_registry());
+    let mut runner = Runner::new(workflow, options, registry);
     if args.list {
         return list(&runner, &mut printer);
     }
@@ -186,6 +257,17 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     } else {
         EXIT_FAILED
     })
+}
+
+/// `github.run_number` from the counter the cache index keeps per repository and workflow
+/// file; a store that cannot be opened or written numbers the run 1 (said at debug level:
+/// the run itself does not depend on it).
+fn store_run_counter() -> runner::exec::RunCounter {
+    runner::exec::RunCounter(Arc::new(|repository: &str, workflow: &str| {
+        let clock: Arc<dyn runner::clock::Clock> = Arc::new(runner::clock::SystemClock);
+        let store = runner::store::Store::open_default(clock).ok()?;
+        store.index().next_run_number(repository, workflow).ok()
+    }))
 }
 
 /// The workflow as given, or relative to the workspace when only that exists.
@@ -276,6 +358,7 @@ fn options(args: &ExecArgs) -> anyhow::Result<RunOptions> {
         sha: args.sha.clone(),
         repository: args.repository.clone(),
         run_number: args.run_number,
+        run_counter: Some(store_run_counter()),
         run_attempt: args.run_attempt,
         inputs,
         dry_run: args.dry_run,
@@ -334,25 +417,28 @@ fn list(runner: &Runner, printer: &mut Printer) -> anyhow::Result<u8> {
 
 static CANCEL: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
-extern "C" fn on_interrupt(_signal: libc::c_int) {
+extern "C" fn on_interrupt(signal: libc::c_int) {
     if let Some(flag) = CANCEL.get()
         && flag.swap(true, Ordering::SeqCst)
     {
-        // A second Ctrl-C: stop now.
+        // A second signal: stop now (a save in flight leaves a reservation whose owner is
+        // gone, which the next save reclaims at once).
         // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(130) };
+        unsafe { libc::_exit(128 + signal) };
     }
 }
 
-/// Ctrl-C cancels the run (running steps are killed, `always()` steps still run); a second
-/// Ctrl-C exits at once. Step processes run in their own process groups, so they do not see
-/// the terminal's SIGINT themselves.
+/// Ctrl-C (SIGINT) and CI cancellation (SIGTERM) cancel the run: running steps are killed,
+/// a cache save in flight aborts its reservation and removes its temporary blob, `always()`
+/// steps still run. A second signal exits at once. Step processes run in their own process
+/// groups, so they do not see the terminal's SIGINT themselves.
 fn install_interrupt_handler(flag: Arc<AtomicBool>) {
     if CANCEL.set(flag).is_ok() {
         let handler = on_interrupt as extern "C" fn(libc::c_int);
         // SAFETY: the handler only touches an atomic and calls _exit.
         unsafe {
             libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+            libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
         }
     }
 }

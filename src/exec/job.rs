@@ -410,6 +410,10 @@ impl<'r> JobRun<'r> {
             });
         }
         let (outputs, raw_outputs) = self.job_outputs();
+        // A cancellation during the last step (a cache save it aborted) still cancels the job.
+        if self.runner.options.cancel.load(Ordering::SeqCst) {
+            self.cancelled = true;
+        }
         let result = if self.cancelled {
             Status::Cancelled
         } else if self.failed && !self.continue_on_error {

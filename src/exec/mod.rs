@@ -40,4 +40,4 @@ pub use error::ExecError;
 pub use report::{
     AnnotationLevel, Event, EventSink, JobReport, NotRun, RunReport, Status, StepReport,
 };
-pub use runner::{ListedJob, ListedStep, RunOptions, Runner, builtin_registry};
+pub use runner::{ListedJob, ListedStep, RunCounter, RunOptions, Runner, builtin_registry};

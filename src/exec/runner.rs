@@ -26,6 +26,20 @@ use crate::workflow::{
 /// GitHub's default job timeout.
 pub(super) const DEFAULT_JOB_TIMEOUT_MINUTES: f64 = 360.0;
 
+/// Hands out the next `github.run_number` for (repository, workflow file); `None` when the
+/// counter is unavailable (the run then numbers itself 1).
+#[derive(Clone)]
+pub struct RunCounter(pub Arc<NextRunNumber>);
+
+/// `(repository, workflow file) -> next run number`.
+pub type NextRunNumber = dyn Fn(&str, &str) -> Option<u64> + Send + Sync;
+
+impl std::fmt::Debug for RunCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunCounter")
+    }
+}
+
 /// Everything about a run that does not come from the workflow file.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -55,8 +69,11 @@ pub struct RunOptions {
     pub repository: Option<String>,
     /// `github.actor`.
     pub actor: Option<String>,
-    /// `github.run_number` (default 1); the CLI keeps a counter per repository and workflow.
+    /// `github.run_number`; when unset, `run_counter` gives it, else 1.
     pub run_number: Option<u64>,
+    /// Numbers runs per (repository, workflow file) as GitHub does; the CLI keeps the counter
+    /// in the cache index. Not consulted for `--dry-run`.
+    pub run_counter: Option<RunCounter>,
     /// `github.run_attempt` (default 1).
     pub run_attempt: Option<u64>,
     /// `--input name=value`: inputs of a `workflow_dispatch` / `workflow_call` run, checked
@@ -93,6 +110,7 @@ impl Default for RunOptions {
             repository: None,
             actor: None,
             run_number: None,
+            run_counter: None,
             run_attempt: None,
             inputs: IndexMap::new(),
             dry_run: false,
@@ -429,6 +447,36 @@ impl Runner {
         }
     }
 
+    /// `--run-number`, else the counter's next number for this repository and workflow file
+    /// (named relative to the workspace, as `.github/workflows/ci.yml`), else 1.
+    fn run_number(&self, repository: &str) -> u64 {
+        let o = &self.options;
+        if let Some(n) = o.run_number {
+            return n;
+        }
+        if o.dry_run {
+            return 1;
+        }
+        let path = &self.workflow.path;
+        let absolute = path
+            .canonicalize()
+            .or_else(|_| std::path::absolute(path))
+            .unwrap_or_else(|_| path.clone());
+        let workspace = o
+            .workspace
+            .canonicalize()
+            .unwrap_or_else(|_| o.workspace.clone());
+        let name = absolute
+            .strip_prefix(&workspace)
+            .unwrap_or(&absolute)
+            .display()
+            .to_string();
+        o.run_counter
+            .as_ref()
+            .and_then(|counter| (counter.0)(repository, &name))
+            .unwrap_or(1)
+    }
+
     /// Contexts every job starts from.
     fn base_contexts(&self, git: &GitInfo) -> Result<Contexts, ExecError> {
         let o = &self.options;
@@ -528,7 +576,7 @@ impl Runner {
             ("retention_days", s("90")),
             ("run_attempt", s(o.run_attempt.unwrap_or(1).to_string())),
             ("run_id", s(run_id)),
-            ("run_number", s(o.run_number.unwrap_or(1).to_string())),
+            ("run_number", s(self.run_number(&repository).to_string())),
             ("server_url", s("https://github.com")),
             ("sha", s(sha)),
             ("token", s("")),

@@ -118,7 +118,8 @@ pub struct Store {
     index: Index,
     blobs: Arc<dyn BlobStore>,
     blob_grace_ms: i64,
-    /// The store directory, when opened from one (for messages).
+    /// The store directory, when opened from one (for messages, and so saves never archive
+    /// it nor restores write into it).
     dir: Option<PathBuf>,
     /// Why the blob directory could not be opened for writing.
     blobs_read_only: Option<String>,
@@ -136,6 +137,31 @@ impl Store {
         }
     }
 
+    /// Records the directory on this machine that holds the store's files, so saves never
+    /// archive it and restores never write into it.
+    pub fn with_local_dir(mut self, dir: &Path) -> Self {
+        self.dir = Some(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()));
+        self
+    }
+
+    /// The files and directories of this store on this machine: its directory and a SQLite
+    /// index (with its `-wal` and `-shm` companions) wherever that lives.
+    pub fn local_paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self.dir.iter().cloned().collect();
+        if let Some(file) = self.index.url().strip_prefix("sqlite://") {
+            let file = std::path::absolute(file).unwrap_or_else(|_| PathBuf::from(file));
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let mut name = file.clone().into_os_string();
+                name.push(suffix);
+                let path = PathBuf::from(name);
+                if !paths.iter().any(|p| path.starts_with(p)) {
+                    paths.push(path);
+                }
+            }
+        }
+        paths
+    }
+
     /// Opens the store in `dir`: blobs in `dir/blobs-v1/`, the index at `db_url` or, if `None`,
     /// `sqlite://dir/index.sqlite`.
     pub fn open(
@@ -148,9 +174,8 @@ impl Store {
         let index = Index::open(&url, clock)?;
         let blobs_read_only = blobs.read_only().map(str::to_string);
         Ok(Self {
-            dir: Some(dir.to_path_buf()),
             blobs_read_only,
-            ..Self::new(index, Arc::new(blobs))
+            ..Self::new(index, Arc::new(blobs)).with_local_dir(dir)
         })
     }
 

@@ -943,3 +943,35 @@ jobs:
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 }
+
+/// `github.run_number` counts runs per repository and workflow file in the store, as GitHub
+/// numbers them; `--run-number` overrides it and `--dry-run` does not count.
+#[test]
+fn run_numbers_count_per_workflow() {
+    use crate::support::{runner_bin, write_tree};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws = dir.path().join("ws");
+    let yaml = "on: push\njobs:\n  build:\n    runs-on: x\n    steps:\n      - run: echo \"number=${{ github.run_number }}\"\n";
+    write_tree(&ws, &[("a.yml", yaml), ("b.yml", yaml)]);
+    let run = |workflow: &str, extra: &[&str]| {
+        let out = Command::new(runner_bin())
+            .args(["exec", workflow, "--repository", "octo/app"])
+            .args(extra)
+            .current_dir(&ws)
+            .env("RUNNER_CACHE_DIR", dir.path().join("store"))
+            .env_remove("RUNNER_CACHE_DB")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run runner");
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        log.lines()
+            .find_map(|l| l.trim().strip_prefix("number=").map(str::to_string))
+            .unwrap_or_else(|| panic!("no number in {log}"))
+    };
+    assert_eq!(run("a.yml", &[]), "1");
+    assert_eq!(run("a.yml", &[]), "2");
+    assert_eq!(run("b.yml", &[]), "1");
+    assert_eq!(run("a.yml", &["--run-number", "40"]), "40");
+    assert_eq!(run("a.yml", &[]), "3");
+}

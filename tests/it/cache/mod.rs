@@ -5,6 +5,7 @@
 mod actions;
 mod cli;
 mod engine;
+mod integrity;
 mod processes;
 
 use crate::support::PgSchema;
@@ -207,6 +208,17 @@ impl Harness {
             post_condition,
             logs,
         }
+    }
+
+    /// Number of entries a lookup can still find (not marked broken).
+    pub fn live_count(&self) -> usize {
+        self.cache
+            .index()
+            .list(&Default::default())
+            .expect("list entries")
+            .into_iter()
+            .filter(|e| e.broken_at.is_none())
+            .count()
     }
 
     /// Number of committed entries in the store.

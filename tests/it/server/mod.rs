@@ -2,6 +2,7 @@
 //! store (SQLite file, PostgreSQL when configured), real processes for signals and kill -9.
 
 mod auth;
+mod client;
 mod concurrency;
 mod process;
 mod toolkit;

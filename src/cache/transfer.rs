@@ -1,0 +1,142 @@
+//! The file-system half of a save or restore, shared by the local store ([`super::Cache`]) and
+//! a cache server ([`super::remote::RemoteCache`]): which files a save archives, writing the
+//! archive, and restoring one into the declared paths. Where the bytes go is the caller's.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use super::paths::{self, SavedRoot};
+use super::progress::{Progress, ProgressReader, ProgressWriter};
+use super::{
+    CacheError, CacheOptions, Location, Log, SaveRequest, allowed_roots, check_roots, expand_tilde,
+};
+use crate::archive::{self, Compression, CreateOptions, CreateStats, ExtractOptions};
+use crate::exec::LogLevel;
+
+/// What a save will archive, decided before anything is reserved.
+pub(crate) struct SavePlan {
+    /// The request's location, absolute.
+    pub location: Location,
+    /// The paths to archive (files, and directories taken whole).
+    pub files: Vec<PathBuf>,
+    /// Paths never archived (the local store).
+    pub exclude: Vec<PathBuf>,
+    /// How each declared path resolved (JSON of [`SavedRoot`]s), kept with the entry.
+    pub roots: Option<String>,
+}
+
+/// Checks the declared paths and resolves what they match; logs each match (debug) and each
+/// excluded store path inside them.
+pub(crate) fn plan_save(
+    request: &SaveRequest,
+    exclude: Vec<PathBuf>,
+    log: Log<'_>,
+) -> Result<SavePlan, CacheError> {
+    let location = request.location.absolute()?;
+    check_roots(&request.paths, &location)?;
+    let patterns: Vec<String> = request
+        .paths
+        .iter()
+        .map(|p| expand_tilde(p, &location.home))
+        .collect();
+    let files = crate::glob::archive_roots(&location.workspace, &patterns)?;
+    if files.is_empty() {
+        return Err(CacheError::NothingToSave);
+    }
+    let allowed = allowed_roots(&request.paths, &location.workspace, &location.home);
+    for path in &exclude {
+        if path.exists() && allowed.iter().any(|root| path.starts_with(root)) {
+            log(
+                LogLevel::Info,
+                &format!(
+                    "Not archiving {}: it is the cache store, which a save never contains",
+                    path.display()
+                ),
+            );
+        }
+    }
+    for file in &files {
+        log(LogLevel::Debug, &format!("Matched: {}", file.display()));
+    }
+    let roots = serde_json::to_string(&paths::saved_roots(
+        &request.paths,
+        &location.workspace,
+        &location.home,
+    ))
+    .ok();
+    Ok(SavePlan {
+        location,
+        files,
+        exclude,
+        roots,
+    })
+}
+
+/// Writes the plan's archive into `out`, with progress, stopping once cancelled.
+pub(crate) fn write_archive(
+    plan: &SavePlan,
+    compression: Compression,
+    options: &CacheOptions,
+    out: &mut dyn Write,
+) -> Result<CreateStats, CacheError> {
+    let mut progress =
+        Progress::new("Saving cache", None, options.progress).cancel_on(&options.cancel);
+    let created = {
+        let mut out = ProgressWriter {
+            progress: &mut progress,
+            inner: out,
+        };
+        let mut create = CreateOptions::new(compression);
+        create.exclude = plan.exclude.clone();
+        archive::create_with(&plan.location.workspace, &plan.files, &create, &mut out)
+    };
+    progress.finish();
+    let stats = created?;
+    if options.cancel.is_cancelled() {
+        return Err(CacheError::Cancelled);
+    }
+    Ok(stats)
+}
+
+/// Restores the archive in `reader` (`size` bytes, when known) into the declared `paths`,
+/// re-rooting names recorded at save time (`saved_roots`, JSON) to where the paths resolve now.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn extract_archive(
+    reader: Box<dyn Read + Send + '_>,
+    size: Option<u64>,
+    paths: &[String],
+    location: &Location,
+    saved_roots: Option<&str>,
+    exclude: Vec<PathBuf>,
+    options: &CacheOptions,
+    log: Log<'_>,
+) -> Result<(), CacheError> {
+    let allowed = allowed_roots(paths, &location.workspace, &location.home);
+    let saved: Option<Vec<SavedRoot>> =
+        saved_roots.and_then(|json| serde_json::from_str(json).ok());
+    let roots = paths::restore_roots(saved.as_deref(), paths, &location.workspace, &location.home);
+    let mut progress =
+        Progress::new("Restoring cache", size, options.progress).cancel_on(&options.cancel);
+    let mut input = ProgressReader {
+        inner: reader,
+        progress: &mut progress,
+    };
+    let extract = ExtractOptions {
+        roots: Some(&roots),
+        exclude,
+        ..ExtractOptions::default()
+    };
+    let result = archive::extract_with(&mut input, &location.workspace, &allowed, &extract);
+    progress.finish();
+    let stats = result?;
+    if stats.skipped > 0 {
+        log(
+            LogLevel::Info,
+            &format!(
+                "Skipped {} archive entries inside the cache store; the store is never written by a restore",
+                stats.skipped
+            ),
+        );
+    }
+    Ok(())
+}

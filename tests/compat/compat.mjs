@@ -1,0 +1,225 @@
+// The real @actions/cache client (pinned in package-lock.json) against `runner serve`, over the
+// v1 REST protocol and the v2 Twirp + Azure-blob protocol. Run by .ci/run:
+//   npm ci --prefix tests/compat && node tests/compat/compat.mjs path/to/runner
+// Prints one line per scenario and "N passed, N failed"; exits 1 on any failure.
+
+import {spawn, spawnSync} from 'node:child_process'
+import {createHash, randomBytes} from 'node:crypto'
+import fs from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+
+const runner = path.resolve(process.argv[2] || 'target/debug/runner')
+const secret = 'compat-secret-' + randomBytes(8).toString('hex')
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'runner-compat-'))
+const store = path.join(root, 'store')
+
+// The toolkit writes its annotations (`::warning::...`) and info lines to stdout; keep them to
+// assert on, and show them only for a scenario that fails.
+let captured = []
+const write = process.stdout.write.bind(process.stdout)
+process.stdout.write = (chunk, ...rest) => {
+  captured.push(String(chunk))
+  const callback = rest.find(r => typeof r === 'function')
+  if (callback) callback()
+  return true
+}
+// The toolkit stages archives under RUNNER_TEMP (else a fixed /home/actions/temp).
+process.env.RUNNER_TEMP = path.join(root, 'tmp')
+fs.mkdirSync(process.env.RUNNER_TEMP, {recursive: true})
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.listen(0, '127.0.0.1', () => {
+      const {port} = srv.address()
+      srv.close(() => resolve(port))
+    })
+    srv.on('error', reject)
+  })
+}
+
+function token(args) {
+  const out = spawnSync(runner, ['token', ...args], {
+    env: {...process.env, RUNNER_SERVE_TOKEN_SECRET: secret},
+    encoding: 'utf8'
+  })
+  if (out.status !== 0) throw new Error(`runner token failed: ${out.stderr}`)
+  return out.stdout.trim()
+}
+
+async function waitHealthy(base) {
+  for (let i = 0; i < 100; i++) {
+    try {
+      const res = await fetch(`${base}/healthz`)
+      if (res.ok) return
+    } catch {}
+    await new Promise(r => setTimeout(r, 100))
+  }
+  throw new Error('runner serve did not become healthy')
+}
+
+function sha(file) {
+  return createHash('sha256').update(fs.readFileSync(file)).digest('hex')
+}
+
+function useProtocol(protocol, base, tok) {
+  delete process.env.ACTIONS_CACHE_SERVICE_V2
+  delete process.env.ACTIONS_CACHE_URL
+  delete process.env.ACTIONS_RESULTS_URL
+  process.env.ACTIONS_RUNTIME_TOKEN = tok
+  if (protocol === 'v2') {
+    process.env.ACTIONS_CACHE_SERVICE_V2 = 'true'
+    process.env.ACTIONS_RESULTS_URL = `${base}/`
+  } else {
+    process.env.ACTIONS_CACHE_URL = `${base}/`
+  }
+}
+
+const results = []
+async function scenario(name, body) {
+  captured = []
+  try {
+    await body()
+    results.push([name, true])
+    write(`ok   ${name}\n`)
+  } catch (err) {
+    results.push([name, false])
+    write(`FAIL ${name}: ${err && err.stack ? err.stack : err}\n`)
+    write(`client log:\n${captured.join('').slice(-4000)}\n`)
+  }
+}
+
+function assert(cond, message) {
+  if (!cond) throw new Error(message)
+}
+
+const port = await freePort()
+const base = `http://127.0.0.1:${port}`
+const server = spawn(runner, ['serve', '--listen', `127.0.0.1:${port}`], {
+  env: {
+    ...process.env,
+    RUNNER_CACHE_DIR: store,
+    RUNNER_SERVE_TOKEN_SECRET: secret
+  },
+  stdio: ['ignore', 'ignore', 'pipe']
+})
+let serverLog = ''
+server.stderr.on('data', d => (serverLog += d))
+
+try {
+  await waitHealthy(base)
+  const cache = await import('@actions/cache')
+  const main = token(['--repo', 'octo/app', '--ref', 'refs/heads/main'])
+  const feature = token([
+    '--repo', 'octo/app', '--ref', 'refs/heads/feature',
+    '--default-branch', 'refs/heads/main'
+  ])
+  const other = token(['--repo', 'octo/other', '--ref', 'refs/heads/main'])
+  const readOnly = token(['--repo', 'octo/app', '--ref', 'refs/heads/main', '--read-only'])
+
+  for (const protocol of ['v1', 'v2']) {
+    const ws = path.join(root, `ws-${protocol}`)
+    fs.mkdirSync(path.join(ws, 'deps/sub'), {recursive: true})
+    process.chdir(ws)
+    process.env.GITHUB_WORKSPACE = ws
+    fs.writeFileSync(path.join(ws, 'deps/a.txt'), `a ${protocol}\n`)
+    fs.writeFileSync(path.join(ws, 'deps/sub/b.bin'), randomBytes(100000))
+    const before = sha(path.join(ws, 'deps/sub/b.bin'))
+
+    await scenario(`${protocol}: small tree saves and restores exactly`, async () => {
+      useProtocol(protocol, base, main)
+      const id = await cache.saveCache(['deps'], `small-${protocol}`)
+      assert(id > 0, `saveCache returned ${id}`)
+      fs.rmSync(path.join(ws, 'deps'), {recursive: true})
+      const hit = await cache.restoreCache(['deps'], `small-${protocol}`)
+      assert(hit === `small-${protocol}`, `restoreCache returned ${hit}`)
+      assert(fs.readFileSync(path.join(ws, 'deps/a.txt'), 'utf8') === `a ${protocol}\n`, 'a.txt differs')
+      assert(sha(path.join(ws, 'deps/sub/b.bin')) === before, 'b.bin differs')
+    })
+
+    await scenario(`${protocol}: a restore key finds the newest prefix match`, async () => {
+      useProtocol(protocol, base, main)
+      const hit = await cache.restoreCache(['deps'], `missing-${protocol}`, [`small-`])
+      assert(hit === `small-${protocol}`, `restoreCache returned ${hit}`)
+    })
+
+    await scenario(`${protocol}: entries are immutable`, async () => {
+      useProtocol(protocol, base, main)
+      const id = await cache.saveCache(['deps'], `small-${protocol}`)
+      assert(id === -1, `second save returned ${id}`)
+      const log = captured.join('')
+      assert(
+        log.includes(`Unable to reserve cache with key small-${protocol}, another job may be creating this cache.`),
+        `no reservation message in: ${log}`
+      )
+    })
+
+    await scenario(`${protocol}: a file over 128 MiB round-trips`, async () => {
+      useProtocol(protocol, base, main)
+      const big = path.join(ws, 'big')
+      fs.mkdirSync(big, {recursive: true})
+      const fd = fs.openSync(path.join(big, 'blob'), 'w')
+      for (let i = 0; i < 136; i++) fs.writeSync(fd, randomBytes(1024 * 1024))
+      fs.closeSync(fd)
+      const want = sha(path.join(big, 'blob'))
+      const id = await cache.saveCache(['big'], `big-${protocol}`)
+      assert(id > 0, `saveCache returned ${id}`)
+      fs.rmSync(big, {recursive: true})
+      const hit = await cache.restoreCache(['big'], `big-${protocol}`)
+      assert(hit === `big-${protocol}`, `restoreCache returned ${hit}`)
+      assert(sha(path.join(big, 'blob')) === want, 'big file differs')
+      fs.rmSync(big, {recursive: true})
+    })
+
+    await scenario(`${protocol}: scopes and repositories are isolated`, async () => {
+      // A feature branch reads main's entries and writes only its own ref.
+      useProtocol(protocol, base, feature)
+      let hit = await cache.restoreCache(['deps'], `small-${protocol}`)
+      assert(hit === `small-${protocol}`, `feature did not read main: ${hit}`)
+      const id = await cache.saveCache(['deps'], `feature-only-${protocol}`)
+      assert(id > 0, `feature save returned ${id}`)
+      useProtocol(protocol, base, main)
+      hit = await cache.restoreCache(['deps'], `feature-only-${protocol}`)
+      assert(hit === undefined, `main read a feature entry: ${hit}`)
+      // Another repository sees nothing of this one.
+      useProtocol(protocol, base, other)
+      hit = await cache.restoreCache(['deps'], `small-${protocol}`)
+      assert(hit === undefined, `another repository read it: ${hit}`)
+      // A read-only token restores but cannot save.
+      useProtocol(protocol, base, readOnly)
+      hit = await cache.restoreCache(['deps'], `small-${protocol}`)
+      assert(hit === `small-${protocol}`, `read-only token did not restore: ${hit}`)
+      const denied = await cache.saveCache(['deps'], `read-only-${protocol}`)
+      assert(denied === -1, `read-only token saved: ${denied}`)
+    })
+  }
+
+  await scenario('v1 and v2 share one store, and runner cache list shows both', async () => {
+    useProtocol('v2', base, main)
+    process.chdir(path.join(root, 'ws-v2'))
+    process.env.GITHUB_WORKSPACE = path.join(root, 'ws-v2')
+    // v2 reads what v1 saved (same paths, same version).
+    const hit = await cache.restoreCache(['deps'], 'small-v1')
+    assert(hit === 'small-v1', `v2 did not find the v1 entry: ${hit}`)
+    const out = spawnSync(runner, ['cache', 'list', '-R', 'octo/app', '--json'], {
+      env: {...process.env, RUNNER_CACHE_DIR: store},
+      encoding: 'utf8'
+    })
+    assert(out.status === 0, `runner cache list failed: ${out.stderr}`)
+    for (const key of ['small-v1', 'small-v2', 'big-v1', 'big-v2', 'feature-only-v1']) {
+      assert(out.stdout.includes(`"${key}"`), `${key} missing from runner cache list`)
+    }
+  })
+} finally {
+  server.kill('SIGTERM')
+  await new Promise(r => server.on('exit', r))
+}
+
+const passed = results.filter(([, ok]) => ok).length
+const failed = results.length - passed
+if (failed > 0) write(`runner serve log:\n${serverLog.slice(-4000)}\n`)
+fs.rmSync(root, {recursive: true, force: true})
+write(`compat: ${passed} passed, ${failed} failed\n`)
+process.exit(failed > 0 ? 1 : 0)
