@@ -17,6 +17,7 @@ use super::{AuthMode, Inner};
 use crate::cache::{self, CacheError, Scope};
 use crate::exec::LogLevel;
 use crate::store::StoreError;
+use crate::store::blob::{BlobError, BlobInfo, BlobWriter};
 use crate::store::index::{Entry, EntryState, IndexError, key_lower};
 
 /// Runs store work on the blocking pool.
@@ -282,6 +283,76 @@ pub async fn receive_part(
     body: Body,
     expected_len: Option<u64>,
 ) -> Result<u64, ApiError> {
+    let staging = inner.staging.clone();
+    receive(&inner, body, expected_len, move |reader: &mut dyn Read| {
+        staging
+            .put_part(&id, &part, reader, expected_len)
+            .map_err(|err| match err {
+                StagingError::Length { .. } => ApiError::invalid(err.to_string()),
+                StagingError::Body { .. } => ApiError::invalid(super::error::error_chain(&err)),
+                other => ApiError::internal(&other),
+            })
+    })
+    .await
+}
+
+/// Receives the whole archive of upload `id` (a Put Blob) straight into the blob store, hashed
+/// as it arrives, so its bytes are written once; the upload's `Blob` part then names the blob.
+/// Same caps as [`receive_part`]; a failed body leaves no blob.
+pub async fn receive_blob(
+    inner: Arc<Inner>,
+    id: String,
+    body: Body,
+    expected_len: Option<u64>,
+) -> Result<u64, ApiError> {
+    let sink_inner = inner.clone();
+    receive(&inner, body, expected_len, move |reader: &mut dyn Read| {
+        let inner = sink_inner;
+        let mut writer = inner
+            .cache
+            .store()
+            .blobs()
+            .writer()
+            .map_err(|err| ApiError::internal(&err))?;
+        let mut buf = vec![0u8; staging::COPY_BUFFER];
+        let written = match staging::copy_large(reader, &mut writer, &mut buf) {
+            Ok(n) => n,
+            Err(err) if staging::is_body_error(&err) => {
+                return Err(ApiError::invalid(super::error::error_chain(
+                    &StagingError::Body { source: err },
+                )));
+            }
+            Err(err) => return Err(ApiError::internal(&err)),
+        };
+        if let Some(expected) = expected_len
+            && expected != written
+        {
+            return Err(ApiError::invalid(
+                StagingError::Length {
+                    expected,
+                    actual: written,
+                }
+                .to_string(),
+            ));
+        }
+        let info = writer.finish().map_err(|err| ApiError::internal(&err))?;
+        staging::put_blob_ref(inner.staging.as_ref(), &id, &info)
+            .map_err(|err| ApiError::internal(&err))?;
+        Ok(info.size)
+    })
+    .await
+}
+
+/// Streams `body` into `sink` under the concurrent-upload cap and the body cap.
+async fn receive<F>(
+    inner: &Inner,
+    body: Body,
+    expected_len: Option<u64>,
+    sink: F,
+) -> Result<u64, ApiError>
+where
+    F: FnOnce(&mut dyn Read) -> Result<u64, ApiError> + Send + 'static,
+{
     let Ok(_slot) = inner.upload_slots.clone().try_acquire_owned() else {
         return Err(ApiError::busy(format!(
             "too many uploads at once (limit {}); retry later",
@@ -296,17 +367,25 @@ pub async fn receive_part(
             "a {len}-byte request is over the {limit}-byte request body limit; nothing was stored"
         )));
     }
-    let staging = inner.staging.clone();
-    stream_into(body, limit, move |reader: &mut dyn Read| {
-        staging
-            .put_part(&id, &part, reader, expected_len)
-            .map_err(|err| match err {
-                StagingError::Length { .. } => ApiError::invalid(err.to_string()),
-                StagingError::Body { .. } => ApiError::invalid(super::error::error_chain(&err)),
-                other => ApiError::internal(&other),
-            })
-    })
-    .await
+    stream_into(body, limit, sink).await
+}
+
+/// A blob a Put Blob already stored: committing it writes nothing more.
+struct Stored(BlobInfo);
+
+impl std::io::Write for Stored {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("the blob is already stored"))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl BlobWriter for Stored {
+    fn finish(self: Box<Self>) -> Result<BlobInfo, BlobError> {
+        Ok(self.0)
+    }
 }
 
 /// Assembles the parts in order into a new blob and commits the upload's reservation to it.
@@ -319,6 +398,14 @@ pub fn finalize(
     size: u64,
 ) -> Result<Entry, ApiError> {
     let staged = staged_parts(inner, &meta.id)?;
+    let blob = if plan == [Part::Blob] {
+        Some(
+            staging::read_blob_ref(inner.staging.as_ref(), &meta.id)
+                .map_err(|err| ApiError::internal(&err))?,
+        )
+    } else {
+        None
+    };
     let mut total: u64 = 0;
     for part in plan {
         let Some((_, len)) = staged.iter().find(|(p, _)| p == part) else {
@@ -326,7 +413,7 @@ pub fn finalize(
                 "part {part:?} of the upload was never received"
             )));
         };
-        total = total.saturating_add(*len);
+        total = total.saturating_add(blob.as_ref().map_or(*len, |b| b.size));
     }
     if total != size {
         return Err(ApiError::invalid(format!(
@@ -340,14 +427,20 @@ pub fn finalize(
             inner.config.max_entry_size
         )));
     }
-    let mut writer = inner
-        .cache
-        .store()
-        .blobs()
-        .writer()
-        .map_err(|err| ApiError::internal(&err))?;
-    staging::copy_parts(inner.staging.as_ref(), &meta.id, plan, &mut writer)
-        .map_err(|err| ApiError::internal(&err))?;
+    let writer: Box<dyn BlobWriter> = match blob {
+        Some(info) => Box::new(Stored(info)),
+        None => {
+            let mut writer = inner
+                .cache
+                .store()
+                .blobs()
+                .writer()
+                .map_err(|err| ApiError::internal(&err))?;
+            staging::copy_parts(inner.staging.as_ref(), &meta.id, plan, &mut writer)
+                .map_err(|err| ApiError::internal(&err))?;
+            writer
+        }
+    };
     let scope = Scope {
         repository: meta.repository.clone(),
         git_ref: meta.scope.clone(),
