@@ -180,8 +180,11 @@ pub fn create(
     }
     let started_at = inner.cache.now_millis();
     let reservation = inner
-        .cache
-        .reserve_entry(scope, key, version, None, &mut cache_log)
+        .with_index(|| {
+            inner
+                .cache
+                .reserve_entry(scope, key, version, None, &mut cache_log)
+        })
         .map_err(|err| ApiError::internal(&err))?
         .ok_or_else(|| {
             ApiError::conflict(format!(
@@ -256,7 +259,7 @@ pub fn staged_parts(inner: &Inner, id: &str) -> Result<Vec<(Part, u64)>, ApiErro
 
 /// Drops an upload: its reservation (so no entry appears) and its staged bytes.
 pub fn discard(inner: &Inner, meta: &UploadMeta) {
-    if let Err(err) = inner.cache.abort_entry(&meta.reservation) {
+    if let Err(err) = inner.with_index(|| inner.cache.abort_entry(&meta.reservation)) {
         tracing::warn!(upload = %meta.id, error = %super::error::error_chain(&err), "aborting reservation");
     }
     if let Err(err) = inner.staging.remove(&meta.id) {
@@ -370,7 +373,8 @@ where
     stream_into(body, limit, sink).await
 }
 
-/// A blob a Put Blob already stored: committing it writes nothing more.
+/// A blob already stored (by a Put Blob, or assembled at finalize): committing it writes
+/// nothing more.
 struct Stored(BlobInfo);
 
 impl std::io::Write for Stored {
@@ -427,8 +431,8 @@ pub fn finalize(
             inner.config.max_entry_size
         )));
     }
-    let writer: Box<dyn BlobWriter> = match blob {
-        Some(info) => Box::new(Stored(info)),
+    let info = match blob {
+        Some(info) => info,
         None => {
             let mut writer = inner
                 .cache
@@ -438,7 +442,8 @@ pub fn finalize(
                 .map_err(|err| ApiError::internal(&err))?;
             staging::copy_parts(inner.staging.as_ref(), &meta.id, plan, &mut writer)
                 .map_err(|err| ApiError::internal(&err))?;
-            writer
+            // Made durable here, outside the index's turn: an fsync must not hold up lookups.
+            writer.finish().map_err(|err| ApiError::internal(&err))?
         }
     };
     let scope = Scope {
@@ -447,15 +452,16 @@ pub fn finalize(
         ..Scope::default()
     };
     let entry = inner
-        .cache
-        .commit_entry(
-            &scope,
-            &meta.key,
-            &meta.reservation,
-            writer,
-            meta.started_at,
-            &mut cache_log,
-        )
+        .with_index(|| {
+            inner.cache.commit_entry(
+                &scope,
+                &meta.key,
+                &meta.reservation,
+                Box::new(Stored(info)),
+                meta.started_at,
+                &mut cache_log,
+            )
+        })
         .map_err(|err| match err {
             // Another finalize of the same upload won, or the reservation was taken over.
             CacheError::Store(StoreError::Index(IndexError::NotReserved { .. })) => {
@@ -578,8 +584,11 @@ pub fn lookup(
     }
     check_version(version)?;
     let hit = inner
-        .cache
-        .lookup_entry(&principal.read_scope(), keys, version, &mut cache_log)
+        .with_index(|| {
+            inner
+                .cache
+                .lookup_entry(&principal.read_scope(), keys, version, &mut cache_log)
+        })
         .map_err(|err| ApiError::internal(&err))?;
     Ok(hit
         .map(|h| h.entry)
