@@ -1,6 +1,7 @@
 //! What v1 and v2 share: authentication, input rules, reserving an upload, receiving its
-//! parts into staging, and finalizing it through the cache (assembled in order, hashed as it
-//! streams into the blob store, committed last).
+//! parts into staging (a Put Blob's body straight into the blob store), and finalizing it
+//! through the cache (parts assembled in order, hashed as they stream into the blob store,
+//! committed last).
 
 use std::io::Read;
 use std::sync::Arc;
