@@ -1,6 +1,7 @@
 //! Azure-Blob-style signed URLs, path-style `/blobs/<container>/<blob>` so the Azure SDK
 //! parses them on IP and localhost hosts. Uploads: Put Blob (`x-ms-blob-type: BlockBlob`),
-//! Put Block (`comp=block&blockid=…`) and Put Block List (`comp=blocklist`), all staged.
+//! Put Block (`comp=block&blockid=…`) and Put Block List (`comp=blocklist`), staged; a Put Blob
+//! streams straight into the blob store.
 //! Downloads: `GET` (with `Range` / `x-ms-range`) and `HEAD` of a committed entry.
 
 use std::collections::HashMap;
@@ -160,14 +161,8 @@ async fn put(
                 )));
             }
             log::note_bytes(
-                uploads::receive_part(
-                    server.inner.clone(),
-                    meta.id.clone(),
-                    Part::Whole,
-                    body,
-                    content_length,
-                )
-                .await?,
+                uploads::receive_blob(server.inner.clone(), meta.id.clone(), body, content_length)
+                    .await?,
             );
             // A Put Blob replaces whatever blocks were committed before.
             let inner = server.inner.clone();
@@ -223,7 +218,7 @@ async fn put(
                     }
                 }
                 staging::put_block_list(inner.staging.as_ref(), &meta.id, &blocks)
-                    .and_then(|()| inner.staging.remove_part(&meta.id, &Part::Whole))
+                    .and_then(|()| inner.staging.remove_part(&meta.id, &Part::Blob))
                     .map_err(|err| ApiError::internal(&err))
             })
             .await?;

@@ -112,13 +112,19 @@ where
     }
 }
 
+/// Bytes per download chunk: big enough that per-chunk costs (a channel hop, a hyper frame, a
+/// wakeup) vanish next to the copy, small enough that a download holds a few MiB at most.
+const DOWNLOAD_CHUNK: usize = 1024 * 1024;
+/// Download chunks in flight per body.
+const DOWNLOAD_DEPTH: usize = 2;
+
 /// A response body that reads `reader` on a blocking thread: `skip` bytes are discarded, then
 /// at most `take` bytes are sent. A read error ends the body early, so the client sees a
 /// short body against `Content-Length`. A whole-blob read (`skip == 0`, `take` = its size)
 /// holds its last chunk back until the end of the blob, where the digest is checked, so
 /// corrupt bytes are never delivered complete.
 pub fn reader_body(mut reader: Box<dyn Read + Send>, skip: u64, take: u64, whole: bool) -> Body {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(DOWNLOAD_DEPTH);
     tokio::task::spawn_blocking(move || {
         let fail = |tx: &mpsc::Sender<io::Result<Bytes>>, err: io::Error| {
             tracing::warn!(error = %err, "download stopped");
@@ -131,29 +137,28 @@ pub fn reader_body(mut reader: Box<dyn Read + Send>, skip: u64, take: u64, whole
         }
         let mut left = take;
         let mut pending: Option<Bytes> = None;
-        let mut buf = vec![0u8; 256 * 1024];
         loop {
             if left == 0 && !whole {
                 break;
             }
             let want = if whole {
-                buf.len()
+                DOWNLOAD_CHUNK
             } else {
-                usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len())
+                usize::try_from(left.min(DOWNLOAD_CHUNK as u64)).unwrap_or(DOWNLOAD_CHUNK)
             };
-            match reader.read(&mut buf[..want]) {
+            // Each chunk is its own allocation, handed to hyper without another copy.
+            let mut chunk = vec![0u8; want];
+            let n = match fill(&mut reader, &mut chunk) {
                 Ok(0) => break,
-                Ok(n) => {
-                    left = left.saturating_sub(n as u64);
-                    let chunk = Bytes::copy_from_slice(&buf[..n]);
-                    if let Some(ready) = pending.replace(chunk)
-                        && tx.blocking_send(Ok(ready)).is_err()
-                    {
-                        return;
-                    }
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Ok(n) => n,
                 Err(err) => return fail(&tx, err),
+            };
+            chunk.truncate(n);
+            left = left.saturating_sub(n as u64);
+            if let Some(ready) = pending.replace(Bytes::from(chunk))
+                && tx.blocking_send(Ok(ready)).is_err()
+            {
+                return;
             }
         }
         if let Some(last) = pending {
@@ -164,4 +169,18 @@ pub fn reader_body(mut reader: Box<dyn Read + Send>, skip: u64, take: u64, whole
         rx.recv().await.map(|item| (item, rx))
     });
     Body::from_stream(stream)
+}
+
+/// Reads until `buf` is full or the reader ends; returns the bytes read.
+fn fill(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
 }

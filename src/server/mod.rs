@@ -34,6 +34,7 @@ use axum::routing::{get, post};
 
 use crate::cache::Cache;
 use crate::clock::Clock;
+use crate::store::index::Backend;
 pub use auth::{Principal, TokenRequest, mint_token};
 pub use error::{ApiError, Dialect};
 use staging::{LocalStaging, Staging, StagingError};
@@ -145,6 +146,22 @@ struct Inner {
     /// Uploads being finalized now; a second finalize of one of them gets 409 instead of
     /// racing the first for its staged parts.
     finalizing: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Set over a SQLite index. SQLite takes one writer at a time and puts the others to sleep
+    /// in its busy handler (1, 2, 5, 10 ms …), and every lookup writes (last use, an event):
+    /// queueing this server's index calls here instead bounds a lookup's wait by the calls
+    /// ahead of it, not by those sleeps.
+    index_gate: Option<std::sync::Mutex<()>>,
+}
+
+impl Inner {
+    /// Runs `f`, an index call, in turn with the others when the index is SQLite.
+    fn with_index<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _turn = self.index_gate.as_ref().map(|gate| {
+            gate.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        });
+        f()
+    }
 }
 
 /// The server: state plus routes. Cheap to clone.
@@ -169,12 +186,14 @@ impl Server {
         };
         let server = Self {
             inner: Arc::new(Inner {
-                cache,
                 staging,
                 signer: auth::UrlSigner::new(&secret),
                 upload_slots: Arc::new(tokio::sync::Semaphore::new(
                     config.max_concurrent_uploads.max(1),
                 )),
+                index_gate: (cache.index().backend() == Backend::Sqlite)
+                    .then(|| std::sync::Mutex::new(())),
+                cache,
                 config,
                 clock,
                 finalizing: Default::default(),

@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::blob::{BlobInfo, is_valid_digest};
+
+/// The buffer bulk copies move through.
+pub const COPY_BUFFER: usize = 1024 * 1024;
+
 /// Errors from staging. Every I/O error names its path.
 #[derive(Debug, thiserror::Error)]
 pub enum StagingError {
@@ -74,8 +79,9 @@ pub struct UploadMeta {
 /// One staged piece of an upload.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Part {
-    /// The whole archive in one body (Azure Put Blob).
-    Whole,
+    /// The whole archive in one body (Azure Put Blob). Its bytes went straight into the blob
+    /// store as they arrived (written once); the part holds only their digest and size.
+    Blob,
     /// A v1 chunk: bytes `start..=end`.
     Range {
         /// First byte offset.
@@ -92,7 +98,7 @@ pub enum Part {
 impl Part {
     fn file_name(&self) -> String {
         match self {
-            Part::Whole => "whole".to_string(),
+            Part::Blob => "blob".to_string(),
             Part::Range { start, end } => format!("range-{start:020}-{end:020}"),
             Part::Block(id) => format!("block-{}", hex::encode(id)),
             Part::BlockList => "blocklist".to_string(),
@@ -100,8 +106,8 @@ impl Part {
     }
 
     fn parse(name: &str) -> Option<Self> {
-        if name == "whole" {
-            return Some(Part::Whole);
+        if name == "blob" {
+            return Some(Part::Blob);
         }
         if name == "blocklist" {
             return Some(Part::BlockList);
@@ -234,7 +240,7 @@ fn is_stale(path: &Path) -> bool {
 }
 
 /// Errors the body bridge reports (the client went away, a limit was hit).
-fn is_body_error(err: &io::Error) -> bool {
+pub fn is_body_error(err: &io::Error) -> bool {
     matches!(
         err.kind(),
         io::ErrorKind::ConnectionAborted | io::ErrorKind::FileTooLarge
@@ -382,6 +388,39 @@ pub fn read_block_list(staging: &dyn Staging, id: &str) -> Result<Vec<Vec<u8>>, 
         .collect())
 }
 
+/// Records that upload `id`'s whole archive is the stored blob `info` (the `Blob` part).
+pub fn put_blob_ref(staging: &dyn Staging, id: &str, info: &BlobInfo) -> Result<(), StagingError> {
+    let text = format!("{} {}\n", info.digest, info.size);
+    staging.put_part(id, &Part::Blob, &mut text.as_bytes(), None)?;
+    Ok(())
+}
+
+/// Reads the `Blob` part back.
+pub fn read_blob_ref(staging: &dyn Staging, id: &str) -> Result<BlobInfo, StagingError> {
+    let path = || PathBuf::from(id).join(Part::Blob.file_name());
+    let mut text = String::new();
+    staging
+        .open_part(id, &Part::Blob)?
+        .read_to_string(&mut text)
+        .map_err(|source| StagingError::Io {
+            path: path(),
+            source,
+        })?;
+    text.trim()
+        .split_once(' ')
+        .and_then(|(digest, size)| {
+            Some(BlobInfo {
+                digest: digest.to_string(),
+                size: size.parse().ok()?,
+            })
+        })
+        .filter(|info| is_valid_digest(&info.digest))
+        .ok_or_else(|| StagingError::Io {
+            path: path(),
+            source: io::Error::new(io::ErrorKind::InvalidData, "not a digest and a size"),
+        })
+}
+
 /// Copies parts in order into `out`; returns the bytes copied.
 pub fn copy_parts(
     staging: &dyn Staging,
@@ -390,12 +429,30 @@ pub fn copy_parts(
     out: &mut dyn Write,
 ) -> Result<u64, StagingError> {
     let mut total = 0;
+    // io::copy through `dyn` traits moves 8 KiB at a time; big moves keep the hashing writer
+    // and the page cache streaming.
+    let mut buf = vec![0u8; COPY_BUFFER];
     for part in parts {
         let mut reader = staging.open_part(id, part)?;
-        total += io::copy(&mut reader, out).map_err(|source| StagingError::Io {
+        total += copy_large(&mut reader, out, &mut buf).map_err(|source| StagingError::Io {
             path: PathBuf::from(id).join(part.file_name()),
             source,
         })?;
     }
     Ok(total)
+}
+
+/// Copies `reader` to `out` through `buf`; returns the bytes copied.
+pub fn copy_large(reader: &mut dyn Read, out: &mut dyn Write, buf: &mut [u8]) -> io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        out.write_all(&buf[..n])?;
+        total += n as u64;
+    }
 }

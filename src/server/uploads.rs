@@ -1,6 +1,7 @@
 //! What v1 and v2 share: authentication, input rules, reserving an upload, receiving its
-//! parts into staging, and finalizing it through the cache (assembled in order, hashed as it
-//! streams into the blob store, committed last).
+//! parts into staging (a Put Blob's body straight into the blob store), and finalizing it
+//! through the cache (parts assembled in order, hashed as they stream into the blob store,
+//! committed last).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use super::{AuthMode, Inner};
 use crate::cache::{self, CacheError, Scope};
 use crate::exec::LogLevel;
 use crate::store::StoreError;
+use crate::store::blob::{BlobError, BlobInfo, BlobWriter};
 use crate::store::index::{Entry, EntryState, IndexError, key_lower};
 
 /// Runs store work on the blocking pool.
@@ -179,8 +181,11 @@ pub fn create(
     }
     let started_at = inner.cache.now_millis();
     let reservation = inner
-        .cache
-        .reserve_entry(scope, key, version, None, &mut cache_log)
+        .with_index(|| {
+            inner
+                .cache
+                .reserve_entry(scope, key, version, None, &mut cache_log)
+        })
         .map_err(|err| ApiError::internal(&err))?
         .ok_or_else(|| {
             ApiError::conflict(format!(
@@ -255,7 +260,7 @@ pub fn staged_parts(inner: &Inner, id: &str) -> Result<Vec<(Part, u64)>, ApiErro
 
 /// Drops an upload: its reservation (so no entry appears) and its staged bytes.
 pub fn discard(inner: &Inner, meta: &UploadMeta) {
-    if let Err(err) = inner.cache.abort_entry(&meta.reservation) {
+    if let Err(err) = inner.with_index(|| inner.cache.abort_entry(&meta.reservation)) {
         tracing::warn!(upload = %meta.id, error = %super::error::error_chain(&err), "aborting reservation");
     }
     if let Err(err) = inner.staging.remove(&meta.id) {
@@ -282,6 +287,76 @@ pub async fn receive_part(
     body: Body,
     expected_len: Option<u64>,
 ) -> Result<u64, ApiError> {
+    let staging = inner.staging.clone();
+    receive(&inner, body, expected_len, move |reader: &mut dyn Read| {
+        staging
+            .put_part(&id, &part, reader, expected_len)
+            .map_err(|err| match err {
+                StagingError::Length { .. } => ApiError::invalid(err.to_string()),
+                StagingError::Body { .. } => ApiError::invalid(super::error::error_chain(&err)),
+                other => ApiError::internal(&other),
+            })
+    })
+    .await
+}
+
+/// Receives the whole archive of upload `id` (a Put Blob) straight into the blob store, hashed
+/// as it arrives, so its bytes are written once; the upload's `Blob` part then names the blob.
+/// Same caps as [`receive_part`]; a failed body leaves no blob.
+pub async fn receive_blob(
+    inner: Arc<Inner>,
+    id: String,
+    body: Body,
+    expected_len: Option<u64>,
+) -> Result<u64, ApiError> {
+    let sink_inner = inner.clone();
+    receive(&inner, body, expected_len, move |reader: &mut dyn Read| {
+        let inner = sink_inner;
+        let mut writer = inner
+            .cache
+            .store()
+            .blobs()
+            .writer()
+            .map_err(|err| ApiError::internal(&err))?;
+        let mut buf = vec![0u8; staging::COPY_BUFFER];
+        let written = match staging::copy_large(reader, &mut writer, &mut buf) {
+            Ok(n) => n,
+            Err(err) if staging::is_body_error(&err) => {
+                return Err(ApiError::invalid(super::error::error_chain(
+                    &StagingError::Body { source: err },
+                )));
+            }
+            Err(err) => return Err(ApiError::internal(&err)),
+        };
+        if let Some(expected) = expected_len
+            && expected != written
+        {
+            return Err(ApiError::invalid(
+                StagingError::Length {
+                    expected,
+                    actual: written,
+                }
+                .to_string(),
+            ));
+        }
+        let info = writer.finish().map_err(|err| ApiError::internal(&err))?;
+        staging::put_blob_ref(inner.staging.as_ref(), &id, &info)
+            .map_err(|err| ApiError::internal(&err))?;
+        Ok(info.size)
+    })
+    .await
+}
+
+/// Streams `body` into `sink` under the concurrent-upload cap and the body cap.
+async fn receive<F>(
+    inner: &Inner,
+    body: Body,
+    expected_len: Option<u64>,
+    sink: F,
+) -> Result<u64, ApiError>
+where
+    F: FnOnce(&mut dyn Read) -> Result<u64, ApiError> + Send + 'static,
+{
     let Ok(_slot) = inner.upload_slots.clone().try_acquire_owned() else {
         return Err(ApiError::busy(format!(
             "too many uploads at once (limit {}); retry later",
@@ -296,17 +371,26 @@ pub async fn receive_part(
             "a {len}-byte request is over the {limit}-byte request body limit; nothing was stored"
         )));
     }
-    let staging = inner.staging.clone();
-    stream_into(body, limit, move |reader: &mut dyn Read| {
-        staging
-            .put_part(&id, &part, reader, expected_len)
-            .map_err(|err| match err {
-                StagingError::Length { .. } => ApiError::invalid(err.to_string()),
-                StagingError::Body { .. } => ApiError::invalid(super::error::error_chain(&err)),
-                other => ApiError::internal(&other),
-            })
-    })
-    .await
+    stream_into(body, limit, sink).await
+}
+
+/// A blob already stored (by a Put Blob, or assembled at finalize): committing it writes
+/// nothing more.
+struct Stored(BlobInfo);
+
+impl std::io::Write for Stored {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("the blob is already stored"))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl BlobWriter for Stored {
+    fn finish(self: Box<Self>) -> Result<BlobInfo, BlobError> {
+        Ok(self.0)
+    }
 }
 
 /// Assembles the parts in order into a new blob and commits the upload's reservation to it.
@@ -319,6 +403,14 @@ pub fn finalize(
     size: u64,
 ) -> Result<Entry, ApiError> {
     let staged = staged_parts(inner, &meta.id)?;
+    let blob = if plan == [Part::Blob] {
+        Some(
+            staging::read_blob_ref(inner.staging.as_ref(), &meta.id)
+                .map_err(|err| ApiError::internal(&err))?,
+        )
+    } else {
+        None
+    };
     let mut total: u64 = 0;
     for part in plan {
         let Some((_, len)) = staged.iter().find(|(p, _)| p == part) else {
@@ -326,7 +418,7 @@ pub fn finalize(
                 "part {part:?} of the upload was never received"
             )));
         };
-        total = total.saturating_add(*len);
+        total = total.saturating_add(blob.as_ref().map_or(*len, |b| b.size));
     }
     if total != size {
         return Err(ApiError::invalid(format!(
@@ -340,29 +432,37 @@ pub fn finalize(
             inner.config.max_entry_size
         )));
     }
-    let mut writer = inner
-        .cache
-        .store()
-        .blobs()
-        .writer()
-        .map_err(|err| ApiError::internal(&err))?;
-    staging::copy_parts(inner.staging.as_ref(), &meta.id, plan, &mut writer)
-        .map_err(|err| ApiError::internal(&err))?;
+    let info = match blob {
+        Some(info) => info,
+        None => {
+            let mut writer = inner
+                .cache
+                .store()
+                .blobs()
+                .writer()
+                .map_err(|err| ApiError::internal(&err))?;
+            staging::copy_parts(inner.staging.as_ref(), &meta.id, plan, &mut writer)
+                .map_err(|err| ApiError::internal(&err))?;
+            // Made durable here, outside the index's turn: an fsync must not hold up lookups.
+            writer.finish().map_err(|err| ApiError::internal(&err))?
+        }
+    };
     let scope = Scope {
         repository: meta.repository.clone(),
         git_ref: meta.scope.clone(),
         ..Scope::default()
     };
     let entry = inner
-        .cache
-        .commit_entry(
-            &scope,
-            &meta.key,
-            &meta.reservation,
-            writer,
-            meta.started_at,
-            &mut cache_log,
-        )
+        .with_index(|| {
+            inner.cache.commit_entry(
+                &scope,
+                &meta.key,
+                &meta.reservation,
+                Box::new(Stored(info)),
+                meta.started_at,
+                &mut cache_log,
+            )
+        })
         .map_err(|err| match err {
             // Another finalize of the same upload won, or the reservation was taken over.
             CacheError::Store(StoreError::Index(IndexError::NotReserved { .. })) => {
@@ -485,8 +585,11 @@ pub fn lookup(
     }
     check_version(version)?;
     let hit = inner
-        .cache
-        .lookup_entry(&principal.read_scope(), keys, version, &mut cache_log)
+        .with_index(|| {
+            inner
+                .cache
+                .lookup_entry(&principal.read_scope(), keys, version, &mut cache_log)
+        })
         .map_err(|err| ApiError::internal(&err))?;
     Ok(hit
         .map(|h| h.entry)

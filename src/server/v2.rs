@@ -157,8 +157,8 @@ async fn finalize(
                 .into_iter()
                 .map(Part::Block)
                 .collect()
-        } else if staged.iter().any(|(p, _)| *p == Part::Whole) {
-            vec![Part::Whole]
+        } else if staged.iter().any(|(p, _)| *p == Part::Blob) {
+            vec![Part::Blob]
         } else if size == 0 {
             Vec::new()
         } else {

@@ -399,3 +399,13 @@ pub fn bare_action_repo(root: &Path, owner: &str, repo: &str, tag: &str, files: 
         ],
     );
 }
+
+/// Whether an upload body is arriving at `runner serve`: a part being staged
+/// (`<staging>/<upload>/.part-*`) or a Put Blob being written into the store's blob temp dir
+/// (`<store>/blobs-v1/tmp/*`).
+pub fn upload_in_progress(staging: &Path, store: &Path) -> bool {
+    let files = |dir: &Path| std::fs::read_dir(dir).into_iter().flatten().flatten();
+    files(staging).any(|upload| {
+        files(&upload.path()).any(|f| f.file_name().to_string_lossy().starts_with(".part-"))
+    }) || files(&store.join("blobs-v1/tmp")).next().is_some()
+}

@@ -5,6 +5,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use super::{Srv, bytes, put_blob, version};
+use crate::support::upload_in_progress;
 
 #[test]
 fn sixteen_clients_saving_one_key_make_exactly_one_entry() {
@@ -114,22 +115,9 @@ fn uploads_over_the_concurrency_cap_get_429() {
             .expect("held upload");
         reply.status().as_u16()
     });
-    // The held request owns the only slot once its part file exists.
-    let staging = s.h.dir.path().join("staging");
-    let holding = || {
-        std::fs::read_dir(&staging)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|d| {
-                std::fs::read_dir(d.path())
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .any(|f| f.file_name().to_string_lossy().starts_with(".part-"))
-            })
-    };
-    while !holding() {
+    // The held request owns the only slot once its bytes are being written.
+    let (staging, store) = (s.h.dir.path().join("staging"), s.h.dir.path().join("store"));
+    while !upload_in_progress(&staging, &store) {
         thread::yield_now();
     }
     let refused = put_blob(&other_url, b"second");

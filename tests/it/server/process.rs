@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use super::{TWIRP, version};
-use crate::support::{http, runner_bin};
+use crate::support::{http, runner_bin, upload_in_progress};
 
 const SECRET: &str = "process-test-secret";
 
@@ -286,22 +286,9 @@ fn sigterm_during_an_upload_body_aborts_it_and_exits_0() {
     )
     .expect("send");
     socket.flush().expect("flush");
-    // The request is in the handler once its temporary part exists.
+    // The request is in the handler once its bytes are being written.
     let staging = dir.path().join("staging-v1");
-    let receiving = || {
-        std::fs::read_dir(&staging)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|d| {
-                std::fs::read_dir(d.path())
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .any(|f| f.file_name().to_string_lossy().starts_with(".part-"))
-            })
-    };
-    while !receiving() {
+    while !upload_in_progress(&staging, dir.path()) {
         std::thread::yield_now();
     }
     // SAFETY: kill(2) on the child we spawned; no memory is involved.

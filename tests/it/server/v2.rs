@@ -520,11 +520,51 @@ fn a_streamed_body_over_the_cap_and_a_broken_off_body_store_nothing() {
             .filter(|f| f.file_name() != "meta.json")
             .count()
     };
+    // A Put Blob streams into the blob store's temporary directory: nothing stays there either.
+    let blob_temp = s.h.dir.path().join("store/blobs-v1/tmp");
+    let temp_files = || std::fs::read_dir(&blob_temp).into_iter().flatten().count();
     let mut polls = 0;
-    while leftovers() > 0 {
+    while leftovers() > 0 || temp_files() > 0 {
         polls += 1;
-        assert!(polls < 10_000, "a partial body was left in staging");
+        assert!(polls < 10_000, "a partial body was left behind");
         thread::sleep(std::time::Duration::from_millis(1));
     }
     assert_eq!(s.h.entry_count(), 0);
+}
+
+#[test]
+fn a_put_blob_is_written_once_straight_into_the_blob_store() {
+    use sha2::{Digest, Sha256};
+    let s = Srv::start();
+    let token = s.token();
+    let v = version(11);
+    let data = bytes(300_000, 3);
+    let url = s.create(&token, "once", &v).expect("created");
+    assert_eq!(put_blob(&url, &data).status, 201);
+    // Before finalize the bytes already sit in the blob store under their digest, and staging
+    // holds no second copy of them.
+    let digest = hex::encode(Sha256::digest(&data));
+    assert!(
+        s.h.cache
+            .store()
+            .blobs()
+            .contains(&digest)
+            .expect("contains"),
+        "the Put Blob body is in the blob store before finalize"
+    );
+    let staged_bytes: u64 = std::fs::read_dir(s.h.dir.path().join("staging"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .filter_map(|f| f.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(staged_bytes < 1000, "staging holds {staged_bytes} bytes");
+    // A wrong size still commits nothing; the right one commits the stored blob.
+    assert_eq!(s.finalize(&token, "once", &v, data.len() + 1).status, 400);
+    let done = s.finalize(&token, "once", &v, data.len());
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert_eq!(s.restore_v2(&token, &["once"], &v), Some(data));
+    assert_eq!(s.staged_uploads(), 0);
 }
