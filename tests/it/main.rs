@@ -7,9 +7,9 @@ mod cli;
 mod exec;
 mod expr;
 mod glob;
+mod restore;
 #[cfg(feature = "server")]
 mod server;
-mod restore;
 mod store;
 mod support;
 mod workflow;
