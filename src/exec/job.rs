@@ -708,16 +708,24 @@ impl<'r> JobRun<'r> {
     ) -> Result<Status, StepFailure> {
         let wf = &self.runner.workflow;
         let script = render(run, &self.ctx).map_err(StepFailure::Problem)?;
+        // A composite action's steps do not take the workflow's or job's `defaults.run`: they
+        // run as the action was written (GitHub requires their `shell:`).
+        let defaults = self.composite_depth == 0;
         let shell_text = shell
-            .or(self.job.defaults.shell.as_ref())
-            .or(wf.defaults.shell.as_ref());
+            .or(self.job.defaults.shell.as_ref().filter(|_| defaults))
+            .or(wf.defaults.shell.as_ref().filter(|_| defaults));
         let shell_value = match shell_text {
             Some(t) => Some(render(t, &self.ctx).map_err(StepFailure::Problem)?),
             None => None,
         };
         let wd_text = working_directory
-            .or(self.job.defaults.working_directory.as_ref())
-            .or(wf.defaults.working_directory.as_ref());
+            .or(self
+                .job
+                .defaults
+                .working_directory
+                .as_ref()
+                .filter(|_| defaults))
+            .or(wf.defaults.working_directory.as_ref().filter(|_| defaults));
         let cwd = match wd_text {
             Some(t) => {
                 let wd = render(t, &self.ctx).map_err(StepFailure::Problem)?;
