@@ -460,15 +460,7 @@ impl Cache {
                 (outcome, event)
             }
             Err(err) => {
-                let err = if err.is_cancelled() {
-                    CacheError::Cancelled
-                } else {
-                    err
-                };
-                log(
-                    LogLevel::Warning,
-                    &format!("Failed to restore: {}", crate::error::chain(&err)),
-                );
+                transfer::log_restore_failure(err, log);
                 let event = self.event(
                     EventKind::Error,
                     &request.scope,
@@ -489,34 +481,14 @@ impl Cache {
         request: &RestoreRequest,
         log: Log<'_>,
     ) -> Result<RestoreOutcome, CacheError> {
-        let version = cache_version(
-            &request.paths,
-            self.options.compression,
-            request.location.windows,
-            request.enable_cross_os_archive,
-        );
-        let mut keys = vec![request.primary_key.clone()];
-        keys.extend(request.restore_keys.iter().cloned());
-        let Some(hit) = self.find_entry(&request.scope, keys.clone(), version.clone())? else {
-            log(
-                LogLevel::Debug,
-                &format!(
-                    "Cache not found for version {version} of keys: {}",
-                    keys.join(", ")
-                ),
-            );
+        let (keys, version) = transfer::lookup_keys(request, self.options.compression);
+        let found = self.find_entry(&request.scope, keys.clone(), version.clone())?;
+        let matched = found.as_ref().map(|hit| hit.matched_key.as_str());
+        transfer::log_lookup(request, &keys, &version, matched, log);
+        let Some(hit) = found else {
             return Ok(RestoreOutcome::Miss);
         };
         let matched_key = hit.matched_key;
-        // As the toolkit: a restore-key match is any match whose key differs from the request.
-        if matched_key == request.primary_key {
-            log(LogLevel::Info, &format!("Cache hit for: {matched_key}"));
-        } else {
-            log(
-                LogLevel::Info,
-                &format!("Cache hit for restore-key: {matched_key}"),
-            );
-        }
         let exact = is_exact_match(&request.primary_key, Some(&matched_key));
         let size = hit.entry.size_bytes;
         if request.lookup_only {

@@ -288,15 +288,7 @@ impl RemoteCache {
         match self.try_restore(request, log) {
             Ok(outcome) => Ok(outcome),
             Err(err) => {
-                let err = if err.is_cancelled() {
-                    CacheError::Cancelled
-                } else {
-                    err
-                };
-                log(
-                    LogLevel::Warning,
-                    &format!("Failed to restore: {}", crate::error::chain(&err)),
-                );
+                transfer::log_restore_failure(err, log);
                 Ok(RestoreOutcome::Miss)
             }
         }
@@ -307,32 +299,13 @@ impl RemoteCache {
         request: &RestoreRequest,
         log: Log<'_>,
     ) -> Result<RestoreOutcome, CacheError> {
-        let version = cache_version(
-            &request.paths,
-            self.options.compression,
-            request.location.windows,
-            request.enable_cross_os_archive,
-        );
-        let mut keys = vec![request.primary_key.clone()];
-        keys.extend(request.restore_keys.iter().cloned());
-        let Some((matched_key, url)) = self.lookup(&keys, &version)? else {
-            log(
-                LogLevel::Debug,
-                &format!(
-                    "Cache not found for version {version} of keys: {}",
-                    keys.join(", ")
-                ),
-            );
+        let (keys, version) = transfer::lookup_keys(request, self.options.compression);
+        let found = self.lookup(&keys, &version)?;
+        let matched = found.as_ref().map(|(key, _)| key.as_str());
+        transfer::log_lookup(request, &keys, &version, matched, log);
+        let Some((matched_key, url)) = found else {
             return Ok(RestoreOutcome::Miss);
         };
-        if matched_key == request.primary_key {
-            log(LogLevel::Info, &format!("Cache hit for: {matched_key}"));
-        } else {
-            log(
-                LogLevel::Info,
-                &format!("Cache hit for restore-key: {matched_key}"),
-            );
-        }
         let exact = is_exact_match(&request.primary_key, Some(&matched_key));
         if request.lookup_only {
             log(LogLevel::Info, "Lookup only - skipping download");

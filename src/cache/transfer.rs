@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use super::paths::{self, SavedRoot};
 use super::progress::{Progress, ProgressReader, ProgressWriter};
 use super::{
-    CacheError, CacheOptions, Location, Log, SaveRequest, allowed_roots, check_roots, expand_tilde,
+    CacheError, CacheOptions, Location, Log, RestoreRequest, SaveRequest, allowed_roots,
+    cache_version, check_roots, expand_tilde,
 };
 use crate::archive::{self, Compression, CreateOptions, CreateStats, ExtractOptions};
 use crate::exec::LogLevel;
@@ -139,4 +140,58 @@ pub(crate) fn extract_archive(
         );
     }
     Ok(())
+}
+
+/// The keys a restore looks up (primary, then restore keys) and the version it asks for.
+pub(crate) fn lookup_keys(
+    request: &RestoreRequest,
+    compression: Compression,
+) -> (Vec<String>, String) {
+    let version = cache_version(
+        &request.paths,
+        compression,
+        request.location.windows,
+        request.enable_cross_os_archive,
+    );
+    let mut keys = vec![request.primary_key.clone()];
+    keys.extend(request.restore_keys.iter().cloned());
+    (keys, version)
+}
+
+/// Logs what a lookup found, as the toolkit does: a miss at debug level, a hit on the primary
+/// key or on a restore key (any match whose key differs from the request).
+pub(crate) fn log_lookup(
+    request: &RestoreRequest,
+    keys: &[String],
+    version: &str,
+    matched: Option<&str>,
+    log: Log<'_>,
+) {
+    match matched {
+        None => log(
+            LogLevel::Debug,
+            &format!(
+                "Cache not found for version {version} of keys: {}",
+                keys.join(", ")
+            ),
+        ),
+        Some(key) if key == request.primary_key => {
+            log(LogLevel::Info, &format!("Cache hit for: {key}"));
+        }
+        Some(key) => log(LogLevel::Info, &format!("Cache hit for restore-key: {key}")),
+    }
+}
+
+/// Logs a restore that failed for a reason other than validation (a miss, not a failed step).
+pub(crate) fn log_restore_failure(err: CacheError, log: Log<'_>) -> CacheError {
+    let err = if err.is_cancelled() {
+        CacheError::Cancelled
+    } else {
+        err
+    };
+    log(
+        LogLevel::Warning,
+        &format!("Failed to restore: {}", crate::error::chain(&err)),
+    );
+    err
 }
