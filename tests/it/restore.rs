@@ -181,7 +181,20 @@ fn run_test_as_nobody(name: &str, env: &[(&str, &Path)]) -> Option<std::process:
         eprintln!("skipped: switching to an unprivileged user needs root");
         return None;
     }
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    // The test binary may sit below a directory `nobody` cannot enter (CI builds under
+    // /root/.cache): run a link to it, or a copy, from the test's own directory.
+    let exe = std::env::current_exe().unwrap();
+    let dir = env
+        .iter()
+        .find(|(k, _)| *k == "RUNNER_TEST_CHILD_DIR")
+        .map(|(_, v)| v.to_path_buf())
+        .unwrap_or_else(std::env::temp_dir);
+    let runnable = dir.join("test-binary-for-nobody");
+    let _ = fs::remove_file(&runnable);
+    if fs::hard_link(&exe, &runnable).is_err() {
+        fs::copy(&exe, &runnable).unwrap();
+    }
+    let mut cmd = Command::new(&runnable);
     cmd.args([
         "--exact",
         name,

@@ -125,6 +125,8 @@ fn cache_cmd(dir: &std::path::Path, args: &[&str]) -> String {
     let out = Command::new(runner_bin())
         .arg("cache")
         .args(args)
+        // Outside any checkout, so `-R` defaults to every repository, not this clone's origin.
+        .current_dir(dir)
         .env("RUNNER_CACHE_DIR", dir)
         .env_remove("RUNNER_CACHE_DB")
         .output()
