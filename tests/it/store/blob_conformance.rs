@@ -108,11 +108,8 @@ pub fn memory(verified: bool) -> Option<Subject> {
     })
 }
 
-/// An S3 store under a fresh prefix of the bucket `RUNNER_TEST_S3_URL` names, on the server
-/// `AWS_ENDPOINT_URL` points at; `None` (with the reason printed) when unset.
-#[cfg(feature = "s3")]
-pub fn s3(verified: bool) -> Option<Subject> {
-    use runner::store::blob::S3BlobStore;
+/// `RUNNER_TEST_S3_URL` and a fresh prefix in its bucket, or `None` with the reason printed.
+pub fn s3_test_url() -> Option<(String, String)> {
     let Some(base) = std::env::var("RUNNER_TEST_S3_URL")
         .ok()
         .filter(|u| !u.is_empty())
@@ -122,6 +119,15 @@ pub fn s3(verified: bool) -> Option<Subject> {
     };
     let prefix = format!("t-{}", uuid::Uuid::new_v4().simple());
     let url = format!("{}/{prefix}", base.trim_end_matches('/'));
+    Some((base, url))
+}
+
+/// An S3 store under a fresh prefix of the bucket `RUNNER_TEST_S3_URL` names, on the server
+/// `AWS_ENDPOINT_URL` points at; `None` (with the reason printed) when unset.
+#[cfg(feature = "s3")]
+pub fn s3(verified: bool) -> Option<Subject> {
+    use runner::store::blob::S3BlobStore;
+    let (base, url) = s3_test_url()?;
     let s3 = S3BlobStore::from_url(&url).expect("s3 store");
     let bucket = base
         .trim_start_matches("s3://")
@@ -453,4 +459,73 @@ fn an_unknown_age_is_kept() {
     store.set_blob_grace(0);
     assert_eq!(store.gc_orphans(false).expect("gc").orphan_blobs.len(), 1);
     assert!(memory.stat(&digest).expect("stat").is_none());
+}
+
+/// A store opened with a blob URL saves and restores through it: the bytes land where the URL
+/// says (not in the cache directory) and are verified on read.
+fn saves_and_restores_through(url: &str, expect_local_blobs: bool) {
+    use runner::store::index::Reservation;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(runner::clock::ManualClock::new(super::T0));
+    let store = runner::store::Store::open_with_blobs(dir.path(), None, Some(url), clock)
+        .unwrap_or_else(|e| panic!("open {url}: {e}"));
+    let spec = super::Spec::new("refs/heads/main", "by-url");
+    let Reservation::Reserved(id) = store.index().reserve(&spec.new_entry()).expect("reserve")
+    else {
+        panic!("refused");
+    };
+    let bytes = noise(BIG, 6);
+    let mut w = store.blobs().writer().expect("writer");
+    w.write_all(&bytes).expect("write");
+    let entry = store.commit_blob(&id, w).expect("commit");
+    let mut back = Vec::new();
+    store
+        .open_entry(&entry)
+        .expect("open entry")
+        .read_to_end(&mut back)
+        .expect("read entry");
+    assert!(back == bytes, "{url}: bytes differ");
+    assert_eq!(
+        dir.path().join("blobs-v1").exists(),
+        expect_local_blobs,
+        "{url}: blobs in the cache directory"
+    );
+}
+
+#[test]
+fn a_file_url_names_the_blob_directory() {
+    let blobs = tempfile::tempdir().expect("tempdir");
+    let url = format!("file://{}", blobs.path().display());
+    saves_and_restores_through(&url, false);
+    assert_eq!(
+        std::fs::read_dir(blobs.path().join("blobs-v1"))
+            .expect("blobs-v1 where the URL points")
+            .count(),
+        2,
+        "one shard and tmp/"
+    );
+}
+
+#[test]
+fn an_s3_url_puts_blobs_in_the_bucket() {
+    let Some((_, url)) = s3_test_url() else {
+        return;
+    };
+    saves_and_restores_through(&url, false);
+}
+
+#[test]
+fn unusable_blob_urls_are_refused() {
+    let cases = [
+        ("gs://bucket", "unsupported scheme"),
+        ("file://", "no directory"),
+        ("s3:///prefix", "no bucket"),
+    ];
+    for (url, why) in cases {
+        let err = runner::store::blob::open_url(url).expect_err(url);
+        assert!(
+            matches!(&err, BlobError::BadUrl { url: u, reason } if u == url && reason.contains(why)),
+            "{url}: {err}"
+        );
+    }
 }
