@@ -1,6 +1,6 @@
 //! Archive blobs named by the sha256 of their bytes. The [`BlobStore`] trait, its
 //! implementations (a local directory, memory, S3-compatible object storage) and wrappers
-//! ([`Verified`]).
+//! ([`Verified`], [`Tiered`]).
 //!
 //! Every trait method is required, so a wrapper cannot silently lose one (an age that reads as
 //! "unknown" would let a cleanup delete a blob whose row is about to be committed). Stores name
@@ -10,6 +10,7 @@ mod local;
 mod memory;
 #[cfg(feature = "s3")]
 mod s3;
+mod tiered;
 mod verify;
 
 use std::io::{Read, Write};
@@ -21,6 +22,7 @@ pub use local::LocalBlobStore;
 pub use memory::MemoryBlobStore;
 #[cfg(feature = "s3")]
 pub use s3::S3BlobStore;
+pub use tiered::{TierStats, Tiered};
 pub use verify::{DigestWriter, Verified, VerifyingReader};
 
 /// The layout directory (and key prefix); bump the version if the layout changes.

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::sync::{Arc, Barrier};
 
 use runner::store::blob::{
-    BlobError, BlobInfo, BlobStore, LocalBlobStore, MemoryBlobStore, Verified,
+    BlobError, BlobInfo, BlobStore, LocalBlobStore, MemoryBlobStore, Tiered, Verified,
 };
 use sha2::{Digest, Sha256};
 
@@ -173,6 +173,46 @@ pub fn s3(_verified: bool) -> Option<Subject> {
     None
 }
 
+/// A local tier in front of `remote` (memory when `None`), optionally verified; tampering alters
+/// both tiers.
+fn tiered_over(remote: Option<Subject>, verified: bool, name: &'static str) -> Option<Subject> {
+    let local = local(false)?;
+    let remote = match remote {
+        Some(remote) => remote,
+        None => memory(false)?,
+    };
+    let tiered = Tiered::new(local.store.clone(), remote.store.clone());
+    let store: Arc<dyn BlobStore> = if verified {
+        Arc::new(Verified::new(tiered))
+    } else {
+        Arc::new(tiered)
+    };
+    let (local_tamper, remote_tamper) = (local.tamper, remote.tamper);
+    Some(Subject {
+        name,
+        store,
+        verified,
+        tamper: Box::new(move |digest, bytes| {
+            local_tamper(digest, bytes);
+            remote_tamper(digest, bytes);
+        }),
+        _dir: local._dir,
+    })
+}
+
+pub fn tiered(verified: bool) -> Option<Subject> {
+    let name = if verified {
+        "verified(tiered(local, memory))"
+    } else {
+        "tiered(local, memory)"
+    };
+    tiered_over(None, verified, name)
+}
+
+pub fn tiered_s3() -> Option<Subject> {
+    tiered_over(Some(s3(false)?), true, "verified(tiered(local, s3))")
+}
+
 /// `conformance!(case, ...)` makes `case::local`, `case::verified_local`, `case::memory`, ….
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
@@ -190,6 +230,12 @@ macro_rules! conformance {
                 fn s3() { if let Some(s) = super::s3(false) { super::$case(&s) } }
                 #[test]
                 fn verified_s3() { if let Some(s) = super::s3(true) { super::$case(&s) } }
+                #[test]
+                fn tiered() { if let Some(s) = super::tiered(false) { super::$case(&s) } }
+                #[test]
+                fn verified_tiered() { if let Some(s) = super::tiered(true) { super::$case(&s) } }
+                #[test]
+                fn verified_tiered_s3() { if let Some(s) = super::tiered_s3() { super::$case(&s) } }
             }
         )*
     };
@@ -528,4 +574,40 @@ fn unusable_blob_urls_are_refused() {
             "{url}: {err}"
         );
     }
+}
+
+/// A read the local tier misses streams from the remote and leaves a local copy, so the next read
+/// is a local hit; a copy is kept only when the whole blob was read.
+#[test]
+fn tiered_reads_fill_the_local_tier() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = LocalBlobStore::new(dir.path()).expect("local");
+    let remote = MemoryBlobStore::new();
+    let tiered = Tiered::new(local.clone(), remote.clone());
+    let bytes = noise(300_000, 7);
+    let info = put(&remote, &bytes);
+    // A reader dropped half-way leaves no local copy.
+    let mut half = vec![0u8; 1000];
+    tiered
+        .open(&info.digest)
+        .expect("open")
+        .read_exact(&mut half)
+        .expect("read");
+    assert!(local.stat(&info.digest).expect("stat").is_none());
+    assert_eq!(read_all(&tiered, &info.digest).expect("read"), bytes);
+    assert!(local.stat(&info.digest).expect("stat").is_some(), "copied");
+    assert_eq!(read_all(&tiered, &info.digest).expect("read"), bytes);
+    assert!(matches!(
+        tiered.open(&"0".repeat(64)),
+        Err(BlobError::NotFound { .. })
+    ));
+    let stats = tiered.stats();
+    assert_eq!(
+        (stats.local_hits, stats.remote_hits, stats.misses),
+        (1, 2, 1)
+    );
+    // Writes reach both tiers.
+    let written = put(&tiered, b"written through");
+    assert!(remote.stat(&written.digest).expect("stat").is_some());
+    assert!(local.stat(&written.digest).expect("stat").is_some());
 }
