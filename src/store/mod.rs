@@ -34,7 +34,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::clock::{Clock, EpochMillis, SystemClock};
-use blob::{BlobError, BlobInfo, BlobStore, BlobWriter, LocalBlobStore};
+use blob::{BlobError, BlobInfo, BlobStore, BlobWriter, LocalBlobStore, Verified};
 use index::{Entry, EvictionPolicy, Index, IndexError};
 
 /// File name of the SQLite index inside the cache directory.
@@ -84,6 +84,14 @@ pub fn database_url(cache_dir: &Path) -> String {
         Ok(url) if !url.trim().is_empty() => url,
         _ => sqlite_url(&cache_dir.join(INDEX_FILE)),
     }
+}
+
+/// The blob store URL: `$RUNNER_CACHE_BLOBS` if set (`s3://bucket/prefix`, `file:///dir`), else
+/// `None` for `<cache_dir>/blobs-v1`.
+pub fn blobs_url() -> Option<String> {
+    std::env::var("RUNNER_CACHE_BLOBS")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
 }
 
 /// What [`Store::verify`] should do.
@@ -169,13 +177,30 @@ impl Store {
         db_url: Option<&str>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StoreError> {
-        let blobs = LocalBlobStore::new(dir)?;
+        Self::open_with_blobs(dir, db_url, None, clock)
+    }
+
+    /// [`Store::open`] with the blobs at `blobs_url` ([`blob::open_url`]: `s3://bucket/prefix`,
+    /// `file:///dir`) instead of `dir/blobs-v1/` when it is `Some`. Every read is verified.
+    pub fn open_with_blobs(
+        dir: &Path,
+        db_url: Option<&str>,
+        blobs_url: Option<&str>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
+        let (blobs, blobs_read_only): (Arc<dyn BlobStore>, _) = match blobs_url {
+            Some(url) => blob::open_url(url)?,
+            None => {
+                let local = LocalBlobStore::new(dir)?;
+                let read_only = local.read_only().map(str::to_string);
+                (Arc::new(Verified::new(local)), read_only)
+            }
+        };
         let url = db_url.map_or_else(|| sqlite_url(&dir.join(INDEX_FILE)), str::to_string);
         let index = Index::open(&url, clock)?;
-        let blobs_read_only = blobs.read_only().map(str::to_string);
         Ok(Self {
             blobs_read_only,
-            ..Self::new(index, Arc::new(blobs)).with_local_dir(dir)
+            ..Self::new(index, blobs).with_local_dir(dir)
         })
     }
 
@@ -193,11 +218,12 @@ impl Store {
         ))
     }
 
-    /// Opens the store in [`default_cache_dir`], with the index from `RUNNER_CACHE_DB` if set.
+    /// Opens the store in [`default_cache_dir`], with the index from `RUNNER_CACHE_DB` and the
+    /// blobs from `RUNNER_CACHE_BLOBS` if set.
     pub fn open_default(clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         let dir = default_cache_dir().ok_or(StoreError::NoCacheDir)?;
         let url = database_url(&dir);
-        Self::open(&dir, Some(&url), clock)
+        Self::open_with_blobs(&dir, Some(&url), blobs_url().as_deref(), clock)
     }
 
     /// The index.
@@ -281,7 +307,8 @@ impl Store {
             if self.index.is_referenced(digest)? {
                 continue;
             }
-            if grace_ms > 0 && self.blobs.modified_at(digest)?.is_some_and(|t| t >= cutoff) {
+            // An unknown age may be a blob written a moment ago for a row about to be committed.
+            if grace_ms > 0 && self.blobs.modified_at(digest)?.is_none_or(|t| t >= cutoff) {
                 continue;
             }
             self.blobs.delete(digest)?;
@@ -312,20 +339,17 @@ impl Store {
         let mut corrupt: BTreeSet<String> = BTreeSet::new();
         for blob in blobs {
             if !referenced.contains(&blob.digest) {
-                let old = self
-                    .blobs
-                    .modified_at(&blob.digest)?
-                    .is_some_and(|t| t < cutoff);
+                let old = blob.modified_at.is_some_and(|t| t < cutoff);
                 if old || self.blob_grace_ms <= 0 {
                     if !options.dry_run && !self.remove_unreferenced(&blob.digest)? {
                         continue;
                     }
-                    report.orphan_blobs.push(blob);
+                    report.orphan_blobs.push(blob.into());
                 }
                 continue;
             }
             if options.rehash {
-                let written = self.blobs.modified_at(&blob.digest)?;
+                let written = blob.modified_at;
                 if !self.rehash_ok(&blob.digest)? {
                     // A save of the same bytes may have replaced it while it was read.
                     if self.blobs.modified_at(&blob.digest)? != written {

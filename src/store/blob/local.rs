@@ -10,16 +10,16 @@ use std::time::UNIX_EPOCH;
 
 use tempfile::NamedTempFile;
 
-use super::verify::{DigestWriter, VerifyingReader};
-use super::{BlobError, BlobInfo, BlobStore, BlobWriter, is_valid_digest};
+use super::verify::DigestWriter;
+use super::{
+    BlobError, BlobInfo, BlobStat, BlobStore, BlobWriter, LAYOUT_DIR, ListedBlob, check_digest,
+    is_valid_digest,
+};
 use crate::clock::EpochMillis;
 use crate::store::owner::{Liveness, Owner};
 
 /// Every temporary file name starts with this.
 const TEMP_PREFIX: &str = "blob-";
-
-/// The layout directory; bump the version if the layout changes.
-pub const LAYOUT_DIR: &str = "blobs-v1";
 
 /// Content-addressed blobs in a directory.
 #[derive(Debug, Clone)]
@@ -73,11 +73,7 @@ impl LocalBlobStore {
 
     /// Where the blob with this digest lives.
     pub fn path_of(&self, digest: &str) -> Result<PathBuf, BlobError> {
-        if !is_valid_digest(digest) {
-            return Err(BlobError::InvalidDigest {
-                digest: digest.to_string(),
-            });
-        }
+        check_digest(digest)?;
         Ok(self.root.join(&digest[..2]).join(digest))
     }
 }
@@ -158,10 +154,7 @@ impl BlobStore for LocalBlobStore {
     fn open(&self, digest: &str) -> Result<Box<dyn Read + Send>, BlobError> {
         let path = self.path_of(digest)?;
         match File::open(&path) {
-            Ok(file) => Ok(Box::new(VerifyingReader::new(
-                io::BufReader::with_capacity(256 * 1024, file),
-                digest,
-            ))),
+            Ok(file) => Ok(Box::new(io::BufReader::with_capacity(256 * 1024, file))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(BlobError::NotFound {
                 digest: digest.to_string(),
             }),
@@ -169,11 +162,15 @@ impl BlobStore for LocalBlobStore {
         }
     }
 
-    fn contains(&self, digest: &str) -> Result<bool, BlobError> {
+    fn stat(&self, digest: &str) -> Result<Option<BlobStat>, BlobError> {
         let path = self.path_of(digest)?;
         match fs::metadata(&path) {
-            Ok(meta) => Ok(meta.is_file()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Ok(meta) if meta.is_file() => Ok(Some(BlobStat {
+                size: meta.len(),
+                modified_at: mtime_millis(&meta),
+            })),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(BlobError::Io { path, source }),
         }
     }
@@ -187,7 +184,7 @@ impl BlobStore for LocalBlobStore {
         }
     }
 
-    fn list(&self) -> Result<Vec<BlobInfo>, BlobError> {
+    fn list(&self) -> Result<Vec<ListedBlob>, BlobError> {
         let mut out = Vec::new();
         for shard in fs::read_dir(&self.root).map_err(io_err(&self.root))? {
             let shard = shard.map_err(io_err(&self.root))?;
@@ -212,24 +209,16 @@ impl BlobStore for LocalBlobStore {
                 let path = file.path();
                 let meta = file.metadata().map_err(io_err(&path))?;
                 if meta.is_file() {
-                    out.push(BlobInfo {
+                    out.push(ListedBlob {
                         digest: name.to_string(),
                         size: meta.len(),
+                        modified_at: mtime_millis(&meta),
                     });
                 }
             }
         }
         out.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(out)
-    }
-
-    fn modified_at(&self, digest: &str) -> Result<Option<EpochMillis>, BlobError> {
-        let path = self.path_of(digest)?;
-        match fs::metadata(&path) {
-            Ok(meta) => Ok(mtime_millis(&meta)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(BlobError::Io { path, source }),
-        }
     }
 
     /// Removes the temporary files of writers known to be dead at once, keeps those of live

@@ -1,11 +1,62 @@
-//! Hashing adapters: a writer that hashes what passes through, and a reader that checks the
-//! digest when it reaches the end. Any [`super::BlobStore`] can reuse them.
+//! Hashing adapters: a writer that hashes what passes through, a reader that checks the digest
+//! when it reaches the end, and [`Verified`], the store wrapper that puts that reader on every
+//! read of any [`BlobStore`].
 
 use std::io::{self, Read, Write};
 
 use sha2::{Digest, Sha256};
 
-use super::BlobError;
+use super::{BlobError, BlobStat, BlobStore, BlobWriter, ListedBlob, check_digest};
+use crate::clock::EpochMillis;
+
+/// A store whose reads fail at end of stream with [`BlobError::DigestMismatch`] (as an
+/// `io::Error` of kind `InvalidData`) unless the bytes hash to the blob's name, so a bit flip on
+/// disk or a tampered object is never extracted silently. Writes are named by the digest the
+/// inner store computed while writing.
+#[derive(Debug, Clone)]
+pub struct Verified<S> {
+    inner: S,
+}
+
+impl<S: BlobStore> Verified<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Self { inner }
+    }
+
+    /// The unchecked store underneath.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: BlobStore> BlobStore for Verified<S> {
+    fn writer(&self) -> Result<Box<dyn BlobWriter>, BlobError> {
+        self.inner.writer()
+    }
+
+    fn open(&self, digest: &str) -> Result<Box<dyn Read + Send>, BlobError> {
+        check_digest(digest)?;
+        let reader = self.inner.open(digest)?;
+        Ok(Box::new(VerifyingReader::new(reader, digest)))
+    }
+
+    fn stat(&self, digest: &str) -> Result<Option<BlobStat>, BlobError> {
+        self.inner.stat(digest)
+    }
+
+    fn delete(&self, digest: &str) -> Result<(), BlobError> {
+        self.inner.delete(digest)
+    }
+
+    fn list(&self) -> Result<Vec<ListedBlob>, BlobError> {
+        self.inner.list()
+    }
+
+    fn remove_stale_temp(&self, older_than: EpochMillis) -> Result<usize, BlobError> {
+        self.inner.remove_stale_temp(older_than)
+    }
+}
 
 /// Passes writes through to `inner` while hashing them and counting bytes.
 #[derive(Debug)]

@@ -6,7 +6,7 @@ use runner::cache::{
     cache_version,
 };
 use runner::exec::LogLevel;
-use runner::store::blob::{BlobError, BlobInfo, BlobStore, BlobWriter};
+use runner::store::blob::{BlobError, BlobInfo, BlobStat, BlobStore, BlobWriter, ListedBlob};
 use std::sync::Arc;
 
 use super::{Harness, MAIN};
@@ -209,14 +209,17 @@ impl BlobStore for DiskFullAfter {
     fn open(&self, digest: &str) -> Result<Box<dyn std::io::Read + Send>, BlobError> {
         self.inner.open(digest)
     }
-    fn contains(&self, digest: &str) -> Result<bool, BlobError> {
-        self.inner.contains(digest)
+    fn stat(&self, digest: &str) -> Result<Option<BlobStat>, BlobError> {
+        self.inner.stat(digest)
     }
     fn delete(&self, digest: &str) -> Result<(), BlobError> {
         self.inner.delete(digest)
     }
-    fn list(&self) -> Result<Vec<BlobInfo>, BlobError> {
+    fn list(&self) -> Result<Vec<ListedBlob>, BlobError> {
         self.inner.list()
+    }
+    fn remove_stale_temp(&self, older_than: i64) -> Result<usize, BlobError> {
+        self.inner.remove_stale_temp(older_than)
     }
 }
 

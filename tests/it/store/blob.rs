@@ -1,8 +1,9 @@
-//! The local blob store on a real directory.
+//! What only the local blob store does: its on-disk layout, temporary files and permissions.
+//! Behaviour every store shares is in `blob_conformance`.
 
 use std::io::{Read, Write};
 
-use runner::store::blob::{BlobError, BlobStore, LocalBlobStore};
+use runner::store::blob::{BlobStore, LocalBlobStore};
 use sha2::{Digest, Sha256};
 
 fn sha(bytes: &[u8]) -> String {
@@ -31,16 +32,12 @@ fn tmp_files(dir: &std::path::Path) -> usize {
 }
 
 #[test]
-fn blobs_are_named_by_sha256_and_round_trip() {
+fn blobs_live_in_two_hex_digit_shards() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LocalBlobStore::new(dir.path()).expect("store");
-    let cases: &[&[u8]] = &[b"", b"hello", &[0u8; 300_000], "ünïcödé".as_bytes()];
+    let cases: &[&[u8]] = &[b"", b"hello", &[0u8; 300_000]];
     for bytes in cases {
         let info = put(&store, bytes);
-        assert_eq!(
-            (info.digest.clone(), info.size),
-            (sha(bytes), bytes.len() as u64)
-        );
         let path = dir
             .path()
             .join("blobs-v1")
@@ -52,20 +49,7 @@ fn blobs_are_named_by_sha256_and_round_trip() {
             "layout blobs-v1/ab/abcd.."
         );
         assert_eq!(read_all(&store, &info.digest).expect("read"), *bytes);
-        assert!(store.contains(&info.digest).expect("contains"));
     }
-    // Identical bytes are stored once.
-    put(&store, b"hello");
-    let mut listed: Vec<String> = store
-        .list()
-        .expect("list")
-        .into_iter()
-        .map(|b| b.digest)
-        .collect();
-    let mut want: Vec<String> = cases.iter().map(|b| sha(b)).collect();
-    listed.sort();
-    want.sort();
-    assert_eq!(listed, want);
     assert_eq!(tmp_files(dir.path()), 0);
 }
 
@@ -80,72 +64,12 @@ fn an_unfinished_writer_leaves_nothing() {
     }
     assert_eq!(tmp_files(dir.path()), 0);
     assert!(store.list().expect("list").is_empty());
-    assert!(!store.contains(&sha(b"half an archive")).expect("contains"));
-}
-
-#[test]
-fn altered_bytes_fail_at_end_of_stream() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = LocalBlobStore::new(dir.path()).expect("store");
-    let original = b"the archive bytes".to_vec();
-    let cases: &[(&str, &[u8])] = &[
-        ("flipped byte", b"the archive bytez"),
-        ("truncated", b"the archive"),
-        ("extended", b"the archive bytes!"),
-        ("emptied", b""),
-    ];
-    for (name, altered) in cases {
-        let info = put(&store, &original);
-        let path = dir
-            .path()
-            .join("blobs-v1")
-            .join(&info.digest[..2])
-            .join(&info.digest);
-        std::fs::write(&path, altered).expect("tamper");
-        let err = read_all(&store, &info.digest).expect_err(name);
-        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{name}");
-        let inner = err.get_ref().and_then(|e| e.downcast_ref::<BlobError>());
-        assert!(
-            matches!(inner, Some(BlobError::DigestMismatch { digest, actual }) if *digest == info.digest && *actual == sha(altered)),
-            "{name}: {err}"
-        );
-    }
-}
-
-#[test]
-fn bad_digests_are_refused_and_missing_ones_reported() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = LocalBlobStore::new(dir.path()).expect("store");
-    let bad = [
-        "",
-        "../../etc/passwd",
-        &"A".repeat(64),
-        &"a".repeat(63),
-        &format!("{}/", "a".repeat(63)),
-    ];
-    for digest in bad {
-        assert!(
-            matches!(store.open(digest), Err(BlobError::InvalidDigest { .. })),
-            "{digest:?}"
-        );
-        assert!(
-            matches!(store.contains(digest), Err(BlobError::InvalidDigest { .. })),
-            "{digest:?}"
-        );
-        assert!(
-            matches!(store.delete(digest), Err(BlobError::InvalidDigest { .. })),
-            "{digest:?}"
-        );
-    }
-    let missing = "0".repeat(64);
-    assert!(matches!(
-        store.open(&missing),
-        Err(BlobError::NotFound { .. })
-    ));
-    assert!(!store.contains(&missing).expect("contains"));
-    store
-        .delete(&missing)
-        .expect("deleting a missing blob is fine");
+    assert!(
+        store
+            .stat(&sha(b"half an archive"))
+            .expect("stat")
+            .is_none()
+    );
 }
 
 #[test]

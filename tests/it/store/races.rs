@@ -168,14 +168,20 @@ impl runner::store::blob::BlobStore for CleanedUnderfoot {
     fn open(&self, digest: &str) -> Result<Box<dyn Read + Send>, runner::store::blob::BlobError> {
         self.0.open(digest)
     }
-    fn contains(&self, digest: &str) -> Result<bool, runner::store::blob::BlobError> {
-        self.0.contains(digest)
+    fn stat(
+        &self,
+        digest: &str,
+    ) -> Result<Option<runner::store::blob::BlobStat>, runner::store::blob::BlobError> {
+        self.0.stat(digest)
     }
     fn delete(&self, digest: &str) -> Result<(), runner::store::blob::BlobError> {
         self.0.delete(digest)
     }
-    fn list(&self) -> Result<Vec<runner::store::blob::BlobInfo>, runner::store::blob::BlobError> {
+    fn list(&self) -> Result<Vec<runner::store::blob::ListedBlob>, runner::store::blob::BlobError> {
         self.0.list()
+    }
+    fn remove_stale_temp(&self, older_than: i64) -> Result<usize, runner::store::blob::BlobError> {
+        self.0.remove_stale_temp(older_than)
     }
 }
 
