@@ -598,9 +598,14 @@ pub struct MaintenanceLease {
     conn: Option<Conn>,
 }
 
-/// The advisory lock key of maintenance ("runner" in ASCII, plus one: the migration lock is the
-/// same without it).
-const MAINTENANCE_LOCK: i64 = 125_762_000_108_915;
+/// The advisory lock class of maintenance ("runn" in ASCII). The lock's second key is the
+/// `cache_entries` table's OID, so the lease is one per index: every node on one database and
+/// schema shares it, while indexes in other schemas of the same database (a test per schema, or
+/// two deployments) never hold each other up.
+const MAINTENANCE_LOCK_CLASS: i32 = 0x7275_6e6e;
+
+/// The second key: the OID of this search path's `cache_entries`.
+const MAINTENANCE_LOCK_OBJECT: &str = "('cache_entries'::regclass)::oid::int";
 
 impl Drop for MaintenanceLease {
     fn drop(&mut self) {
@@ -608,8 +613,9 @@ impl Drop for MaintenanceLease {
             && let AnyConnection::Postgres(c) = &mut **conn
         {
             // A failed unlock leaves the lock to end with the connection.
-            let _ = diesel::sql_query("SELECT pg_advisory_unlock($1)")
-                .bind::<BigInt, _>(MAINTENANCE_LOCK)
+            let sql = format!("SELECT pg_advisory_unlock($1, {MAINTENANCE_LOCK_OBJECT})");
+            let _ = diesel::sql_query(sql)
+                .bind::<diesel::sql_types::Integer, _>(MAINTENANCE_LOCK_CLASS)
                 .execute(c);
         }
     }
@@ -987,12 +993,12 @@ impl Index {
             return Ok(Some(MaintenanceLease { conn: None }));
         };
         let sql = if wait {
-            "SELECT pg_advisory_lock($1) IS NOT NULL AS locked"
+            format!("SELECT pg_advisory_lock($1, {MAINTENANCE_LOCK_OBJECT}) IS NOT NULL AS locked")
         } else {
-            "SELECT pg_try_advisory_lock($1) AS locked"
+            format!("SELECT pg_try_advisory_lock($1, {MAINTENANCE_LOCK_OBJECT}) AS locked")
         };
         let got: Locked = diesel::sql_query(sql)
-            .bind::<BigInt, _>(MAINTENANCE_LOCK)
+            .bind::<diesel::sql_types::Integer, _>(MAINTENANCE_LOCK_CLASS)
             .get_result(c)
             .map_err(self.q("take the maintenance lease"))?;
         Ok(got.locked.then_some(MaintenanceLease { conn: Some(conn) }))

@@ -436,3 +436,42 @@ fn cache_action_node_runs_the_javascript_actions_cache_instead_of_the_native_one
     assert_eq!(native.code, 0, "{}", native.stderr);
     assert!(!native.stderr.contains("js cache"), "{}", native.stderr);
 }
+
+/// `pre-if` decides whether a repository action's `pre` runs (with the job's contexts), and a
+/// skipped `pre` is reported with its condition; the main step still runs.
+#[test]
+fn pre_if_false_skips_the_pre_step_and_says_why() {
+    if !on_path("node") || !on_path("git") {
+        eprintln!("skipped: node and git are needed to run a fetched JavaScript action");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let git_root = tmp.path().join("git");
+    let manifest = "name: hello\nruns:\n  using: node20\n  pre: pre.js\n  pre-if: runner.os == 'NotThisOs'\n  main: main.js\n";
+    let files: Vec<(&str, &str)> = JS_ACTION
+        .iter()
+        .map(|&(name, body)| {
+            if name == "action.yml" {
+                (name, manifest)
+            } else {
+                (name, body)
+            }
+        })
+        .collect();
+    bare_action_repo(&git_root, "acme", "hello", "v1", &files);
+    let ws = tmp.path().join("ws");
+    let workflow = "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: acme/hello@v1\n";
+    write_tree(&ws, &[("ci.yml", workflow)]);
+    let url = format!("file://{}", git_root.display());
+    let run = run_runner(&ws, &["exec", "ci.yml", "--actions-url", &url]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(!ws.join("pre.txt").exists(), "pre ran: {}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("pre-if: runner.os == 'NotThisOs' was false"),
+        "{}",
+        run.stderr
+    );
+    // The main step ran, without the state a pre would have saved.
+    assert_eq!(read(&ws.join("main.txt")), "pre state: undefined\n");
+}
