@@ -421,15 +421,8 @@ impl RemoteCache {
             })?
             .to_string();
         if size <= SINGLE_PUT_MAX {
-            let part = self.part(file, 0, size)?;
-            let response = self
-                .agent
-                .put(&url)
-                .header("x-ms-blob-type", "BlockBlob")
-                .header("Content-Length", &size.to_string())
-                .send(ureq::SendBody::from_owned_reader(part))
-                .map_err(Self::http_err("PUT", &url))?;
-            Self::check("PUT", &url, response)?;
+            let headers = [("x-ms-blob-type", "BlockBlob".to_string())];
+            self.send_part("PUT", &url, &headers, file, 0, size)?;
         } else {
             let mut ids = Vec::new();
             let mut offset = 0;
@@ -447,14 +440,7 @@ impl RemoteCache {
                             .replace('=', "%3D")
                     ),
                 );
-                let part = self.part(file, offset, len)?;
-                let response = self
-                    .agent
-                    .put(&block_url)
-                    .header("Content-Length", &len.to_string())
-                    .send(ureq::SendBody::from_owned_reader(part))
-                    .map_err(Self::http_err("PUT", &block_url))?;
-                Self::check("PUT", &block_url, response)?;
+                self.send_part("PUT", &block_url, &[], file, offset, len)?;
                 ids.push(id);
                 offset += len;
             }
@@ -525,21 +511,16 @@ impl RemoteCache {
         let mut offset = 0;
         while offset < size {
             let len = PART_SIZE.min(size - offset);
-            let part = self.part(file, offset, len)?;
-            let response = self
-                .agent
-                .patch(&url)
-                .header("Authorization", &auth)
-                .header("Accept", accept)
-                .header("Content-Type", "application/octet-stream")
-                .header(
+            let headers = [
+                ("Authorization", auth.clone()),
+                ("Accept", accept.to_string()),
+                ("Content-Type", "application/octet-stream".to_string()),
+                (
                     "Content-Range",
-                    &format!("bytes {}-{}/*", offset, offset + len - 1),
-                )
-                .header("Content-Length", &len.to_string())
-                .send(ureq::SendBody::from_owned_reader(part))
-                .map_err(Self::http_err("PATCH", &url))?;
-            Self::check("PATCH", &url, response)?;
+                    format!("bytes {}-{}/*", offset, offset + len - 1),
+                ),
+            ];
+            self.send_part("PATCH", &url, &headers, file, offset, len)?;
             offset += len;
         }
         let response = self
@@ -552,6 +533,32 @@ impl RemoteCache {
             .map_err(Self::http_err("POST", &url))?;
         Self::check("POST", &url, response)?;
         Ok(true)
+    }
+
+    /// Sends `len` bytes of the archive from `offset` as the body of a `PUT` or `PATCH`.
+    fn send_part(
+        &self,
+        method: &'static str,
+        url: &str,
+        headers: &[(&str, String)],
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), CacheError> {
+        let mut request = match method {
+            "PATCH" => self.agent.patch(url),
+            _ => self.agent.put(url),
+        };
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let part = self.part(file, offset, len)?;
+        let response = request
+            .header("Content-Length", &len.to_string())
+            .send(ureq::SendBody::from_owned_reader(part))
+            .map_err(Self::http_err(method, url))?;
+        Self::check(method, url, response)?;
+        Ok(())
     }
 
     /// `len` bytes of the archive from `offset`, as a reader that stops when cancelled.
