@@ -18,9 +18,9 @@ import {spawn, spawnSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import http from 'node:http'
-import net from 'node:net'
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
+import {freePort, mintToken} from '../../tests/compat/harness.mjs'
 
 const [runner, seeder, workArg] = process.argv.slice(2)
 if (!runner || !seeder || !workArg) {
@@ -74,25 +74,8 @@ const secs = t => `${t.toFixed(3)} s`
 const rate = (bytes, t) => `${(bytes / t / 1e6).toFixed(0)} MB/s`
 const now = () => performance.now() / 1000
 
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.listen(0, '127.0.0.1', () => {
-      const {port} = srv.address()
-      srv.close(() => resolve(port))
-    })
-    srv.on('error', reject)
-  })
-}
 
-function token(args) {
-  const out = spawnSync(runner, ['token', ...args], {
-    env: {...process.env, RUNNER_SERVE_TOKEN_SECRET: secret},
-    encoding: 'utf8'
-  })
-  if (out.status !== 0) throw new Error(`runner token failed: ${out.stderr}`)
-  return out.stdout.trim()
-}
+const token = args => mintToken(runner, secret, args)
 
 const store = path.join(work, 'store')
 async function startServer() {

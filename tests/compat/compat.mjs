@@ -6,9 +6,9 @@
 import {spawn, spawnSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
+import {freePort, mintToken} from './harness.mjs'
 
 const runner = path.resolve(process.argv[2] || 'target/debug/runner')
 const secret = 'compat-secret-' + randomBytes(8).toString('hex')
@@ -29,25 +29,8 @@ process.stdout.write = (chunk, ...rest) => {
 process.env.RUNNER_TEMP = path.join(root, 'tmp')
 fs.mkdirSync(process.env.RUNNER_TEMP, {recursive: true})
 
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.listen(0, '127.0.0.1', () => {
-      const {port} = srv.address()
-      srv.close(() => resolve(port))
-    })
-    srv.on('error', reject)
-  })
-}
 
-function token(args) {
-  const out = spawnSync(runner, ['token', ...args], {
-    env: {...process.env, RUNNER_SERVE_TOKEN_SECRET: secret},
-    encoding: 'utf8'
-  })
-  if (out.status !== 0) throw new Error(`runner token failed: ${out.stderr}`)
-  return out.stdout.trim()
-}
+const token = args => mintToken(runner, secret, args)
 
 async function waitHealthy(base) {
   for (let i = 0; i < 100; i++) {
