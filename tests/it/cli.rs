@@ -2,32 +2,8 @@
 //! temp paths and durations).
 
 use std::path::Path;
-use std::process::Command;
 
-use crate::support::{runner_bin, write_tree};
-
-/// Output of one `runner` invocation in `dir`.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn runner(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(runner_bin())
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("HOME", dir)
-        .env("RUNNER_CACHE_DIR", dir.join(".runner-cache"))
-        .output()
-        .expect("run the runner binary");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use crate::support::{run_runner as runner, write_tree};
 
 /// Replaces what changes between runs: temp paths, durations, uuids.
 fn settings(dir: &Path) -> insta::Settings {
