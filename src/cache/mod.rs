@@ -431,10 +431,7 @@ impl Cache {
         request: &RestoreRequest,
         log: Log<'_>,
     ) -> Result<RestoreOutcome, CacheError> {
-        if request.paths.is_empty() {
-            return Err(CacheError::NoPaths);
-        }
-        key::validate_restore_keys(&request.primary_key, &request.restore_keys)?;
+        transfer::validate_restore(request)?;
         self.warn_read_only(log);
         let start = self.clock.now_millis();
         let (outcome, event) = match self.try_restore(request, log) {
@@ -580,10 +577,7 @@ impl Cache {
     /// `Ok(AlreadyExists)` when the entry exists (logged as the toolkit does); every `Err` is
     /// for the caller to show as a warning: a save never fails a job.
     pub fn save(&self, request: &SaveRequest, log: Log<'_>) -> Result<SaveOutcome, CacheError> {
-        if request.paths.is_empty() {
-            return Err(CacheError::NoPaths);
-        }
-        validate_key(&request.key)?;
+        transfer::validate_save(request)?;
         if self.warn_read_only(log).is_some() {
             return Err(CacheError::ReadOnly);
         }

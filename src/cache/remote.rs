@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{
     CacheError, CacheOptions, Log, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest,
-    cache_version, check_roots, is_exact_match, key, size_line, transfer, validate_key,
+    cache_version, check_roots, is_exact_match, size_line, transfer,
 };
 use crate::exec::LogLevel;
 
@@ -281,10 +281,7 @@ impl RemoteCache {
         request: &RestoreRequest,
         log: Log<'_>,
     ) -> Result<RestoreOutcome, CacheError> {
-        if request.paths.is_empty() {
-            return Err(CacheError::NoPaths);
-        }
-        key::validate_restore_keys(&request.primary_key, &request.restore_keys)?;
+        transfer::validate_restore(request)?;
         match self.try_restore(request, log) {
             Ok(outcome) => Ok(outcome),
             Err(err) => {
@@ -351,10 +348,7 @@ impl RemoteCache {
     /// The same steps as [`super::Cache::save`]: `Ok(AlreadyExists)` when the entry exists (with
     /// the toolkit's line); every `Err` is a warning for the caller to show.
     pub fn save(&self, request: &SaveRequest, log: Log<'_>) -> Result<SaveOutcome, CacheError> {
-        if request.paths.is_empty() {
-            return Err(CacheError::NoPaths);
-        }
-        validate_key(&request.key)?;
+        transfer::validate_save(request)?;
         let busy = self.options.cancel.enter();
         let result = match self.try_save(request, log) {
             Err(err) if err.is_cancelled() => Err(CacheError::Cancelled),

@@ -195,3 +195,21 @@ pub(crate) fn log_restore_failure(err: CacheError, log: Log<'_>) -> CacheError {
     );
     err
 }
+
+/// The checks that fail a restore step: a `path` and valid keys.
+pub(crate) fn validate_restore(request: &RestoreRequest) -> Result<(), CacheError> {
+    if request.paths.is_empty() {
+        return Err(CacheError::NoPaths);
+    }
+    super::key::validate_restore_keys(&request.primary_key, &request.restore_keys)?;
+    Ok(())
+}
+
+/// The checks that refuse a save: a `path` and a valid key.
+pub(crate) fn validate_save(request: &SaveRequest) -> Result<(), CacheError> {
+    if request.paths.is_empty() {
+        return Err(CacheError::NoPaths);
+    }
+    super::validate_key(&request.key)?;
+    Ok(())
+}
