@@ -17,6 +17,9 @@ pub mod state {
     pub const CACHE_KEY: &str = "CACHE_KEY";
     /// The key of the entry restored, if any.
     pub const CACHE_RESULT: &str = "CACHE_RESULT";
+    /// When the restore missed (the engine's clock, epoch ms): the post-step save reports how
+    /// long the job's steps took since, for `runner cache analyze`.
+    pub const CACHE_MISSED_AT: &str = "CACHE_MISSED_AT";
 }
 
 /// Output names.
@@ -120,6 +123,11 @@ pub trait CacheEngine: Send + Sync {
     fn save(&self, request: &SaveRequest, log: Log<'_>) -> Result<SaveOutcome, CacheError>;
     /// Records a metrics event where the engine keeps them (a server records its own).
     fn record(&self, event: NewEvent, log: Log<'_>);
+    /// The engine's clock, when it records events here (so a miss can be timed against the
+    /// save that follows it).
+    fn now_millis(&self) -> Option<crate::clock::EpochMillis> {
+        None
+    }
 }
 
 impl CacheEngine for Cache {
@@ -135,6 +143,9 @@ impl CacheEngine for Cache {
     }
     fn record(&self, event: NewEvent, log: Log<'_>) {
         Cache::record(self, event, log);
+    }
+    fn now_millis(&self) -> Option<crate::clock::EpochMillis> {
+        Some(Cache::now_millis(self))
     }
 }
 
@@ -239,9 +250,17 @@ fn restore_impl(
     key::validate_restore_keys(&request.primary_key, &request.restore_keys)
         .map_err(|err| ActionError::new(err.to_string()))?;
     let outcome = match handle.get_logged(ctx) {
-        Ok(cache) => cache
-            .restore(&request, ctx.log)
-            .map_err(|err| ActionError::new(err.to_string()))?,
+        Ok(cache) => {
+            let outcome = cache
+                .restore(&request, ctx.log)
+                .map_err(|err| ActionError::new(err.to_string()))?;
+            if let (RestoreOutcome::Miss, Keep::State, Some(now)) =
+                (&outcome, keep, cache.now_millis())
+            {
+                ctx.save_state(state::CACHE_MISSED_AT, now.to_string());
+            }
+            outcome
+        }
         Err(reason) => {
             ctx.warning(&format!("Failed to restore: {reason}"));
             RestoreOutcome::Miss
@@ -338,6 +357,12 @@ fn save_impl(handle: &CacheHandle, ctx: &mut ActionContext<'_>, keep: Keep) -> S
         key: primary_key.clone(),
         enable_cross_os_archive: inputs.enable_cross_os_archive,
         run_id: ctx.job.run_id.clone(),
+        missed_at: match keep {
+            Keep::State => ctx
+                .get_state(state::CACHE_MISSED_AT)
+                .and_then(|t| t.parse().ok()),
+            Keep::Outputs => None,
+        },
     };
     let cache = match handle.get_logged(ctx) {
         Ok(cache) => cache,

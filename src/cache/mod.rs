@@ -12,6 +12,7 @@
 //! - [`open_default`] opens the store `RUNNER_CACHE_DB` / `RUNNER_CACHE_DIR` point at.
 
 mod action;
+pub mod analyze;
 #[cfg(feature = "remote")]
 mod backend;
 mod config;
@@ -50,7 +51,7 @@ use crate::cancel::Cancel;
 use crate::clock::Clock;
 use crate::exec::LogLevel;
 use crate::store::blob::{BlobError, BlobStore};
-use crate::store::index::{Entry, EventKind, Index, IndexError, NewEntry, NewEvent};
+use crate::store::index::{Entry, EventDetail, EventKind, Index, IndexError, NewEntry, NewEvent};
 use crate::store::{Store, StoreError, VerifyOptions, VerifyReport};
 
 /// The message when no `path` line is left after trimming.
@@ -284,6 +285,9 @@ pub struct SaveRequest {
     pub enable_cross_os_archive: bool,
     /// `github.run_id`, kept with the entry.
     pub run_id: String,
+    /// When this job's restore of the key missed (the post-job save of `actions/cache`): the
+    /// save event then records how long the job's steps took since, for analytics.
+    pub missed_at: Option<crate::clock::EpochMillis>,
 }
 
 /// What a save did.
@@ -396,7 +400,12 @@ impl Cache {
 
     /// Records a metrics event; a failure to record never fails a step.
     pub fn record(&self, event: NewEvent, log: Log<'_>) {
-        if let Err(err) = self.index().record_event(&event) {
+        self.record_detailed(event, &EventDetail::default(), log);
+    }
+
+    /// Records a metrics event with its analytics details; a failure never fails a step.
+    pub fn record_detailed(&self, event: NewEvent, detail: &EventDetail, log: Log<'_>) {
+        if let Err(err) = self.index().record_event_detail(&event, detail) {
             log(
                 LogLevel::Debug,
                 &format!("could not record cache event: {err}"),
@@ -469,7 +478,13 @@ impl Cache {
                 (RestoreOutcome::Miss, event)
             }
         };
-        self.record(event, log);
+        let matched = event.matched_key.as_deref();
+        let detail = EventDetail {
+            restore_keys: request.restore_keys.clone(),
+            level: matched.and_then(|m| analyze::served_level(&transfer::all_keys(request), m)),
+            steps_ms: None,
+        };
+        self.record_detailed(event, &detail, log);
         Ok(outcome)
     }
 
@@ -595,7 +610,21 @@ impl Cache {
             Err(CacheError::NothingToSave) => return result,
             Err(_) => (EventKind::Error, 0),
         };
-        self.finish_save(&request.scope, &request.key, kind, bytes, start, log);
+        let detail = EventDetail {
+            steps_ms: request
+                .missed_at
+                .map(|missed| u64::try_from(start.saturating_sub(missed)).unwrap_or(0)),
+            ..EventDetail::default()
+        };
+        self.finish_save_detailed(
+            &request.scope,
+            &request.key,
+            kind,
+            bytes,
+            start,
+            &detail,
+            log,
+        );
         result
     }
 

@@ -6,7 +6,9 @@ use super::{Cache, CacheError, Log, Scope, key};
 use crate::clock::EpochMillis;
 use crate::exec::LogLevel;
 use crate::store::blob::BlobWriter;
-use crate::store::index::{Entry, EventKind, LookupHit, LookupQuery, NewEntry, Reservation};
+use crate::store::index::{
+    Entry, EventDetail, EventKind, LookupHit, LookupQuery, NewEntry, Reservation,
+};
 
 /// What the server stores as an entry's compression: the client compressed the archive and the
 /// version (which names the codec) is opaque to us; restores detect the codec by magic bytes.
@@ -71,7 +73,12 @@ impl Cache {
             Err(_) => (EventKind::Error, None, 0),
         };
         let event = self.event(kind, scope, primary, matched, bytes, start);
-        self.record(event, log);
+        let detail = EventDetail {
+            restore_keys: restore_keys.to_vec(),
+            level: matched.and_then(|m| super::analyze::served_level(keys, m)),
+            steps_ms: None,
+        };
+        self.record_detailed(event, &detail, log);
         found
     }
 
@@ -178,8 +185,24 @@ impl Cache {
         start: EpochMillis,
         log: Log<'_>,
     ) {
+        let detail = EventDetail::default();
+        self.finish_save_detailed(scope, key, kind, bytes, start, &detail, log);
+    }
+
+    /// [`Cache::finish_save`], recording `detail` with the event.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn finish_save_detailed(
+        &self,
+        scope: &Scope,
+        key: &str,
+        kind: EventKind,
+        bytes: u64,
+        start: EpochMillis,
+        detail: &EventDetail,
+        log: Log<'_>,
+    ) {
         let event = self.event(kind, scope, key, None, bytes, start);
-        self.record(event, log);
+        self.record_detailed(event, detail, log);
         if kind == EventKind::Save
             && let Err(err) = self.prune(false)
         {

@@ -18,6 +18,7 @@
 //!
 //! The API is synchronous; async callers wrap it in `spawn_blocking`.
 
+mod analytics;
 mod conn;
 mod policy;
 mod prefix;
@@ -37,6 +38,7 @@ use diesel::sql_types::BigInt;
 use crate::clock::{Clock, EpochMillis};
 use crate::store::blob::BlobInfo;
 use crate::store::owner::{self, Owner};
+pub use analytics::{DetailedEvent, EventDetail};
 pub use conn::AnyConnection;
 use conn::{Manager, Target, write_tx};
 pub use policy::{

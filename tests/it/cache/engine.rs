@@ -37,6 +37,7 @@ fn save(h: &Harness, cache: &runner::cache::Cache, paths: &[&str], key: &str) ->
         key: key.into(),
         enable_cross_os_archive: false,
         run_id: "1".into(),
+        missed_at: None,
     };
     let mut log = |_: LogLevel, _: &str| {};
     cache.save(&request, &mut log).expect("save")
