@@ -1,4 +1,4 @@
-//! `runner cache`: list, show, delete, clear, stats, prune, verify (like `gh cache`).
+//! `runner cache`: list, show, delete, clear, stats, analyze, prune, verify (like `gh cache`).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -103,6 +103,20 @@ pub enum CacheCommand {
         /// How many top keys to show.
         #[arg(long, default_value_t = 5)]
         top: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Hit rates per key prefix and restore level, and findings with recommendations: keys
+    /// that never hit or change every run, restore keys that never match, size evictions,
+    /// duplicate content, time saved.
+    Analyze {
+        /// The window: days (`7`), or `30m`, `24h`, `7d`, `2w` (as `stats`).
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Distinct keys of one shape, none restored exactly, that make a key changing on every
+        /// run.
+        #[arg(long, default_value_t = 3)]
+        min_keys: usize,
         #[command(flatten)]
         common: Common,
     },
@@ -241,6 +255,25 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
             } else {
                 print_stats(&mut out, &stats, &since)?;
             }
+            Ok(EXIT_OK)
+        }
+        CacheCommand::Analyze {
+            since,
+            min_keys,
+            common,
+        } => {
+            let Some(window) = parse_window(&since) else {
+                eprintln!("invalid --since '{since}': expected a number and one of m, h, d, w");
+                return Ok(EXIT_USAGE);
+            };
+            let options = runner::cache::analyze::AnalyzeOptions {
+                repository: repository(&common),
+                since: clock.now_millis().saturating_sub(window),
+                budget_bytes: cache.options().eviction.max_size_bytes,
+                volatile_min_keys: min_keys,
+            };
+            let report = runner::cache::analyze::analyze(cache.store(), &options)?;
+            super::analyze::print(&mut out, &report, &since, common.json)?;
             Ok(EXIT_OK)
         }
         CacheCommand::Prune { dry_run, output } => {
