@@ -718,7 +718,8 @@ impl<'a> Facts<'a> {
                 severity: Severity::Warning,
                 repository,
                 summary: format!(
-                    "restore key `{restore_key}` was tried {tried} times and never matched"
+                    "restore key `{restore_key}` was tried {} and never matched",
+                    times(tried)
                 ),
                 recommendation: format!(
                     "No saved key starts with `{restore_key}`: fix it to a prefix of the keys the job saves, or remove it.{hint}"
@@ -955,6 +956,15 @@ fn requested_key(e: &DetailedEvent, level: u32) -> Option<&str> {
             .restore_keys
             .get(usize::try_from(n - 1).ok()?)
             .map(String::as_str),
+    }
+}
+
+/// `1 time`, `3 times`.
+fn times(n: u64) -> String {
+    if n == 1 {
+        "1 time".to_string()
+    } else {
+        format!("{n} times")
     }
 }
 

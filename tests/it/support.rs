@@ -122,12 +122,18 @@ pub struct RunOutput {
 /// Runs the `runner` binary with `args` in `dir`, without colour, with `HOME` and the cache
 /// inside `dir`.
 pub fn run_runner(dir: &Path, args: &[&str]) -> RunOutput {
+    run_runner_env(dir, args, &[])
+}
+
+/// [`run_runner`] with extra environment variables (`RUNNER_CACHE_MAX_SIZE`, ...).
+pub fn run_runner_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> RunOutput {
     let out = std::process::Command::new(runner_bin())
         .args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
         .env("HOME", dir)
         .env("RUNNER_CACHE_DIR", dir.join(".runner-cache"))
+        .envs(env.iter().copied())
         .output()
         .expect("run the runner binary");
     RunOutput {
