@@ -360,6 +360,8 @@ struct Facts<'a> {
     hits: BTreeMap<KeyId, Vec<EpochMillis>>,
     /// Matched keys that got an exact hit.
     exact_hits: BTreeSet<KeyId>,
+    /// Times of saves per key, oldest first.
+    saves: BTreeMap<KeyId, Vec<EpochMillis>>,
 }
 
 fn lower_id(repository: &str, key: &str) -> KeyId {
@@ -385,8 +387,15 @@ impl<'a> Facts<'a> {
     fn new(events: &'a [DetailedEvent], entries: &'a [Entry]) -> Self {
         let mut hits: BTreeMap<KeyId, Vec<EpochMillis>> = BTreeMap::new();
         let mut exact_hits = BTreeSet::new();
+        let mut saves: BTreeMap<KeyId, Vec<EpochMillis>> = BTreeMap::new();
         for e in events {
             let ev = &e.event.event;
+            if ev.kind == EventKind::Save {
+                saves
+                    .entry(lower_id(&ev.repository, &ev.key))
+                    .or_default()
+                    .push(e.event.at);
+            }
             let Some(matched) = ev.matched_key.as_deref() else {
                 continue;
             };
@@ -404,6 +413,7 @@ impl<'a> Facts<'a> {
             entries,
             hits,
             exact_hits,
+            saves,
         }
     }
 
@@ -520,13 +530,10 @@ impl<'a> Facts<'a> {
 
     /// When `id` was last saved at or before `until` (the window start when not in it).
     fn last_save(&self, id: &KeyId, until: EpochMillis) -> EpochMillis {
-        self.of_kind(EventKind::Save)
-            .filter(|e| {
-                e.event.at <= until
-                    && lower_id(&e.event.event.repository, &e.event.event.key) == *id
-            })
-            .map(|e| e.event.at)
-            .last()
+        self.saves
+            .get(id)
+            .and_then(|times| times.iter().rev().find(|t| **t <= until))
+            .copied()
             .unwrap_or(EpochMillis::MIN)
     }
 
