@@ -616,15 +616,8 @@ impl Cache {
                 .map(|missed| u64::try_from(start.saturating_sub(missed)).unwrap_or(0)),
             ..EventDetail::default()
         };
-        self.finish_save_detailed(
-            &request.scope,
-            &request.key,
-            kind,
-            bytes,
-            start,
-            &detail,
-            log,
-        );
+        let event = self.event(kind, &request.scope, &request.key, None, bytes, start);
+        self.record_save(event, &detail, log);
         result
     }
 

@@ -7,7 +7,7 @@ use crate::clock::EpochMillis;
 use crate::exec::LogLevel;
 use crate::store::blob::BlobWriter;
 use crate::store::index::{
-    Entry, EventDetail, EventKind, LookupHit, LookupQuery, NewEntry, Reservation,
+    Entry, EventDetail, EventKind, LookupHit, LookupQuery, NewEntry, NewEvent, Reservation,
 };
 
 /// What the server stores as an entry's compression: the client compressed the archive and the
@@ -185,27 +185,15 @@ impl Cache {
         start: EpochMillis,
         log: Log<'_>,
     ) {
-        let detail = EventDetail::default();
-        self.finish_save_detailed(scope, key, kind, bytes, start, &detail, log);
+        let event = self.event(kind, scope, key, None, bytes, start);
+        self.record_save(event, &EventDetail::default(), log);
     }
 
-    /// [`Cache::finish_save`], recording `detail` with the event.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn finish_save_detailed(
-        &self,
-        scope: &Scope,
-        key: &str,
-        kind: EventKind,
-        bytes: u64,
-        start: EpochMillis,
-        detail: &EventDetail,
-        log: Log<'_>,
-    ) {
-        let event = self.event(kind, scope, key, None, bytes, start);
+    /// Records a save's event with `detail` and, after a successful save, applies eviction.
+    pub(crate) fn record_save(&self, event: NewEvent, detail: &EventDetail, log: Log<'_>) {
+        let saved = event.kind == EventKind::Save;
         self.record_detailed(event, detail, log);
-        if kind == EventKind::Save
-            && let Err(err) = self.prune(false)
-        {
+        if saved && let Err(err) = self.prune(false) {
             log(LogLevel::Warning, &format!("Cache eviction failed: {err}"));
         }
     }
