@@ -128,7 +128,8 @@ fn bytes_of(events: &[DetailedEvent], kind: EventKind, key: &str) -> u64 {
 
 /// Three runs of ci.yml: a key holding the run number (and its rolling variant with a restore
 /// key), a stable key with a mistyped restore key, and the time the stable key's restores save.
-fn keys_rates_and_time_saved(project: Project) {
+fn keys_rates_and_time_saved(pg: Option<PgSchema>) {
+    let project = Project::new("ci.yml", &[], pg);
     for run in ["1", "2", "3"] {
         project.exec(run);
     }
@@ -292,23 +293,36 @@ fn keys_rates_and_time_saved(project: Project) {
     );
 }
 
-#[test]
-fn keys_rates_and_time_saved_sqlite() {
-    keys_rates_and_time_saved(Project::new("ci.yml", &[], None));
+/// Runs each scenario on SQLite and, when configured, on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    super::$name(None);
+                }
+                #[test]
+                fn postgres() {
+                    if let Some(pg) = crate::support::PgSchema::create() {
+                        super::$name(Some(pg));
+                    }
+                }
+            }
+        )*
+    };
 }
 
-#[test]
-fn keys_rates_and_time_saved_postgres() {
-    if let Some(pg) = PgSchema::create() {
-        keys_rates_and_time_saved(Project::new("ci.yml", &[], Some(pg)));
-    }
-}
+on_both_backends!(
+    keys_rates_and_time_saved,
+    size_evictions_before_restore_and_the_budget_needed,
+    duplicate_content_and_keys_that_never_hit,
+);
 
 /// budget.yml saves two 40 KB entries under a 60K budget: the first is evicted by size before
 /// any restore, and the budget that would have kept it is both entries' size.
-#[test]
-fn size_evictions_before_restore_and_the_budget_needed() {
-    let project = Project::new("budget.yml", &[("RUNNER_CACHE_MAX_SIZE", "60K")], None);
+fn size_evictions_before_restore_and_the_budget_needed(pg: Option<PgSchema>) {
+    let project = Project::new("budget.yml", &[("RUNNER_CACHE_MAX_SIZE", "60K")], pg);
     project.exec("1");
     let report = project.analyze();
     assert_eq!(kinds(&report), ["evicted_before_restore"], "{report:#}");
@@ -332,9 +346,8 @@ fn size_evictions_before_restore_and_the_budget_needed() {
 
 /// store.yml saves one tree under two keys (one archive, stored once) and an entry nothing
 /// restores; after everything expires (TTL 0), the entries never restored are reported.
-#[test]
-fn duplicate_content_and_keys_that_never_hit() {
-    let project = Project::new("store.yml", &[], None);
+fn duplicate_content_and_keys_that_never_hit(pg: Option<PgSchema>) {
+    let project = Project::new("store.yml", &[], pg);
     project.exec("1");
     let report = project.analyze();
     assert_eq!(kinds(&report), ["duplicate_content"], "{report:#}");
@@ -414,3 +427,51 @@ fn version_2_events_are_kept_and_analyzed() {
     assert_eq!(levels, vec![(None, "unknown", 1)]);
     assert_eq!(report.prefixes[0].prefix, "npm-linux");
 }
+
+/// The lookups `runner serve` answers (`Cache::lookup_entry`) record the restore keys asked
+/// for and the level that served the hit.
+fn server_lookups_record_restore_keys_and_level(h: &super::Harness) {
+    crate::support::write_tree(&h.workspace(), &[("deps/a", "a")]);
+    let job = h.job(super::MAIN);
+    h.main(
+        "actions/cache/save@v4",
+        &job,
+        &[("path", "deps"), ("key", "deps-linux-1")],
+    )
+    .ok();
+    let version = h.cache.index().list(&Default::default()).expect("list")[0]
+        .version
+        .clone();
+    let scope = runner::cache::Scope {
+        repository: job.repository.clone(),
+        git_ref: job.git_ref.clone(),
+        base_ref: None,
+        default_branch: None,
+    };
+    let keys: Vec<String> = ["deps-linux-2", "deps-mac-", "deps-"]
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    let mut log = |_: runner::exec::LogLevel, _: &str| {};
+    let hit = h
+        .cache
+        .lookup_entry(&scope, &keys, &version, &mut log)
+        .expect("lookup")
+        .expect("a hit on the second restore key");
+    assert_eq!(hit.matched_key, "deps-linux-1");
+    let events = h.cache.index().detailed_events(0, None).expect("events");
+    let detail = events
+        .iter()
+        .find(|e| e.event.event.kind == EventKind::HitPartial)
+        .map(|e| e.detail.clone());
+    assert_eq!(
+        detail,
+        Some(runner::store::index::EventDetail {
+            restore_keys: vec!["deps-mac-".into(), "deps-".into()],
+            level: Some(2),
+            steps_ms: None,
+        })
+    );
+}
+
+crate::cache_backends!(server_lookups_record_restore_keys_and_level);
