@@ -824,17 +824,19 @@ impl<'a> Facts<'a> {
                 _ => {}
             }
         }
-        let mut peak: u64 = live.values().sum();
+        let mut total: u64 = live.values().sum();
+        let mut peak = total;
         for e in ours() {
             let ev = &e.event.event;
             let id = (ev.scope.clone(), key_lower(&ev.key));
             match ev.kind {
                 EventKind::Save => {
-                    live.insert(id, ev.bytes.unwrap_or(0));
-                    peak = peak.max(live.values().sum());
+                    let replaced = live.insert(id, ev.bytes.unwrap_or(0)).unwrap_or(0);
+                    total = total.saturating_sub(replaced) + ev.bytes.unwrap_or(0);
+                    peak = peak.max(total);
                 }
                 EventKind::Evict if e.event.reason.as_deref() != Some("size") => {
-                    live.remove(&id);
+                    total = total.saturating_sub(live.remove(&id).unwrap_or(0));
                 }
                 _ => {}
             }
