@@ -444,30 +444,49 @@ pub fn register(registry: &mut ActionRegistry, cache: Arc<Cache>) {
     register_handle(registry, Arc::new(CacheHandle::ready(cache)));
 }
 
-/// Registers the three cache actions over the store `RUNNER_CACHE_DB` / `RUNNER_CACHE_DIR`
-/// point at, opened (with the system clock) when the first cache step runs.
+/// Registers the three cache actions over the store in the default directory, opened (with
+/// the system clock) when the first cache step runs.
 pub fn register_default(registry: &mut ActionRegistry, cancel: &crate::cancel::Cancel) {
-    register_handle(registry, Arc::new(default_handle(cancel)));
+    let options = super::CacheOptions {
+        cancel: cancel.clone(),
+        ..super::CacheOptions::default()
+    };
+    let handle = CacheHandle::lazy(move || {
+        let location = crate::store::StoreLocation::default_dir()?;
+        super::open(
+            &location,
+            options.clone(),
+            Arc::new(crate::clock::SystemClock),
+        )
+    });
+    register_handle(registry, Arc::new(handle));
 }
 
-fn default_handle(cancel: &crate::cancel::Cancel) -> CacheHandle {
-    let cancel = cancel.clone();
+/// The store at `location`, opened with `options` when the first cache step runs.
+fn local_handle(
+    location: crate::store::StoreLocation,
+    options: super::CacheOptions,
+) -> CacheHandle {
     CacheHandle::lazy(move || {
-        let mut cache = super::open_default(Arc::new(crate::clock::SystemClock))?;
-        cache.set_cancel(cancel.clone());
-        Ok(cache)
+        super::open(
+            &location,
+            options.clone(),
+            Arc::new(crate::clock::SystemClock),
+        )
     })
 }
 
 /// Registers the three cache actions over `backend`, chosen by [`super::select_backend`] for
 /// the reason `why`, which the first cache step logs (at debug level for the default local
-/// store, so plain runs read as before).
+/// store, so plain runs read as before). The local store is the one at `location`; both
+/// backends use `options` (its `cancel` stops saves and restores in flight).
 #[cfg(feature = "remote")]
 pub fn register_backend(
     registry: &mut ActionRegistry,
     backend: super::Backend,
     why: &str,
-    cancel: &crate::cancel::Cancel,
+    location: crate::store::StoreLocation,
+    options: super::CacheOptions,
 ) {
     let line = format!("Cache backend: {why}");
     let handle = match backend {
@@ -477,18 +496,15 @@ pub fn register_backend(
             } else {
                 LogLevel::Info
             };
-            default_handle(cancel).announce(level, line)
+            local_handle(location, options).announce(level, line)
         }
-        super::Backend::Remote(config) => {
-            let cancel = cancel.clone();
-            CacheHandle::lazy_engine(move || {
-                let mut options = super::CacheOptions::from_env()?;
-                options.cancel = cancel.clone();
-                Ok(Arc::new(super::RemoteCache::new(config.clone(), options))
-                    as Arc<dyn CacheEngine>)
-            })
-            .announce(LogLevel::Info, line)
-        }
+        super::Backend::Remote(config) => CacheHandle::lazy_engine(move || {
+            Ok(
+                Arc::new(super::RemoteCache::new(config.clone(), options.clone()))
+                    as Arc<dyn CacheEngine>,
+            )
+        })
+        .announce(LogLevel::Info, line),
     };
     register_handle(registry, Arc::new(handle));
 }

@@ -9,7 +9,8 @@
 //! - [`register`] puts the `actions/cache`, `actions/cache/restore` and `actions/cache/save`
 //!   handlers into an [`ActionRegistry`](crate::exec::ActionRegistry); [`register_default`]
 //!   does so over the default store, opened when the first cache step runs.
-//! - [`open_default`] opens the store `RUNNER_CACHE_DB` / `RUNNER_CACHE_DIR` point at.
+//! - [`open`] opens the store at a [`StoreLocation`](crate::store::StoreLocation) with
+//!   [`CacheOptions`]; [`open_default`] the default directory with the defaults.
 
 mod action;
 #[cfg(feature = "remote")]
@@ -36,7 +37,7 @@ pub use action::{
 };
 #[cfg(feature = "remote")]
 pub use backend::{Backend, BackendChoice, BackendError, BackendSettings, select_backend};
-pub use config::{CacheOptions, open_default};
+pub use config::{CacheOptions, open, open_default};
 pub use key::{KeyError, MAX_KEY_LENGTH, MAX_KEYS, is_exact_match, validate_key};
 use paths::refused_root;
 pub use paths::{allowed_roots, expand_tilde};

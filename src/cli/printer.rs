@@ -1,6 +1,8 @@
 //! The `Printer`: stdout carries data (tables, plans, JSON reports), stderr carries logs and
-//! progress. Colour only on a terminal and never with `NO_COLOR` set.
+//! progress. Colour per `--color`: `auto` colours a terminal unless `NO_COLOR` is set, and
+//! `CLICOLOR_FORCE` colours one that is not; `always` and `never` win over both.
 
+use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -30,12 +32,50 @@ impl Style {
     }
 }
 
+/// `--color` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set; also off a terminal with CLICOLOR_FORCE.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Whether a stream gets colour: the flag first, then `NO_COLOR` (set and not empty), then
+/// `CLICOLOR_FORCE` (set, not empty, not `0`), then whether it is a terminal.
+pub fn color_enabled(
+    choice: ColorChoice,
+    is_terminal: bool,
+    no_color: Option<OsString>,
+    force: Option<OsString>,
+) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            if no_color.is_some_and(|v| !v.is_empty()) {
+                false
+            } else if force.is_some_and(|v| !v.is_empty() && v != "0") {
+                true
+            } else {
+                is_terminal
+            }
+        }
+    }
+}
+
 /// Writes data to stdout and logs to stderr, styling each for its own stream.
 pub struct Printer {
     out: Box<dyn Write>,
     err: Box<dyn Write>,
     out_color: bool,
     err_color: bool,
+    /// Only data, warnings and errors.
+    quiet: bool,
+    /// Stdout is one JSON document (`--json`): nothing else goes there.
+    json: bool,
     verbose: bool,
     /// Show `::debug::` lines.
     debug: bool,
@@ -56,26 +96,61 @@ struct FoldedGroup {
     total: usize,
 }
 
-/// True when colour is allowed on a stream that is (or is not) a terminal.
-fn color_allowed(is_terminal: bool) -> bool {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    is_terminal && !no_color
-}
-
 impl Printer {
-    /// A printer on the process's stdout and stderr. `verbose` unfolds groups and shows debug
-    /// messages.
-    pub fn new(verbose: bool) -> Self {
+    /// A printer on the process's stdout and stderr. `quiet` keeps only data, warnings and
+    /// errors; `json` reserves stdout for one JSON document.
+    pub fn new(color: ColorChoice, quiet: bool, json: bool) -> Self {
+        let enabled = |is_terminal: bool| {
+            color_enabled(
+                color,
+                is_terminal,
+                std::env::var_os("NO_COLOR"),
+                std::env::var_os("CLICOLOR_FORCE"),
+            )
+        };
         Self {
-            out_color: color_allowed(std::io::stdout().is_terminal()),
-            err_color: color_allowed(std::io::stderr().is_terminal()),
+            out_color: enabled(std::io::stdout().is_terminal()) && !json,
+            err_color: enabled(std::io::stderr().is_terminal()),
             out: Box::new(std::io::stdout()),
             err: Box::new(std::io::stderr()),
-            verbose,
-            debug: verbose,
+            quiet,
+            json,
+            verbose: false,
+            debug: false,
             group: None,
             job_open: false,
         }
+    }
+
+    /// Unfolds groups and shows debug messages.
+    pub fn set_verbose(&mut self, verbose: bool) {
+        self.verbose = verbose;
+        self.debug |= verbose;
+    }
+
+    /// True when stdout is reserved for one JSON document.
+    pub fn json_mode(&self) -> bool {
+        self.json
+    }
+
+    /// Writes `value` to stdout as the one JSON document of this run.
+    pub fn json_document(&mut self, value: &serde_json::Value) {
+        let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into());
+        let _ = writeln!(self.out, "{text}");
+        let _ = self.out.flush();
+    }
+
+    /// Writes one line of JSON (an event stream) to stdout and flushes it.
+    pub fn json_line(&mut self, value: &serde_json::Value) {
+        let text = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
+        let _ = writeln!(self.out, "{text}");
+        let _ = self.out.flush();
+    }
+
+    /// Writes text that already holds its line ends to stdout.
+    pub fn data_text(&mut self, text: &str) {
+        let _ = self.out.write_all(text.as_bytes());
+        let _ = self.out.flush();
     }
 
     fn paint(color: bool, style: Style, text: &str) -> String {
@@ -96,21 +171,28 @@ impl Printer {
         let _ = writeln!(self.out, "{line}");
     }
 
-    /// Writes a line of log to stderr.
+    /// Writes a line of log to stderr (not with `--quiet`).
     pub fn log(&mut self, line: &str) {
+        if !self.quiet {
+            let _ = writeln!(self.err, "{line}");
+        }
+    }
+
+    /// Writes a line to stderr even with `--quiet` (prompts, refusals).
+    pub fn notice(&mut self, line: &str) {
         let _ = writeln!(self.err, "{line}");
     }
 
     /// `error: message` on stderr.
     pub fn error(&mut self, message: &str) {
         let label = Self::paint(self.err_color, Style::Red, "error");
-        self.log(&format!("{label}: {message}"));
+        self.notice(&format!("{label}: {message}"));
     }
 
     /// `warning: message` on stderr.
     pub fn warning(&mut self, message: &str) {
         let label = Self::paint(self.err_color, Style::Yellow, "warning");
-        self.log(&format!("{label}: {message}"));
+        self.notice(&format!("{label}: {message}"));
     }
 
     fn status_word(&self, color: bool, status: Status) -> String {
@@ -281,13 +363,6 @@ impl Printer {
             }
         }
     }
-
-    /// Prints the `--json` report to stdout.
-    pub fn json(&mut self, report: &RunReport) -> anyhow::Result<()> {
-        let text = serde_json::to_string_pretty(report)?;
-        self.data(&text);
-        Ok(())
-    }
 }
 
 /// `1.23s`, or `2m03s` from a minute on.
@@ -298,6 +373,15 @@ pub fn format_duration(d: Duration) -> String {
     } else {
         let whole = d.as_secs();
         format!("{}m{:02}s", whole / 60, whole % 60)
+    }
+}
+
+/// A planned `if:` value, or "decided at run time" when it reads earlier outputs.
+fn plan_value<'a>(expression: &str, value: &'a str) -> &'a str {
+    if super::exec::output::depends_on_outputs(expression) {
+        super::exec::output::DECIDED_AT_RUN_TIME
+    } else {
+        value
     }
 }
 
@@ -312,6 +396,22 @@ fn annotation_label(level: AnnotationLevel) -> (&'static str, Style) {
 impl EventSink for Printer {
     fn event(&mut self, event: &Event) {
         let c = self.err_color;
+        let is_plan = matches!(event, Event::PlanJob { .. } | Event::PlanStep { .. });
+        // With --json the plan is part of the one document, built from these same events.
+        if is_plan && self.json {
+            return;
+        }
+        let is_problem = matches!(
+            event,
+            Event::Warning { .. }
+                | Event::Annotation {
+                    level: AnnotationLevel::Warning | AnnotationLevel::Error,
+                    ..
+                }
+        );
+        if self.quiet && !is_plan && !is_problem {
+            return;
+        }
         match event {
             Event::Warning { message } => self.warning(message),
             Event::JobStarted { name, .. } => {
@@ -431,6 +531,7 @@ impl EventSink for Printer {
                 }
                 self.data(&line);
                 if let Some((expr, value)) = condition {
+                    let value = plan_value(expr, value);
                     self.data(&format!("  if: {expr} → {value}"));
                 }
             }
@@ -442,6 +543,7 @@ impl EventSink for Printer {
             } => {
                 self.data(&format!("  - {name} [{action}]"));
                 if let Some((expr, value)) = condition {
+                    let value = plan_value(expr, value);
                     self.data(&format!("      if: {expr} → {value}"));
                 }
                 for (k, v) in with {

@@ -119,22 +119,45 @@ pub struct RunOutput {
     pub stderr: String,
 }
 
-/// Runs the `runner` binary with `args` in `dir`, without colour, with `HOME` and the cache
-/// inside `dir`.
-pub fn run_runner(dir: &Path, args: &[&str]) -> RunOutput {
-    let out = std::process::Command::new(runner_bin())
-        .args(args)
+/// The `runner` binary with `args` in `dir`, without colour, with `HOME` and the cache inside
+/// `dir`, no `.runnerrc` of the developer's, and stdin closed; add env or spawn it as needed.
+pub fn runner_command(dir: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(runner_bin());
+    cmd.args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
+        .env_remove("CLICOLOR_FORCE")
         .env("HOME", dir)
         .env("RUNNER_CACHE_DIR", dir.join(".runner-cache"))
-        .output()
-        .expect("run the runner binary");
+        .stdin(std::process::Stdio::null());
+    for name in [
+        "RUNNER_CACHE_DB",
+        "RUNNER_CACHE_BLOBS",
+        "RUNNER_CACHE_TTL_DAYS",
+        "RUNNER_CACHE_MAX_SIZE",
+        "RUNNER_CACHE_COMPRESSION",
+    ] {
+        cmd.env_remove(name);
+    }
+    cmd
+}
+
+/// What a finished `runner` process printed and how it exited.
+pub fn run_output(out: std::process::Output) -> RunOutput {
     RunOutput {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Runs [`runner_command`] to the end.
+pub fn run_runner(dir: &Path, args: &[&str]) -> RunOutput {
+    run_output(
+        runner_command(dir, args)
+            .output()
+            .expect("run the runner binary"),
+    )
 }
 
 /// One HTTP answer, read whole (tests use small bodies or count bytes themselves).
