@@ -234,6 +234,7 @@ fn restore_impl(
         restore_keys: inputs.restore_keys.clone(),
         enable_cross_os_archive: inputs.enable_cross_os_archive,
         lookup_only: inputs.lookup_only,
+        progress: ctx.progress.clone().into(),
     };
     // Validation fails the step even when the store is unavailable.
     key::validate_restore_keys(&request.primary_key, &request.restore_keys)
@@ -338,6 +339,7 @@ fn save_impl(handle: &CacheHandle, ctx: &mut ActionContext<'_>, keep: Keep) -> S
         key: primary_key.clone(),
         enable_cross_os_archive: inputs.enable_cross_os_archive,
         run_id: ctx.job.run_id.clone(),
+        progress: ctx.progress.clone().into(),
     };
     let cache = match handle.get_logged(ctx) {
         Ok(cache) => cache,

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use anyhow::{Context, bail};
 use indexmap::IndexMap;
 use runner::exec::actions::{ActionsOptions, Sources};
-use runner::exec::{ActionRegistry, RunOptions, Runner, builtin_registry, commands};
+use runner::exec::{ActionRegistry, BaseEnv, RunOptions, Runner, builtin_registry, commands};
 use runner::store::StoreLocation;
 
 use super::printer::Printer;
@@ -32,6 +32,10 @@ pub struct ExecArgs {
     /// Run only matrix combinations with this value (repeatable; same key = either value).
     #[arg(long, value_name = "KEY:VALUE")]
     pub matrix: Vec<String>,
+    /// Start steps from a minimal environment (PATH, HOME, USER, LANG, TERM, TMPDIR) instead of
+    /// this shell's.
+    #[arg(long)]
+    pub clean_env: bool,
     /// Environment for every step (repeatable); wins over --env-file.
     #[arg(long, value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -226,6 +230,9 @@ pub fn run(args: ExecArgs, printer: &mut Printer) -> anyhow::Result<u8> {
     let cancel = runner::cancel::Cancel::from_flag(options.cancel.clone());
     let registry = default_registry(&backend_settings(&args), &args.store, &location, &cancel)?;
     install_interrupt_handler(options.cancel.clone());
+    let sink = output::ExecSink::new(printer.fork(), args.json_events);
+    let mut options = options;
+    options.events = sink.clone();
     let mut runner = Runner::new(workflow, options, registry);
     if args.list {
         return list(&runner, printer);
@@ -248,8 +255,7 @@ pub fn run(args: ExecArgs, printer: &mut Printer) -> anyhow::Result<u8> {
         None
     };
     let started = super::json::now_millis();
-    let mut sink = output::ExecSink::new(printer, args.json_events);
-    let report = runner.run(&mut sink)?;
+    let report = runner.run()?;
     let interrupted = interrupt_signal();
     let code = match interrupted {
         Some(signal) => (128 + signal).clamp(0, 255) as u8,
@@ -260,17 +266,18 @@ pub fn run(args: ExecArgs, printer: &mut Printer) -> anyhow::Result<u8> {
         started_ms: started,
         finished_ms: super::json::now_millis(),
     };
+    let mut state = sink.state();
     if args.json {
         let doc = if args.dry_run {
-            sink.plan_document(&report)
+            state.plan_document(&report)
         } else {
-            sink.report_document(&report, code, interrupted.is_some(), &times)
+            state.report_document(&report, code, interrupted.is_some(), &times)
         };
-        sink.printer().json_document(&doc);
+        state.printer.json_document(&doc);
     } else if args.json_events {
-        sink.finished(&report, code, interrupted.is_some(), &times);
+        state.finished(&report, code, interrupted.is_some(), &times);
     } else if !args.dry_run {
-        sink.printer().summary(&report);
+        state.printer.summary(&report);
     }
     Ok(code)
 }
@@ -324,8 +331,7 @@ fn options(args: &ExecArgs, location: &StoreLocation) -> anyhow::Result<RunOptio
         .workspace
         .canonicalize()
         .with_context(|| format!("--workspace {}", args.workspace.display()))?;
-    // act sets ACT=true, and workflows guard deploy steps with `if: ${{ !env.ACT }}`.
-    let mut env = IndexMap::from([("ACT".to_string(), "true".to_string())]);
+    let mut env = IndexMap::new();
     for file in &args.env_file {
         env.extend(read_pairs(file, "--env-file")?);
     }
@@ -390,6 +396,12 @@ fn options(args: &ExecArgs, location: &StoreLocation) -> anyhow::Result<RunOptio
         dry_run: args.dry_run,
         strict: args.strict,
         actions: actions_options(args, location),
+        // As act does, the shell's environment reaches the steps unless --clean-env.
+        base_env: if args.clean_env {
+            BaseEnv::Clean
+        } else {
+            BaseEnv::Inherit
+        },
         ..RunOptions::default()
     })
 }

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use runner::exec::{AnnotationLevel, Event, EventSink, RunReport, Status};
+use runner::exec::{AnnotationLevel, Direction, Event, EventKind, RunReport, Status, Transfer};
 
 /// ANSI styles used by the printer.
 #[derive(Debug, Clone, Copy)]
@@ -68,10 +68,12 @@ pub fn color_enabled(
 
 /// Writes data to stdout and logs to stderr, styling each for its own stream.
 pub struct Printer {
-    out: Box<dyn Write>,
-    err: Box<dyn Write>,
+    out: Box<dyn Write + Send>,
+    err: Box<dyn Write + Send>,
     out_color: bool,
     err_color: bool,
+    /// Progress is a bar on a terminal, lines elsewhere.
+    err_is_terminal: bool,
     /// Only data, warnings and errors.
     quiet: bool,
     /// Stdout is one JSON document (`--json`): nothing else goes there.
@@ -83,6 +85,17 @@ pub struct Printer {
     group: Option<FoldedGroup>,
     /// Set once something was written to stderr inside a job, to separate jobs.
     job_open: bool,
+    /// The cache transfer being shown.
+    transfer: Option<ShownTransfer>,
+}
+
+/// How often a transfer's progress is logged off a terminal (actions/cache's interval).
+const PROGRESS_LOG_INTERVAL_MS: u64 = 5_000;
+
+/// A cache transfer's progress as shown: a bar on a terminal, else the time of the last line.
+struct ShownTransfer {
+    bar: Option<indicatif::ProgressBar>,
+    logged_at_ms: u64,
 }
 
 /// The most lines of a folded group kept to show if its step fails inside it; a group that
@@ -111,6 +124,7 @@ impl Printer {
         Self {
             out_color: enabled(std::io::stdout().is_terminal()) && !json,
             err_color: enabled(std::io::stderr().is_terminal()),
+            err_is_terminal: std::io::stderr().is_terminal(),
             out: Box::new(std::io::stdout()),
             err: Box::new(std::io::stderr()),
             quiet,
@@ -119,6 +133,64 @@ impl Printer {
             debug: false,
             group: None,
             job_open: false,
+            transfer: None,
+        }
+    }
+
+    /// A printer with the same settings on the same streams, for a run's event sink.
+    pub fn fork(&self) -> Self {
+        Self {
+            out: Box::new(std::io::stdout()),
+            err: Box::new(std::io::stderr()),
+            group: None,
+            job_open: false,
+            transfer: None,
+            ..*self
+        }
+    }
+
+    /// Shows a cache transfer: a bar on a terminal; off one a line every few seconds and when
+    /// it ends, as actions/cache logs (`Received 52428800 of 78097531 (67.1%), 48.0 MBs/sec`).
+    fn progress(&mut self, t: &Transfer) {
+        let on_terminal = self.err_is_terminal;
+        let shown = self.transfer.get_or_insert_with(|| ShownTransfer {
+            bar: on_terminal.then(|| {
+                let bar = indicatif::ProgressBar::with_draw_target(
+                    t.total,
+                    indicatif::ProgressDrawTarget::stderr(),
+                );
+                let template = match t.total {
+                    Some(_) => "  {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
+                    None => "  {msg} {bytes} ({bytes_per_sec})",
+                };
+                if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+                    bar.set_style(style.progress_chars("=> "));
+                }
+                bar.set_message(match t.direction {
+                    Direction::Save => "Saving",
+                    Direction::Restore => "Restoring",
+                });
+                bar
+            }),
+            logged_at_ms: 0,
+        });
+        match &shown.bar {
+            Some(bar) => {
+                bar.set_position(t.bytes);
+                if t.done {
+                    bar.finish_and_clear();
+                }
+            }
+            None => {
+                if t.done || t.elapsed_ms >= shown.logged_at_ms + PROGRESS_LOG_INTERVAL_MS {
+                    shown.logged_at_ms = t.elapsed_ms;
+                    let line = progress_line(t);
+                    self.log(&format!("  {line}"));
+                }
+            }
+        }
+        if t.done {
+            self.transfer = None;
         }
     }
 
@@ -365,6 +437,27 @@ impl Printer {
     }
 }
 
+/// One progress line as actions/cache logs it: `Received 52428800 of 78097531 (67.1%),
+/// 48.0 MBs/sec` (MB = 1024 × 1024 bytes); a save whose size is not known yet says `Sent N`.
+pub fn progress_line(t: &Transfer) -> String {
+    let verb = match t.direction {
+        Direction::Save => "Sent",
+        Direction::Restore => "Received",
+    };
+    let secs = (t.elapsed_ms.max(1)) as f64 / 1000.0;
+    let rate = t.bytes as f64 / (1024.0 * 1024.0) / secs;
+    match t.total {
+        Some(total) if total > 0 => {
+            let percent = t.bytes as f64 * 100.0 / total as f64;
+            format!(
+                "{verb} {} of {total} ({percent:.1}%), {rate:.1} MBs/sec",
+                t.bytes
+            )
+        }
+        _ => format!("{verb} {}, {rate:.1} MBs/sec", t.bytes),
+    }
+}
+
 /// `1.23s`, or `2m03s` from a minute on.
 pub fn format_duration(d: Duration) -> String {
     let secs = d.as_secs_f64();
@@ -393,18 +486,22 @@ fn annotation_label(level: AnnotationLevel) -> (&'static str, Style) {
     }
 }
 
-impl EventSink for Printer {
-    fn event(&mut self, event: &Event) {
+impl Printer {
+    /// Renders one event of `runner exec` on stderr.
+    pub fn event(&mut self, event: &Event) {
         let c = self.err_color;
-        let is_plan = matches!(event, Event::PlanJob { .. } | Event::PlanStep { .. });
+        let is_plan = matches!(
+            event.kind,
+            EventKind::PlanJob { .. } | EventKind::PlanStep { .. }
+        );
         // With --json the plan is part of the one document, built from these same events.
         if is_plan && self.json {
             return;
         }
         let is_problem = matches!(
-            event,
-            Event::Warning { .. }
-                | Event::Annotation {
+            event.kind,
+            EventKind::Warning { .. }
+                | EventKind::Annotation {
                     level: AnnotationLevel::Warning | AnnotationLevel::Error,
                     ..
                 }
@@ -412,9 +509,10 @@ impl EventSink for Printer {
         if self.quiet && !is_plan && !is_problem {
             return;
         }
-        match event {
-            Event::Warning { message } => self.warning(message),
-            Event::JobStarted { name, .. } => {
+        match &event.kind {
+            EventKind::Progress { transfer } => self.progress(transfer),
+            EventKind::Warning { message } => self.warning(message),
+            EventKind::JobStarted { name, .. } => {
                 if self.job_open {
                     self.log("");
                 }
@@ -422,11 +520,11 @@ impl EventSink for Printer {
                 let line = Self::paint(c, Style::Bold, &format!("Job {name}"));
                 self.log(&line);
             }
-            Event::JobSkipped { name, reason, .. } => {
+            EventKind::JobSkipped { name, reason, .. } => {
                 let line = Self::paint(c, Style::Dim, &format!("Job {name} skipped: {reason}"));
                 self.log(&line);
             }
-            Event::JobFinished {
+            EventKind::JobFinished {
                 name,
                 result,
                 duration,
@@ -438,16 +536,16 @@ impl EventSink for Printer {
                     format_duration(*duration)
                 ));
             }
-            Event::StepStarted { name } => {
+            EventKind::StepStarted { name } => {
                 let line = Self::paint(c, Style::Bold, &format!("▶ {name}"));
                 self.log(&line);
             }
-            Event::StepSkipped { name, reason } => {
+            EventKind::StepSkipped { name, reason } => {
                 let line = Self::paint(c, Style::Dim, &format!("○ {name} (skipped: {reason})"));
                 self.log(&line);
             }
-            Event::Output { line } => self.step_line(line),
-            Event::GroupStarted { title } => {
+            EventKind::Output { line, .. } => self.step_line(line),
+            EventKind::GroupStarted { title } => {
                 // GitHub does not nest groups: a new one closes the open one.
                 self.close_group(false);
                 if self.verbose {
@@ -460,14 +558,14 @@ impl EventSink for Printer {
                     total: 0,
                 });
             }
-            Event::GroupEnded => self.close_group(false),
-            Event::Debug { message } => {
+            EventKind::GroupEnded => self.close_group(false),
+            EventKind::Debug { message } => {
                 if self.debug {
                     let line = Self::paint(c, Style::Dim, &format!("  Debug: {message}"));
                     self.log(&line);
                 }
             }
-            Event::Annotation {
+            EventKind::Annotation {
                 level,
                 message,
                 title,
@@ -497,7 +595,7 @@ impl EventSink for Printer {
                     let _ = writeln!(self.err, "  {rest}");
                 }
             }
-            Event::StepFinished {
+            EventKind::StepFinished {
                 outcome,
                 conclusion,
                 ..
@@ -514,7 +612,7 @@ impl EventSink for Printer {
                     self.log(&format!("  → {word}{note}"));
                 }
             }
-            Event::PlanJob {
+            EventKind::PlanJob {
                 job,
                 name,
                 needs,
@@ -535,7 +633,7 @@ impl EventSink for Printer {
                     self.data(&format!("  if: {expr} → {value}"));
                 }
             }
-            Event::PlanStep {
+            EventKind::PlanStep {
                 name,
                 action,
                 condition,
@@ -553,5 +651,58 @@ impl EventSink for Printer {
             }
         }
         let _ = self.err.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines() {
+        let t = |direction, bytes, total| Transfer {
+            direction,
+            bytes,
+            total,
+            elapsed_ms: 1_000,
+            done: false,
+        };
+        let rows = [
+            (
+                t(Direction::Restore, 52_428_800, Some(78_097_531)),
+                "Received 52428800 of 78097531 (67.1%), 50.0 MBs/sec",
+            ),
+            (
+                t(Direction::Save, 1_048_576, None),
+                "Sent 1048576, 1.0 MBs/sec",
+            ),
+            (t(Direction::Save, 0, Some(0)), "Sent 0, 0.0 MBs/sec"),
+        ];
+        for (transfer, expected) in rows {
+            assert_eq!(progress_line(&transfer), expected);
+        }
+    }
+
+    #[test]
+    fn color_rows() {
+        let set = |v: &str| Some(OsString::from(v));
+        let rows = [
+            (ColorChoice::Auto, true, None, None, true),
+            (ColorChoice::Auto, false, None, None, false),
+            (ColorChoice::Auto, true, set("1"), None, false),
+            (ColorChoice::Auto, true, set(""), None, true),
+            (ColorChoice::Auto, false, None, set("1"), true),
+            (ColorChoice::Auto, false, None, set("0"), false),
+            (ColorChoice::Auto, false, set("1"), set("1"), false),
+            (ColorChoice::Always, false, set("1"), None, true),
+            (ColorChoice::Never, true, None, set("1"), false),
+        ];
+        for (choice, tty, no_color, force, expected) in rows {
+            assert_eq!(
+                color_enabled(choice, tty, no_color.clone(), force.clone()),
+                expected,
+                "{choice:?} tty={tty} NO_COLOR={no_color:?} CLICOLOR_FORCE={force:?}"
+            );
+        }
     }
 }

@@ -685,3 +685,64 @@ fn cache_verbs_and_settings() {
         assert!(run.stderr.contains(value), "{var}: {}", run.stderr);
     }
 }
+
+/// A cache step moving 9 MiB: off a terminal the log gets actions/cache's progress line (at the
+/// end, at least), `--quiet` shows none, and `--json-events` carries progress events.
+#[test]
+fn cache_progress_off_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: actions/cache@v4\n        with:\n          path: deps\n          key: big-1\n      - run: test -f deps/big || (mkdir -p deps && head -c 9437184 /dev/urandom > deps/big)\n";
+    write_tree(dir.path(), &[("ci.yml", workflow)]);
+    let save = runner(dir.path(), &["exec", "ci.yml"]);
+    assert_eq!(save.code, 0, "{}", save.stderr);
+    assert!(save.stderr.contains("  Sent "), "{}", save.stderr);
+    std::fs::remove_dir_all(dir.path().join("deps")).unwrap();
+    let restore = runner(dir.path(), &["exec", "ci.yml"]);
+    assert_eq!(restore.code, 0, "{}", restore.stderr);
+    let line = restore
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("  Received "))
+        .unwrap_or_else(|| panic!("no progress line: {}", restore.stderr));
+    assert!(
+        line.contains("(100.0%), ") && line.ends_with(" MBs/sec"),
+        "{line}"
+    );
+
+    std::fs::remove_dir_all(dir.path().join("deps")).unwrap();
+    let quiet = runner(dir.path(), &["exec", "ci.yml", "--quiet"]);
+    assert_eq!(quiet.code, 0, "{}", quiet.stderr);
+    assert_eq!(quiet.stderr, "", "--quiet shows no log and no progress");
+
+    std::fs::remove_dir_all(dir.path().join("deps")).unwrap();
+    let events = runner(dir.path(), &["exec", "ci.yml", "--json-events"]);
+    assert_eq!(events.code, 0, "{}", events.stderr);
+    let done: Vec<Value> = events
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["event"] == "progress" && l["done"] == true)
+        .collect();
+    assert_eq!(done.len(), 1, "{}", events.stdout);
+    assert_eq!(done[0]["direction"], "restore");
+    assert_eq!(done[0]["bytes"], done[0]["total"]);
+}
+
+/// `--clean-env` starts steps from PATH, HOME, USER, LANG, TERM and TMPDIR only.
+#[test]
+fn clean_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo \"leak=${RUNNER_TEST_LEAK:-none} home=$HOME\"\n";
+    write_tree(dir.path(), &[("ci.yml", workflow)]);
+    let home = dir.path().display().to_string();
+    for (flags, leak) in [(&[][..], "visible"), (&["--clean-env"][..], "none")] {
+        let mut args = vec!["exec", "ci.yml"];
+        args.extend_from_slice(flags);
+        let mut cmd = runner_command(dir.path(), &args);
+        cmd.env("RUNNER_TEST_LEAK", "visible");
+        let run = run_output(cmd.output().unwrap());
+        assert_eq!(run.code, 0, "{flags:?}: {}", run.stderr);
+        let expected = format!("leak={leak} home={home}");
+        assert!(run.stderr.contains(&expected), "{flags:?}: {}", run.stderr);
+    }
+}

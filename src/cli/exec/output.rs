@@ -3,11 +3,12 @@
 //! skip reasons, and the `--dry-run` plan.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use runner::exec::{Event, EventSink, RunReport, Status};
+use runner::exec::{Event, EventKind, EventSink, RunReport, Status};
 use serde_json::{Map, Value, json};
 
-use crate::cli::json::{document, now_millis, put_time};
+use crate::cli::json::{document, put_time};
 use crate::cli::printer::Printer;
 
 /// The schema of `--json` with `--dry-run`.
@@ -47,9 +48,34 @@ struct PlannedStep {
 }
 
 /// Forwards events to the printer or the JSON event stream and remembers what the documents
-/// need.
-pub struct ExecSink<'p> {
-    printer: &'p mut Printer,
+/// need. Shared with the run (cache transfers report from their own threads).
+pub struct ExecSink(Mutex<SinkState>);
+
+impl ExecSink {
+    /// A sink over `printer`; with `json_events` events go to stdout as JSON lines instead.
+    pub fn new(printer: Printer, json_events: bool) -> Arc<Self> {
+        Arc::new(Self(Mutex::new(SinkState {
+            printer,
+            json_events,
+            job: None,
+            step: None,
+            warnings: Vec::new(),
+            job_skips: HashMap::new(),
+            step_skips: HashMap::new(),
+            plan: Vec::new(),
+        })))
+    }
+
+    /// The printer and what was collected, once the run is over.
+    pub fn state(&self) -> MutexGuard<'_, SinkState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What the sink writes with and has collected.
+pub struct SinkState {
+    /// Where everything is written.
+    pub printer: Printer,
     json_events: bool,
     /// The job and step the events belong to (for `--json-events` lines).
     job: Option<String>,
@@ -62,42 +88,23 @@ pub struct ExecSink<'p> {
     plan: Vec<PlannedJob>,
 }
 
-impl<'p> ExecSink<'p> {
-    /// A sink over `printer`; with `json_events` events go to stdout as JSON lines instead.
-    pub fn new(printer: &'p mut Printer, json_events: bool) -> Self {
-        Self {
-            printer,
-            json_events,
-            job: None,
-            step: None,
-            warnings: Vec::new(),
-            job_skips: HashMap::new(),
-            step_skips: HashMap::new(),
-            plan: Vec::new(),
-        }
-    }
-
-    /// The printer, for the summary and the documents.
-    pub fn printer(&mut self) -> &mut Printer {
-        self.printer
-    }
-
+impl SinkState {
     fn remember(&mut self, event: &Event) {
-        match event {
-            Event::Warning { message } => self.warnings.push(message.clone()),
-            Event::JobStarted { name, .. } => {
+        match &event.kind {
+            EventKind::Warning { message } => self.warnings.push(message.clone()),
+            EventKind::JobStarted { name, .. } => {
                 self.job = Some(name.clone());
                 self.step = None;
             }
-            Event::JobSkipped { name, reason, .. } => {
+            EventKind::JobSkipped { name, reason, .. } => {
                 self.job_skips.insert(name.clone(), reason.clone());
             }
-            Event::StepStarted { name } => self.step = Some(name.clone()),
-            Event::StepSkipped { name, reason } => {
+            EventKind::StepStarted { name } => self.step = Some(name.clone()),
+            EventKind::StepSkipped { name, reason } => {
                 let job = self.job.clone().unwrap_or_default();
                 self.step_skips.insert((job, name.clone()), reason.clone());
             }
-            Event::PlanJob {
+            EventKind::PlanJob {
                 job,
                 name,
                 needs,
@@ -113,7 +120,7 @@ impl<'p> ExecSink<'p> {
                     used: false,
                 });
             }
-            Event::PlanStep {
+            EventKind::PlanStep {
                 name,
                 action,
                 condition,
@@ -132,20 +139,25 @@ impl<'p> ExecSink<'p> {
         }
     }
 
-    /// One `--json-events` line: the event's own fields, the time, and the job and step it
-    /// belongs to.
+    /// One `--json-events` line: the event's own fields (job and step ids among them), its
+    /// time, and the display names of its job and step.
     fn event_line(&self, event: &Event) -> Value {
         let mut line = Map::new();
         line.insert("schema".into(), json!(EVENT_SCHEMA));
-        put_time(&mut line, "time", now_millis());
-        if let Some(job) = &self.job {
+        put_time(&mut line, "time", event.at);
+        if let Ok(Value::Object(mut fields)) = serde_json::to_value(event) {
+            fields.remove("at");
+            line.extend(fields);
+        }
+        if event.job.is_some()
+            && let Some(job) = &self.job
+        {
             line.insert("job_name".into(), json!(job));
         }
-        if let Some(step) = &self.step {
+        if event.step.is_some()
+            && let Some(step) = &self.step
+        {
             line.insert("step_name".into(), json!(step));
-        }
-        if let Ok(Value::Object(fields)) = serde_json::to_value(event) {
-            line.extend(fields);
         }
         Value::Object(line)
     }
@@ -364,14 +376,15 @@ fn cache_keys(uses: &str, with: &indexmap::IndexMap<String, String>) -> Option<V
     }))
 }
 
-impl EventSink for ExecSink<'_> {
-    fn event(&mut self, event: &Event) {
-        self.remember(event);
-        if self.json_events {
-            let line = self.event_line(event);
-            self.printer.json_line(&line);
+impl EventSink for ExecSink {
+    fn event(&self, event: &Event) {
+        let mut state = self.state();
+        state.remember(event);
+        if state.json_events {
+            let line = state.event_line(event);
+            state.printer.json_line(&line);
         } else {
-            self.printer.event(event);
+            state.printer.event(event);
         }
     }
 }

@@ -562,6 +562,7 @@ fn concurrent_saves_make_one_entry_per_key(h: &Harness) {
                     key,
                     enable_cross_os_archive: false,
                     run_id: format!("{i}"),
+                    ..Default::default()
                 };
                 if let Ok(runner::cache::SaveOutcome::Saved(_)) = cache.save(&request, &mut log) {
                     saved.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

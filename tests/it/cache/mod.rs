@@ -191,6 +191,7 @@ impl Harness {
             state,
             post_condition: None,
             log: &mut sink,
+            progress: None,
         };
         let result = if post {
             handler.post(&mut ctx)
