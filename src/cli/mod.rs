@@ -196,14 +196,6 @@ impl StoreArgs {
     }
 }
 
-/// The verb was stopped by a signal; exits 128 + the signal number.
-#[derive(Debug, thiserror::Error)]
-#[error("interrupted by signal {signal}")]
-pub struct Interrupted {
-    /// The signal (SIGINT 2, SIGTERM 15).
-    pub signal: i32,
-}
-
 /// Parses arguments (after the `.runnerrc` defaults), runs the verb, and renders an error once.
 pub fn main() -> ExitCode {
     drop_empty_settings();
@@ -288,12 +280,9 @@ fn clap_message(err: &clap::Error) -> String {
 /// Prints `err` (its chain, each cause once) and returns its exit code. With `--json` the
 /// error is also stdout's one document.
 fn fail(printer: &mut Printer, err: &anyhow::Error) -> u8 {
-    let code = if let Some(i) = err.downcast_ref::<Interrupted>() {
-        (128 + i.signal).clamp(0, 255) as u8
-    } else if let Some(f) = err.downcast_ref::<Failure>() {
-        f.code
-    } else {
-        EXIT_USAGE
+    let code = match err.downcast_ref::<Failure>() {
+        Some(f) => f.code,
+        None => EXIT_USAGE,
     };
     let message = runner::error::chain(err.as_ref());
     printer.error(&message);
