@@ -429,6 +429,22 @@ fn actions_options(args: &ExecArgs, location: &StoreLocation) -> ActionsOptions 
 /// `--list`: one line per job, then one per step with how it would run.
 fn list(runner: &Runner, printer: &mut Printer) -> anyhow::Result<u8> {
     let jobs = runner.list()?;
+    if printer.json_mode() {
+        let jobs: Vec<serde_json::Value> = jobs
+            .iter()
+            .map(|job| {
+                let steps: Vec<serde_json::Value> = job
+                    .steps
+                    .iter()
+                    .map(|s| serde_json::json!({"name": s.name, "uses": s.uses, "runs": s.how}))
+                    .collect();
+                serde_json::json!({"id": job.id, "steps": steps})
+            })
+            .collect();
+        let doc = super::json::document("runner.exec.list/1", serde_json::json!({"jobs": jobs}));
+        printer.json_document(&doc);
+        return Ok(EXIT_OK);
+    }
     for job in jobs {
         printer.data(&job.id);
         for step in job.steps {

@@ -519,6 +519,11 @@ jobs:
     let plan = runner(dir.path(), &["exec", "ci.yml", "-n", "-j", "other"]);
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     assert!(plan.stdout.starts_with("job other"), "{}", plan.stdout);
+    let json = runner(dir.path(), &["exec", "ci.yml", "-l", "--json"]);
+    let doc = one_document(&json.stdout);
+    assert_eq!(doc["schema"], "runner.exec.list/1");
+    assert_eq!(doc["jobs"][0]["steps"][1]["name"], "Deploy");
+    assert_eq!(doc["jobs"][0]["steps"][1]["runs"], "run");
     let list = runner(dir.path(), &["exec", "ci.yml", "-l"]);
     assert_eq!(list.code, 0, "{}", list.stderr);
     assert!(
@@ -623,6 +628,16 @@ fn cache_verbs_and_settings() {
         run.stdout,
         "No cache entries for acme/widgets; 2 entries in 2 other repositories: -R or --all\n"
     );
+    let run = runner(dir.path(), &["cache", "list", "-R", "one/app", "--json"]);
+    let mut shape = settings(dir.path());
+    shape.add_filter(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        "[ID]",
+    );
+    shape.add_filter(r"[0-9a-f]{64}", "[DIGEST]");
+    shape.add_filter(r#""size": \d+"#, r#""size": "[SIZE]""#);
+    shape.add_filter(r#""created_by_run": "\d+""#, r#""created_by_run": "[RUN]""#);
+    shape.bind(|| insta::assert_snapshot!("cache_list_json", run.stdout));
     let run = runner(
         dir.path(),
         &["cache", "list", "--all", "--fields", "key,size"],
