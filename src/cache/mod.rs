@@ -32,12 +32,13 @@ use std::sync::Arc;
 #[cfg(feature = "remote")]
 pub use action::register_backend;
 pub use action::{
-    CacheAction, CacheEngine, CacheHandle, RestoreAction, SaveAction, outputs, register,
-    register_default, register_handle, state,
+    CacheAction, CacheEngine, CacheHandle, CacheStep, PostOutcome, RestoreAction, Restored,
+    SaveAction, outputs, register, register_default, register_handle, state,
 };
 #[cfg(feature = "remote")]
 pub use backend::{Backend, BackendChoice, BackendError, BackendSettings, select_backend};
 pub use config::{CacheOptions, open, open_default};
+pub use inputs::CacheInputs;
 pub use key::{KeyError, MAX_KEY_LENGTH, MAX_KEYS, is_exact_match, validate_key};
 use paths::refused_root;
 pub use paths::{allowed_roots, expand_tilde};

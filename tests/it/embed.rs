@@ -1,15 +1,16 @@
 //! Integration tests: the embedding API — events a run reports (stamped with job, step, stream
-//! and time), the base environment of step processes, and `ACT=true`. Real processes, a real
+//! and time), the base environment of step processes, `ACT=true`, and [`CacheStep`]. Real processes, a real
 //! store and real archives.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use runner::cache::{Cache, CacheOptions};
+use crate::cache::{Harness, MAIN};
+use runner::cache::{Cache, CacheInputs, CacheOptions, CacheStep, PostOutcome, Restored};
 use runner::clock::ManualClock;
 use runner::exec::{
-    ActionRegistry, BaseEnv, Direction, EventKind, Recorder, RunOptions, RunReport, Runner, Status,
-    Stream,
+    ActionRegistry, BaseEnv, Direction, EventKind, LogLevel, Recorder, RunOptions, RunReport,
+    Runner, Status, Stream,
 };
 use runner::store::Store;
 
@@ -298,3 +299,73 @@ jobs:
     assert!(!lines.iter().any(|l| l.contains("DEPLOYING")), "{lines:?}");
     assert_eq!(report.jobs[0].steps[1].conclusion, Status::Skipped);
 }
+
+/// `uses: actions/cache@v4` as one value: restore, then the post-job save, over a real store.
+fn cache_step_restores_and_saves_with_the_actions_conditions(h: &Harness) {
+    let ws = h.workspace();
+    std::fs::create_dir_all(ws.join("deps")).expect("mkdir");
+    std::fs::write(ws.join("deps/lib.txt"), "v1").expect("write");
+    let job = h.job(MAIN);
+    let inputs = |key: &str| CacheInputs {
+        key: key.into(),
+        paths: vec!["deps".into()],
+        restore_keys: vec!["deps-".into()],
+        ..CacheInputs::default()
+    };
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let log = {
+        let lines = lines.clone();
+        move |_: LogLevel, line: &str| lines.lock().expect("log").push(line.to_string())
+    };
+
+    // A miss, then a failed job: the action's post-if (success()) keeps the save from running.
+    let mut step = CacheStep::new(h.cache.clone(), job.clone(), inputs("deps-1"));
+    let restored = step.restore().expect("restore");
+    assert_eq!(
+        restored,
+        Restored {
+            cache_hit: None,
+            matched_key: None
+        }
+    );
+    assert_eq!(step.post(Status::Failure), PostOutcome::Skipped);
+    assert!(h.keys().is_empty());
+
+    // A miss, then a successful job: saved.
+    let mut step = CacheStep::new(h.cache.clone(), job.clone(), inputs("deps-1")).on_log(log);
+    assert!(!step.restore().expect("restore").cache_hit());
+    assert_eq!(step.post(Status::Success), PostOutcome::Saved);
+    assert_eq!(h.keys(), vec!["deps-1".to_string()]);
+    let logged = lines.lock().expect("log").clone();
+    assert!(
+        logged.contains(&"Cache saved with key: deps-1".to_string()),
+        "{logged:?}"
+    );
+
+    // An exact hit restores the files and skips the save, as the action does.
+    std::fs::remove_dir_all(ws.join("deps")).expect("rm");
+    let mut step = CacheStep::new(h.cache.clone(), job.clone(), inputs("deps-1"));
+    let restored = step.restore().expect("restore");
+    assert!(restored.cache_hit());
+    assert_eq!(restored.matched_key.as_deref(), Some("deps-1"));
+    assert_eq!(
+        std::fs::read_to_string(ws.join("deps/lib.txt")).expect("restored"),
+        "v1"
+    );
+    assert_eq!(step.post(Status::Success), PostOutcome::Skipped);
+
+    // A restore-key hit is partial, and the post step saves the new key.
+    let mut step = CacheStep::new(h.cache.clone(), job.clone(), inputs("deps-2"));
+    let restored = step.restore().expect("restore");
+    assert_eq!(restored.cache_hit, Some(false));
+    assert_eq!(restored.matched_key.as_deref(), Some("deps-1"));
+    assert_eq!(step.post(Status::Success), PostOutcome::Saved);
+    assert_eq!(h.keys(), vec!["deps-1".to_string(), "deps-2".to_string()]);
+
+    // Validation fails the step, as on GitHub.
+    let mut step = CacheStep::new(h.cache.clone(), job, inputs(""));
+    let err = step.restore().expect_err("no key");
+    assert_eq!(err.message, "Input required and not supplied: key");
+}
+
+crate::backend_matrix!(crate::cache::Harness: cache_step_restores_and_saves_with_the_actions_conditions);

@@ -600,7 +600,7 @@ fn eviction_by_age_after_save(h: &Harness) {
     );
 }
 
-crate::cache_backends!(
+crate::backend_matrix!(crate::cache::Harness:
     miss_then_save_then_exact_hit,
     keys_match_case_insensitively,
     restore_keys_choose_the_newest_match,

@@ -317,27 +317,6 @@ impl Step {
     }
 }
 
-/// Runs a test body on SQLite and, when configured, PostgreSQL.
-#[macro_export]
-macro_rules! cache_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[test]
-                fn sqlite() {
-                    super::$name(&$crate::cache::Harness::sqlite());
-                }
-                #[test]
-                fn postgres() {
-                    if let Some(h) = $crate::cache::Harness::postgres() {
-                        super::$name(&h);
-                    }
-                }
-            }
-        )*
-    };
-}
-
 /// Reads every regular file under `root` as (relative path, bytes), sorted.
 pub fn snapshot(root: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
