@@ -395,6 +395,15 @@ fn json_events_stream() {
         .expect("an output line");
     assert_eq!(reading["job_name"], "build");
     assert_eq!(reading["step_name"], "Read version");
+    assert_eq!(reading["job"], "build");
+    assert_eq!(reading["step"], "version");
+    assert_eq!(reading["stream"], "stdout");
+    let shape: Vec<&Value> = lines[..3]
+        .iter()
+        .chain([reading, lines.last().unwrap()])
+        .collect();
+    let shape = serde_json::to_string_pretty(&shape).unwrap();
+    settings(dir.path()).bind(|| insta::assert_snapshot!("exec_json_events", shape));
     assert_eq!(run.stderr, "", "the log is left out");
 }
 
