@@ -17,7 +17,8 @@ use super::git::{self, GitInfo};
 use super::inputs;
 use super::job::JobRun;
 use super::mask::Masker;
-use super::report::{AnnotationLevel, Event, EventSink, JobReport, RunReport, Status};
+use super::report::{AnnotationLevel, Emitter, EventKind, EventSink, JobReport, RunReport, Status};
+use crate::clock::{Clock, SystemClock};
 use crate::expr::{EvalError, Value};
 use crate::workflow::{
     Condition, Job, Located, OrExpr, Pos, Step, StepKind, Text, Tree, TreeKind, Workflow,
@@ -91,6 +92,57 @@ pub struct RunOptions {
     /// Set to true to cancel the run (Ctrl-C): running steps are killed, only `always()` /
     /// `cancelled()` steps and jobs still run.
     pub cancel: Arc<AtomicBool>,
+    /// Receives every [`super::Event`] of the run (default [`super::Discard`]: the library
+    /// prints nothing; `runner exec` passes its terminal printer or JSON-lines writer).
+    pub events: Arc<dyn EventSink>,
+    /// Stamps events (default the system clock).
+    pub clock: Arc<dyn Clock>,
+    /// What step processes inherit from this process (default [`BaseEnv::Clean`]).
+    pub base_env: BaseEnv,
+}
+
+/// The environment step processes start from, below GitHub's variables and the workflow's
+/// `env:`.
+///
+/// The default is [`BaseEnv::Clean`]: an embedding CI runner's own environment (its tokens,
+/// its credentials, its `RUST_LOG`) must not leak into the jobs it runs unless it says so.
+/// `runner exec` chooses [`BaseEnv::Inherit`], as `act` does, and `--clean-env` chooses
+/// [`BaseEnv::Clean`].
+///
+/// ```
+/// use runner::exec::BaseEnv;
+///
+/// let clean = BaseEnv::Clean.variables();
+/// assert!(clean.keys().all(|k| BaseEnv::CLEAN_NAMES.contains(&k.as_str())));
+/// let explicit = BaseEnv::Explicit([("PATH".to_string(), "/usr/bin".to_string())].into());
+/// assert_eq!(explicit.variables().get("PATH").map(String::as_str), Some("/usr/bin"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BaseEnv {
+    /// Everything this process has (as a shell running `act` would pass on).
+    Inherit,
+    /// Only [`BaseEnv::CLEAN_NAMES`], from this process.
+    #[default]
+    Clean,
+    /// Exactly these variables, nothing from this process.
+    Explicit(IndexMap<String, String>),
+}
+
+impl BaseEnv {
+    /// What [`BaseEnv::Clean`] keeps: enough for shells and tools to work.
+    pub const CLEAN_NAMES: [&'static str; 6] = ["PATH", "HOME", "USER", "LANG", "TERM", "TMPDIR"];
+
+    /// The variables a step process starts from.
+    pub fn variables(&self) -> IndexMap<String, String> {
+        match self {
+            BaseEnv::Inherit => std::env::vars().collect(),
+            BaseEnv::Clean => Self::CLEAN_NAMES
+                .iter()
+                .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
+                .collect(),
+            BaseEnv::Explicit(vars) => vars.clone(),
+        }
+    }
 }
 
 impl Default for RunOptions {
@@ -118,6 +170,9 @@ impl Default for RunOptions {
             actions: ActionsOptions::default(),
             home: None,
             cancel: Arc::new(AtomicBool::new(false)),
+            events: Arc::new(super::report::Discard),
+            clock: Arc::new(SystemClock),
+            base_env: BaseEnv::default(),
         }
     }
 }
@@ -325,8 +380,11 @@ impl Runner {
     }
 
     /// Runs the selected jobs in dependency order (or plans them with `dry_run`), reporting
-    /// progress to `sink`. `Err` only for problems that stop the run before a job starts.
-    pub fn run(&self, sink: &mut dyn EventSink) -> Result<RunReport, ExecError> {
+    /// what happens to [`RunOptions::events`]. `Err` only for problems that stop the run before
+    /// a job starts. Blocking: see the crate docs for running it from async code.
+    pub fn run(&self) -> Result<RunReport, ExecError> {
+        let emitter = Emitter::new(self.options.events.clone(), self.options.clock.clone());
+        let sink = &emitter;
         let selected = self.select_jobs()?;
         let git = git::inspect(&self.options.workspace);
         let mut masker = Masker::new();
@@ -334,7 +392,7 @@ impl Runner {
             masker.add(value);
         }
         for warning in &self.workflow.warnings {
-            sink.event(&Event::Warning {
+            sink.event(EventKind::Warning {
                 message: warning.to_string(),
             });
         }
@@ -353,7 +411,7 @@ impl Runner {
             for need in &job.needs {
                 if !selected_set.contains(need.value.as_str()) && !results.contains_key(&need.value)
                 {
-                    sink.event(&Event::Warning {
+                    sink.event(EventKind::Warning {
                         message: format!(
                             "job '{job_id}' needs '{}', which is not selected (use --with-needs); \
                              it counts as succeeded with no outputs",
@@ -623,9 +681,11 @@ impl Runner {
         base: &Contexts,
         git: &GitInfo,
         masker: &mut Masker,
-        sink: &mut dyn EventSink,
+        sink: &Emitter,
     ) -> Result<Vec<JobReport>, ExecError> {
         let id = job.id.value.clone();
+        let job_sink = sink.for_job(&id);
+        let sink = &job_sink;
         let mut ctx = base.clone();
         ctx.object_mut("github").insert("job".into(), s(id.clone()));
         let plain_name = job
@@ -636,7 +696,7 @@ impl Runner {
             .unwrap_or_else(|| id.clone());
         if job.uses.is_some() {
             let reason = "calls a reusable workflow, which runner exec cannot run".to_string();
-            sink.event(&Event::JobSkipped {
+            sink.event(EventKind::JobSkipped {
                 job: id.clone(),
                 name: plain_name.clone(),
                 reason,
@@ -663,7 +723,7 @@ impl Runner {
                 None if cancelled => "the run was cancelled".to_string(),
                 None => "a job it needs did not succeed".to_string(),
             };
-            sink.event(&Event::JobSkipped {
+            sink.event(EventKind::JobSkipped {
                 job: id.clone(),
                 name: plain_name.clone(),
                 reason,
@@ -705,7 +765,7 @@ impl Runner {
                 has_matrix.then_some(&matrix_value),
             ));
             if failed && fail_fast {
-                sink.event(&Event::JobSkipped {
+                sink.event(EventKind::JobSkipped {
                     job: id.clone(),
                     name: name.clone(),
                     reason: "fail-fast: another matrix combination failed".to_string(),
@@ -717,14 +777,14 @@ impl Runner {
             }
             self.warn_foreign_runner(job, &jctx, &name, sink);
             if self.options.dry_run {
-                sink.event(&Event::PlanJob {
+                sink.event(EventKind::PlanJob {
                     job: id.clone(),
                     name: name.clone(),
                     needs: job.needs.iter().map(|n| n.value.clone()).collect(),
                     condition: condition_text.clone().map(|c| (c, run_it.to_string())),
                 });
             }
-            let mut runner = JobRun::new(self, job, jctx, git, masker, sink, name.clone())?;
+            let mut runner = JobRun::new(self, job, jctx, git, masker, sink.clone(), name.clone())?;
             let mut report = if self.options.dry_run {
                 runner.plan()
             } else {
@@ -740,7 +800,7 @@ impl Runner {
     }
 
     /// `runs-on` asks for another OS than this host's: say so, then run here anyway.
-    fn warn_foreign_runner(&self, job: &Job, ctx: &Contexts, name: &str, sink: &mut dyn EventSink) {
+    fn warn_foreign_runner(&self, job: &Job, ctx: &Contexts, name: &str, sink: &Emitter) {
         let Some(runs_on) = &job.runs_on else {
             return;
         };
@@ -758,7 +818,7 @@ impl Runner {
                 continue;
             };
             if wants != host {
-                sink.event(&Event::Warning {
+                sink.event(EventKind::Warning {
                     message: format!(
                         "job '{name}' runs-on '{text}' ({wants}); running on this {host} host instead"
                     ),
@@ -792,13 +852,21 @@ impl Runner {
         let Some(tree) = job.strategy.as_ref().and_then(|s| s.matrix.as_ref()) else {
             return Ok(vec![None]);
         };
-        let value = eval_tree(tree, ctx).map_err(|p| self.plan_error(p))?;
-        let combos = crate::workflow::expand_matrix(&value).map_err(|e| {
-            self.plan_error(Problem {
+        let expanded = eval_tree(tree, ctx).and_then(|value| {
+            crate::workflow::expand_matrix(&value).map_err(|e| Problem {
                 pos: tree.pos,
                 message: e.to_string(),
             })
-        })?;
+        });
+        let combos = match expanded {
+            Ok(combos) => combos,
+            // A plan has no job outputs yet: a matrix built from them (`fromJSON(needs.x.
+            // outputs.y)`) is only known when the job runs.
+            Err(_) if self.options.dry_run && reads_needs(tree) => {
+                return Ok(vec![Some(Value::String(MATRIX_AT_RUN_TIME.to_string()))]);
+            }
+            Err(p) => return Err(self.plan_error(p)),
+        };
         let filtered = crate::workflow::filter_matrix(combos, &self.options.matrix);
         if filtered.is_empty() {
             return Err(ExecError::MatrixFilter {
@@ -829,14 +897,14 @@ impl Runner {
 
     pub(super) fn annotate_problem(
         &self,
-        sink: &mut dyn EventSink,
+        sink: &Emitter,
         masker: &Masker,
         level: AnnotationLevel,
         p: &Problem,
     ) {
         let diag = self.workflow.diagnostic(p.pos, p.message.clone());
         // The message already starts with `file:line:col:` and shows the line.
-        sink.event(&Event::Annotation {
+        sink.event(EventKind::Annotation {
             level,
             message: masker.mask(&diag.to_string()),
             title: None,
@@ -979,6 +1047,18 @@ pub(super) fn eval_number(v: &OrExpr<f64>, ctx: &Contexts) -> Result<f64, Proble
 }
 
 /// Evaluates a YAML subtree whose scalars may be templates (matrices).
+/// What a dry run shows for a matrix that depends on the outputs of needed jobs.
+const MATRIX_AT_RUN_TIME: &str = "decided at run time";
+
+/// True when an expression in `tree` reads the `needs` context.
+fn reads_needs(tree: &Tree) -> bool {
+    match &tree.kind {
+        TreeKind::Scalar(text, _) => text.raw.to_ascii_lowercase().contains("needs."),
+        TreeKind::Seq(items) => items.iter().any(reads_needs),
+        TreeKind::Map(entries) => entries.iter().any(|(_, v)| reads_needs(v)),
+    }
+}
+
 fn eval_tree(tree: &Tree, ctx: &Contexts) -> Result<Value, Problem> {
     match &tree.kind {
         TreeKind::Scalar(text, _) => {

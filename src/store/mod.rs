@@ -4,8 +4,8 @@
 //! CONTRACT (other modules code against these names; extend, don't rename): see [`index::Index`]
 //! and [`blob::BlobStore`]; [`Store`] bundles both, opened from a cache directory.
 //!
-//! On disk (`default_cache_dir()`): `index.sqlite` (unless `RUNNER_CACHE_DB` names another
-//! index, e.g. PostgreSQL) and `blobs-v1/ab/abcdef…` with `blobs-v1/tmp/` for writes in
+//! On disk ([`StoreLocation`]): `index.sqlite` (unless `database_url` names another index,
+//! e.g. PostgreSQL) and `blobs-v1/ab/abcdef…` with `blobs-v1/tmp/` for writes in
 //! progress. A save is: `index().reserve` → `blobs().writer()` + write → [`Store::commit_blob`]
 //! (blob durable, then row committed) or `index().abort` on failure. Reservations and temporary
 //! files carry their [`owner`], so a killed save's leftovers are reclaimed at once.
@@ -16,12 +16,9 @@ pub mod index;
 pub mod owner;
 
 use std::path::PathBuf;
-/// The default store directory: `$RUNNER_CACHE_DIR`, else `$XDG_CACHE_HOME/runner`, else
-/// `~/.cache/runner`.
+/// The default store directory: `$XDG_CACHE_HOME/runner`, else `~/.cache/runner`. The CLI
+/// reads `RUNNER_CACHE_DIR` itself (its `--cache-dir`) and passes the directory down.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("RUNNER_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(dir));
-    }
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir).join("runner"));
     }
@@ -54,7 +51,7 @@ pub enum StoreError {
     #[error(transparent)]
     Blob(#[from] BlobError),
     /// No cache directory: none of `RUNNER_CACHE_DIR`, `XDG_CACHE_HOME`, `HOME` is set.
-    #[error("no cache directory: set RUNNER_CACHE_DIR")]
+    #[error("no cache directory: set RUNNER_CACHE_DIR or --cache-dir")]
     NoCacheDir,
     /// A cleanup removed the blob of an identical archive just as this save committed to it;
     /// the entry is withdrawn rather than left without bytes.
@@ -78,20 +75,35 @@ pub fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
 }
 
-/// The index URL: `$RUNNER_CACHE_DB` if set, else `sqlite://<cache_dir>/index.sqlite`.
-pub fn database_url(cache_dir: &Path) -> String {
-    match std::env::var("RUNNER_CACHE_DB") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => sqlite_url(&cache_dir.join(INDEX_FILE)),
-    }
+/// Where a store lives: its directory, and the index and blob store when they are elsewhere.
+/// Settings are values here; the CLI fills them from `RUNNER_CACHE_DIR`, `RUNNER_CACHE_DB` and
+/// `RUNNER_CACHE_BLOBS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreLocation {
+    /// The store directory (SQLite index, local blobs, staging).
+    pub dir: PathBuf,
+    /// The index URL (`postgres://…`, `sqlite://…`); `None` is `sqlite://<dir>/index.sqlite`.
+    pub database_url: Option<String>,
+    /// The blob store URL (`s3://bucket/prefix`, `file:///dir`); `None` is `<dir>/blobs-v1`.
+    pub blobs_url: Option<String>,
 }
 
-/// The blob store URL: `$RUNNER_CACHE_BLOBS` if set (`s3://bucket/prefix`, `file:///dir`), else
-/// `None` for `<cache_dir>/blobs-v1`.
-pub fn blobs_url() -> Option<String> {
-    std::env::var("RUNNER_CACHE_BLOBS")
-        .ok()
-        .filter(|url| !url.trim().is_empty())
+impl StoreLocation {
+    /// The store in `dir`, index and blobs included.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            database_url: None,
+            blobs_url: None,
+        }
+    }
+
+    /// The store in [`default_cache_dir`], index and blobs included.
+    pub fn default_dir() -> Result<Self, StoreError> {
+        default_cache_dir()
+            .map(Self::in_dir)
+            .ok_or(StoreError::NoCacheDir)
+    }
 }
 
 /// What [`Store::verify`] should do.
@@ -218,12 +230,19 @@ impl Store {
         ))
     }
 
-    /// Opens the store in [`default_cache_dir`], with the index from `RUNNER_CACHE_DB` and the
-    /// blobs from `RUNNER_CACHE_BLOBS` if set.
+    /// Opens the store at `location`.
+    pub fn open_at(location: &StoreLocation, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        Self::open_with_blobs(
+            &location.dir,
+            location.database_url.as_deref(),
+            location.blobs_url.as_deref(),
+            clock,
+        )
+    }
+
+    /// Opens the store in [`default_cache_dir`], index and blobs included.
     pub fn open_default(clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
-        let dir = default_cache_dir().ok_or(StoreError::NoCacheDir)?;
-        let url = database_url(&dir);
-        Self::open_with_blobs(&dir, Some(&url), blobs_url().as_deref(), clock)
+        Self::open_at(&StoreLocation::default_dir()?, clock)
     }
 
     /// The index.

@@ -4,8 +4,9 @@
 
 use diesel::prelude::*;
 
+use super::rows::{EventRow, event_row, to_i64, to_u64};
 use super::schema::cache_events;
-use super::{Event, EventKind, EventRow, Index, IndexError, NewEvent, event_row, to_i64, to_u64};
+use super::{Event, EventKind, Index, IndexError, NewEvent};
 use crate::clock::EpochMillis;
 
 /// What analytics needs of an event beyond [`NewEvent`] (all empty for evictions and skips).

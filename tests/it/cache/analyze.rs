@@ -474,4 +474,4 @@ fn server_lookups_record_restore_keys_and_level(h: &super::Harness) {
     );
 }
 
-crate::cache_backends!(server_lookups_record_restore_keys_and_level);
+crate::backend_matrix!(crate::cache::Harness: server_lookups_record_restore_keys_and_level);
