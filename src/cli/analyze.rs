@@ -12,7 +12,15 @@ pub fn print(
     json: bool,
 ) -> anyhow::Result<()> {
     if json {
-        serde_json::to_writer_pretty(&mut *out, report)?;
+        // The report's own serialization carries epoch millis; the CLI's documents put each
+        // time twice (docs/json.md), so `since` and `generated_at` become ISO-8601 plus `_ms`.
+        let mut doc = serde_json::to_value(report)?;
+        if let serde_json::Value::Object(object) = &mut doc {
+            object.insert("window".into(), serde_json::Value::String(window.to_string()));
+            super::json::put_time(object, "since", report.since);
+            super::json::put_time(object, "generated_at", report.generated_at);
+        }
+        serde_json::to_writer_pretty(&mut *out, &doc)?;
         writeln!(out)?;
         return Ok(());
     }
