@@ -84,6 +84,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         runner::store::default_cache_dir().context("no cache directory: set RUNNER_CACHE_DIR")?;
     let cache = runner::cache::open_default(clock.clone()).context("opening the cache store")?;
     let mut config = ServerConfig::new(auth, dir.join("staging-v1"));
+    config.blobs_url = runner::store::blobs_url();
     config.public_url = args.public_url;
     config.max_entry_size = args.max_entry_size;
     config.max_body_size = args.max_body_size;
