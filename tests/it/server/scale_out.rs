@@ -479,3 +479,82 @@ fn blocks_bigger_than_one_s3_part_stage_in_the_bucket_and_leave_nothing() {
         "finalize empties the staging prefix"
     );
 }
+
+#[test]
+fn with_blobs_in_a_shared_dir_a_stopped_node_leaves_its_upload_to_another() {
+    use runner::server::{AuthMode, Server, ServerConfig};
+    let h = crate::cache::Harness::sqlite();
+    let shared = h.dir.path().join("shared");
+    let node = |name: &str| {
+        let mut config = ServerConfig::new(
+            AuthMode::Secret(super::SECRET.to_vec()),
+            h.dir.path().join(name),
+        );
+        config.blobs_url = Some(format!("file://{}", shared.display()));
+        let server =
+            Server::new(h.cache.clone(), config, Arc::new(h.clock.clone())).expect("server");
+        runner::server::spawn(server, "127.0.0.1:0").expect("spawn")
+    };
+    let (a, b) = (node("a"), node("b"));
+    let now = runner::clock::Clock::now_millis(&h.clock) / 1000;
+    let request = TokenRequest {
+        repository: REPO.into(),
+        git_ref: MAIN.into(),
+        default_branch: Some(MAIN.into()),
+        ttl_secs: 3600,
+        ..TokenRequest::default()
+    };
+    let token = mint_token(super::SECRET, &request, now);
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let v = version(4);
+    let twirp = |base: &str, method: &str, body: Value| {
+        crate::support::http(
+            "POST",
+            &format!("{base}{TWIRP}{method}"),
+            &headers,
+            Some(body.to_string().as_bytes()),
+        )
+    };
+    let created = twirp(
+        &a.url(),
+        "CreateCacheEntry",
+        json!({"key": "moved", "version": v}),
+    );
+    assert_eq!(created.status, 200, "{}", created.text());
+    let url = created.json()["signed_upload_url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    a.shutdown().expect("node a stops");
+    // The same signed URL, sent to node b: the upload is still open there.
+    let on_b = url.replacen(
+        url.split('/')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("/")
+            .as_str(),
+        &b.url(),
+        1,
+    );
+    let data = bytes(70_000, 4);
+    let put = super::put_blob(&on_b, &data);
+    assert_eq!(put.status, 201, "{}", put.text());
+    let done = twirp(
+        &b.url(),
+        "FinalizeCacheEntryUpload",
+        json!({"key": "moved", "version": v, "size_bytes": data.len().to_string()}),
+    );
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert!(
+        !h.dir.path().join("a").exists() && !h.dir.path().join("b").exists(),
+        "nothing is staged on a node's own disk"
+    );
+    let empty = std::fs::read_dir(shared.join("staging-v1"))
+        .expect("shared staging")
+        .count();
+    assert_eq!(empty, 0, "finalize empties the shared staging");
+}
