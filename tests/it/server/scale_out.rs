@@ -1,6 +1,7 @@
 //! Scale-out: three `runner serve` processes on one PostgreSQL schema and one S3 prefix are
-//! stateless peers. Thirty clients save and restore through random nodes, each request of an
-//! upload (create, every block, the block list, finalize) going to a node of its own, while one
+//! stateless peers. Thirty clients save and restore through random nodes (half over v1, half
+//! over v2), each request of an upload (reserve, every chunk or block, the block list, commit)
+//! going to a node of its own, while one
 //! node is killed -9 mid-run. Nothing committed is lost, nothing partial is visible, every hit
 //! is byte-identical, and the maintenance lease (prune, expiry) is held by one node at a time.
 
@@ -219,6 +220,89 @@ impl Cluster {
         Ok(done.status == 200)
     }
 
+    /// A v1 request (`/_apis/artifactcache/…`) to a random node.
+    fn v1(
+        &self,
+        rng: &mut Rng,
+        token: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<HttpReply, String> {
+        let auth = format!("Bearer {token}");
+        let mut all = vec![
+            ("Authorization", auth.as_str()),
+            ("Accept", "application/json;api-version=6.0-preview.1"),
+        ];
+        all.extend_from_slice(headers);
+        self.send(
+            rng,
+            method,
+            &format!("/_apis/artifactcache/{path}"),
+            &all,
+            body,
+        )
+    }
+
+    /// A v1 save: reserve, chunks (last first) and commit, each to a random node.
+    fn save_v1(&self, rng: &mut Rng, token: &str, key: &str, data: &[u8]) -> Result<bool, String> {
+        let json = [("Content-Type", "application/json")];
+        let body = json!({"key": key, "version": version(7), "cacheSize": data.len()});
+        let reserved = self.v1(
+            rng,
+            token,
+            "POST",
+            "caches",
+            &json,
+            body.to_string().as_bytes(),
+        )?;
+        let Some(id) = reserved.json()["cacheId"].as_u64() else {
+            return Ok(false);
+        };
+        let chunk = data.len().div_ceil(BLOCKS);
+        for (j, part) in data.chunks(chunk).enumerate().rev() {
+            let start = j * chunk;
+            let range = format!("bytes {start}-{}/*", start + part.len() - 1);
+            let headers = [
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Range", range.as_str()),
+            ];
+            let reply = self.v1(rng, token, "PATCH", &format!("caches/{id}"), &headers, part)?;
+            if reply.status != 204 {
+                return Err(format!("patch: {} {}", reply.status, reply.text()));
+            }
+        }
+        let body = json!({"size": data.len()}).to_string();
+        let done = self.v1(
+            rng,
+            token,
+            "POST",
+            &format!("caches/{id}"),
+            &json,
+            body.as_bytes(),
+        )?;
+        Ok(done.status == 204)
+    }
+
+    /// The bytes a v1 restore of `key` gets through random nodes, `None` on a miss.
+    fn restore_v1(&self, rng: &mut Rng, token: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let path = format!("cache?keys={key}&version={}", version(7));
+        let found = self.v1(rng, token, "GET", &path, &[], &[])?;
+        if found.status == 204 {
+            return Ok(None);
+        }
+        let url = found.json()["archiveLocation"]
+            .as_str()
+            .ok_or("no archiveLocation")?
+            .to_string();
+        let reply = self.send(rng, "GET", &url, &[], &[])?;
+        if reply.status != 200 {
+            return Err(format!("download: {} {}", reply.status, reply.text()));
+        }
+        Ok(Some(reply.body))
+    }
+
     /// The bytes a restore of `key` gets through random nodes, `None` on a miss.
     fn restore(&self, rng: &mut Rng, token: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
         let found = self.twirp(
@@ -336,15 +420,26 @@ fn three_nodes_one_killed_lose_nothing_and_maintain_one_at_a_time() {
                 for r in 0..ROUNDS {
                     let key = format!("scale-{c}-{r}");
                     let data = &all[&key];
-                    // A save broken by the kill is a failed save, never a partial entry.
-                    if let Ok(true) = cluster.save(&mut rng, token, &key, data) {
+                    // Odd clients speak v1, even ones v2. A save broken by the kill is a
+                    // failed save, never a partial entry.
+                    let saved = if c % 2 == 1 {
+                        cluster.save_v1(&mut rng, token, &key, data)
+                    } else {
+                        cluster.save(&mut rng, token, &key, data)
+                    };
+                    if let Ok(true) = saved {
                         committed
                             .lock()
                             .expect("committed")
                             .insert(key.clone(), data.clone());
                     }
                     saves_done.fetch_add(1, Ordering::SeqCst);
-                    if let Ok(Some(got)) = cluster.restore(&mut rng, token, &key) {
+                    let restored = if c % 2 == 1 {
+                        cluster.restore_v1(&mut rng, token, &key)
+                    } else {
+                        cluster.restore(&mut rng, token, &key)
+                    };
+                    if let Ok(Some(got)) = restored {
                         assert!(
                             got == *data,
                             "{key}: a hit with other bytes ({} B)",
