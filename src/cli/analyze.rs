@@ -16,7 +16,10 @@ pub fn print(
         // time twice (docs/json.md), so `since` and `generated_at` become ISO-8601 plus `_ms`.
         let mut doc = serde_json::to_value(report)?;
         if let serde_json::Value::Object(object) = &mut doc {
-            object.insert("window".into(), serde_json::Value::String(window.to_string()));
+            object.insert(
+                "window".into(),
+                serde_json::Value::String(window.to_string()),
+            );
             super::json::put_time(object, "since", report.since);
             super::json::put_time(object, "generated_at", report.generated_at);
         }

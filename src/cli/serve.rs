@@ -83,9 +83,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         ),
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let dir = args.store.location()?.dir;
+    let location = args.store.location()?;
+    let dir = location.dir.clone();
     let cache = args.store.open()?;
     let mut config = ServerConfig::new(auth, dir.join("staging-v1"));
+    config.blobs_url = location.blobs_url;
     config.public_url = args.public_url;
     config.max_entry_size = args.max_entry_size;
     config.max_body_size = args.max_body_size;

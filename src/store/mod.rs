@@ -32,7 +32,59 @@ use std::sync::Arc;
 
 use crate::clock::{Clock, EpochMillis, SystemClock};
 use blob::{BlobError, BlobInfo, BlobStore, BlobWriter, LocalBlobStore, Verified};
-use index::{Entry, EvictionPolicy, Index, IndexError};
+use index::{Entry, EvictionPolicy, Index, IndexError, MaintenanceLease};
+
+/// A maintenance lease while it is held, logged when taken and when given back (on a shared
+/// index), so who maintained when can be read from the nodes' logs.
+struct HeldLease {
+    _lease: MaintenanceLease,
+    task: &'static str,
+    shared: bool,
+}
+
+impl HeldLease {
+    fn new(lease: MaintenanceLease, task: &'static str) -> Self {
+        let shared = lease.is_shared();
+        if shared {
+            log_lease(task, "taken");
+        }
+        Self {
+            _lease: lease,
+            task,
+            shared,
+        }
+    }
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        // Logged before the lock goes (the field drops after this), so no other node's "taken"
+        // can come before this "released" in wall-clock order.
+        if self.shared {
+            log_lease(self.task, "released");
+        }
+    }
+}
+
+/// One lease log line: the holder's pid and the wall clock in nanoseconds (one host's nodes
+/// share that clock, so their lines interleave in the order the events happened).
+fn log_lease(task: &'static str, what: &'static str) {
+    #[cfg(feature = "server")]
+    {
+        let at_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        tracing::info!(
+            target: "runner::maintenance",
+            task,
+            holder = std::process::id(),
+            at_ns = %at_ns,
+            "maintenance lease {what}"
+        );
+    }
+    #[cfg(not(feature = "server"))]
+    let _ = (task, what);
+}
 
 /// File name of the SQLite index inside the cache directory.
 pub const INDEX_FILE: &str = "index.sqlite";
@@ -303,9 +355,10 @@ impl Store {
     /// Does nothing while another process holds the maintenance lease.
     pub fn evict(&self, policy: &EvictionPolicy) -> Result<Vec<Entry>, StoreError> {
         // Another node is pruning right now; once is enough.
-        let Some(_lease) = self.index.maintenance_lease(false)? else {
+        let Some(lease) = self.index.maintenance_lease(false)? else {
             return Ok(Vec::new());
         };
+        let _held = HeldLease::new(lease, "prune");
         let removed = self.index.evict(policy)?;
         if !policy.dry_run {
             self.release_blobs(&removed, self.blob_grace_ms)?;
@@ -346,7 +399,10 @@ impl Store {
     /// have finished it and not committed yet); each is checked once more right before it goes.
     /// It waits for the maintenance lease, so verify and prune never run on two nodes at once.
     pub fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport, StoreError> {
-        let _lease = self.index.maintenance_lease(true)?;
+        let _held = self
+            .index
+            .maintenance_lease(true)?
+            .map(|lease| HeldLease::new(lease, "verify"));
         let now: EpochMillis = SystemClock.now_millis();
         let cutoff = now.saturating_sub(self.blob_grace_ms);
         let mut report = VerifyReport::default();
@@ -420,6 +476,20 @@ impl Store {
         }
         self.blobs.delete(digest)?;
         Ok(true)
+    }
+
+    /// Runs `task` under the maintenance lease if no other process holds it (on a shared
+    /// index, one node at a time); `None` when another holds it.
+    pub fn with_lease<T>(
+        &self,
+        name: &'static str,
+        task: impl FnOnce() -> T,
+    ) -> Result<Option<T>, StoreError> {
+        let Some(lease) = self.index.maintenance_lease(false)? else {
+            return Ok(None);
+        };
+        let _held = HeldLease::new(lease, name);
+        Ok(Some(task()))
     }
 
     /// Orphan removal only: [`Store::verify`] without re-hashing.

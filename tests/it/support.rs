@@ -211,6 +211,17 @@ impl HttpReply {
 
 /// A real HTTP request over the network stack (ureq); any status is an answer, not an error.
 pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> HttpReply {
+    try_http(method, url, headers, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`http`], with a failed connection or a broken-off answer as an `Err` (for servers that may
+/// be killed mid-request).
+pub fn try_http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<HttpReply, String> {
     use std::io::Read as _;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -225,7 +236,7 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8
         Some(bytes) => agent.run(builder.body(bytes.to_vec()).expect("request")),
         None => agent.run(builder.body(()).expect("request")),
     };
-    let mut response = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let mut response = result.map_err(|e| format!("{method} {url}: {e}"))?;
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -237,12 +248,12 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8
         .body_mut()
         .as_reader()
         .read_to_end(&mut body)
-        .unwrap_or_else(|e| panic!("{method} {url}: reading the body: {e}"));
-    HttpReply {
+        .map_err(|e| format!("{method} {url}: reading the body: {e}"))?;
+    Ok(HttpReply {
         status,
         headers,
         body,
-    }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

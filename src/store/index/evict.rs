@@ -30,6 +30,13 @@ const MAINTENANCE_LOCK_CLASS: i32 = 0x7275_6e6e;
 /// The second key: the OID of this search path's `cache_entries`.
 const MAINTENANCE_LOCK_OBJECT: &str = "('cache_entries'::regclass)::oid::int";
 
+impl MaintenanceLease {
+    /// Whether the lease is a database lock other nodes see (PostgreSQL), not a no-op.
+    pub fn is_shared(&self) -> bool {
+        self.conn.is_some()
+    }
+}
+
 impl Drop for MaintenanceLease {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.as_mut()
