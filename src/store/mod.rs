@@ -340,6 +340,23 @@ impl Store {
         Ok(self.blobs.open(digest)?)
     }
 
+    /// Opens `len` bytes of an entry's archive from `start` (a ranged download), unchecked: a
+    /// part of a blob cannot be verified against its digest.
+    pub fn open_entry_range(
+        &self,
+        entry: &Entry,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, StoreError> {
+        let digest = entry
+            .blob_digest
+            .as_deref()
+            .ok_or_else(|| StoreError::NoBlob {
+                id: entry.id.clone(),
+            })?;
+        Ok(self.blobs.open_range(digest, start, len)?)
+    }
+
     /// Deletes an entry and its blob unless another entry shares it.
     pub fn delete(&self, id: &str) -> Result<Option<Entry>, StoreError> {
         let Some(entry) = self.index.delete(id)? else {

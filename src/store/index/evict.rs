@@ -90,6 +90,7 @@ impl Index {
     pub fn delete(&self, id: &str) -> Result<Option<Entry>, IndexError> {
         use cache_entries::dsl as e;
         let mut conn = self.conn()?;
+        let _gate = self.write_gate();
         let row: Option<EntryRow> = diesel::delete(e::cache_entries.filter(e::id.eq(id)))
             .returning(cache_entries::all_columns)
             .get_result(&mut conn)
@@ -110,6 +111,7 @@ impl Index {
         const OP: &str = "evict";
         let now = self.clock.now_millis();
         let mut conn = self.conn()?;
+        let _gate = self.write_gate();
         write_tx(&mut conn, &self.url, OP, |conn| {
             let mut doomed: Vec<(EntryRow, Option<&'static str>)> = self
                 .abandoned_on(conn, now, policy.reservation_ttl_ms)?
