@@ -35,7 +35,10 @@ use axum::routing::{get, post};
 use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::store::index::Backend;
-pub use auth::{Principal, TokenRequest, mint_token};
+pub use auth::{
+    AdminGrant, AdminTokenRequest, Keys, Principal, RepoMatch, TokenRequest, admin_from_headers,
+    mint_token,
+};
 pub use error::{ApiError, Dialect};
 use staging::{LocalStaging, Staging, StagingError};
 

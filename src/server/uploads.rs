@@ -78,15 +78,7 @@ fn now_secs(inner: &Inner) -> i64 {
 
 /// The job behind `Authorization: Bearer <token>`.
 pub fn authenticate(inner: &Inner, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
+    let token = auth::bearer(headers);
     let now = now_secs(inner);
     let result = match (&inner.config.auth, token) {
         (AuthMode::Secret(secret), Some(token)) => auth::verify_token(secret, token, now),
