@@ -50,11 +50,12 @@ pub struct TokenArgs {
     #[arg(long, conflicts_with_all = ["git_ref", "base", "default_branch", "read_only", "repo_id"])]
     admin: bool,
     /// With `--admin`: may delete caches (without it the token lists and reads usage only).
-    #[arg(long, requires = "admin")]
+    #[arg(long)]
     write: bool,
-    /// With `--admin`: who holds the token, written to the audit log with each deletion.
-    #[arg(long, requires = "admin", default_value = "admin")]
-    name: String,
+    /// With `--admin`: who holds the token, written to the audit log with each deletion
+    /// (default `admin`).
+    #[arg(long, value_name = "WHO")]
+    name: Option<String>,
     /// GitHub's numeric repository id (default: derived from the name).
     #[arg(long)]
     repo_id: Option<String>,
@@ -83,13 +84,17 @@ pub fn run(args: TokenArgs) -> anyhow::Result<u8> {
         anyhow::bail!("no token secret: set RUNNER_SERVE_TOKEN_SECRET or --token-secret-file");
     };
     let now = SystemClock.now_millis().div_euclid(1000);
+    // clap's `requires` counts a flag's default as present, so this is checked here.
+    if !args.admin && (args.write || args.name.is_some()) {
+        anyhow::bail!("--write and --name are for admin tokens: add --admin");
+    }
     if args.admin {
         let repos = RepoMatch::parse(&args.repo)
             .map_err(|_| anyhow::anyhow!("--repo {:?}: expected owner/name or '*'", args.repo))?;
         let request = AdminTokenRequest {
             repos,
             write: args.write,
-            subject: args.name,
+            subject: args.name.unwrap_or_else(|| "admin".to_string()),
             ttl_secs: args.ttl,
         };
         println!("{}", Keys::new(&secret).mint_admin(&request, now));

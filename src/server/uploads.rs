@@ -508,7 +508,8 @@ impl Drop for FinalizeTurn<'_> {
 }
 
 /// The base of signed URLs: the configured public URL or the request's `Host`.
-fn base_url(inner: &Inner, headers: &HeaderMap) -> String {
+/// Where clients reach this server: `--public-url`, else `http://` and the request's `Host`.
+pub fn base_url(inner: &Inner, headers: &HeaderMap) -> String {
     if let Some(url) = &inner.config.public_url {
         return url.trim_end_matches('/').to_string();
     }

@@ -18,10 +18,12 @@
 //!
 //! The API is synchronous; async callers wrap it in `spawn_blocking`.
 
+mod audit;
 mod conn;
 mod policy;
 mod prefix;
 mod schema;
+mod tally;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -37,6 +39,7 @@ use diesel::sql_types::BigInt;
 use crate::clock::{Clock, EpochMillis};
 use crate::store::blob::BlobInfo;
 use crate::store::owner::{self, Owner};
+pub use audit::{AuditRecord, Deletion, MANUAL};
 pub use conn::AnyConnection;
 use conn::{Manager, Target, write_tx};
 pub use policy::{
@@ -45,6 +48,7 @@ pub use policy::{
 };
 pub use prefix::prefix_upper_bound;
 use schema::{cache_entries, cache_events};
+pub use tally::{EventTally, KeyTally, RepoUsage};
 
 /// Errors from the index. Database errors name the operation that failed.
 #[derive(Debug, thiserror::Error)]
