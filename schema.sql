@@ -83,9 +83,10 @@ CREATE TABLE run_numbers (
     PRIMARY KEY (repository, workflow)
 );
 
--- Schema version 3 (REST caches API): the audit log. One row per entry deleted through the REST
--- API or the UI: who asked (the admin token's holder), the request, and the entry as it was.
--- Rows are only ever inserted; an upgrade from version 2 keeps every other table's rows.
+-- Schema version 3 (REST caches API): the audit log, and an index for usage per repository.
+-- One audit row per entry deleted through the REST API or the UI: who asked (the admin token's
+-- holder), the request, and the entry as it was. Rows are only ever inserted. An upgrade from
+-- version 2 keeps every other table's rows.
 CREATE TABLE cache_audit (
     id          TEXT   NOT NULL PRIMARY KEY,
     at          BIGINT NOT NULL,
@@ -98,6 +99,10 @@ CREATE TABLE cache_audit (
     version     TEXT   NOT NULL,
     size_bytes  BIGINT NOT NULL
 );
+
+-- A repository's usage (count and bytes of committed entries: the REST usage endpoint, the
+-- per-repository gauges of /metrics) from this index alone, without visiting table rows.
+CREATE INDEX cache_entries_usage ON cache_entries (repository, state, size_bytes);
 
 -- The newest deletions, overall and per repository (the UI's audit page).
 CREATE INDEX cache_audit_repository ON cache_audit (repository, at);

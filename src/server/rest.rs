@@ -239,19 +239,21 @@ async fn list(
                 limit: None,
                 include_reserved: false,
             };
-            let mut entries = blocking(move || {
+            let (ascending, per_page) = (params.ascending, params.per_page as u64);
+            let offset = (params.page as u64 - 1).saturating_mul(per_page);
+            let page = blocking(move || {
                 inner
-                    .with_index(|| inner.cache.index().list(&filter))
+                    .with_index(|| {
+                        inner
+                            .cache
+                            .index()
+                            .list_page(&filter, ascending, offset, per_page)
+                    })
                     .map_err(|err| ApiError::internal(&err))
             })
             .await?;
-            if params.ascending {
-                entries.reverse();
-            }
-            let total = entries.len();
-            let start = (params.page - 1).saturating_mul(params.per_page).min(total);
-            let end = start.saturating_add(params.per_page).min(total);
-            let body = cache_list_json(&entries[start..end], total);
+            let total = usize::try_from(page.total).unwrap_or(usize::MAX);
+            let body = cache_list_json(&page.entries, total);
             let mut response = axum::Json(body).into_response();
             let base = format!(
                 "{}{}",

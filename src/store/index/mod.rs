@@ -20,6 +20,7 @@
 
 mod audit;
 mod conn;
+mod page;
 mod policy;
 mod prefix;
 mod schema;
@@ -42,6 +43,7 @@ use crate::store::owner::{self, Owner};
 pub use audit::{AuditRecord, Deletion, MANUAL};
 pub use conn::AnyConnection;
 use conn::{Manager, Target, write_tx};
+pub use page::EntryPage;
 pub use policy::{
     DEFAULT_MAX_SIZE_BYTES, DEFAULT_RESERVATION_TTL_MS, DEFAULT_TTL_DAYS, EvictionPolicy,
     parse_size,
