@@ -352,6 +352,7 @@ impl Index {
                     .map_err(self.q("integrity check"))?;
                 Ok(Some(rows.into_iter().map(|r| r.integrity_check).collect()))
             }
+            #[cfg(feature = "postgres")]
             AnyConnection::Postgres(_) => Ok(None),
         }
     }
