@@ -214,11 +214,11 @@ fn restore_impl(
     handle: &CacheHandle,
     ctx: &mut ActionContext<'_>,
     keep: Keep,
+    inputs: &CacheInputs,
 ) -> Result<(), ActionError> {
     if !event_is_valid(ctx) {
         return Ok(());
     }
-    let inputs = CacheInputs::from_context(ctx);
     if inputs.key.is_empty() {
         return Err(ActionError::new(required_message(names::KEY)));
     }
@@ -234,6 +234,7 @@ fn restore_impl(
         restore_keys: inputs.restore_keys.clone(),
         enable_cross_os_archive: inputs.enable_cross_os_archive,
         lookup_only: inputs.lookup_only,
+        progress: ctx.progress.clone().into(),
     };
     // Validation fails the step even when the store is unavailable.
     key::validate_restore_keys(&request.primary_key, &request.restore_keys)
@@ -288,11 +289,15 @@ enum Saved {
 }
 
 /// `saveImpl`: never fails the step; problems are warnings.
-fn save_impl(handle: &CacheHandle, ctx: &mut ActionContext<'_>, keep: Keep) -> Saved {
+fn save_impl(
+    handle: &CacheHandle,
+    ctx: &mut ActionContext<'_>,
+    keep: Keep,
+    inputs: &CacheInputs,
+) -> Saved {
     if !event_is_valid(ctx) {
         return Saved::Skipped;
     }
-    let inputs = CacheInputs::from_context(ctx);
     let primary_key = match keep {
         Keep::State => ctx
             .get_state(state::CACHE_KEY)
@@ -334,10 +339,11 @@ fn save_impl(handle: &CacheHandle, ctx: &mut ActionContext<'_>, keep: Keep) -> S
     let request = SaveRequest {
         scope: scope_of(ctx),
         location: location_of(ctx),
-        paths: inputs.paths,
+        paths: inputs.paths.clone(),
         key: primary_key.clone(),
         enable_cross_os_archive: inputs.enable_cross_os_archive,
         run_id: ctx.job.run_id.clone(),
+        progress: ctx.progress.clone().into(),
     };
     let cache = match handle.get_logged(ctx) {
         Ok(cache) => cache,
@@ -365,8 +371,8 @@ fn save_impl(handle: &CacheHandle, ctx: &mut ActionContext<'_>, keep: Keep) -> S
     }
 }
 
-fn warn_deprecated_inputs(ctx: &mut ActionContext<'_>) {
-    if ctx.input(names::SAVE_ALWAYS).is_some() {
+fn warn_deprecated_inputs(ctx: &mut ActionContext<'_>, inputs: &CacheInputs) {
+    if inputs.save_always_given {
         ctx.log(LogLevel::Warning, SAVE_ALWAYS_DEPRECATION);
     }
 }
@@ -386,14 +392,16 @@ impl CacheAction {
 
 impl ActionHandler for CacheAction {
     fn run(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
-        warn_deprecated_inputs(ctx);
+        let inputs = CacheInputs::from_context(ctx);
+        warn_deprecated_inputs(ctx, &inputs);
         // The post step is declared by action.yml (`post-if: success()`), whatever main does.
-        ctx.register_post("success()");
-        restore_impl(&self.cache, ctx, Keep::State)
+        ctx.register_post(CACHE_POST_IF);
+        restore_impl(&self.cache, ctx, Keep::State, &inputs)
     }
 
     fn post(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
-        save_impl(&self.cache, ctx, Keep::State);
+        let inputs = CacheInputs::from_context(ctx);
+        save_impl(&self.cache, ctx, Keep::State, &inputs);
         Ok(())
     }
 }
@@ -413,7 +421,8 @@ impl RestoreAction {
 
 impl ActionHandler for RestoreAction {
     fn run(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
-        restore_impl(&self.cache, ctx, Keep::Outputs)
+        let inputs = CacheInputs::from_context(ctx);
+        restore_impl(&self.cache, ctx, Keep::Outputs, &inputs)
     }
 }
 
@@ -432,10 +441,218 @@ impl SaveAction {
 
 impl ActionHandler for SaveAction {
     fn run(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
-        if let Saved::Attempted(false) = save_impl(&self.cache, ctx, Keep::Outputs) {
+        let inputs = CacheInputs::from_context(ctx);
+        if let Saved::Attempted(false) = save_impl(&self.cache, ctx, Keep::Outputs, &inputs) {
             ctx.warning("Cache save failed.");
         }
         Ok(())
+    }
+}
+
+/// `post-if` of `actions/cache`'s `action.yml`.
+const CACHE_POST_IF: &str = "success()";
+
+/// One `uses: actions/cache@v4` step for an embedder with its own step loop: typed inputs,
+/// [`CacheStep::restore`] in the step, [`CacheStep::post`] after the job's last step. It keeps
+/// the action's state (the primary key, the key restored) between the two and applies the
+/// action's post condition (`success()`) and its "exact hit, not saving" rule, with the same
+/// log lines as the step in a workflow.
+///
+/// Blocking (disk and database I/O): from async code, run both calls in
+/// `tokio::task::spawn_blocking`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use runner::cache::{Cache, CacheInputs, CacheOptions, CacheStep};
+/// use runner::clock::SystemClock;
+/// use runner::exec::{JobInfo, Status};
+///
+/// # let dir = tempfile::tempdir()?;
+/// # std::fs::create_dir_all(dir.path().join("ws/deps"))?;
+/// # std::fs::write(dir.path().join("ws/deps/lib.txt"), "dependency")?;
+/// let store = runner::store::Store::open(&dir.path().join("store"), None, Arc::new(SystemClock))?;
+/// let cache = Arc::new(Cache::with_store(store, Arc::new(SystemClock), CacheOptions::default()));
+/// let job = JobInfo {
+///     workspace: dir.path().join("ws"),
+///     repository: "acme/widgets".into(),
+///     git_ref: "refs/heads/main".into(),
+///     home: dir.path().join("home"),
+///     ..JobInfo::default()
+/// };
+/// let inputs = CacheInputs {
+///     key: "deps-v1".into(),
+///     paths: vec!["deps".into()],
+///     ..CacheInputs::default()
+/// };
+///
+/// let mut step = CacheStep::new(cache.clone(), job.clone(), inputs.clone());
+/// assert!(!step.restore()?.cache_hit()); // a miss: build the dependencies, then
+/// assert!(step.post(Status::Success).saved());
+///
+/// let mut again = CacheStep::new(cache, job, inputs);
+/// assert!(again.restore()?.cache_hit());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct CacheStep {
+    handle: CacheHandle,
+    job: crate::exec::JobInfo,
+    inputs: CacheInputs,
+    state: indexmap::IndexMap<String, String>,
+    log: Box<StepLog>,
+    progress: Option<crate::exec::ProgressFn>,
+}
+
+impl std::fmt::Debug for CacheStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheStep")
+            .field("inputs", &self.inputs)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a [`CacheStep`] sends its log lines.
+type StepLog = dyn FnMut(LogLevel, &str) + Send;
+
+/// What [`CacheStep::restore`] found: the step's outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// `cache-hit`: `Some(true)` on an exact primary-key hit, `Some(false)` on a restore-key
+    /// hit, `None` on a miss (the action leaves it unset).
+    pub cache_hit: Option<bool>,
+    /// The key of the entry restored (or found, with `lookup-only`).
+    pub matched_key: Option<String>,
+}
+
+impl Restored {
+    /// True on an exact primary-key hit (`cache-hit == 'true'`): the step's work is done.
+    pub fn cache_hit(&self) -> bool {
+        self.cache_hit == Some(true)
+    }
+}
+
+/// What [`CacheStep::post`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostOutcome {
+    /// A new entry was saved.
+    Saved,
+    /// Not saved, and rightly so: the job did not succeed (`post-if: success()`), the primary
+    /// key was an exact hit, or the event has no ref.
+    Skipped,
+    /// The save was attempted and did not happen (already exists, nothing to save, store
+    /// error); the log says why, as a warning.
+    NotSaved,
+}
+
+impl PostOutcome {
+    /// True when an entry was saved.
+    pub fn saved(self) -> bool {
+        self == PostOutcome::Saved
+    }
+}
+
+/// The contexts a [`CacheStep`] evaluates nothing in.
+struct NoContexts;
+
+impl crate::expr::Host for NoContexts {
+    fn context(&self, _name: &str) -> Option<&crate::expr::Value> {
+        None
+    }
+    fn hash_files(&self, _patterns: &[String]) -> Result<String, String> {
+        Ok(String::new())
+    }
+    fn status(&self, _function: crate::expr::StatusFunction) -> bool {
+        true
+    }
+}
+
+impl CacheStep {
+    /// The step over `cache` (the local [`Cache`] or a [`CacheEngine`] such as a cache
+    /// server) in `job` (workspace, repository, ref and home say where and which scopes).
+    pub fn new(
+        cache: Arc<dyn CacheEngine>,
+        job: crate::exec::JobInfo,
+        inputs: CacheInputs,
+    ) -> Self {
+        Self {
+            handle: CacheHandle::ready(cache),
+            job,
+            inputs,
+            state: indexmap::IndexMap::new(),
+            log: Box::new(|_, _| {}),
+            progress: None,
+        }
+    }
+
+    /// Sends the step's log lines (`Cache restored from key: ...`, warnings) to `log`; by
+    /// default they are dropped.
+    pub fn on_log(mut self, log: impl FnMut(LogLevel, &str) + Send + 'static) -> Self {
+        self.log = Box::new(log);
+        self
+    }
+
+    /// Reports the transfer progress of large archives to `progress`.
+    pub fn on_progress(mut self, progress: crate::exec::ProgressFn) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Runs `f` as the action would see it: a step context over the inputs and the state.
+    fn in_context<T>(
+        &mut self,
+        post: bool,
+        f: impl FnOnce(&CacheHandle, &mut ActionContext<'_>, &CacheInputs) -> T,
+    ) -> (T, indexmap::IndexMap<String, String>) {
+        let empty = indexmap::IndexMap::new();
+        let log = &mut self.log;
+        let mut log = |level: LogLevel, line: &str| log(level, line);
+        let mut ctx = ActionContext {
+            uses: "actions/cache@v4",
+            inputs: &empty,
+            env: &empty,
+            job: &self.job,
+            contexts: &NoContexts,
+            outputs: indexmap::IndexMap::new(),
+            state: self.state.clone(),
+            post_condition: post.then(|| CACHE_POST_IF.to_string()),
+            log: &mut log,
+            progress: self.progress.clone(),
+        };
+        let result = f(&self.handle, &mut ctx, &self.inputs);
+        self.state = std::mem::take(&mut ctx.state);
+        (result, std::mem::take(&mut ctx.outputs))
+    }
+
+    /// The main step: restores into the declared paths. `Err` is what fails the step on
+    /// GitHub (a missing key or path, an invalid key, `fail-on-cache-miss` on a miss); a store
+    /// that cannot be read is a warning and a miss.
+    pub fn restore(&mut self) -> Result<Restored, ActionError> {
+        let (result, outputs) = self.in_context(false, |handle, ctx, inputs| {
+            warn_deprecated_inputs(ctx, inputs);
+            restore_impl(handle, ctx, Keep::State, inputs)
+        });
+        result?;
+        Ok(Restored {
+            cache_hit: outputs.get(outputs::CACHE_HIT).map(|v| v == "true"),
+            matched_key: self.state.get(state::CACHE_RESULT).cloned(),
+        })
+    }
+
+    /// The post-job step: saves when `job_status` is a success (the action's `post-if:
+    /// success()`) unless the primary key was an exact hit. Never fails: problems are
+    /// warnings in the log.
+    pub fn post(&mut self, job_status: crate::exec::Status) -> PostOutcome {
+        if job_status != crate::exec::Status::Success {
+            return PostOutcome::Skipped;
+        }
+        let (saved, _) = self.in_context(true, |handle, ctx, inputs| {
+            save_impl(handle, ctx, Keep::State, inputs)
+        });
+        match saved {
+            Saved::Skipped => PostOutcome::Skipped,
+            Saved::Attempted(true) => PostOutcome::Saved,
+            Saved::Attempted(false) => PostOutcome::NotSaved,
+        }
     }
 }
 

@@ -16,7 +16,7 @@ pub struct CacheOptions {
     pub compression: Compression,
     /// Eviction after each save and on `prune` (`RUNNER_CACHE_TTL_DAYS`, `RUNNER_CACHE_MAX_SIZE`).
     pub eviction: EvictionPolicy,
-    /// Show progress bars (still only on a terminal, and only for large archives).
+    /// Report transfer progress to the request's `OnProgress` (only for large archives).
     pub progress: bool,
     /// Cancels saves and restores in flight (the CLI cancels it on SIGTERM and SIGINT).
     pub cancel: Cancel,

@@ -31,15 +31,17 @@ use std::sync::Arc;
 #[cfg(feature = "remote")]
 pub use action::register_backend;
 pub use action::{
-    CacheAction, CacheEngine, CacheHandle, RestoreAction, SaveAction, outputs, register,
-    register_default, register_handle, state,
+    CacheAction, CacheEngine, CacheHandle, CacheStep, PostOutcome, RestoreAction, Restored,
+    SaveAction, outputs, register, register_default, register_handle, state,
 };
 #[cfg(feature = "remote")]
 pub use backend::{Backend, BackendChoice, BackendError, BackendSettings, select_backend};
 pub use config::{CacheOptions, open_default};
+pub use inputs::CacheInputs;
 pub use key::{KeyError, MAX_KEY_LENGTH, MAX_KEYS, is_exact_match, validate_key};
 use paths::refused_root;
 pub use paths::{allowed_roots, expand_tilde};
+pub use progress::{OnProgress, PROGRESS_THRESHOLD};
 #[cfg(feature = "remote")]
 pub use remote::{Protocol, RemoteCache, RemoteConfig, RemoteError};
 pub use service::CLIENT_COMPRESSION;
@@ -251,6 +253,8 @@ pub struct RestoreRequest {
     pub enable_cross_os_archive: bool,
     /// `lookup-only`: find the entry, download nothing.
     pub lookup_only: bool,
+    /// Where the download reports progress.
+    pub progress: OnProgress,
 }
 
 /// What a restore found.
@@ -284,6 +288,8 @@ pub struct SaveRequest {
     pub enable_cross_os_archive: bool,
     /// `github.run_id`, kept with the entry.
     pub run_id: String,
+    /// Where the upload reports progress.
+    pub progress: OnProgress,
 }
 
 /// What a save did.
@@ -499,7 +505,7 @@ impl Cache {
         log(LogLevel::Info, &size_line(size));
         let location = request.location.absolute()?;
         check_roots(&request.paths, &location)?;
-        if let Err(err) = self.extract_entry(&hit.entry, &request.paths, &location, log) {
+        if let Err(err) = self.extract_entry(&hit.entry, request, &location, log) {
             if err.is_entry_fault() || self.blob_is_broken(&hit.entry) {
                 self.mark_broken(&hit.entry, log);
             }
@@ -520,7 +526,7 @@ impl Cache {
     fn extract_entry(
         &self,
         entry: &Entry,
-        paths: &[String],
+        request: &RestoreRequest,
         location: &Location,
         log: Log<'_>,
     ) -> Result<(), CacheError> {
@@ -528,11 +534,12 @@ impl Cache {
         transfer::extract_archive(
             reader,
             Some(entry.size_bytes),
-            paths,
+            &request.paths,
             location,
             entry.roots.as_deref(),
             self.store.local_paths(),
             &self.options,
+            &request.progress,
             log,
         )
     }

@@ -335,6 +335,7 @@ impl RemoteCache {
             None,
             Vec::new(),
             &self.options,
+            &request.progress,
             log,
         )?;
         log(LogLevel::Info, "Cache restored successfully");

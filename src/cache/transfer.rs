@@ -6,13 +6,13 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use super::paths::{self, SavedRoot};
-use super::progress::{Progress, ProgressReader, ProgressWriter};
+use super::progress::{OnProgress, Progress, ProgressReader, ProgressWriter};
 use super::{
     CacheError, CacheOptions, Location, Log, RestoreRequest, SaveRequest, allowed_roots,
     cache_version, check_roots, expand_tilde,
 };
 use crate::archive::{self, Compression, CreateOptions, CreateStats, ExtractOptions};
-use crate::exec::LogLevel;
+use crate::exec::{Direction, LogLevel};
 
 /// What a save will archive, decided before anything is reserved.
 pub(crate) struct SavePlan {
@@ -24,6 +24,8 @@ pub(crate) struct SavePlan {
     pub exclude: Vec<PathBuf>,
     /// How each declared path resolved (JSON of [`SavedRoot`]s), kept with the entry.
     pub roots: Option<String>,
+    /// Where writing the archive reports progress.
+    pub progress: OnProgress,
 }
 
 /// Checks the declared paths and resolves what they match; logs each match (debug) and each
@@ -70,6 +72,7 @@ pub(crate) fn plan_save(
         files,
         exclude,
         roots,
+        progress: request.progress.clone(),
     })
 }
 
@@ -80,8 +83,8 @@ pub(crate) fn write_archive(
     options: &CacheOptions,
     out: &mut dyn Write,
 ) -> Result<CreateStats, CacheError> {
-    let mut progress =
-        Progress::new("Saving cache", None, options.progress).cancel_on(&options.cancel);
+    let mut progress = Progress::new(Direction::Save, None, &plan.progress, options.progress)
+        .cancel_on(&options.cancel);
     let created = {
         let mut out = ProgressWriter {
             progress: &mut progress,
@@ -110,14 +113,15 @@ pub(crate) fn extract_archive(
     saved_roots: Option<&str>,
     exclude: Vec<PathBuf>,
     options: &CacheOptions,
+    on_progress: &OnProgress,
     log: Log<'_>,
 ) -> Result<(), CacheError> {
     let allowed = allowed_roots(paths, &location.workspace, &location.home);
     let saved: Option<Vec<SavedRoot>> =
         saved_roots.and_then(|json| serde_json::from_str(json).ok());
     let roots = paths::restore_roots(saved.as_deref(), paths, &location.workspace, &location.home);
-    let mut progress =
-        Progress::new("Restoring cache", size, options.progress).cancel_on(&options.cancel);
+    let mut progress = Progress::new(Direction::Restore, size, on_progress, options.progress)
+        .cancel_on(&options.cancel);
     let mut input = ProgressReader {
         inner: reader,
         progress: &mut progress,

@@ -2,12 +2,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use anyhow::{Context, bail};
 use indexmap::IndexMap;
 use runner::exec::actions::{ActionsOptions, Sources};
-use runner::exec::{ActionRegistry, RunOptions, Runner, builtin_registry, commands};
+use runner::exec::{
+    ActionRegistry, BaseEnv, Event, EventSink, RunOptions, Runner, builtin_registry, commands,
+};
 
 use super::printer::Printer;
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
@@ -220,9 +222,12 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
         }
     };
     install_interrupt_handler(options.cancel.clone());
+    let sink = Arc::new(PrinterSink(Mutex::new(printer)));
+    let mut options = options;
+    options.events = sink.clone();
     let mut runner = Runner::new(workflow, options, registry);
     if args.list {
-        return list(&runner, &mut printer);
+        return list(&runner, &mut sink.printer());
     }
     // Only JavaScript actions talk to a cache server; start one only for them.
     #[cfg(feature = "server")]
@@ -233,14 +238,17 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
                 Some(server)
             }
             Err(err) => {
-                printer.warning(&format!("JavaScript actions get no cache server: {err:#}"));
+                sink.printer()
+                    .warning(&format!("JavaScript actions get no cache server: {err:#}"));
                 None
             }
         }
     } else {
         None
     };
-    let report = match runner.run(&mut printer) {
+    let report = runner.run();
+    let mut printer = sink.printer();
+    let report = match report {
         Ok(report) => report,
         Err(err) => {
             printer.error(&err.to_string());
@@ -257,6 +265,22 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     } else {
         EXIT_FAILED
     })
+}
+
+/// Renders the run's events through the one [`Printer`], which the run shares with the steps'
+/// cache transfers.
+struct PrinterSink(Mutex<Printer>);
+
+impl PrinterSink {
+    fn printer(&self) -> MutexGuard<'_, Printer> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl EventSink for PrinterSink {
+    fn event(&self, event: &Event) {
+        self.printer().event(event);
+    }
 }
 
 /// `github.run_number` from the counter the cache index keeps per repository and workflow
@@ -364,6 +388,8 @@ fn options(args: &ExecArgs) -> anyhow::Result<RunOptions> {
         dry_run: args.dry_run,
         strict: args.strict,
         actions: actions_options(args),
+        // As act does: the shell's environment reaches the steps.
+        base_env: BaseEnv::Inherit,
         ..RunOptions::default()
     })
 }

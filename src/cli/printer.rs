@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use runner::exec::{AnnotationLevel, Event, EventSink, RunReport, Status};
+use runner::exec::{AnnotationLevel, Event, EventKind, RunReport, Status};
 
 /// ANSI styles used by the printer.
 #[derive(Debug, Clone, Copy)]
@@ -32,8 +32,8 @@ impl Style {
 
 /// Writes data to stdout and logs to stderr, styling each for its own stream.
 pub struct Printer {
-    out: Box<dyn Write>,
-    err: Box<dyn Write>,
+    out: Box<dyn Write + Send>,
+    err: Box<dyn Write + Send>,
     out_color: bool,
     err_color: bool,
     verbose: bool,
@@ -309,12 +309,15 @@ fn annotation_label(level: AnnotationLevel) -> (&'static str, Style) {
     }
 }
 
-impl EventSink for Printer {
-    fn event(&mut self, event: &Event) {
+impl Printer {
+    /// Renders one event of `runner exec` on stderr.
+    pub fn event(&mut self, event: &Event) {
         let c = self.err_color;
-        match event {
-            Event::Warning { message } => self.warning(message),
-            Event::JobStarted { name, .. } => {
+        match &event.kind {
+            // Cache transfer progress has no rendering yet.
+            EventKind::Progress { .. } => {}
+            EventKind::Warning { message } => self.warning(message),
+            EventKind::JobStarted { name, .. } => {
                 if self.job_open {
                     self.log("");
                 }
@@ -322,11 +325,11 @@ impl EventSink for Printer {
                 let line = Self::paint(c, Style::Bold, &format!("Job {name}"));
                 self.log(&line);
             }
-            Event::JobSkipped { name, reason, .. } => {
+            EventKind::JobSkipped { name, reason, .. } => {
                 let line = Self::paint(c, Style::Dim, &format!("Job {name} skipped: {reason}"));
                 self.log(&line);
             }
-            Event::JobFinished {
+            EventKind::JobFinished {
                 name,
                 result,
                 duration,
@@ -338,16 +341,16 @@ impl EventSink for Printer {
                     format_duration(*duration)
                 ));
             }
-            Event::StepStarted { name } => {
+            EventKind::StepStarted { name } => {
                 let line = Self::paint(c, Style::Bold, &format!("▶ {name}"));
                 self.log(&line);
             }
-            Event::StepSkipped { name, reason } => {
+            EventKind::StepSkipped { name, reason } => {
                 let line = Self::paint(c, Style::Dim, &format!("○ {name} (skipped: {reason})"));
                 self.log(&line);
             }
-            Event::Output { line } => self.step_line(line),
-            Event::GroupStarted { title } => {
+            EventKind::Output { line, .. } => self.step_line(line),
+            EventKind::GroupStarted { title } => {
                 // GitHub does not nest groups: a new one closes the open one.
                 self.close_group(false);
                 if self.verbose {
@@ -360,14 +363,14 @@ impl EventSink for Printer {
                     total: 0,
                 });
             }
-            Event::GroupEnded => self.close_group(false),
-            Event::Debug { message } => {
+            EventKind::GroupEnded => self.close_group(false),
+            EventKind::Debug { message } => {
                 if self.debug {
                     let line = Self::paint(c, Style::Dim, &format!("  Debug: {message}"));
                     self.log(&line);
                 }
             }
-            Event::Annotation {
+            EventKind::Annotation {
                 level,
                 message,
                 title,
@@ -397,7 +400,7 @@ impl EventSink for Printer {
                     let _ = writeln!(self.err, "  {rest}");
                 }
             }
-            Event::StepFinished {
+            EventKind::StepFinished {
                 outcome,
                 conclusion,
                 ..
@@ -414,7 +417,7 @@ impl EventSink for Printer {
                     self.log(&format!("  → {word}{note}"));
                 }
             }
-            Event::PlanJob {
+            EventKind::PlanJob {
                 job,
                 name,
                 needs,
@@ -434,7 +437,7 @@ impl EventSink for Printer {
                     self.data(&format!("  if: {expr} → {value}"));
                 }
             }
-            Event::PlanStep {
+            EventKind::PlanStep {
                 name,
                 action,
                 condition,

@@ -49,6 +49,34 @@ pub enum LogLevel {
     Error,
 }
 
+/// Which way a cache transfer goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Archiving and storing (the post-job save).
+    Save,
+    /// Fetching and extracting.
+    Restore,
+}
+
+/// How far a cache save or restore has got; reported through [`ActionContext::progress`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Transfer {
+    /// Save or restore.
+    pub direction: Direction,
+    /// Archive bytes moved so far.
+    pub bytes: u64,
+    /// The archive's size, when known (restores; a save learns it at the end).
+    pub total: Option<u64>,
+    /// Milliseconds since the transfer started.
+    pub elapsed_ms: u64,
+    /// The last report of this transfer.
+    pub done: bool,
+}
+
+/// Receives [`Transfer`] reports; shared with the cache, which may report from any thread.
+pub type ProgressFn = Arc<dyn Fn(&Transfer) + Send + Sync>;
+
 /// An action failed; the step fails with this message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -86,6 +114,8 @@ pub struct ActionContext<'a> {
     pub post_condition: Option<String>,
     /// Sink for log lines; the runner masks secrets and renders annotations.
     pub log: &'a mut dyn FnMut(LogLevel, &str),
+    /// Where cache transfers report progress (the runner's event sink); `None` reports nothing.
+    pub progress: Option<ProgressFn>,
 }
 
 impl ActionContext<'_> {

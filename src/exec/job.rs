@@ -17,7 +17,7 @@ use super::error::ExecError;
 use super::git::GitInfo;
 use super::mask::Masker;
 use super::process::{self, Exit, ProcessSpec};
-use super::report::{AnnotationLevel, Event, EventSink, JobReport, NotRun, Status, StepReport};
+use super::report::{AnnotationLevel, Emitter, EventKind, JobReport, NotRun, Status, StepReport};
 use super::shell;
 use crate::expr::Value;
 use crate::workflow::{Job, Pos, Step, StepKind, Text};
@@ -52,6 +52,8 @@ pub(in crate::exec) struct PostHook {
     pub(in crate::exec) inputs: IndexMap<String, String>,
     pub(in crate::exec) env: IndexMap<String, String>,
     pub(in crate::exec) state: IndexMap<String, String>,
+    /// The [`super::Event::step`] of the step that registered it.
+    pub(in crate::exec) key: String,
 }
 
 /// One job run (one matrix combination).
@@ -60,7 +62,8 @@ pub(in crate::exec) struct JobRun<'r> {
     pub(in crate::exec) job: &'r Job,
     pub(in crate::exec) ctx: Contexts,
     pub(in crate::exec) masker: &'r mut Masker,
-    pub(in crate::exec) sink: &'r mut dyn EventSink,
+    /// Stamps events with this job and the step running now.
+    pub(in crate::exec) sink: Emitter,
     pub(in crate::exec) name: String,
     pub(in crate::exec) info: JobInfo,
     pub(in crate::exec) temp: tempfile::TempDir,
@@ -105,7 +108,7 @@ impl<'r> JobRun<'r> {
         mut ctx: Contexts,
         git: &GitInfo,
         masker: &'r mut Masker,
-        sink: &'r mut dyn EventSink,
+        sink: Emitter,
         name: String,
     ) -> Result<Self, ExecError> {
         let temp = tempfile::Builder::new()
@@ -191,7 +194,7 @@ impl<'r> JobRun<'r> {
             name,
             info,
             temp,
-            env: runner.options.env.clone(),
+            env: job_env(&runner.options.env),
             path_prefix: Vec::new(),
             failed: false,
             cancelled: false,
@@ -257,13 +260,13 @@ impl<'r> JobRun<'r> {
             .insert("status".into(), s(status));
     }
 
-    pub(in crate::exec) fn emit(&mut self, event: Event) {
-        self.sink.event(&event);
+    pub(in crate::exec) fn emit(&mut self, event: EventKind) {
+        self.sink.event(event);
     }
 
     pub(in crate::exec) fn annotate(&mut self, level: AnnotationLevel, message: &str) {
         let message = self.masker.mask(message);
-        self.emit(Event::Annotation {
+        self.emit(EventKind::Annotation {
             level,
             message,
             title: None,
@@ -299,7 +302,7 @@ impl<'r> JobRun<'r> {
             }
             None => self
                 .runner
-                .annotate_problem(self.sink, self.masker, level, p),
+                .annotate_problem(&self.sink, self.masker, level, p),
         }
     }
 
@@ -330,7 +333,7 @@ impl<'r> JobRun<'r> {
                     (format!("uses {} ({handled})", uses.value), with)
                 }
             };
-            self.emit(Event::PlanStep {
+            self.emit(EventKind::PlanStep {
                 name: name.clone(),
                 action,
                 condition,
@@ -385,7 +388,7 @@ impl<'r> JobRun<'r> {
     pub(super) fn run(&mut self) -> Result<JobReport, ExecError> {
         let started = Instant::now();
         let job_name = self.masker.mask(&self.name);
-        self.emit(Event::JobStarted {
+        self.emit(EventKind::JobStarted {
             job: self.job.id.value.clone(),
             name: job_name.clone(),
         });
@@ -403,9 +406,10 @@ impl<'r> JobRun<'r> {
             }
         }
         self.run_posts()?;
+        self.sink.step = None;
         // Like GitHub's runner, stop what the job's steps left running in the background.
         for pid in process::kill_tracked(&self.tracking_id) {
-            self.emit(Event::Debug {
+            self.emit(EventKind::Debug {
                 message: format!("Terminated orphan process {pid}"),
             });
         }
@@ -422,7 +426,7 @@ impl<'r> JobRun<'r> {
             Status::Success
         };
         let duration = started.elapsed();
-        self.emit(Event::JobFinished {
+        self.emit(EventKind::JobFinished {
             job: self.job.id.value.clone(),
             name: job_name,
             result,
@@ -485,7 +489,7 @@ impl<'r> JobRun<'r> {
             self.failed = true;
         }
         self.sync_state();
-        self.emit(Event::StepFinished {
+        self.emit(EventKind::StepFinished {
             name: name.clone(),
             outcome,
             conclusion,
@@ -505,7 +509,21 @@ impl<'r> JobRun<'r> {
         });
     }
 
+    /// How events name `step`: its `id:`, else its 1-based position in the job. Steps of a
+    /// composite action keep the name of the step that uses the action.
+    pub(in crate::exec) fn step_key(&self, step: &Step) -> Option<String> {
+        if self.composite_depth > 0 {
+            return self.sink.step.clone();
+        }
+        if let Some(id) = &step.id {
+            return Some(id.value.clone());
+        }
+        let position = self.job.steps.iter().position(|s| std::ptr::eq(s, step))?;
+        Some((position + 1).to_string())
+    }
+
     pub(in crate::exec) fn run_step(&mut self, step: &Step) -> Result<(), ExecError> {
+        self.sink.step = self.step_key(step);
         self.sync_state();
         if self.runner.options.cancel.load(Ordering::SeqCst) {
             self.cancelled = true;
@@ -517,7 +535,7 @@ impl<'r> JobRun<'r> {
             Some(cond) => match eval_condition(cond, &self.ctx) {
                 Ok(v) => v,
                 Err(p) => {
-                    self.emit(Event::StepStarted { name: name.clone() });
+                    self.emit(EventKind::StepStarted { name: name.clone() });
                     self.annotate_problem(&p);
                     self.record_step(
                         Some(step),
@@ -548,7 +566,7 @@ impl<'r> JobRun<'r> {
                     reason: format!("its if: depends on '{id}', which was not run"),
                 });
             }
-            self.emit(Event::StepSkipped {
+            self.emit(EventKind::StepSkipped {
                 name: name.clone(),
                 reason,
             });
@@ -575,7 +593,7 @@ impl<'r> JobRun<'r> {
             });
             return Ok(());
         }
-        self.emit(Event::StepStarted { name: name.clone() });
+        self.emit(EventKind::StepStarted { name: name.clone() });
         let started = Instant::now();
         let mut outputs = IndexMap::new();
         let outcome = match self.execute_step(step, &name, &mut outputs) {
@@ -754,7 +772,7 @@ impl<'r> JobRun<'r> {
                 let _ = std::fs::remove_file(&script_path);
                 StepFailure::Message(e.to_string())
             })?;
-        self.emit(Event::Debug {
+        self.emit(EventKind::Debug {
             message: format!("shell: {}", shell_cmd.display),
         });
         if !cwd.is_dir() {
@@ -819,13 +837,14 @@ impl<'r> JobRun<'r> {
         let allow_unsecure = env
             .get("ACTIONS_ALLOW_UNSECURE_COMMANDS")
             .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let sink: &mut dyn EventSink = self.sink;
+        let sink: &Emitter = &self.sink;
         let mut new_env: Vec<(String, String)> = Vec::new();
         let mut new_path: Vec<String> = Vec::new();
         let exit = {
-            let mut on_line = |_stream: process::Stream, line: &str| {
+            let mut on_line = |stream: process::Stream, line: &str| {
                 io.handle_line(
                     line,
+                    stream,
                     masker_ptr,
                     sink,
                     allow_unsecure,
@@ -915,7 +934,7 @@ impl<'r> JobRun<'r> {
         self.path_prefix.insert(0, dir);
     }
 
-    /// Host env < GitHub's default variables < the step's env; `PATH` gets `GITHUB_PATH`
+    /// The base environment ([`super::BaseEnv`]) < GitHub's default variables < the step's env; `PATH` gets `GITHUB_PATH`
     /// additions in front.
     pub(in crate::exec) fn process_env(
         &self,
@@ -923,7 +942,12 @@ impl<'r> JobRun<'r> {
         step_id: &str,
         files: &FileCommands,
     ) -> IndexMap<String, String> {
-        let mut out: IndexMap<String, String> = std::env::vars()
+        let mut out: IndexMap<String, String> = self
+            .runner
+            .options
+            .base_env
+            .variables()
+            .into_iter()
             .filter(|(k, _)| {
                 !k.starts_with("GITHUB_") && !k.starts_with("INPUT_") && !k.starts_with("STATE_")
             })
@@ -1066,7 +1090,8 @@ impl<'r> JobRun<'r> {
         }
         let (result, ctx_outputs, state, post) = {
             let masker: &Masker = self.masker;
-            let sink: &mut dyn EventSink = self.sink;
+            let sink: &Emitter = &self.sink;
+            let progress = sink.progress();
             let mut log = |level: LogLevel, message: &str| {
                 log_event(sink, masker, level, message);
             };
@@ -1080,6 +1105,7 @@ impl<'r> JobRun<'r> {
                 state: IndexMap::new(),
                 post_condition: None,
                 log: &mut log,
+                progress: Some(progress),
             };
             let result = handler.run(&mut actx);
             (result, actx.outputs, actx.state, actx.post_condition)
@@ -1097,6 +1123,7 @@ impl<'r> JobRun<'r> {
                 inputs,
                 env: env.clone(),
                 state,
+                key: self.sink.step.clone().unwrap_or_default(),
             });
         }
         match result {
@@ -1108,6 +1135,7 @@ impl<'r> JobRun<'r> {
     /// Post steps in reverse registration order, each if its condition holds now.
     fn run_posts(&mut self) -> Result<(), ExecError> {
         while let Some(post) = self.posts.pop() {
+            self.sink.step = Some(format!("post:{}", post.key));
             self.sync_state();
             let name = format!("Post {}", post.name);
             let holds = match crate::expr::parse_condition(&post.condition) {
@@ -1130,7 +1158,7 @@ impl<'r> JobRun<'r> {
                 }
             };
             if !holds {
-                self.emit(Event::StepSkipped {
+                self.emit(EventKind::StepSkipped {
                     name: name.clone(),
                     reason: format!("if: {} was false", post.condition),
                 });
@@ -1144,7 +1172,7 @@ impl<'r> JobRun<'r> {
                 });
                 continue;
             }
-            self.emit(Event::StepStarted { name: name.clone() });
+            self.emit(EventKind::StepStarted { name: name.clone() });
             let started = Instant::now();
             let outcome = match &post.kind {
                 PostKind::Handler(handler) => self.run_handler_post(&post, handler.as_ref()),
@@ -1175,7 +1203,8 @@ impl<'r> JobRun<'r> {
         }
         let result = {
             let masker: &Masker = self.masker;
-            let sink: &mut dyn EventSink = self.sink;
+            let sink: &Emitter = &self.sink;
+            let progress = sink.progress();
             let mut log = |level: LogLevel, message: &str| {
                 log_event(sink, masker, level, message);
             };
@@ -1189,6 +1218,7 @@ impl<'r> JobRun<'r> {
                 state: post.state.clone(),
                 post_condition: Some(post.condition.clone()),
                 log: &mut log,
+                progress: Some(progress),
             };
             handler.post(&mut actx)
         };
@@ -1200,6 +1230,15 @@ impl<'r> JobRun<'r> {
             }
         }
     }
+}
+
+/// The environment every job starts with: `ACT=true` (workflows written for `act` guard their
+/// deploy steps with `if: ${{ !env.ACT }}`), then the run's extra `env`, which may override it.
+fn job_env(extra: &IndexMap<String, String>) -> IndexMap<String, String> {
+    let mut env = IndexMap::new();
+    env.insert("ACT".to_string(), "true".to_string());
+    env.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
 }
 
 /// True when `condition` reads `steps.<id>`.
@@ -1222,17 +1261,15 @@ fn format_minutes(m: f64) -> String {
 }
 
 /// Forwards a handler's log line to the sink, masked.
-pub(in crate::exec) fn log_event(
-    sink: &mut dyn EventSink,
-    masker: &Masker,
-    level: LogLevel,
-    message: &str,
-) {
+pub(in crate::exec) fn log_event(sink: &Emitter, masker: &Masker, level: LogLevel, message: &str) {
     let message = masker.mask(message);
     let event = match level {
-        LogLevel::Debug => Event::Debug { message },
-        LogLevel::Info => Event::Output { line: message },
-        LogLevel::Notice | LogLevel::Warning | LogLevel::Error => Event::Annotation {
+        LogLevel::Debug => EventKind::Debug { message },
+        LogLevel::Info => EventKind::Output {
+            line: message,
+            stream: process::Stream::Stdout,
+        },
+        LogLevel::Notice | LogLevel::Warning | LogLevel::Error => EventKind::Annotation {
             level: AnnotationLevel::from_log(level).unwrap_or(AnnotationLevel::Notice),
             message,
             title: None,
@@ -1241,7 +1278,7 @@ pub(in crate::exec) fn log_event(
             col: None,
         },
     };
-    sink.event(&event);
+    sink.event(event);
 }
 
 /// Why a step failed before or instead of producing an exit status.

@@ -9,13 +9,14 @@
 //! [`Event`]s as they happen and a [`RunReport`] at the end.
 //!
 //! ```no_run
-//! use runner::exec::{builtin_registry, Event, RunOptions, Runner};
+//! use runner::exec::{builtin_registry, Recorder, RunOptions, Runner};
 //!
 //! let workflow = runner::workflow::load(".github/workflows/ci.yml".as_ref())?;
-//! let options = RunOptions { workspace: ".".into(), ..RunOptions::default() };
-//! let mut events: Vec<Event> = Vec::new(); // or any `EventSink`
-//! let report = Runner::new(workflow, options, builtin_registry()).run(&mut events)?;
+//! let events = Recorder::new(); // or any `EventSink`
+//! let options = RunOptions { workspace: ".".into(), events: events.clone(), ..RunOptions::default() };
+//! let report = Runner::new(workflow, options, builtin_registry()).run()?;
 //! assert!(report.success());
+//! println!("{} events", events.events().len());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -34,10 +35,17 @@ mod runner;
 pub mod shell;
 mod step_io;
 
-pub use action::{ActionContext, ActionError, ActionHandler, ActionRegistry, JobInfo, LogLevel};
+pub use action::{
+    ActionContext, ActionError, ActionHandler, ActionRegistry, Direction, JobInfo, LogLevel,
+    ProgressFn, Transfer,
+};
 pub use contexts::{Contexts, JobState};
 pub use error::ExecError;
+pub use process::Stream;
 pub use report::{
-    AnnotationLevel, Event, EventSink, JobReport, NotRun, RunReport, Status, StepReport,
+    AnnotationLevel, Discard, Event, EventKind, EventSink, JobReport, NotRun, Recorder, RunReport,
+    Status, StepReport,
 };
-pub use runner::{ListedJob, ListedStep, RunCounter, RunOptions, Runner, builtin_registry};
+pub use runner::{
+    BaseEnv, ListedJob, ListedStep, RunCounter, RunOptions, Runner, builtin_registry,
+};

@@ -42,7 +42,8 @@ const CHUNK: usize = 64 * 1024;
 const TICK: Duration = Duration::from_millis(50);
 
 /// Which pipe a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Stream {
     /// Standard output.
     Stdout,

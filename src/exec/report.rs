@@ -1,12 +1,15 @@
 //! What a run tells its caller: a stream of [`Event`]s while it runs (through an [`EventSink`])
 //! and a [`RunReport`] at the end. Every string in both is already masked.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indexmap::IndexMap;
 use serde::Serialize;
 
-use super::action::LogLevel;
+use super::action::{LogLevel, Transfer};
+use super::process::Stream;
+use crate::clock::{Clock, EpochMillis};
 
 /// The result of a step (`outcome`/`conclusion`) or a job (`result`), spelled as GitHub does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -40,10 +43,30 @@ impl std::fmt::Display for Status {
     }
 }
 
-/// Something that happened during a run, in order.
+/// Something that happened during a run, stamped with when and where it happened.
+///
+/// Serialized (`serde_json`) as one flat object: `{"at": 1700000000000, "job": "build",
+/// "step": "2", "event": "output", "line": "hello", "stream": "stdout"}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// When, in milliseconds since the Unix epoch, by [`super::RunOptions::clock`].
+    pub at: EpochMillis,
+    /// The job id (`jobs.<id>`) for everything that happens inside a job; `None` for the run's
+    /// own warnings.
+    pub job: Option<String>,
+    /// The step for everything that happens inside one: its `id:` when written, else its 1-based
+    /// position in the job (`"3"`, never a valid `id:`); post steps are `post:<that>`. Steps of
+    /// a composite action report as the step that uses the action.
+    pub step: Option<String>,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened, in order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
+pub enum EventKind {
     /// A message from the runner itself (not from a step): unsupported keys, unknown actions.
     Warning {
         /// The message.
@@ -81,6 +104,15 @@ pub enum Event {
     Output {
         /// The line, masked.
         line: String,
+        /// The pipe it came from (a handler's log lines are `stdout`, as `core.info` writes).
+        stream: Stream,
+    },
+    /// A cache save or restore moved bytes (only transfers past
+    /// [`crate::cache::PROGRESS_THRESHOLD`] report, at most once per MiB, then once finished).
+    Progress {
+        /// How far it got.
+        #[serde(flatten)]
+        transfer: Transfer,
     },
     /// `::group::title`
     GroupStarted {
@@ -181,16 +213,125 @@ impl AnnotationLevel {
     }
 }
 
-/// Receives events as they happen (a terminal printer, a JSON log, a CI runner's own UI).
-pub trait EventSink {
+/// Receives events as they happen (a terminal printer, a JSON log, a CI runner's own UI). The
+/// library draws nothing itself: every line a step prints and every progress report comes here.
+///
+/// `&self` and `Send + Sync` because cache transfers report progress from inside a step and a
+/// tokio-based embedder forwards events to other tasks; keep state behind a `Mutex`.
+///
+/// ```
+/// use std::sync::Mutex;
+/// use runner::exec::{Event, EventKind, EventSink};
+///
+/// /// Prints each output line with the step it came from.
+/// #[derive(Default)]
+/// struct Lines(Mutex<Vec<String>>);
+///
+/// impl EventSink for Lines {
+///     fn event(&self, event: &Event) {
+///         if let EventKind::Output { line, .. } = &event.kind {
+///             let step = event.step.as_deref().unwrap_or("-");
+///             if let Ok(mut lines) = self.0.lock() {
+///                 lines.push(format!("[{step}] {line}"));
+///             }
+///         }
+///     }
+/// }
+/// ```
+pub trait EventSink: Send + Sync {
     /// Handles one event.
-    fn event(&mut self, event: &Event);
+    fn event(&self, event: &Event);
 }
 
-/// A sink that keeps every event (tests, embedding).
-impl EventSink for Vec<Event> {
-    fn event(&mut self, event: &Event) {
-        self.push(event.clone());
+impl std::fmt::Debug for dyn EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventSink")
+    }
+}
+
+/// Drops every event: the default of [`super::RunOptions::events`], so a run shows nothing
+/// unless its embedder asks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Discard;
+
+impl EventSink for Discard {
+    fn event(&self, _event: &Event) {}
+}
+
+/// Keeps every event in order (tests, embedders that look at the log afterwards).
+#[derive(Debug, Default)]
+pub struct Recorder(Mutex<Vec<Event>>);
+
+impl Recorder {
+    /// An empty recorder, shared: one handle goes into [`super::RunOptions::events`].
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The events so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.0.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// What happened so far, without the stamps.
+    pub fn kinds(&self) -> Vec<EventKind> {
+        self.events().into_iter().map(|e| e.kind).collect()
+    }
+}
+
+impl EventSink for Recorder {
+    fn event(&self, event: &Event) {
+        if let Ok(mut events) = self.0.lock() {
+            events.push(event.clone());
+        }
+    }
+}
+
+/// Stamps what the run reports with the time, job and step before it reaches the sink.
+#[derive(Clone)]
+pub(crate) struct Emitter {
+    sink: Arc<dyn EventSink>,
+    clock: Arc<dyn Clock>,
+    pub(crate) job: Option<String>,
+    pub(crate) step: Option<String>,
+}
+
+impl Emitter {
+    pub(crate) fn new(sink: Arc<dyn EventSink>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            sink,
+            clock,
+            job: None,
+            step: None,
+        }
+    }
+
+    /// The same sink, for events of `job`.
+    pub(crate) fn for_job(&self, job: &str) -> Self {
+        Self {
+            job: Some(job.to_string()),
+            step: None,
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn event(&self, kind: EventKind) {
+        self.sink.event(&Event {
+            at: self.clock.now_millis(),
+            job: self.job.clone(),
+            step: self.step.clone(),
+            kind,
+        });
+    }
+
+    /// Reports cache transfers of the current step.
+    pub(crate) fn progress(&self) -> Arc<dyn Fn(&Transfer) + Send + Sync> {
+        let emitter = self.clone();
+        Arc::new(move |transfer: &Transfer| {
+            emitter.event(EventKind::Progress {
+                transfer: transfer.clone(),
+            })
+        })
     }
 }
 

@@ -17,7 +17,8 @@ use super::git::{self, GitInfo};
 use super::inputs;
 use super::job::JobRun;
 use super::mask::Masker;
-use super::report::{AnnotationLevel, Event, EventSink, JobReport, RunReport, Status};
+use super::report::{AnnotationLevel, Emitter, EventKind, EventSink, JobReport, RunReport, Status};
+use crate::clock::{Clock, SystemClock};
 use crate::expr::{EvalError, Value};
 use crate::workflow::{
     Condition, Job, Located, OrExpr, Pos, Step, StepKind, Text, Tree, TreeKind, Workflow,
@@ -91,6 +92,57 @@ pub struct RunOptions {
     /// Set to true to cancel the run (Ctrl-C): running steps are killed, only `always()` /
     /// `cancelled()` steps and jobs still run.
     pub cancel: Arc<AtomicBool>,
+    /// Receives every [`super::Event`] of the run (default [`super::Discard`]: the library
+    /// prints nothing; `runner exec` passes its terminal printer or JSON-lines writer).
+    pub events: Arc<dyn EventSink>,
+    /// Stamps events (default the system clock).
+    pub clock: Arc<dyn Clock>,
+    /// What step processes inherit from this process (default [`BaseEnv::Clean`]).
+    pub base_env: BaseEnv,
+}
+
+/// The environment step processes start from, below GitHub's variables and the workflow's
+/// `env:`.
+///
+/// The default is [`BaseEnv::Clean`]: an embedding CI runner's own environment (its tokens,
+/// its credentials, its `RUST_LOG`) must not leak into the jobs it runs unless it says so.
+/// `runner exec` chooses [`BaseEnv::Inherit`], as `act` does, and `--clean-env` chooses
+/// [`BaseEnv::Clean`].
+///
+/// ```
+/// use runner::exec::BaseEnv;
+///
+/// let clean = BaseEnv::Clean.variables();
+/// assert!(clean.keys().all(|k| BaseEnv::CLEAN_NAMES.contains(&k.as_str())));
+/// let explicit = BaseEnv::Explicit([("PATH".to_string(), "/usr/bin".to_string())].into());
+/// assert_eq!(explicit.variables().get("PATH").map(String::as_str), Some("/usr/bin"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BaseEnv {
+    /// Everything this process has (as a shell running `act` would pass on).
+    Inherit,
+    /// Only [`BaseEnv::CLEAN_NAMES`], from this process.
+    #[default]
+    Clean,
+    /// Exactly these variables, nothing from this process.
+    Explicit(IndexMap<String, String>),
+}
+
+impl BaseEnv {
+    /// What [`BaseEnv::Clean`] keeps: enough for shells and tools to work.
+    pub const CLEAN_NAMES: [&'static str; 6] = ["PATH", "HOME", "USER", "LANG", "TERM", "TMPDIR"];
+
+    /// The variables a step process starts from.
+    pub fn variables(&self) -> IndexMap<String, String> {
+        match self {
+            BaseEnv::Inherit => std::env::vars().collect(),
+            BaseEnv::Clean => Self::CLEAN_NAMES
+                .iter()
+                .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
+                .collect(),
+            BaseEnv::Explicit(vars) => vars.clone(),
+        }
+    }
 }
 
 impl Default for RunOptions {
@@ -118,6 +170,9 @@ impl Default for RunOptions {
             actions: ActionsOptions::default(),
             home: None,
             cancel: Arc::new(AtomicBool::new(false)),
+            events: Arc::new(super::report::Discard),
+            clock: Arc::new(SystemClock),
+            base_env: BaseEnv::default(),
         }
     }
 }
@@ -325,8 +380,11 @@ impl Runner {
     }
 
     /// Runs the selected jobs in dependency order (or plans them with `dry_run`), reporting
-    /// progress to `sink`. `Err` only for problems that stop the run before a job starts.
-    pub fn run(&self, sink: &mut dyn EventSink) -> Result<RunReport, ExecError> {
+    /// what happens to [`RunOptions::events`]. `Err` only for problems that stop the run before
+    /// a job starts. Blocking: see the crate docs for running it from async code.
+    pub fn run(&self) -> Result<RunReport, ExecError> {
+        let emitter = Emitter::new(self.options.events.clone(), self.options.clock.clone());
+        let sink = &emitter;
         let selected = self.select_jobs()?;
         let git = git::inspect(&self.options.workspace);
         let mut masker = Masker::new();
@@ -334,7 +392,7 @@ impl Runner {
             masker.add(value);
         }
         for warning in &self.workflow.warnings {
-            sink.event(&Event::Warning {
+            sink.event(EventKind::Warning {
                 message: warning.to_string(),
             });
         }
@@ -353,7 +411,7 @@ impl Runner {
             for need in &job.needs {
                 if !selected_set.contains(need.value.as_str()) && !results.contains_key(&need.value)
                 {
-                    sink.event(&Event::Warning {
+                    sink.event(EventKind::Warning {
                         message: format!(
                             "job '{job_id}' needs '{}', which is not selected (use --with-needs); \
                              it counts as succeeded with no outputs",
@@ -623,9 +681,11 @@ impl Runner {
         base: &Contexts,
         git: &GitInfo,
         masker: &mut Masker,
-        sink: &mut dyn EventSink,
+        sink: &Emitter,
     ) -> Result<Vec<JobReport>, ExecError> {
         let id = job.id.value.clone();
+        let job_sink = sink.for_job(&id);
+        let sink = &job_sink;
         let mut ctx = base.clone();
         ctx.object_mut("github").insert("job".into(), s(id.clone()));
         let plain_name = job
@@ -636,7 +696,7 @@ impl Runner {
             .unwrap_or_else(|| id.clone());
         if job.uses.is_some() {
             let reason = "calls a reusable workflow, which runner exec cannot run".to_string();
-            sink.event(&Event::JobSkipped {
+            sink.event(EventKind::JobSkipped {
                 job: id.clone(),
                 name: plain_name.clone(),
                 reason,
@@ -663,7 +723,7 @@ impl Runner {
                 None if cancelled => "the run was cancelled".to_string(),
                 None => "a job it needs did not succeed".to_string(),
             };
-            sink.event(&Event::JobSkipped {
+            sink.event(EventKind::JobSkipped {
                 job: id.clone(),
                 name: plain_name.clone(),
                 reason,
@@ -705,7 +765,7 @@ impl Runner {
                 has_matrix.then_some(&matrix_value),
             ));
             if failed && fail_fast {
-                sink.event(&Event::JobSkipped {
+                sink.event(EventKind::JobSkipped {
                     job: id.clone(),
                     name: name.clone(),
                     reason: "fail-fast: another matrix combination failed".to_string(),
@@ -717,14 +777,14 @@ impl Runner {
             }
             self.warn_foreign_runner(job, &jctx, &name, sink);
             if self.options.dry_run {
-                sink.event(&Event::PlanJob {
+                sink.event(EventKind::PlanJob {
                     job: id.clone(),
                     name: name.clone(),
                     needs: job.needs.iter().map(|n| n.value.clone()).collect(),
                     condition: condition_text.clone().map(|c| (c, run_it.to_string())),
                 });
             }
-            let mut runner = JobRun::new(self, job, jctx, git, masker, sink, name.clone())?;
+            let mut runner = JobRun::new(self, job, jctx, git, masker, sink.clone(), name.clone())?;
             let mut report = if self.options.dry_run {
                 runner.plan()
             } else {
@@ -740,7 +800,7 @@ impl Runner {
     }
 
     /// `runs-on` asks for another OS than this host's: say so, then run here anyway.
-    fn warn_foreign_runner(&self, job: &Job, ctx: &Contexts, name: &str, sink: &mut dyn EventSink) {
+    fn warn_foreign_runner(&self, job: &Job, ctx: &Contexts, name: &str, sink: &Emitter) {
         let Some(runs_on) = &job.runs_on else {
             return;
         };
@@ -758,7 +818,7 @@ impl Runner {
                 continue;
             };
             if wants != host {
-                sink.event(&Event::Warning {
+                sink.event(EventKind::Warning {
                     message: format!(
                         "job '{name}' runs-on '{text}' ({wants}); running on this {host} host instead"
                     ),
@@ -829,14 +889,14 @@ impl Runner {
 
     pub(super) fn annotate_problem(
         &self,
-        sink: &mut dyn EventSink,
+        sink: &Emitter,
         masker: &Masker,
         level: AnnotationLevel,
         p: &Problem,
     ) {
         let diag = self.workflow.diagnostic(p.pos, p.message.clone());
         // The message already starts with `file:line:col:` and shows the line.
-        sink.event(&Event::Annotation {
+        sink.event(EventKind::Annotation {
             level,
             message: masker.mask(&diag.to_string()),
             title: None,

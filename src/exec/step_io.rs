@@ -8,7 +8,8 @@ use indexmap::IndexMap;
 use super::commands::{CommandParser, Line, WorkflowCommand};
 use super::error::ExecError;
 use super::mask::Masker;
-use super::report::{AnnotationLevel, Event, EventSink};
+use super::process::Stream;
+use super::report::{AnnotationLevel, Emitter, EventKind};
 
 /// The per-step files a `run:` step writes commands to.
 pub(super) struct FileCommands {
@@ -59,33 +60,38 @@ pub(super) struct StepIo {
 }
 
 impl StepIo {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn handle_line(
         &mut self,
         line: &str,
+        stream: Stream,
         masker: &mut Masker,
-        sink: &mut dyn EventSink,
+        sink: &Emitter,
         allow_unsecure: bool,
         new_env: &mut Vec<(String, String)>,
         new_path: &mut Vec<String>,
     ) {
         match self.parser.parse(line) {
-            Line::Text(text) => sink.event(&Event::Output {
+            Line::Text(text) => sink.event(EventKind::Output {
                 line: masker.mask(&text),
+                stream,
             }),
             Line::Stopped { token } => {
                 if token.len() > 6 {
                     masker.add(&token);
                 }
-                sink.event(&Event::Output {
+                sink.event(EventKind::Output {
                     line: masker.mask(line),
+                    stream,
                 });
             }
-            Line::Resumed => sink.event(&Event::Output {
+            Line::Resumed => sink.event(EventKind::Output {
                 line: masker.mask(line),
+                stream,
             }),
             Line::BadStopToken { token } => {
                 self.failed_command = true;
-                sink.event(&Event::Annotation {
+                sink.event(EventKind::Annotation {
                     level: AnnotationLevel::Error,
                     message: masker.mask(&format!(
                         "Invalid stop-commands token '{token}': use a unique value that is not a command name"
@@ -98,26 +104,29 @@ impl StepIo {
             }
             Line::Command(cmd) => {
                 if self.echo && cmd.name != "add-mask" {
-                    sink.event(&Event::Output {
+                    sink.event(EventKind::Output {
                         line: masker.mask(line),
+                        stream,
                     });
                 }
-                self.command(cmd, masker, sink, allow_unsecure, new_env, new_path);
+                self.command(cmd, stream, masker, sink, allow_unsecure, new_env, new_path);
             }
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn command(
         &mut self,
         cmd: WorkflowCommand,
+        stream: Stream,
         masker: &mut Masker,
-        sink: &mut dyn EventSink,
+        sink: &Emitter,
         allow_unsecure: bool,
         new_env: &mut Vec<(String, String)>,
         new_path: &mut Vec<String>,
     ) {
-        let error = |sink: &mut dyn EventSink, masker: &Masker, message: String| {
-            sink.event(&Event::Annotation {
+        let error = |sink: &Emitter, masker: &Masker, message: String| {
+            sink.event(EventKind::Annotation {
                 level: AnnotationLevel::Error,
                 message: masker.mask(&message),
                 title: None,
@@ -129,7 +138,7 @@ impl StepIo {
         match cmd.name.as_str() {
             "add-mask" => {
                 if cmd.data.trim().is_empty() {
-                    sink.event(&Event::Annotation {
+                    sink.event(EventKind::Annotation {
                         level: AnnotationLevel::Warning,
                         message: "Can't add secret mask for empty string in ::add-mask:: command."
                             .to_string(),
@@ -141,17 +150,18 @@ impl StepIo {
                 } else {
                     masker.add(&cmd.data);
                     if self.echo {
-                        sink.event(&Event::Output {
+                        sink.event(EventKind::Output {
                             line: "::add-mask::***".to_string(),
+                            stream,
                         });
                     }
                 }
             }
-            "group" => sink.event(&Event::GroupStarted {
+            "group" => sink.event(EventKind::GroupStarted {
                 title: masker.mask(&cmd.data),
             }),
-            "endgroup" => sink.event(&Event::GroupEnded),
-            "debug" => sink.event(&Event::Debug {
+            "endgroup" => sink.event(EventKind::GroupEnded),
+            "debug" => sink.event(EventKind::Debug {
                 message: masker.mask(&cmd.data),
             }),
             "echo" => match cmd.data.trim().to_ascii_lowercase().as_str() {
@@ -176,7 +186,7 @@ impl StepIo {
                     _ => AnnotationLevel::Error,
                 };
                 let prop = |k: &str| cmd.property(k).map(|v| masker.mask(v));
-                sink.event(&Event::Annotation {
+                sink.event(EventKind::Annotation {
                     level,
                     message: masker.mask(&cmd.data),
                     title: prop("title"),
@@ -186,7 +196,7 @@ impl StepIo {
                 });
             }
             "set-output" | "save-state" => {
-                sink.event(&Event::Annotation {
+                sink.event(EventKind::Annotation {
                     level: AnnotationLevel::Warning,
                     message: format!(
                         "The `{}` command is deprecated; write to ${} instead.",

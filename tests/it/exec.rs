@@ -471,8 +471,8 @@ mod embedding {
     use std::sync::{Arc, Mutex};
 
     use runner::exec::{
-        ActionContext, ActionError, ActionHandler, ActionRegistry, Event, RunOptions, Runner,
-        Status,
+        ActionContext, ActionError, ActionHandler, ActionRegistry, EventKind, Recorder, RunOptions,
+        Runner, Status,
     };
 
     /// A real handler that records what it sees in a shared journal.
@@ -507,18 +507,19 @@ mod embedding {
         }
     }
 
-    fn run(workflow: &str, registry: ActionRegistry) -> (runner::exec::RunReport, Vec<Event>) {
+    fn run(workflow: &str, registry: ActionRegistry) -> (runner::exec::RunReport, Vec<EventKind>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ci.yml");
         std::fs::write(&path, workflow).unwrap();
         let wf = runner::workflow::parse(Path::new("ci.yml"), workflow).unwrap();
+        let events = Recorder::new();
         let options = RunOptions {
             workspace: dir.path().to_path_buf(),
+            events: events.clone(),
             ..RunOptions::default()
         };
-        let mut events: Vec<Event> = Vec::new();
-        let report = Runner::new(wf, options, registry).run(&mut events).unwrap();
-        (report, events)
+        let report = Runner::new(wf, options, registry).run().unwrap();
+        (report, events.kinds())
     }
 
     fn registry(entries: &Arc<Mutex<Vec<String>>>) -> ActionRegistry {
@@ -582,11 +583,9 @@ jobs:
             job.steps[1].outputs.get("echo").map(String::as_str),
             Some("out-two")
         );
-        assert!(
-            events
-                .iter()
-                .any(|e| matches!(e, Event::Output { line } if line.starts_with("ran one in ")))
-        );
+        assert!(events.iter().any(
+            |e| matches!(e, EventKind::Output { line, .. } if line.starts_with("ran one in "))
+        ));
     }
 
     #[test]
@@ -609,10 +608,10 @@ jobs:
         assert!(
             events
                 .iter()
-                .any(|e| matches!(e, Event::Output { line } if line == "failure"))
+                .any(|e| matches!(e, EventKind::Output { line, .. } if line == "failure"))
         );
         assert!(events.iter().any(
-            |e| matches!(e, Event::Annotation { message, .. } if message == "boom requested")
+            |e| matches!(e, EventKind::Annotation { message, .. } if message == "boom requested")
         ));
     }
 }

@@ -4,6 +4,7 @@ mod actions;
 mod archive;
 mod cache;
 mod cli;
+mod embed;
 mod exec;
 mod expr;
 mod glob;

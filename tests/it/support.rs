@@ -74,7 +74,7 @@ impl PgSchema {
     /// `None` (with the reason printed) when no server is configured.
     pub fn create() -> Option<Self> {
         let Ok(admin_url) = std::env::var("RUNNER_TEST_POSTGRES_URL") else {
-            eprintln!("skipping PostgreSQL variant: RUNNER_TEST_POSTGRES_URL is not set");
+            eprintln!("skipped: PostgreSQL variant: RUNNER_TEST_POSTGRES_URL is not set");
             return None;
         };
         let name = format!("t_{}", uuid::Uuid::now_v7().simple());
@@ -408,4 +408,28 @@ pub fn upload_in_progress(staging: &Path, store: &Path) -> bool {
     files(staging).any(|upload| {
         files(&upload.path()).any(|f| f.file_name().to_string_lossy().starts_with(".part-"))
     }) || files(&store.join("blobs-v1/tmp")).next().is_some()
+}
+
+/// Declares each function as a test run on every index backend, from one body:
+/// `backend_matrix!(crate::cache::Harness: f, g)` makes `f::sqlite`, `f::postgres`, `g::sqlite`,
+/// ... calling `f(&Harness::sqlite())` and `f(&h)` for `Harness::postgres() -> Option<_>`, which
+/// prints why it skips when no PostgreSQL is configured.
+#[macro_export]
+macro_rules! backend_matrix {
+    ($harness:path: $($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    super::$name(&<$harness>::sqlite());
+                }
+                #[test]
+                fn postgres() {
+                    if let Some(h) = <$harness>::postgres() {
+                        super::$name(&h);
+                    }
+                }
+            }
+        )*
+    };
 }

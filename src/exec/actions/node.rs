@@ -12,7 +12,7 @@ use super::run::input_var;
 use super::{ActionRef, Resolution, Resolved, Runs, SECRET_ENV};
 use crate::exec::ExecError;
 use crate::exec::job::{JobRun, PostHook, PostKind, StepFailure};
-use crate::exec::report::{AnnotationLevel, Event, Status};
+use crate::exec::report::{AnnotationLevel, EventKind, Status};
 use crate::exec::runner::{Runner, eval_condition};
 use crate::exec::shell;
 use crate::exec::step_io::FileCommands;
@@ -71,6 +71,7 @@ impl JobRun<'_> {
                 inputs: inputs.clone(),
                 env: env.clone(),
                 state,
+                key: self.sink.step.clone().unwrap_or_default(),
             });
         }
         Ok(status)
@@ -141,6 +142,7 @@ impl JobRun<'_> {
                 );
                 continue;
             }
+            self.sink.step = self.step_key(step).map(|key| format!("pre:{key}"));
             let name = format!("Pre {}", self.step_name(step));
             let run_it = match pre_if {
                 None => true,
@@ -158,10 +160,10 @@ impl JobRun<'_> {
                     "pre-if: {} was false",
                     pre_if.as_ref().map_or("", |c| c.raw.as_str())
                 );
-                self.emit(Event::StepSkipped { name, reason });
+                self.emit(EventKind::StepSkipped { name, reason });
                 continue;
             }
-            self.emit(Event::StepStarted { name: name.clone() });
+            self.emit(EventKind::StepStarted { name: name.clone() });
             let started = std::time::Instant::now();
             let mut state = IndexMap::new();
             let result = self.pre_step(step, &name, &action, pre, with, &mut state);

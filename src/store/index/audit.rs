@@ -5,11 +5,9 @@
 use diesel::prelude::*;
 
 use super::conn::write_tx;
+use super::rows::{COMMITTED, EntryRow, event_row, new_id, to_i64, to_u64};
 use super::schema::{cache_audit, cache_entries, cache_events};
-use super::{
-    COMMITTED, Entry, EntryRow, EventKind, Index, IndexError, NewEvent, event_row, new_id, to_i64,
-    to_u64,
-};
+use super::{Entry, EventKind, Index, IndexError, NewEvent};
 use crate::clock::EpochMillis;
 
 /// The eviction reason of an entry deleted on request (next to `unused`, `size`, `broken`).

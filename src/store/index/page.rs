@@ -5,9 +5,9 @@
 use diesel::prelude::*;
 
 use super::conn::MultiBackend;
+use super::rows::{COMMITTED, EntryRow, key_lower, to_u64};
 use super::schema::cache_entries;
-use super::{COMMITTED, Entry, EntryRow, Index, IndexError, ListFilter, ListSort, key_lower};
-use super::{prefix_upper_bound, to_u64};
+use super::{Entry, Index, IndexError, ListFilter, ListSort, prefix_upper_bound};
 
 /// A page of entries and the number of all entries the filter matches.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,8 +5,9 @@ use diesel::dsl::{count_star, sql};
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
+use super::rows::{COMMITTED, to_u64};
 use super::schema::{cache_entries, cache_events};
-use super::{COMMITTED, EventKind, Index, IndexError, to_u64};
+use super::{EventKind, Index, IndexError};
 
 /// Events of one kind (and eviction reason) for one repository, since the store began.
 #[derive(Debug, Clone, PartialEq, Eq)]

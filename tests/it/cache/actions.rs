@@ -562,6 +562,7 @@ fn concurrent_saves_make_one_entry_per_key(h: &Harness) {
                     key,
                     enable_cross_os_archive: false,
                     run_id: format!("{i}"),
+                    ..Default::default()
                 };
                 if let Ok(runner::cache::SaveOutcome::Saved(_)) = cache.save(&request, &mut log) {
                     saved.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -599,7 +600,7 @@ fn eviction_by_age_after_save(h: &Harness) {
     );
 }
 
-crate::cache_backends!(
+crate::backend_matrix!(crate::cache::Harness:
     miss_then_save_then_exact_hit,
     keys_match_case_insensitively,
     restore_keys_choose_the_newest_match,

@@ -37,6 +37,7 @@ fn save(h: &Harness, cache: &runner::cache::Cache, paths: &[&str], key: &str) ->
         key: key.into(),
         enable_cross_os_archive: false,
         run_id: "1".into(),
+        ..Default::default()
     };
     let mut log = |_: LogLevel, _: &str| {};
     cache.save(&request, &mut log).expect("save")
@@ -51,6 +52,7 @@ fn restore(h: &Harness, cache: &runner::cache::Cache, paths: &[&str], key: &str)
         restore_keys: vec![],
         enable_cross_os_archive: false,
         lookup_only: false,
+        ..Default::default()
     };
     let mut log = |_: LogLevel, _: &str| {};
     cache.restore(&request, &mut log).expect("restore")

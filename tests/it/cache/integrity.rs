@@ -233,7 +233,7 @@ fn refused_entry_is_replaced_by_the_next_save(h: &Harness) {
     );
 }
 
-crate::cache_backends!(
+crate::backend_matrix!(crate::cache::Harness:
     store_inside_a_declared_path,
     root_and_proc_are_refused,
     home_caches_follow_the_checkout,

@@ -191,6 +191,7 @@ impl Harness {
             state,
             post_condition: None,
             log: &mut sink,
+            progress: None,
         };
         let result = if post {
             handler.post(&mut ctx)
@@ -314,27 +315,6 @@ impl Step {
         );
         self
     }
-}
-
-/// Runs a test body on SQLite and, when configured, PostgreSQL.
-#[macro_export]
-macro_rules! cache_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[test]
-                fn sqlite() {
-                    super::$name(&$crate::cache::Harness::sqlite());
-                }
-                #[test]
-                fn postgres() {
-                    if let Some(h) = $crate::cache::Harness::postgres() {
-                        super::$name(&h);
-                    }
-                }
-            }
-        )*
-    };
 }
 
 /// Reads every regular file under `root` as (relative path, bytes), sorted.

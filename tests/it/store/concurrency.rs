@@ -14,12 +14,11 @@ use runner::store::Store;
 use runner::store::index::{ListFilter, LookupQuery, Reservation};
 
 use super::{Harness, Spec};
-use crate::both_backends;
 
 const CHILDREN: usize = 6;
 const KEYS_PER_CHILD: usize = 8;
 
-both_backends!(parallel_processes_save_each_key_once);
+crate::backend_matrix!(crate::store::Harness: parallel_processes_save_each_key_once);
 
 fn blob_bytes(key: &str, child: &str) -> Vec<u8> {
     // Big enough that writes overlap in time; content names the writer.

@@ -4,9 +4,8 @@
 use runner::store::index::{EntryState, EventKind, EvictionPolicy, LookupQuery};
 
 use super::{DAY, Harness, MINUTE, Spec, T0};
-use crate::both_backends;
 
-both_backends!(
+crate::backend_matrix!(crate::store::Harness:
     evicts_entries_unused_for_ttl,
     evicts_least_recently_used_above_budget,
     expires_stale_reservations,

@@ -5,9 +5,8 @@ use std::collections::BTreeSet;
 use runner::store::index::{EventKind, EvictionPolicy, LookupQuery, NewEntry, Reservation};
 
 use super::{Harness, MINUTE, Spec};
-use crate::both_backends;
 
-both_backends!(
+crate::backend_matrix!(crate::store::Harness:
     broken_entries_are_skipped_evicted_and_replaced,
     roots_are_kept_from_reserve_to_lookup,
     run_numbers_count_per_workflow,

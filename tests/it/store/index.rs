@@ -5,9 +5,8 @@ use runner::store::index::{
 };
 
 use super::{Harness, MINUTE, Spec, T0, blob_info};
-use crate::both_backends;
 
-both_backends!(
+crate::backend_matrix!(crate::store::Harness:
     lookup_follows_github_order,
     hit_marks_entry_used,
     reserve_commit_abort,

@@ -11,10 +11,9 @@ use runner::store::index::{EntryState, ListFilter};
 use runner::store::owner::{Liveness, Owner};
 
 use super::Harness;
-use crate::both_backends;
 use crate::support::{runner_bin, write_tree};
 
-both_backends!(kill_9_at_random_moments_leaves_a_consistent_store);
+crate::backend_matrix!(crate::store::Harness: kill_9_at_random_moments_leaves_a_consistent_store);
 
 const KILLS: usize = 12;
 

@@ -102,28 +102,6 @@ impl Harness {
     }
 }
 
-/// Declares each function as a test run on both backends:
-/// `both_backends!(f, g)` makes `f::sqlite`, `f::postgres`, `g::sqlite`, ...
-#[macro_export]
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[test]
-                fn sqlite() {
-                    super::$name(&$crate::store::Harness::sqlite());
-                }
-                #[test]
-                fn postgres() {
-                    if let Some(h) = $crate::store::Harness::postgres() {
-                        super::$name(&h);
-                    }
-                }
-            }
-        )*
-    };
-}
-
 /// What an entry is, for table-driven setups.
 #[derive(Debug, Clone)]
 pub struct Spec<'a> {

@@ -8,9 +8,8 @@ use runner::store::index::{EvictionPolicy, IndexError, ListFilter, Reservation};
 use runner::store::{StoreError, VerifyOptions};
 
 use super::{Harness, Spec};
-use crate::both_backends;
 
-both_backends!(
+crate::backend_matrix!(crate::store::Harness:
     saves_survive_verify_and_prune_running_alongside,
     a_blob_removed_under_a_commit_withdraws_the_entry,
 );

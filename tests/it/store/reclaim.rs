@@ -12,9 +12,8 @@ use runner::store::Store;
 use runner::store::index::{EvictionPolicy, ListFilter, Reservation};
 
 use super::{Harness, MINUTE, Spec, raw_execute};
-use crate::both_backends;
 
-both_backends!(
+crate::backend_matrix!(crate::store::Harness:
     a_killed_save_is_reclaimed_by_the_next_save,
     a_killed_save_is_reclaimed_by_prune,
     another_hosts_reservation_waits_for_the_ttl,

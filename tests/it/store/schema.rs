@@ -11,9 +11,8 @@ use runner::store::index::{
 };
 
 use super::{Harness, PgSchema, T0, raw_execute};
-use crate::both_backends;
 
-both_backends!(
+crate::backend_matrix!(crate::store::Harness:
     live_schema_matches_schema_sql,
     schema_drift_is_detected,
     concurrent_first_opens_migrate_once,

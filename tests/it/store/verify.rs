@@ -5,9 +5,8 @@ use std::io::Write;
 use runner::store::VerifyOptions;
 
 use super::{Harness, Spec};
-use crate::both_backends;
 
-both_backends!(
+crate::backend_matrix!(crate::store::Harness:
     removes_orphans_and_dangling_rows,
     rehash_removes_corrupt_blobs_with_their_rows,
     dry_run_and_grace_period_keep_everything,

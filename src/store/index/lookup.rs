@@ -1,0 +1,244 @@
+//! Reading entries: the restore lookup (exact, then newest prefix, per key per scope) and the
+//! plain queries `cache list`, `cache verify` and GC use.
+
+use std::collections::BTreeSet;
+
+use diesel::prelude::*;
+
+use super::rows::{COMMITTED, EntryRow, key_lower};
+use super::schema::cache_entries;
+use super::{
+    AnyConnection, Entry, Index, IndexError, ListFilter, ListSort, LookupHit, LookupQuery, conn,
+    prefix_upper_bound,
+};
+
+impl Index {
+    /// Finds the entry a restore should use, and marks it used. See the module docs for the
+    /// order. Empty keys are ignored.
+    pub fn lookup(&self, query: &LookupQuery) -> Result<Option<LookupHit>, IndexError> {
+        let mut conn = self.conn()?;
+        self.lookup_on(&mut conn, query)
+    }
+
+    pub(super) fn lookup_on(
+        &self,
+        conn: &mut AnyConnection,
+        query: &LookupQuery,
+    ) -> Result<Option<LookupHit>, IndexError> {
+        use cache_entries::dsl as e;
+        const OP: &str = "lookup";
+        let keys: Vec<(usize, String)> = query
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| !k.is_empty())
+            .map(|(i, k)| (i, key_lower(k)))
+            .collect();
+        for scope in &query.scopes {
+            for (position, lower) in &keys {
+                let base = || search_query(query, scope);
+                let exact: Option<String> = base()
+                    .filter(e::key_lower.eq(lower))
+                    .first(conn)
+                    .optional()
+                    .map_err(self.q(OP))?;
+                if let Some(id) = exact
+                    && let Some(hit) = self.touch(conn, &id, *position == 0)?
+                {
+                    return Ok(Some(hit));
+                }
+                let mut prefixed = base().filter(e::key_lower.gt(lower));
+                if let Some(upper) = prefix_upper_bound(lower) {
+                    prefixed = prefixed.filter(e::key_lower.lt(upper));
+                }
+                let newest: Option<String> = prefixed
+                    .order((e::created_at.desc(), e::id.desc()))
+                    .first(conn)
+                    .optional()
+                    .map_err(self.q(OP))?;
+                if let Some(id) = newest
+                    && let Some(hit) = self.touch(conn, &id, false)?
+                {
+                    return Ok(Some(hit));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Marks a found row used; `None` if it vanished meanwhile (deleted or evicted).
+    fn touch(
+        &self,
+        conn: &mut AnyConnection,
+        id: &str,
+        exact: bool,
+    ) -> Result<Option<LookupHit>, IndexError> {
+        use cache_entries::dsl as e;
+        let now = self.clock.now_millis();
+        let found = || {
+            e::cache_entries
+                .filter(e::id.eq(id))
+                .filter(e::state.eq(COMMITTED))
+                .filter(e::broken_at.is_null())
+        };
+        // Recording the use is best effort: a read-only or full store still restores.
+        let updated = match self.read_only {
+            Some(_) => None,
+            None => diesel::update(found())
+                .set((
+                    e::last_accessed_at.eq(now),
+                    e::access_count.eq(e::access_count + 1),
+                ))
+                .returning(cache_entries::all_columns)
+                .get_result::<EntryRow>(conn)
+                .optional()
+                .ok(),
+        };
+        let updated = match updated {
+            Some(row) => row,
+            None => found()
+                .select(EntryRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(self.q("lookup"))?,
+        };
+        let Some(row) = updated else {
+            return Ok(None);
+        };
+        let entry = row.into_entry()?;
+        Ok(Some(LookupHit {
+            matched_key: entry.key.clone(),
+            entry,
+            exact,
+        }))
+    }
+
+    /// Entries matching `filter`, sorted and limited.
+    pub fn list(&self, filter: &ListFilter) -> Result<Vec<Entry>, IndexError> {
+        use cache_entries::dsl as e;
+        let mut query = e::cache_entries.select(EntryRow::as_select()).into_boxed();
+        if !filter.include_reserved {
+            query = query.filter(e::state.eq(COMMITTED));
+        }
+        if let Some(repository) = &filter.repository {
+            query = query.filter(e::repository.eq(repository.clone()));
+        }
+        if let Some(scope) = &filter.scope {
+            query = query.filter(e::scope.eq(scope.clone()));
+        }
+        if let Some(prefix) = filter.key_prefix.as_deref().filter(|p| !p.is_empty()) {
+            let lower = key_lower(prefix);
+            if let Some(upper) = prefix_upper_bound(&lower) {
+                query = query.filter(e::key_lower.lt(upper));
+            }
+            query = query.filter(e::key_lower.ge(lower));
+        }
+        query = match filter.sort {
+            ListSort::Created => query.order((e::created_at.desc(), e::id.desc())),
+            ListSort::LastUsed => query.order((e::last_accessed_at.desc(), e::id.desc())),
+            ListSort::Size => query.order((e::size_bytes.desc(), e::id.desc())),
+        };
+        if let Some(limit) = filter.limit {
+            query = query.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        let mut conn = self.conn()?;
+        let rows = query.load(&mut conn).map_err(self.q("list"))?;
+        rows.into_iter().map(EntryRow::into_entry).collect()
+    }
+
+    /// The entry with this id, in any state.
+    pub fn get(&self, id: &str) -> Result<Option<Entry>, IndexError> {
+        use cache_entries::dsl as e;
+        let mut conn = self.conn()?;
+        let row = e::cache_entries
+            .filter(e::id.eq(id))
+            .select(EntryRow::as_select())
+            .first(&mut conn)
+            .optional()
+            .map_err(self.q("get"))?;
+        row.map(EntryRow::into_entry).transpose()
+    }
+
+    /// Committed entries whose key equals `key` (case-insensitive), optionally limited to a
+    /// repository and scope; newest first. Several versions or scopes may share a key.
+    pub fn find_by_key(
+        &self,
+        repository: Option<&str>,
+        scope: Option<&str>,
+        key: &str,
+    ) -> Result<Vec<Entry>, IndexError> {
+        use cache_entries::dsl as e;
+        let mut query = e::cache_entries
+            .select(EntryRow::as_select())
+            .filter(e::key_lower.eq(key_lower(key)))
+            .filter(e::state.eq(COMMITTED))
+            .into_boxed();
+        if let Some(repository) = repository {
+            query = query.filter(e::repository.eq(repository.to_string()));
+        }
+        if let Some(scope) = scope {
+            query = query.filter(e::scope.eq(scope.to_string()));
+        }
+        let mut conn = self.conn()?;
+        let rows = query
+            .order((e::created_at.desc(), e::id.desc()))
+            .load(&mut conn)
+            .map_err(self.q("find by key"))?;
+        rows.into_iter().map(EntryRow::into_entry).collect()
+    }
+
+    /// Committed entries whose blob is `digest` (blobs are shared by identical archives).
+    pub fn find_by_digest(&self, digest: &str) -> Result<Vec<Entry>, IndexError> {
+        use cache_entries::dsl as e;
+        let mut conn = self.conn()?;
+        let rows = e::cache_entries
+            .filter(e::blob_digest.eq(digest))
+            .select(EntryRow::as_select())
+            .load(&mut conn)
+            .map_err(self.q("find by digest"))?;
+        rows.into_iter().map(EntryRow::into_entry).collect()
+    }
+
+    /// Whether any row (committed or not) still points at `digest`.
+    pub fn is_referenced(&self, digest: &str) -> Result<bool, IndexError> {
+        use cache_entries::dsl as e;
+        let mut conn = self.conn()?;
+        let n: i64 = e::cache_entries
+            .filter(e::blob_digest.eq(digest))
+            .count()
+            .get_result(&mut conn)
+            .map_err(self.q("check blob reference"))?;
+        Ok(n > 0)
+    }
+
+    /// Every blob digest a row points at.
+    pub fn referenced_digests(&self) -> Result<BTreeSet<String>, IndexError> {
+        use cache_entries::dsl as e;
+        let mut conn = self.conn()?;
+        let digests: Vec<Option<String>> = e::cache_entries
+            .filter(e::blob_digest.is_not_null())
+            .select(e::blob_digest)
+            .distinct()
+            .load(&mut conn)
+            .map_err(self.q("list blob references"))?;
+        Ok(digests.into_iter().flatten().collect())
+    }
+}
+
+/// The committed entries of one (repository, version, scope), selecting only `id`: every
+/// column the lookup filters, orders or returns is in the covering index cache_entries_newest,
+/// so SQLite searches it without visiting table rows; `touch` then reads the one row found.
+fn search_query<'a>(
+    query: &'a LookupQuery,
+    scope: &'a str,
+) -> cache_entries::BoxedQuery<'a, conn::MultiBackend, diesel::sql_types::Text> {
+    use cache_entries::dsl as e;
+    e::cache_entries
+        .filter(e::repository.eq(&query.repository))
+        .filter(e::version.eq(&query.version))
+        .filter(e::scope.eq(scope))
+        .filter(e::state.eq(COMMITTED))
+        .filter(e::broken_at.is_null())
+        .select(e::id)
+        .into_boxed()
+}
