@@ -354,26 +354,22 @@ async fn delete_by_id(
             let inner = server.inner.clone();
             let deleted = blocking(move || {
                 let index = inner.cache.index();
-                let found: Vec<Entry> = match cache_id.parse::<u64>() {
-                    Ok(number) => {
-                        let filter = ListFilter {
-                            repository: Some(repository),
-                            ..ListFilter::default()
-                        };
-                        inner
-                            .with_index(|| index.list(&filter))
-                            .map_err(|err| ApiError::internal(&err))?
-                            .into_iter()
-                            .filter(|e| rest_id(&e.id) == number)
-                            .collect()
-                    }
-                    Err(_) => inner
-                        .with_index(|| index.get(&cache_id))
+                let ids: Vec<String> = match cache_id.parse::<u64>() {
+                    Ok(number) => inner
+                        .with_index(|| index.committed_ids(&repository))
                         .map_err(|err| ApiError::internal(&err))?
-                        .filter(|e| e.repository == repository)
                         .into_iter()
+                        .filter(|id| rest_id(id) == number)
                         .collect(),
+                    Err(_) => vec![cache_id],
                 };
+                let mut found = Vec::new();
+                for id in ids {
+                    let entry = inner
+                        .with_index(|| index.get(&id))
+                        .map_err(|err| ApiError::internal(&err))?;
+                    found.extend(entry.filter(|e| e.repository == repository));
+                }
                 delete_all(&inner, found, &by)
             })
             .await?;

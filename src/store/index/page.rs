@@ -81,3 +81,18 @@ impl Index {
         })
     }
 }
+
+impl Index {
+    /// The ids of a repository's committed entries (for callers that find one by a value
+    /// derived from its id, as the REST API's integer ids are), without loading the rows.
+    pub fn committed_ids(&self, repository: &str) -> Result<Vec<String>, IndexError> {
+        use cache_entries::dsl as e;
+        let mut conn = self.conn()?;
+        e::cache_entries
+            .filter(e::repository.eq(repository))
+            .filter(e::state.eq(COMMITTED))
+            .select(e::id)
+            .load(&mut conn)
+            .map_err(self.q("list entry ids"))
+    }
+}
