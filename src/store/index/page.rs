@@ -18,7 +18,8 @@ pub struct EntryPage {
     pub entries: Vec<Entry>,
 }
 
-/// The rows `filter` matches (its sort and limit aside).
+/// The rows `filter` matches (its sort and limit aside), every column in table order (what
+/// [`EntryRow`] loads).
 fn matching(filter: &ListFilter) -> cache_entries::BoxedQuery<'static, MultiBackend> {
     use cache_entries::dsl as e;
     let mut query = e::cache_entries.into_boxed();
@@ -41,6 +42,24 @@ fn matching(filter: &ListFilter) -> cache_entries::BoxedQuery<'static, MultiBack
     query
 }
 
+/// [`matching`] sorted by `filter.sort`, ascending or descending, ties broken by id the same
+/// way (its limit aside).
+pub(super) fn sorted(
+    filter: &ListFilter,
+    ascending: bool,
+) -> cache_entries::BoxedQuery<'static, MultiBackend> {
+    use cache_entries::dsl as e;
+    let query = matching(filter);
+    match (filter.sort, ascending) {
+        (ListSort::Created, false) => query.order((e::created_at.desc(), e::id.desc())),
+        (ListSort::Created, true) => query.order((e::created_at.asc(), e::id.asc())),
+        (ListSort::LastUsed, false) => query.order((e::last_accessed_at.desc(), e::id.desc())),
+        (ListSort::LastUsed, true) => query.order((e::last_accessed_at.asc(), e::id.asc())),
+        (ListSort::Size, false) => query.order((e::size_bytes.desc(), e::id.desc())),
+        (ListSort::Size, true) => query.order((e::size_bytes.asc(), e::id.asc())),
+    }
+}
+
 impl Index {
     /// Entries `filter` matches, sorted by `filter.sort` (ascending or descending, ties by id),
     /// `limit` of them after skipping `offset`; `filter.limit` is ignored.
@@ -51,23 +70,13 @@ impl Index {
         offset: u64,
         limit: u64,
     ) -> Result<EntryPage, IndexError> {
-        use cache_entries::dsl as e;
         const OP: &str = "list a page";
         let mut conn = self.conn()?;
         let total: i64 = matching(filter)
             .count()
             .get_result(&mut conn)
             .map_err(self.q(OP))?;
-        let query = matching(filter).select(EntryRow::as_select());
-        let query = match (filter.sort, ascending) {
-            (ListSort::Created, false) => query.order((e::created_at.desc(), e::id.desc())),
-            (ListSort::Created, true) => query.order((e::created_at.asc(), e::id.asc())),
-            (ListSort::LastUsed, false) => query.order((e::last_accessed_at.desc(), e::id.desc())),
-            (ListSort::LastUsed, true) => query.order((e::last_accessed_at.asc(), e::id.asc())),
-            (ListSort::Size, false) => query.order((e::size_bytes.desc(), e::id.desc())),
-            (ListSort::Size, true) => query.order((e::size_bytes.asc(), e::id.asc())),
-        };
-        let rows: Vec<EntryRow> = query
+        let rows: Vec<EntryRow> = sorted(filter, ascending)
             .offset(i64::try_from(offset).unwrap_or(i64::MAX))
             .limit(i64::try_from(limit).unwrap_or(i64::MAX))
             .load(&mut conn)
