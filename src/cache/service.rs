@@ -7,7 +7,8 @@ use crate::clock::EpochMillis;
 use crate::exec::LogLevel;
 use crate::store::blob::BlobWriter;
 use crate::store::index::{
-    Entry, EventDetail, EventKind, LookupHit, LookupQuery, NewEntry, NewEvent, Reservation,
+    Deletion, Entry, EventDetail, EventKind, LookupHit, LookupQuery, NewEntry, NewEvent,
+    Reservation,
 };
 
 /// What the server stores as an entry's compression: the client compressed the archive and the
@@ -168,6 +169,12 @@ impl Cache {
                 Err(err.into())
             }
         }
+    }
+
+    /// Deletes committed entry `id` on `by`'s request (the REST API, the UI): audited and
+    /// counted as a `manual` eviction; its blob goes unless another entry shares it.
+    pub fn delete_audited(&self, id: &str, by: &Deletion) -> Result<Option<Entry>, CacheError> {
+        Ok(self.store.delete_audited(id, by)?)
     }
 
     /// Drops reservation `id` (the upload failed or was abandoned); whether it was still open.

@@ -14,6 +14,7 @@ use super::{IndexError, q};
 #[derive(diesel::MultiConnection)]
 pub enum AnyConnection {
     /// A PostgreSQL server.
+    #[cfg(feature = "postgres")]
     Postgres(diesel::PgConnection),
     /// A SQLite file.
     Sqlite(diesel::SqliteConnection),
@@ -32,7 +33,11 @@ const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// PostgreSQL has no collation named "BINARY"; `schema.sql` orders key_lower by it (SQLite's
 /// built-in bytewise order), so it is made a copy of "C" first.
+#[cfg(feature = "postgres")]
 const PG_PRELUDE: &str = "CREATE COLLATION IF NOT EXISTS \"BINARY\" FROM \"C\"";
+
+/// Why a `postgres://` URL fails in a build without the `postgres` feature.
+const NO_POSTGRES: &str = "this build has no PostgreSQL support (cargo feature `postgres`)";
 
 /// The database a URL names.
 #[derive(Debug, Clone)]
@@ -56,6 +61,12 @@ impl Target {
             return Ok(Target::Sqlite(PathBuf::from(path)));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            if cfg!(not(feature = "postgres")) {
+                return Err(IndexError::InvalidUrl {
+                    url: redact(url),
+                    reason: NO_POSTGRES.into(),
+                });
+            }
             return Ok(Target::Postgres(url.to_string()));
         }
         Err(IndexError::InvalidUrl {
@@ -158,9 +169,14 @@ impl Manager {
                     .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                 Ok(AnyConnection::Sqlite(conn))
             }
+            #[cfg(feature = "postgres")]
             Target::Postgres(url) => Ok(AnyConnection::Postgres(diesel::PgConnection::establish(
                 url,
             )?)),
+            #[cfg(not(feature = "postgres"))]
+            Target::Postgres(_) => Err(diesel::ConnectionError::BadConnection(
+                NO_POSTGRES.to_string(),
+            )),
         }
     }
 }
@@ -232,6 +248,7 @@ pub(crate) fn write_tx<T>(
         AnyConnection::Sqlite(c) => {
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
         }
+        #[cfg(feature = "postgres")]
         AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c),
     };
     begun.map_err(q(index, operation))?;
@@ -287,6 +304,8 @@ pub(crate) fn schema_version(conn: &mut AnyConnection, index: &str) -> Result<i6
 
 fn migrate_once(conn: &mut AnyConnection, index: &str, now: i64) -> Result<i64, IndexError> {
     const OP: &str = "migrate";
+    // The only kind of connection when PostgreSQL is not compiled in.
+    #[cfg_attr(not(feature = "postgres"), allow(irrefutable_let_patterns))]
     if let AnyConnection::Sqlite(c) = conn {
         // Persistent in the file; readers then never block the writer. Skipped when already
         // set, so a store that is already current opens without writing.
@@ -308,6 +327,7 @@ fn migrate_once(conn: &mut AnyConnection, index: &str, now: i64) -> Result<i64, 
         return check_version(current);
     }
     write_tx(conn, index, OP, |conn| {
+        #[cfg(feature = "postgres")]
         if let AnyConnection::Postgres(c) = conn {
             // Arbitrary constant: "runner" in ASCII.
             diesel::sql_query("SELECT pg_advisory_xact_lock(125762000108914)")
@@ -367,6 +387,7 @@ pub(crate) fn check_version(current: i64) -> Result<i64, IndexError> {
 /// Applies `schema.sql` to an empty database.
 fn create(conn: &mut AnyConnection, index: &str) -> Result<(), IndexError> {
     const OP: &str = "create schema";
+    #[cfg(feature = "postgres")]
     if let AnyConnection::Postgres(c) = conn {
         c.batch_execute(PG_PRELUDE).map_err(q(index, OP))?;
     }
@@ -396,6 +417,7 @@ fn rebuild(conn: &mut AnyConnection, index: &str, from: i64) -> Result<(), Index
             ),
         )?;
     }
+    #[cfg(feature = "postgres")]
     if let AnyConnection::Postgres(c) = conn {
         // A PostgreSQL primary key index keeps its name when its table is renamed; the new
         // table's would collide with it.
@@ -469,10 +491,10 @@ mod tests {
         assert!(
             matches!(Target::parse("sqlite://rel.db"), Ok(Target::Sqlite(p)) if p == Path::new("rel.db"))
         );
-        assert!(matches!(
-            Target::parse("postgresql://h/db"),
-            Ok(Target::Postgres(_))
-        ));
+        assert_eq!(
+            matches!(Target::parse("postgresql://h/db"), Ok(Target::Postgres(_))),
+            cfg!(feature = "postgres")
+        );
         for bad in ["sqlite://", "mysql://h/db", "/plain/path", ""] {
             assert!(
                 matches!(Target::parse(bad), Err(IndexError::InvalidUrl { .. })),

@@ -6,18 +6,19 @@ use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
+#[cfg(feature = "postgres")]
+use super::AnyConnection;
 use super::conn::write_tx;
 use super::rows::{COMMITTED, EntryRow, event_row, to_u64};
 use super::schema::{cache_entries, cache_events};
-use super::{
-    AnyConnection, Backend, Conn, Entry, EventKind, EvictionPolicy, Index, IndexError, NewEvent,
-};
+use super::{Backend, Conn, Entry, EventKind, EvictionPolicy, Index, IndexError, NewEvent};
 
 /// Held while maintenance (prune, verify) runs. On PostgreSQL it is a session advisory lock on
 /// a connection of its own, so with several servers sharing the index one node maintains at a
 /// time; it is released on drop, or by the server when the connection dies with its process.
 /// SQLite serialises writers itself and needs no lease.
 pub struct MaintenanceLease {
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     conn: Option<Conn>,
 }
 
@@ -25,9 +26,11 @@ pub struct MaintenanceLease {
 /// `cache_entries` table's OID, so the lease is one per index: every node on one database and
 /// schema shares it, while indexes in other schemas of the same database (a test per schema, or
 /// two deployments) never hold each other up.
+#[cfg(feature = "postgres")]
 const MAINTENANCE_LOCK_CLASS: i32 = 0x7275_6e6e;
 
 /// The second key: the OID of this search path's `cache_entries`.
+#[cfg(feature = "postgres")]
 const MAINTENANCE_LOCK_OBJECT: &str = "('cache_entries'::regclass)::oid::int";
 
 impl MaintenanceLease {
@@ -39,6 +42,7 @@ impl MaintenanceLease {
 
 impl Drop for MaintenanceLease {
     fn drop(&mut self) {
+        #[cfg(feature = "postgres")]
         if let Some(conn) = self.conn.as_mut()
             && let AnyConnection::Postgres(c) = &mut **conn
         {
@@ -61,13 +65,19 @@ impl Index {
     /// Takes the maintenance lease: waits for it with `wait`, else returns `None` when another
     /// process holds it.
     pub fn maintenance_lease(&self, wait: bool) -> Result<Option<MaintenanceLease>, IndexError> {
+        if self.backend == Backend::Sqlite {
+            return Ok(Some(MaintenanceLease { conn: None }));
+        }
+        self.advisory_lease(wait)
+    }
+
+    /// The PostgreSQL advisory lock behind [`Index::maintenance_lease`].
+    #[cfg(feature = "postgres")]
+    fn advisory_lease(&self, wait: bool) -> Result<Option<MaintenanceLease>, IndexError> {
         #[derive(QueryableByName)]
         struct Locked {
             #[diesel(sql_type = diesel::sql_types::Bool)]
             locked: bool,
-        }
-        if self.backend == Backend::Sqlite {
-            return Ok(Some(MaintenanceLease { conn: None }));
         }
         let mut conn = self.conn()?;
         let AnyConnection::Postgres(c) = &mut *conn else {
@@ -83,6 +93,12 @@ impl Index {
             .get_result(c)
             .map_err(self.q("take the maintenance lease"))?;
         Ok(got.locked.then_some(MaintenanceLease { conn: Some(conn) }))
+    }
+
+    /// Without PostgreSQL support no index needs a lease.
+    #[cfg(not(feature = "postgres"))]
+    fn advisory_lease(&self, _wait: bool) -> Result<Option<MaintenanceLease>, IndexError> {
+        Ok(Some(MaintenanceLease { conn: None }))
     }
 
     /// Deletes an entry (any state); returns it if it existed. The blob is the caller's business

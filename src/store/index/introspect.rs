@@ -1,7 +1,9 @@
 //! Reads the live schema from each backend's catalog.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Text};
+#[cfg(feature = "postgres")]
+use diesel::sql_types::Bool;
+use diesel::sql_types::{BigInt, Text};
 
 use super::{AnyConnection, ColumnDescription, IndexDescription, IndexError, SchemaDescription, q};
 
@@ -35,6 +37,7 @@ struct SqliteIndex {
     origin: String,
 }
 
+#[cfg(feature = "postgres")]
 #[derive(QueryableByName)]
 struct PgColumn {
     #[diesel(sql_type = Text)]
@@ -47,6 +50,7 @@ struct PgColumn {
     is_nullable: String,
 }
 
+#[cfg(feature = "postgres")]
 #[derive(QueryableByName)]
 struct PgIndexColumn {
     #[diesel(sql_type = Text)]
@@ -62,6 +66,7 @@ struct PgIndexColumn {
 use super::conn::quote;
 
 /// The primary key indexes of the current schema's tables, as (index, table).
+#[cfg(feature = "postgres")]
 pub(super) fn pg_primary_key_indexes(
     c: &mut diesel::PgConnection,
     index: &str,
@@ -142,6 +147,7 @@ pub(super) fn describe(
                 }
             }
         }
+        #[cfg(feature = "postgres")]
         AnyConnection::Postgres(c) => {
             let columns: Vec<PgColumn> = diesel::sql_query(
                 "SELECT table_name::text AS table_name, column_name::text AS column_name, \

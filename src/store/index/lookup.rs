@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use super::rows::{COMMITTED, EntryRow, key_lower};
 use super::schema::cache_entries;
 use super::{
-    AnyConnection, Entry, Index, IndexError, ListFilter, ListSort, LookupHit, LookupQuery, conn,
+    AnyConnection, Entry, Index, IndexError, ListFilter, LookupHit, LookupQuery, conn,
     prefix_upper_bound,
 };
 
@@ -117,34 +117,12 @@ impl Index {
 
     /// Entries matching `filter`, sorted and limited.
     pub fn list(&self, filter: &ListFilter) -> Result<Vec<Entry>, IndexError> {
-        use cache_entries::dsl as e;
-        let mut query = e::cache_entries.select(EntryRow::as_select()).into_boxed();
-        if !filter.include_reserved {
-            query = query.filter(e::state.eq(COMMITTED));
-        }
-        if let Some(repository) = &filter.repository {
-            query = query.filter(e::repository.eq(repository.clone()));
-        }
-        if let Some(scope) = &filter.scope {
-            query = query.filter(e::scope.eq(scope.clone()));
-        }
-        if let Some(prefix) = filter.key_prefix.as_deref().filter(|p| !p.is_empty()) {
-            let lower = key_lower(prefix);
-            if let Some(upper) = prefix_upper_bound(&lower) {
-                query = query.filter(e::key_lower.lt(upper));
-            }
-            query = query.filter(e::key_lower.ge(lower));
-        }
-        query = match filter.sort {
-            ListSort::Created => query.order((e::created_at.desc(), e::id.desc())),
-            ListSort::LastUsed => query.order((e::last_accessed_at.desc(), e::id.desc())),
-            ListSort::Size => query.order((e::size_bytes.desc(), e::id.desc())),
-        };
+        let mut query = super::page::sorted(filter, false);
         if let Some(limit) = filter.limit {
             query = query.limit(i64::try_from(limit).unwrap_or(i64::MAX));
         }
         let mut conn = self.conn()?;
-        let rows = query.load(&mut conn).map_err(self.q("list"))?;
+        let rows: Vec<EntryRow> = query.load(&mut conn).map_err(self.q("list"))?;
         rows.into_iter().map(EntryRow::into_entry).collect()
     }
 

@@ -19,17 +19,20 @@
 //! The API is synchronous; async callers wrap it in `spawn_blocking`.
 
 mod analytics;
+mod audit;
 mod conn;
 mod evict;
 mod introspect;
 mod lookup;
 mod model;
+mod page;
 mod policy;
 mod prefix;
 mod reserve;
 mod rows;
 mod schema;
 mod stats;
+mod tally;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +44,7 @@ use diesel::r2d2::{Pool, PooledConnection};
 use crate::clock::Clock;
 use crate::store::owner::Owner;
 pub use analytics::{DetailedEvent, EventDetail};
+pub use audit::{AuditRecord, Deletion, MANUAL};
 pub use conn::AnyConnection;
 use conn::{Manager, Target};
 pub use evict::MaintenanceLease;
@@ -49,12 +53,14 @@ pub use model::{
     ListFilter, ListSort, LookupHit, LookupQuery, NewEntry, NewEvent, Reservation,
     SchemaDescription, Stats,
 };
+pub use page::EntryPage;
 pub use policy::{
     DEFAULT_MAX_SIZE_BYTES, DEFAULT_RESERVATION_TTL_MS, DEFAULT_TTL_DAYS, EvictionPolicy,
     parse_size,
 };
 pub use prefix::prefix_upper_bound;
 pub use rows::key_lower;
+pub use tally::{EventTally, KeyTally, RepoUsage};
 
 /// Errors from the index. Database errors name the operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -374,6 +380,7 @@ impl Index {
                     .map_err(self.q("integrity check"))?;
                 Ok(Some(rows.into_iter().map(|r| r.integrity_check).collect()))
             }
+            #[cfg(feature = "postgres")]
             AnyConnection::Postgres(_) => Ok(None),
         }
     }

@@ -173,6 +173,7 @@ impl Index {
         let mut conn = self.conn()?;
         let number: Number = match &mut *conn {
             AnyConnection::Sqlite(c) => query.get_result(c),
+            #[cfg(feature = "postgres")]
             AnyConnection::Postgres(c) => query.get_result(c),
         }
         .map_err(self.q(OP))?;
