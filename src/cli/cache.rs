@@ -352,7 +352,8 @@ fn verb(
             common,
         } => {
             let entries = resolve(cache, &key_or_id, git_ref.as_deref(), &common)?;
-            let deleted = delete_all(cache, &entries)?;
+            let request = format!("runner cache delete {key_or_id}");
+            let deleted = delete_audited(cache, &entries, &request)?;
             report_deleted(out, &deleted, common.json)?;
             Ok(EXIT_OK)
         }
@@ -385,7 +386,11 @@ fn verb(
                     return Err(Failure::new(EXIT_FAILED, "nothing deleted").into());
                 }
             }
-            let deleted = delete_all(cache, &entries)?;
+            let request = match &repository {
+                Some(repo) => format!("runner cache clear -R {repo}"),
+                None => "runner cache clear".to_string(),
+            };
+            let deleted = delete_audited(cache, &entries, &request)?;
             report_deleted(out, &deleted, common.json)?;
             Ok(EXIT_OK)
         }
@@ -607,6 +612,25 @@ fn delete_all(cache: &Cache, entries: &[Entry]) -> anyhow::Result<Vec<Entry>> {
         if let Some(gone) = cache.delete(&entry.id)? {
             deleted.push(gone);
         }
+    }
+    Ok(deleted)
+}
+
+/// Deletes on a person's request, as the REST API and the UI do: committed entries go through
+/// the audit log (and count as `manual` evictions); reservations have nothing to audit.
+fn delete_audited(cache: &Cache, entries: &[Entry], request: &str) -> anyhow::Result<Vec<Entry>> {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_string());
+    let by = runner::store::index::Deletion {
+        actor: format!("{user} (runner cache)"),
+        request: request.to_string(),
+    };
+    let mut deleted = Vec::new();
+    for entry in entries {
+        let gone = match entry.state {
+            runner::store::index::EntryState::Committed => cache.delete_audited(&entry.id, &by)?,
+            runner::store::index::EntryState::Reserved => cache.delete(&entry.id)?,
+        };
+        deleted.extend(gone);
     }
     Ok(deleted)
 }

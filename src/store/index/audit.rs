@@ -69,6 +69,7 @@ impl Index {
         const OP: &str = "delete (audited)";
         let now = self.clock.now_millis();
         let mut conn = self.conn()?;
+        let _gate = self.write_gate();
         write_tx(&mut conn, &self.url, OP, |conn| {
             let row: Option<EntryRow> = diesel::delete(e::cache_entries.filter(e::id.eq(id)))
                 .filter(e::state.eq(COMMITTED))

@@ -281,7 +281,7 @@ impl Index {
     /// lookup under load); a mutex hands it over at once. Writers in other processes still
     /// meet the busy timeout. PostgreSQL locks rows, so it needs no gate. Never held while
     /// taking a second pooled connection, so it cannot deadlock against the pool.
-    fn write_gate(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+    pub(super) fn write_gate(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
         match self.backend {
             Backend::Sqlite => Some(
                 self.writers

@@ -149,6 +149,30 @@ fn show_and_delete_by_key_or_id() {
         keys(&json(&runner_cache(&h, &["list", "--json"], &[]))),
         ["feat"]
     );
+    // A person's deletions from the CLI are audited as the REST API's and the UI's are.
+    let audit = h.cache.index().audit_log(None, 10).expect("audit log");
+    let mut audited: Vec<(String, String)> = audit
+        .iter()
+        .map(|r| (r.key.clone(), r.request.clone()))
+        .collect();
+    audited.sort();
+    assert_eq!(
+        audited,
+        [
+            (
+                "deps-big".to_string(),
+                "runner cache delete deps-big".to_string()
+            ),
+            (
+                "deps-small".to_string(),
+                format!("runner cache delete {id}")
+            ),
+        ]
+    );
+    assert!(
+        audit.iter().all(|r| r.actor.ends_with("(runner cache)")),
+        "{audit:?}"
+    );
 }
 
 #[test]
