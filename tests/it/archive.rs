@@ -413,6 +413,46 @@ fn gnu_tar_archives_made_like_the_toolkit_restore_with_us() {
 }
 
 #[test]
+fn gnu_ustar_and_pax_format_archives_restore_as_gnu_tar_extracts_them() {
+    if !have("tar") {
+        eprintln!("skipping: GNU tar is needed for interop tests");
+        return;
+    }
+    // Long names and link targets go into GNU `L`/`K` entries, a ustar prefix field, or pax
+    // `path`/`linkpath` records, by format; each is read as GNU tar reads it.
+    for format in ["gnu", "oldgnu", "ustar", "posix"] {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        fs::create_dir_all(&ws).unwrap();
+        if format == "ustar" {
+            // ustar cannot hold rich_tree's 120-byte directory name nor a link target over
+            // 100 bytes; a name over 100 bytes is split into its prefix field.
+            support_tree(&ws, &["cache/a.txt", "cache/bin/tool"]);
+        } else {
+            rich_tree(&ws);
+            symlink(
+                format!("../{}", "t".repeat(150)),
+                ws.join("cache/long-link"),
+            )
+            .unwrap();
+        }
+        let deep = format!("cache/{}/{}", "p".repeat(60), "q".repeat(70));
+        fs::create_dir_all(ws.join(&deep)).unwrap();
+        fs::write(ws.join(&deep).join("f.txt"), b"deep").unwrap();
+        sh(&ws, &format!("tar --format={format} -cf ../a.tar cache"));
+        let reference = dir.path().join("reference");
+        fs::create_dir_all(&reference).unwrap();
+        sh(dir.path(), "tar -xf a.tar -C reference");
+        let bytes = fs::read(dir.path().join("a.tar")).unwrap();
+
+        let dst = tempfile::tempdir().unwrap();
+        archive::extract(&mut &bytes[..], dst.path(), &[dst.path().join("cache")])
+            .unwrap_or_else(|e| panic!("{format}: {e}"));
+        assert_eq!(snapshot(dst.path()), snapshot(&reference), "{format}");
+    }
+}
+
+#[test]
 fn our_archives_list_and_extract_with_gnu_tar() {
     if !have("tar") || !have("unzstd") || !have("gzip") {
         eprintln!("skipping: GNU tar, unzstd and gzip are needed for interop tests");

@@ -16,10 +16,12 @@ use super::{ArchiveError, ExtractStats, default_threads, paths};
 mod codec;
 mod pool;
 mod stage;
+mod tarread;
 
-use codec::{ChunkReader, open_decoder, pump};
+use codec::{ChunkMsg, ChunkStream, open_decoder, pump};
 use pool::{FileJob, JobKind, WritePool};
 use stage::Stager;
+use tarread::{TarEntry, TarReader};
 
 /// Files up to this size are handed to the pool as one job; bigger ones in [`PIECE`]s.
 const POOL_MAX: u64 = 8 << 20;
@@ -113,11 +115,11 @@ fn extract_staged(
     // Decode on this thread (the input need not be Send) while a second thread parses the tar
     // stream and stages entries, like `zstd -d | tar -x`.
     std::thread::scope(|s| {
-        let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(8);
+        let (tx, rx) = sync_channel::<ChunkMsg>(8);
         // Used chunks go back to the decoder: fresh 1 MiB buffers cost page faults and zeroing.
         let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
         let parser = s.spawn(move || {
-            let mut reader = ChunkReader::new(rx, free_tx);
+            let mut reader = TarReader::new(ChunkStream::new(rx));
             let mut pool = WritePool::new(threads);
             let r = stage_all(&mut reader, stager, &mut pool);
             // Workers must be idle before staging can be finished or removed.
@@ -125,10 +127,10 @@ fn extract_staged(
             let stats = r?;
             finished?;
             // Read to the end so the codec checks its trailer (zstd checksum, gzip CRC).
-            std::io::copy(&mut reader, &mut std::io::sink()).map_err(corrupt)?;
+            reader.stream.drain().map_err(corrupt)?;
             Ok::<_, ArchiveError>(stats)
         });
-        pump(&mut *decoder, &tx, &free_rx, opts.progress);
+        pump(&mut *decoder, &tx, (&free_tx, &free_rx), opts.progress);
         drop(tx);
         parser.join().unwrap_or_else(|_| {
             Err(ArchiveError::Corrupt {
@@ -177,91 +179,44 @@ fn identity_roots(workspace: &Path, allowed: &[PathBuf]) -> Vec<Root> {
     roots
 }
 
-/// Reads the mtime of an entry: pax `mtime` (with fraction) if present, else the header's.
-fn entry_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Meta {
-    let h = entry.header();
-    let mut meta = Meta {
-        mode: h.mode().unwrap_or(0o644) & MODE_MASK,
-        mtime: h.mtime().unwrap_or(0) as i64,
-        ..Meta::default()
-    };
-    if let Ok(Some(pax)) = entry.pax_extensions() {
-        for ext in pax.flatten() {
-            if ext.key_bytes() == b"mtime"
-                && let Some((s, ns)) = parse_pax_time(ext.value_bytes())
-            {
-                meta.mtime = s;
-                meta.mtime_nsec = ns;
-            }
-        }
-    }
-    meta
-}
-
-fn parse_pax_time(v: &[u8]) -> Option<(i64, u32)> {
-    let v = std::str::from_utf8(v).ok()?;
-    let (neg, v) = match v.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, v),
-    };
-    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
-    let secs: i64 = int.parse().ok()?;
-    if !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let mut digits = frac.as_bytes().iter().take(9).map(|b| u32::from(b - b'0'));
-    let mut ns = 0u32;
-    for _ in 0..9 {
-        ns = ns * 10 + digits.next().unwrap_or(0);
-    }
-    if !neg {
-        return Some((secs, ns));
-    }
-    if ns == 0 {
-        Some((-secs, 0))
-    } else {
-        Some((-secs - 1, 1_000_000_000 - ns))
+/// The policy's view of a tar type byte.
+fn entry_kind(kind: u8) -> EntryKind {
+    match kind {
+        b'5' => EntryKind::Directory,
+        // Regular (old tars: NUL), and contiguous files.
+        b'0' | b'\0' | b'7' => EntryKind::File,
+        b'2' => EntryKind::Symlink,
+        b'1' => EntryKind::HardLink,
+        b'3' | b'4' | b'6' => EntryKind::Special,
+        other => EntryKind::Other(other),
     }
 }
 
-/// The policy's view of a tar entry type.
-fn entry_kind(etype: tar::EntryType) -> EntryKind {
-    if etype.is_dir() {
-        EntryKind::Directory
-    } else if etype.is_file() || etype == tar::EntryType::Continuous {
-        EntryKind::File
-    } else if etype.is_symlink() {
-        EntryKind::Symlink
-    } else if etype.is_hard_link() {
-        EntryKind::HardLink
-    } else if etype.is_character_special() || etype.is_block_special() || etype.is_fifo() {
-        EntryKind::Special
-    } else {
-        EntryKind::Other(etype.as_byte())
-    }
-}
+/// Chunks after which the writers get every partly filled batch: a batch waiting for more
+/// files would otherwise keep the chunks its slices lie in from going back to the decoder.
+const FLUSH_CHUNKS: u64 = 16;
 
 fn stage_all(
-    decoder: &mut dyn Read,
+    reader: &mut TarReader,
     st: &mut Stager,
     pool: &mut WritePool,
 ) -> Result<ExtractStats, ArchiveError> {
     let mut stats = ExtractStats::default();
-    let mut archive = tar::Archive::new(decoder);
-    for entry in archive.entries().map_err(corrupt)? {
-        let mut entry = entry.map_err(corrupt)?;
-        let etype = entry.header().entry_type();
-        if etype.is_pax_global_extensions() {
-            continue;
+    let mut flushed_at = 0;
+    while let Some(entry) = reader.next_entry()? {
+        if reader.stream.chunks >= flushed_at + FLUSH_CHUNKS {
+            pool.flush()?;
+            flushed_at = reader.stream.chunks;
         }
-        let name = entry.path_bytes().into_owned();
-        let kind = entry_kind(etype);
-        let link = match kind {
-            EntryKind::Symlink | EntryKind::HardLink => {
-                entry.link_name_bytes().map(|l| l.into_owned())
-            }
-            _ => None,
-        };
+        let TarEntry {
+            name,
+            link,
+            kind,
+            size,
+            meta,
+        } = entry;
+        let kind = entry_kind(kind);
+        let link = link.filter(|_| matches!(kind, EntryKind::Symlink | EntryKind::HardLink));
         let header = EntryHeader {
             name: &name,
             kind,
@@ -281,7 +236,6 @@ fn stage_all(
         if kind != EntryKind::Directory && st.replaces_declared_dir(di, &target) {
             return Err(unsafe_entry(&name, "would replace a declared directory"));
         }
-        let meta = entry_meta(&mut entry);
         match (kind, link, link_to) {
             (EntryKind::Directory, _, _) => {
                 if st.files.contains(&target) || st.symlinks.contains(&target) {
@@ -292,8 +246,7 @@ fn stage_all(
             }
             (EntryKind::File, _, _) => {
                 prepare_leaf(st, pool, &target, &p, root_len)?;
-                let size = entry.size();
-                stage_content(&mut entry, &name, pool, &p, root_len, meta, size)?;
+                stage_content(reader, &name, pool, &p, root_len, meta, size)?;
                 st.files.insert(&target);
                 stats.content_bytes += size;
             }
@@ -337,7 +290,7 @@ fn stage_all(
 /// Hands a file's content to the pool: whole, or big files in pieces, so the parser never
 /// stops to write.
 fn stage_content(
-    entry: &mut dyn Read,
+    reader: &mut TarReader,
     name: &[u8],
     pool: &mut WritePool,
     p: &Path,
@@ -353,16 +306,8 @@ fn stage_content(
         } else {
             left.min(PIECE)
         };
-        let mut data = if piece >= pool::BIG {
-            pool.buffer()
-        } else {
-            Vec::with_capacity(piece as usize)
-        };
-        (&mut *entry)
-            .take(piece)
-            .read_to_end(&mut data)
-            .map_err(corrupt)?;
-        if data.len() as u64 != piece {
+        let mut data = Vec::new();
+        if !reader.content(piece, &mut data)? {
             return Err(truncated(name));
         }
         left -= piece;
@@ -370,6 +315,7 @@ fn stage_content(
             path: p.to_path_buf(),
             root_len,
             data,
+            len: piece as usize,
             meta,
             first,
             last: left == 0,
@@ -423,24 +369,4 @@ fn umask() -> Option<u32> {
 /// Whether creating with `mode` already yields exactly `mode` under the umask.
 fn creation_gives(mode: u32) -> bool {
     umask().is_some_and(|m| mode & 0o7000 == 0 && mode & !m == mode)
-}
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pax_times() {
-        let rows: &[(&str, Option<(i64, u32)>)] = &[
-            ("12", Some((12, 0))),
-            ("12.5", Some((12, 500_000_000))),
-            ("12.123456789123", Some((12, 123_456_789))),
-            ("-1.5", Some((-2, 500_000_000))),
-            ("-3", Some((-3, 0))),
-            ("x", None),
-            ("1.x", None),
-        ];
-        for (v, want) in rows {
-            assert_eq!(parse_pax_time(v.as_bytes()), *want, "{v}");
-        }
-    }
 }

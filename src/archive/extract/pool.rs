@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::super::fsat::{self, Dirs};
 use super::super::tarfmt::Meta;
 use super::super::{ArchiveError, io_err};
+use super::codec::Slice;
 use super::{MODE_MASK, creation_gives};
 
 /// Batches queued per writer thread at most (memory: lanes × this × ([`JOB_BATCH_BYTES`] + [`super::POOL_MAX`]) at worst).
@@ -24,8 +25,6 @@ const QUEUE: usize = 8;
 /// directory's: their time goes into copying data, not into the directory, and a run of big
 /// files in one directory would otherwise leave the other writers idle.
 pub(super) const BIG: u64 = 1 << 20;
-/// Content buffers kept for reuse: fresh multi-MiB allocations cost a page fault per 4 KiB.
-const FREE_BUFFERS: usize = 16;
 
 fn system_time(meta: &Meta) -> SystemTime {
     let ns = Duration::from_nanos(u64::from(meta.mtime_nsec));
@@ -52,7 +51,10 @@ pub(super) struct FileJob {
     pub(super) path: PathBuf,
     /// The length of the staging root's path at the start of `path`.
     pub(super) root_len: usize,
-    pub(super) data: Vec<u8>,
+    /// The content, as slices of the decoded chunks it lies in.
+    pub(super) data: Vec<Slice>,
+    /// Content bytes in `data`.
+    pub(super) len: usize,
     pub(super) meta: Meta,
     pub(super) first: bool,
     pub(super) last: bool,
@@ -73,6 +75,7 @@ impl FileJob {
             path,
             root_len,
             data: Vec::new(),
+            len: 0,
             meta,
             first: true,
             last: true,
@@ -95,6 +98,11 @@ pub(super) enum JobKind {
     HardLink(PathBuf, usize),
 }
 
+/// Writes the slices in order; most files lie in one.
+fn write_slices(f: &mut File, data: &[Slice]) -> std::io::Result<()> {
+    data.iter().try_for_each(|s| f.write_all(s.bytes()))
+}
+
 fn write_job(job: &FileJob, open: &mut Option<File>, dirs: &mut Dirs) -> Result<(), ArchiveError> {
     let path = job.path.as_os_str().as_bytes();
     let err = io_err(&job.path);
@@ -106,7 +114,7 @@ fn write_job(job: &FileJob, open: &mut Option<File>, dirs: &mut Dirs) -> Result<
             path: job.path.clone(),
             source: std::io::Error::other("piece of a file that was never opened"),
         })?;
-        f.write_all(&job.data).map_err(io_err(&job.path))?;
+        write_slices(&mut f, &job.data).map_err(io_err(&job.path))?;
         return if job.last {
             finish_file(&f, &job.path, &job.meta)
         } else {
@@ -132,7 +140,7 @@ fn write_job(job: &FileJob, open: &mut Option<File>, dirs: &mut Dirs) -> Result<
         JobKind::Content => {
             let mut f =
                 fsat::create_file_at(dir, name, job.meta.mode).map_err(io_err(&job.path))?;
-            f.write_all(&job.data).map_err(io_err(&job.path))?;
+            write_slices(&mut f, &job.data).map_err(io_err(&job.path))?;
             if job.last {
                 finish_file(&f, &job.path, &job.meta)
             } else {
@@ -163,8 +171,6 @@ pub(super) struct WritePool {
     shared: Arc<(Mutex<PoolState>, Condvar)>,
     /// The lane the pieces of the file being submitted go to (all to one, in order).
     current: usize,
-    /// Used content buffers of at least [`BIG`] bytes, back from the workers.
-    free: Arc<Mutex<Vec<Vec<u8>>>>,
     /// The lane each big file and each hard link went to (other files go by directory), for
     /// hard links to them.
     placed: HashMap<Vec<u8>, usize>,
@@ -184,7 +190,6 @@ struct Lane {
 impl WritePool {
     pub(super) fn new(threads: usize) -> WritePool {
         let shared = Arc::new((Mutex::new(PoolState::default()), Condvar::new()));
-        let free = Arc::new(Mutex::new(Vec::new()));
         let generation = Arc::new(AtomicU64::new(0));
         let mut lanes = Vec::new();
         let mut workers = Vec::new();
@@ -194,7 +199,6 @@ impl WritePool {
             let ctx = WorkerCtx {
                 shared: Arc::clone(&shared),
                 queued: Arc::clone(&queued),
-                free: Arc::clone(&free),
                 generation: Arc::clone(&generation),
             };
             workers.push(std::thread::spawn(move || worker(&rx, &ctx)));
@@ -210,17 +214,9 @@ impl WritePool {
             workers,
             shared,
             current: 0,
-            free,
             placed: HashMap::new(),
             generation,
         }
-    }
-
-    /// An empty buffer for a big file's content, reused if one is free.
-    pub(super) fn buffer(&self) -> Vec<u8> {
-        let mut b = lock(&self.free).pop().unwrap_or_default();
-        b.clear();
-        b
     }
 
     pub(super) fn submit(&mut self, job: FileJob) -> Result<(), ArchiveError> {
@@ -258,8 +254,8 @@ impl WritePool {
                 .insert(job.path.as_os_str().as_bytes().to_vec(), lane);
         }
         let l = &mut self.lanes[lane];
-        l.batch_bytes += job.data.len();
-        l.queued.fetch_add(job.data.len() as u64, Ordering::Relaxed);
+        l.batch_bytes += job.len;
+        l.queued.fetch_add(job.len as u64, Ordering::Relaxed);
         l.batch.push(job);
         if l.batch.len() >= JOB_BATCH_FILES || l.batch_bytes >= JOB_BATCH_BYTES {
             self.flush_lane(lane)?;
@@ -291,7 +287,7 @@ impl WritePool {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), ArchiveError> {
+    pub(super) fn flush(&mut self) -> Result<(), ArchiveError> {
         (0..self.lanes.len()).try_for_each(|i| self.flush_lane(i))
     }
 
@@ -341,7 +337,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct WorkerCtx {
     shared: Arc<(Mutex<PoolState>, Condvar)>,
     queued: Arc<AtomicU64>,
-    free: Arc<Mutex<Vec<Vec<u8>>>>,
     generation: Arc<AtomicU64>,
 }
 
@@ -364,16 +359,9 @@ fn worker(rx: &Receiver<Vec<FileJob>>, ctx: &WorkerCtx) {
         if result.is_err() || lock(&shared.0).error.is_some() {
             open = None;
         }
-        let mut bytes = 0;
-        for job in batch {
-            bytes += job.data.len() as u64;
-            if job.data.capacity() as u64 >= BIG {
-                let mut free = lock(&ctx.free);
-                if free.len() < FREE_BUFFERS {
-                    free.push(job.data);
-                }
-            }
-        }
+        let bytes: u64 = batch.iter().map(|job| job.len as u64).sum();
+        // The chunks the slices hold go back to the decoder.
+        drop(batch);
         ctx.queued.fetch_sub(bytes, Ordering::Relaxed);
         let mut s = lock(&shared.0);
         if let Err(e) = result {
