@@ -107,7 +107,7 @@ fn write_job(job: &FileJob, open: &mut Option<File>, dirs: &mut Dirs) -> Result<
     let path = job.path.as_os_str().as_bytes();
     let err = io_err(&job.path);
     if let JobKind::Mkdir = job.kind {
-        return dirs.get(path, job.root_len, true).map(drop).map_err(err);
+        return dirs.make(path, job.root_len).map(drop).map_err(err);
     }
     if !job.first {
         let mut f = open.take().ok_or_else(|| ArchiveError::Io {
