@@ -104,10 +104,10 @@ fn extract_staged(
     opts: &ExtractOptions<'_>,
 ) -> Result<ExtractStats, ArchiveError> {
     let threads = if opts.write_threads == 0 {
-        // One more than the cores: a writer often waits in the kernel (page and inode
-        // allocation), and the spare keeps the cores busy meanwhile. Measured on 2 cores: 3
-        // writers beat 2 on both benchmark trees; 4 was no better than 3.
-        (default_threads() + 1).clamp(2, 9)
+        // One writer per core. With contents passed as slices a writer spends its time in the
+        // kernel, not copying; measured on 2 cores (bench/exec-cache, with the decoder and the
+        // parser on the same cores), 2 writers restore faster than 3.
+        default_threads().clamp(2, 8)
     } else {
         opts.write_threads
     };
