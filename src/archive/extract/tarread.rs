@@ -316,4 +316,30 @@ mod tests {
             assert_eq!(number(v), *want, "{v:?}");
         }
     }
+
+    #[test]
+    fn pax_records_apply_and_malformed_ones_are_corrupt() {
+        let mut p = Pending::default();
+        p.pax(b"12 path=a/b\n19 linkpath=../x/y\n19 mtime=12.500000\n12 size=700\n10 uid=12\n")
+            .unwrap();
+        assert_eq!(p.path.as_deref(), Some(&b"a/b"[..]));
+        assert_eq!(p.link.as_deref(), Some(&b"../x/y"[..]));
+        assert_eq!(p.mtime, Some((12, 500_000_000)));
+        assert_eq!(p.size, Some(700));
+        let bad: &[&[u8]] = &[
+            b"11 path=a/b\n",
+            b"99 path=a/b\n",
+            b"x path=a\n",
+            b"9 patha\n",
+            b"10 size=x\n",
+            b"12 path=a/bc",
+        ];
+        for rec in bad {
+            let err = Pending::default().pax(rec).unwrap_err();
+            assert!(
+                matches!(err, ArchiveError::Corrupt { .. }),
+                "{rec:?}: {err}"
+            );
+        }
+    }
 }
