@@ -72,6 +72,23 @@ impl Dirs {
     /// the root is opened by path, everything below it by `openat` without following links.
     /// Missing directories are made when `create`.
     pub(crate) fn get(&mut self, dir: &[u8], root_len: usize, create: bool) -> io::Result<RawFd> {
+        self.get_at(dir, root_len, create, false)
+    }
+
+    /// The fd of staged directory `dir`, made now: it was queued for creation, so it is nearly
+    /// always new (made first, no failed open), while its parents nearly always exist (opened
+    /// first, no failed mkdir; made only when another writer has not got to them yet).
+    pub(crate) fn make(&mut self, dir: &[u8], root_len: usize) -> io::Result<RawFd> {
+        self.get_at(dir, root_len, true, true)
+    }
+
+    fn get_at(
+        &mut self,
+        dir: &[u8],
+        root_len: usize,
+        create: bool,
+        fresh: bool,
+    ) -> io::Result<RawFd> {
         if let Some(fd) = self.open.get(dir) {
             return Ok(fd.as_raw_fd());
         }
@@ -79,13 +96,19 @@ impl Dirs {
             open_dir_at(libc::AT_FDCWD, dir)?
         } else {
             let (parent, name) = split(dir)?;
-            let parent_fd = self.get(parent, root_len, create)?;
-            // A directory asked for with `create` is nearly always new (its files' writer
-            // opened it already otherwise): make it first, one failed call fewer.
-            if create {
+            let parent_fd = self.get_at(parent, root_len, create, false)?;
+            if fresh {
                 mkdir_at(parent_fd, name)?;
+                open_dir_at(parent_fd, name)?
+            } else {
+                match open_dir_at(parent_fd, name) {
+                    Err(e) if create && e.kind() == io::ErrorKind::NotFound => {
+                        mkdir_at(parent_fd, name)?;
+                        open_dir_at(parent_fd, name)?
+                    }
+                    r => r?,
+                }
             }
-            open_dir_at(parent_fd, name)?
         };
         let raw = fd.as_raw_fd();
         self.open.insert(dir.to_vec(), fd);

@@ -7,6 +7,8 @@
 //!   staging area next to them, so a bad archive never leaves a half-restored tree;
 //!   [`extract_with`] with [`ExtractOptions::roots`] restores names recorded under one prefix
 //!   to another place ([`Root`]), and skips excluded paths.
+//! - [`policy::Policy::decide`] is the extraction safety policy on its own: from an entry's
+//!   header and the declared roots to a [`policy::Decision`], no file system involved.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ mod create;
 mod extract;
 mod fsat;
 mod paths;
+pub mod policy;
 mod tarfmt;
 
 pub use create::{CreateOptions, create_with};

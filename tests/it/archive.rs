@@ -413,6 +413,46 @@ fn gnu_tar_archives_made_like_the_toolkit_restore_with_us() {
 }
 
 #[test]
+fn gnu_ustar_and_pax_format_archives_restore_as_gnu_tar_extracts_them() {
+    if !have("tar") {
+        eprintln!("skipping: GNU tar is needed for interop tests");
+        return;
+    }
+    // Long names and link targets go into GNU `L`/`K` entries, a ustar prefix field, or pax
+    // `path`/`linkpath` records, by format; each is read as GNU tar reads it.
+    for format in ["gnu", "oldgnu", "ustar", "posix"] {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        fs::create_dir_all(&ws).unwrap();
+        if format == "ustar" {
+            // ustar cannot hold rich_tree's 120-byte directory name nor a link target over
+            // 100 bytes; a name over 100 bytes is split into its prefix field.
+            support_tree(&ws, &["cache/a.txt", "cache/bin/tool"]);
+        } else {
+            rich_tree(&ws);
+            symlink(
+                format!("../{}", "t".repeat(150)),
+                ws.join("cache/long-link"),
+            )
+            .unwrap();
+        }
+        let deep = format!("cache/{}/{}", "p".repeat(60), "q".repeat(70));
+        fs::create_dir_all(ws.join(&deep)).unwrap();
+        fs::write(ws.join(&deep).join("f.txt"), b"deep").unwrap();
+        sh(&ws, &format!("tar --format={format} -cf ../a.tar cache"));
+        let reference = dir.path().join("reference");
+        fs::create_dir_all(&reference).unwrap();
+        sh(dir.path(), "tar -xf a.tar -C reference");
+        let bytes = fs::read(dir.path().join("a.tar")).unwrap();
+
+        let dst = tempfile::tempdir().unwrap();
+        archive::extract(&mut &bytes[..], dst.path(), &[dst.path().join("cache")])
+            .unwrap_or_else(|e| panic!("{format}: {e}"));
+        assert_eq!(snapshot(dst.path()), snapshot(&reference), "{format}");
+    }
+}
+
+#[test]
 fn our_archives_list_and_extract_with_gnu_tar() {
     if !have("tar") || !have("unzstd") || !have("gzip") {
         eprintln!("skipping: GNU tar, unzstd and gzip are needed for interop tests");
@@ -851,4 +891,237 @@ fn files_bigger_than_one_write_job_restore_whole_with_links_to_them() {
     assert!(matches!(err, ArchiveError::Corrupt { .. }), "{err}");
     assert!(!dst.path().join("cache").exists());
     assert!(staging_leftovers(dst.path()).is_empty());
+}
+
+/// Checks one decision of the safety policy: whatever is written lands, by plain components,
+/// inside its root's destination and outside every excluded path, and so does a hard link's
+/// target.
+fn check_decision(
+    policy: &runner::archive::policy::Policy,
+    entry: &runner::archive::policy::EntryHeader<'_>,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    use runner::archive::policy::{Decision, EntryKind};
+    use std::path::Component;
+    let dests: Vec<&Path> = policy.dests().collect();
+    let inside = |root: usize, p: &Path| {
+        let Some(dest) = dests.get(root) else {
+            return false;
+        };
+        p.strip_prefix(dest)
+            .is_ok_and(|rest| rest.components().all(|c| matches!(c, Component::Normal(_))))
+            && !policy.exclude().iter().any(|x| p.starts_with(x))
+    };
+    match policy.decide(entry) {
+        Decision::Write { root, target, link } => {
+            proptest::prop_assert!(inside(root, &target), "{entry:?} -> {target:?}");
+            proptest::prop_assert!(
+                !matches!(entry.kind, EntryKind::Special | EntryKind::Other(_)),
+                "{entry:?} written"
+            );
+            match (entry.kind, link) {
+                (EntryKind::HardLink, Some((lroot, ltarget))) => {
+                    proptest::prop_assert!(inside(lroot, &ltarget), "{entry:?} -> {ltarget:?}");
+                }
+                (EntryKind::HardLink, None) => {
+                    proptest::prop_assert!(false, "{entry:?}: hard link without a target");
+                }
+                (_, Some(l)) => proptest::prop_assert!(false, "{entry:?}: link {l:?}"),
+                (EntryKind::Symlink, None) => {
+                    let l = entry.link.unwrap_or_default();
+                    proptest::prop_assert!(!l.is_empty() && !l.contains(&0), "{entry:?}");
+                }
+                _ => {}
+            }
+        }
+        Decision::Above => {
+            proptest::prop_assert_eq!(entry.kind, EntryKind::Directory);
+        }
+        Decision::Skip | Decision::Refuse(_) => {}
+    }
+    Ok(())
+}
+
+/// Declared roots (archive name, destination) and exclusions the property test draws from.
+fn policy_setups() -> Vec<runner::archive::policy::Policy> {
+    use runner::archive::Root;
+    use runner::archive::policy::Policy;
+    let root = |name: &str, dest: &str| Root {
+        name: PathBuf::from(name),
+        dest: PathBuf::from(dest),
+    };
+    vec![
+        Policy::new(&[root("cache", "/ws/cache")], vec![]).unwrap(),
+        Policy::new(
+            &[
+                root("cache", "/ws/cache"),
+                root("../outside/a", "/home/u/a"),
+            ],
+            vec![PathBuf::from("/ws/cache/store")],
+        )
+        .unwrap(),
+        Policy::new(&[root("", "/ws")], vec![PathBuf::from("/ws/.cache")]).unwrap(),
+        Policy::new(&[root("a/b", "/other/place"), root("a", "/ws/a")], vec![]).unwrap(),
+    ]
+}
+
+proptest::proptest! {
+    /// Arbitrary names and link targets, built from the tokens that make escapes (`..`, `/`,
+    /// empty and `.` components, NUL, absolute names) and from the roots' own names: nothing the
+    /// policy writes lands outside its root or inside an excluded path.
+    #[test]
+    fn safety_policy_never_places_an_entry_outside_its_root(
+        setup in 0usize..4,
+        name in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "cache", "..", ".", "", "a", "b", "store", ".cache", "outside", "\0", "x/..", "/",
+            ]),
+            0..7,
+        ),
+        link in proptest::collection::vec(
+            proptest::sample::select(vec!["cache", "..", ".", "", "a", "b", "outside", "\0", "/"]),
+            0..5,
+        ),
+        kind in proptest::sample::select(vec![b'0', b'5', b'2', b'1', b'3', b'6', b'7', b'Z']),
+        absolute in proptest::bool::ANY,
+    ) {
+        use runner::archive::policy::{EntryHeader, EntryKind};
+        let policies = policy_setups();
+        let mut name = name.join("/");
+        if absolute {
+            name.insert(0, '/');
+        }
+        let link = link.join("/");
+        let kind = match kind {
+            b'0' | b'7' => EntryKind::File,
+            b'5' => EntryKind::Directory,
+            b'2' => EntryKind::Symlink,
+            b'1' => EntryKind::HardLink,
+            b'3' | b'6' => EntryKind::Special,
+            other => EntryKind::Other(other),
+        };
+        let entry = EntryHeader { name: name.as_bytes(), kind, link: Some(link.as_bytes()) };
+        check_decision(&policies[setup], &entry)?;
+    }
+}
+
+#[test]
+fn safety_policy_places_plain_names_under_their_root_and_refuses_escapes() {
+    use runner::archive::policy::{Decision, EntryHeader, EntryKind, Refusal};
+    let policy = &policy_setups()[1];
+    let decide = |name: &str, kind: EntryKind, link: Option<&str>| {
+        policy.decide(&EntryHeader {
+            name: name.as_bytes(),
+            kind,
+            link: link.map(str::as_bytes),
+        })
+    };
+    let write = |target: &str, link: Option<(usize, &str)>| Decision::Write {
+        root: usize::from(target.starts_with("/home")),
+        target: PathBuf::from(target),
+        link: link.map(|(r, l)| (r, PathBuf::from(l))),
+    };
+    let rows: Vec<(&str, EntryKind, Option<&str>, Decision)> = vec![
+        (
+            "cache/x/y",
+            EntryKind::File,
+            None,
+            write("/ws/cache/x/y", None),
+        ),
+        (
+            "./cache//x/./y",
+            EntryKind::File,
+            None,
+            write("/ws/cache/x/y", None),
+        ),
+        (
+            "cache",
+            EntryKind::Directory,
+            None,
+            write("/ws/cache", None),
+        ),
+        (
+            "../outside/a/bin",
+            EntryKind::Symlink,
+            Some("/usr/bin/python"),
+            write("/home/u/a/bin", None),
+        ),
+        (
+            "cache/h",
+            EntryKind::HardLink,
+            Some("../outside/a/f"),
+            write("/ws/cache/h", Some((1, "/home/u/a/f"))),
+        ),
+        ("cache/store/blob", EntryKind::File, None, Decision::Skip),
+        (
+            "cache/h",
+            EntryKind::HardLink,
+            Some("cache/store/blob"),
+            Decision::Skip,
+        ),
+        ("..", EntryKind::Directory, None, Decision::Above),
+        ("../outside", EntryKind::Directory, None, Decision::Above),
+        (
+            "../outside",
+            EntryKind::File,
+            None,
+            Decision::Refuse(Refusal::AboveRoot),
+        ),
+        (
+            "/etc/passwd",
+            EntryKind::File,
+            None,
+            Decision::Refuse(Refusal::Absolute),
+        ),
+        (
+            "cache/../../etc",
+            EntryKind::File,
+            None,
+            Decision::Refuse(Refusal::InvalidPath),
+        ),
+        (
+            "cache/a\0b",
+            EntryKind::File,
+            None,
+            Decision::Refuse(Refusal::InvalidPath),
+        ),
+        (
+            "other/x",
+            EntryKind::File,
+            None,
+            Decision::Refuse(Refusal::Outside),
+        ),
+        (
+            "cache/l",
+            EntryKind::Symlink,
+            Some(""),
+            Decision::Refuse(Refusal::SymlinkWithoutTarget),
+        ),
+        (
+            "cache/h",
+            EntryKind::HardLink,
+            None,
+            Decision::Refuse(Refusal::HardLinkWithoutTarget),
+        ),
+        (
+            "cache/h",
+            EntryKind::HardLink,
+            Some("/etc/passwd"),
+            Decision::Refuse(Refusal::HardLinkOutside),
+        ),
+        (
+            "cache/dev",
+            EntryKind::Special,
+            None,
+            Decision::Refuse(Refusal::Special),
+        ),
+        (
+            "cache/s",
+            EntryKind::Other(b'S'),
+            None,
+            Decision::Refuse(Refusal::Unsupported { kind: b'S' }),
+        ),
+    ];
+    for (name, kind, link, want) in rows {
+        assert_eq!(decide(name, kind, link), want, "{name} {kind:?} {link:?}");
+    }
 }
