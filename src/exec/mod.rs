@@ -28,11 +28,11 @@ mod error;
 pub mod git;
 mod inputs;
 mod job;
-pub mod mask;
-pub mod process;
+pub(crate) mod mask;
+pub(crate) mod process;
 mod report;
 mod runner;
-pub mod shell;
+pub(crate) mod shell;
 mod step_io;
 
 pub use action::{

@@ -198,6 +198,27 @@ pub struct ListedStep {
 }
 
 /// Runs the jobs of one workflow.
+///
+/// ```
+/// use std::sync::Arc;
+/// use runner::exec::{builtin_registry, EventKind, Recorder, RunOptions, Runner, Stream};
+///
+/// let dir = tempfile::tempdir()?;
+/// let workflow = runner::workflow::parse(
+///     "ci.yml".as_ref(),
+///     "on: push\njobs:\n  hello:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo hi\n",
+/// )?;
+/// let events = Recorder::new();
+/// let options = RunOptions {
+///     workspace: dir.path().to_path_buf(),
+///     events: events.clone(),
+///     ..RunOptions::default()
+/// };
+/// let report = Runner::new(workflow, options, builtin_registry()).run()?;
+/// assert!(report.success());
+/// assert!(events.kinds().contains(&EventKind::Output { line: "hi".into(), stream: Stream::Stdout }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Runner {
     pub(super) workflow: Workflow,
     pub(super) options: RunOptions,
