@@ -32,6 +32,7 @@ pub(crate) mod mask;
 pub(crate) mod process;
 mod report;
 mod runner;
+mod script;
 pub(crate) mod shell;
 mod step_io;
 
