@@ -303,57 +303,7 @@ impl<'r> JobRun<'r> {
         }
     }
 
-    /// `--dry-run`: what would run, with `if:` and `with:` evaluated assuming success so far.
-    pub(super) fn plan(&mut self) -> JobReport {
-        let job = self.job;
-        for step in &job.steps {
-            let name = self.step_name(step);
-            let condition = step.if_.as_ref().map(|c| {
-                let verdict = match eval_condition(c, &self.ctx) {
-                    Ok(v) => v.to_string(),
-                    Err(p) => format!("error: {}", p.message),
-                };
-                (c.raw.clone(), verdict)
-            });
-            let (action, with) = match &step.kind {
-                StepKind::Run { .. } => ("run".to_string(), IndexMap::new()),
-                StepKind::Uses { uses, with } => {
-                    let handled = self.runner.plan_label(&uses.value);
-                    let with = with
-                        .iter()
-                        .map(|(k, v)| {
-                            let value = render(v, &self.ctx)
-                                .unwrap_or_else(|p| format!("<error: {}>", p.message));
-                            (k.clone(), self.masker.mask(&value))
-                        })
-                        .collect();
-                    (format!("uses {} ({handled})", uses.value), with)
-                }
-            };
-            self.emit(EventKind::PlanStep {
-                name: name.clone(),
-                action,
-                condition,
-                with,
-            });
-            self.steps.push(StepReport {
-                id: step.id.as_ref().map(|i| i.value.clone()),
-                name,
-                outcome: Status::Skipped,
-                conclusion: Status::Skipped,
-                outputs: IndexMap::new(),
-                duration: Duration::ZERO,
-            });
-        }
-        self.finish_report(
-            Status::Success,
-            Duration::ZERO,
-            IndexMap::new(),
-            IndexMap::new(),
-        )
-    }
-
-    fn finish_report(
+    pub(in crate::exec) fn finish_report(
         &mut self,
         result: Status,
         duration: Duration,
