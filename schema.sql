@@ -1,4 +1,4 @@
--- The runner cache index: the one canonical DDL (schema version 2), applied as a whole to a fresh
+-- The runner cache index: the one canonical DDL (schema version 3), applied as a whole to a fresh
 -- database on SQLite and PostgreSQL. A database of an older version is brought here by the
 -- upgrades in src/store/index/conn.rs; the schema test proves both roads end at this file.
 --
@@ -68,7 +68,14 @@ CREATE TABLE cache_events (
     bytes       BIGINT,
     duration_ms BIGINT,
     -- Why an entry was evicted: unused, size, broken.
-    reason      TEXT
+    reason      TEXT,
+    -- Schema version 3 (cache analytics, `runner cache analyze`): the restore keys a lookup
+    -- asked for (JSON array), the level that served a hit (0 the primary key, n the n-th
+    -- restore key), and on a save after a miss how long the job's steps took since the miss.
+    -- Nullable, so rows of version 2 keep on upgrade with no details.
+    restore_keys TEXT,
+    match_level  BIGINT,
+    steps_ms     BIGINT
 );
 
 -- Metrics over a time window, overall and per repository.

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use runner::clock::SystemClock;
-use runner::store::Store;
 use runner::store::blob::BlobInfo;
 use runner::store::index::{NewEntry, Reservation};
+use runner::store::{Store, StoreLocation};
 
 const FAMILIES: [&str; 5] = ["node-modules", "cargo-registry", "pip", "gradle", "ccache"];
 
@@ -28,7 +28,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         Some(n) => n.parse()?,
         None => return Err("usage: serve_seed <entries>".into()),
     };
-    let store = Store::open_default(Arc::new(SystemClock))?;
+    // The library reads no settings; this tool is an edge, as the CLI is.
+    let dir = std::env::var_os("RUNNER_CACHE_DIR").ok_or("set RUNNER_CACHE_DIR")?;
+    let location = StoreLocation {
+        database_url: std::env::var("RUNNER_CACHE_DB").ok(),
+        ..StoreLocation::in_dir(dir)
+    };
+    let store = Store::open_at(&location, Arc::new(SystemClock))?;
     let started = Instant::now();
     for i in 0..entries {
         let family = FAMILIES[i % FAMILIES.len()];

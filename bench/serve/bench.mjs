@@ -166,7 +166,7 @@ async function httpRuns(base, tok) {
   const archiveDir = fs.mkdtempSync(path.join(process.env.RUNNER_TEMP, 'archive-'))
   const archive = path.join(archiveDir, 'cache.tzst')
   const back = path.join(archiveDir, 'back.tzst')
-  const out = {tar: [], untar: [], up: [], down: [], raw: []}
+  const out = {tar: [], untar: [], up: [], upfin: [], down: [], raw: []}
   let size = 0
   let contentLength = null
   for (let run = 0; run < RUNS; run++) {
@@ -186,6 +186,7 @@ async function httpRuns(base, tok) {
     })
     out.up.push(now() - t)
     await twirp(base, tok, 'FinalizeCacheEntryUpload', {key, version, size_bytes: String(size)})
+    out.upfin.push(now() - t)
     const found = await twirp(base, tok, 'GetCacheEntryDownloadURL', {key, restore_keys: [], version})
     const head = await fetch(found.signed_download_url, {method: 'HEAD'})
     contentLength = head.headers.get('content-length')
@@ -212,6 +213,7 @@ async function httpRuns(base, tok) {
     tar: median(out.tar),
     untar: median(out.untar),
     up: median(out.up),
+    upfin: median(out.upfin),
     down: median(out.down),
     raw: median(out.raw)
   }
@@ -333,6 +335,7 @@ try {
     const h = await httpRuns(server.base, tok)
     results.http = h
     print(`http    upload   ${secs(h.up)}  ${rate(h.size, h.up)} (target >= 400 MB/s)  ${h.size} B archive`)
+    print(`http    upload + finalize ${secs(h.upfin)}  ${rate(h.size, h.upfin)} (the server's sha256 and fsync included)`)
     print(`http    download ${secs(h.down)}  ${rate(h.size, h.down)} (target >= 1000 MB/s)  Content-Length: ${h.contentLength ?? 'absent'}`)
     print(`http    download ${secs(h.raw)}  ${rate(h.size, h.raw)} with the bytes discarded instead of written to a file`)
     print(`floor   tar+zstd ${secs(h.tar)}  unzstd+untar ${secs(h.untar)}`)

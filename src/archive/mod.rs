@@ -47,11 +47,6 @@ impl Compression {
             _ => Compression::Zstd,
         }
     }
-
-    /// The codec selected by the `RUNNER_CACHE_COMPRESSION` environment variable.
-    pub fn from_env() -> Compression {
-        Compression::from_setting(std::env::var("RUNNER_CACHE_COMPRESSION").ok().as_deref())
-    }
 }
 
 /// Errors from creating or extracting archives. Every I/O error names its path.

@@ -17,6 +17,9 @@ pub mod state {
     pub const CACHE_KEY: &str = "CACHE_KEY";
     /// The key of the entry restored, if any.
     pub const CACHE_RESULT: &str = "CACHE_RESULT";
+    /// When the restore missed (the engine's clock, epoch ms): the post-step save reports how
+    /// long the job's steps took since, for `runner cache analyze`.
+    pub const CACHE_MISSED_AT: &str = "CACHE_MISSED_AT";
 }
 
 /// Output names.
@@ -120,6 +123,11 @@ pub trait CacheEngine: Send + Sync {
     fn save(&self, request: &SaveRequest, log: Log<'_>) -> Result<SaveOutcome, CacheError>;
     /// Records a metrics event where the engine keeps them (a server records its own).
     fn record(&self, event: NewEvent, log: Log<'_>);
+    /// The engine's clock, when it records events here (so a miss can be timed against the
+    /// save that follows it).
+    fn now_millis(&self) -> Option<crate::clock::EpochMillis> {
+        None
+    }
 }
 
 impl CacheEngine for Cache {
@@ -135,6 +143,9 @@ impl CacheEngine for Cache {
     }
     fn record(&self, event: NewEvent, log: Log<'_>) {
         Cache::record(self, event, log);
+    }
+    fn now_millis(&self) -> Option<crate::clock::EpochMillis> {
+        Some(Cache::now_millis(self))
     }
 }
 
@@ -240,9 +251,17 @@ fn restore_impl(
     key::validate_restore_keys(&request.primary_key, &request.restore_keys)
         .map_err(|err| ActionError::new(err.to_string()))?;
     let outcome = match handle.get_logged(ctx) {
-        Ok(cache) => cache
-            .restore(&request, ctx.log)
-            .map_err(|err| ActionError::new(err.to_string()))?,
+        Ok(cache) => {
+            let outcome = cache
+                .restore(&request, ctx.log)
+                .map_err(|err| ActionError::new(err.to_string()))?;
+            if let (RestoreOutcome::Miss, Keep::State, Some(now)) =
+                (&outcome, keep, cache.now_millis())
+            {
+                ctx.save_state(state::CACHE_MISSED_AT, now.to_string());
+            }
+            outcome
+        }
         Err(reason) => {
             ctx.warning(&format!("Failed to restore: {reason}"));
             RestoreOutcome::Miss
@@ -343,6 +362,12 @@ fn save_impl(
         key: primary_key.clone(),
         enable_cross_os_archive: inputs.enable_cross_os_archive,
         run_id: ctx.job.run_id.clone(),
+        missed_at: match keep {
+            Keep::State => ctx
+                .get_state(state::CACHE_MISSED_AT)
+                .and_then(|t| t.parse().ok()),
+            Keep::Outputs => None,
+        },
         progress: ctx.progress.clone().into(),
     };
     let cache = match handle.get_logged(ctx) {
@@ -661,30 +686,49 @@ pub fn register(registry: &mut ActionRegistry, cache: Arc<Cache>) {
     register_handle(registry, Arc::new(CacheHandle::ready(cache)));
 }
 
-/// Registers the three cache actions over the store `RUNNER_CACHE_DB` / `RUNNER_CACHE_DIR`
-/// point at, opened (with the system clock) when the first cache step runs.
+/// Registers the three cache actions over the store in the default directory, opened (with
+/// the system clock) when the first cache step runs.
 pub fn register_default(registry: &mut ActionRegistry, cancel: &crate::cancel::Cancel) {
-    register_handle(registry, Arc::new(default_handle(cancel)));
+    let options = super::CacheOptions {
+        cancel: cancel.clone(),
+        ..super::CacheOptions::default()
+    };
+    let handle = CacheHandle::lazy(move || {
+        let location = crate::store::StoreLocation::default_dir()?;
+        super::open(
+            &location,
+            options.clone(),
+            Arc::new(crate::clock::SystemClock),
+        )
+    });
+    register_handle(registry, Arc::new(handle));
 }
 
-fn default_handle(cancel: &crate::cancel::Cancel) -> CacheHandle {
-    let cancel = cancel.clone();
+/// The store at `location`, opened with `options` when the first cache step runs.
+fn local_handle(
+    location: crate::store::StoreLocation,
+    options: super::CacheOptions,
+) -> CacheHandle {
     CacheHandle::lazy(move || {
-        let mut cache = super::open_default(Arc::new(crate::clock::SystemClock))?;
-        cache.set_cancel(cancel.clone());
-        Ok(cache)
+        super::open(
+            &location,
+            options.clone(),
+            Arc::new(crate::clock::SystemClock),
+        )
     })
 }
 
 /// Registers the three cache actions over `backend`, chosen by [`super::select_backend`] for
 /// the reason `why`, which the first cache step logs (at debug level for the default local
-/// store, so plain runs read as before).
+/// store, so plain runs read as before). The local store is the one at `location`; both
+/// backends use `options` (its `cancel` stops saves and restores in flight).
 #[cfg(feature = "remote")]
 pub fn register_backend(
     registry: &mut ActionRegistry,
     backend: super::Backend,
     why: &str,
-    cancel: &crate::cancel::Cancel,
+    location: crate::store::StoreLocation,
+    options: super::CacheOptions,
 ) {
     let line = format!("Cache backend: {why}");
     let handle = match backend {
@@ -694,18 +738,15 @@ pub fn register_backend(
             } else {
                 LogLevel::Info
             };
-            default_handle(cancel).announce(level, line)
+            local_handle(location, options).announce(level, line)
         }
-        super::Backend::Remote(config) => {
-            let cancel = cancel.clone();
-            CacheHandle::lazy_engine(move || {
-                let mut options = super::CacheOptions::from_env()?;
-                options.cancel = cancel.clone();
-                Ok(Arc::new(super::RemoteCache::new(config.clone(), options))
-                    as Arc<dyn CacheEngine>)
-            })
-            .announce(LogLevel::Info, line)
-        }
+        super::Backend::Remote(config) => CacheHandle::lazy_engine(move || {
+            Ok(
+                Arc::new(super::RemoteCache::new(config.clone(), options.clone()))
+                    as Arc<dyn CacheEngine>,
+            )
+        })
+        .announce(LogLevel::Info, line),
     };
     register_handle(registry, Arc::new(handle));
 }

@@ -1,4 +1,5 @@
-//! Options from the environment and opening the default store.
+//! Cache options and opening a store. Settings come in as values (the CLI reads the
+//! `RUNNER_CACHE_*` variables); nothing here reads the environment.
 
 use std::sync::Arc;
 
@@ -6,8 +7,8 @@ use super::{Cache, CacheError};
 use crate::archive::Compression;
 use crate::cancel::Cancel;
 use crate::clock::Clock;
-use crate::store::Store;
 use crate::store::index::EvictionPolicy;
+use crate::store::{Store, StoreLocation};
 
 /// How the cache behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,22 +34,22 @@ impl Default for CacheOptions {
     }
 }
 
-impl CacheOptions {
-    /// Options from the process environment.
-    pub fn from_env() -> Result<Self, CacheError> {
-        Ok(Self {
-            compression: Compression::from_env(),
-            eviction: EvictionPolicy::from_env()?,
-            progress: true,
-            cancel: Cancel::default(),
-        })
-    }
+/// Opens the store at `location` with `options`.
+pub fn open(
+    location: &StoreLocation,
+    options: CacheOptions,
+    clock: Arc<dyn Clock>,
+) -> Result<Cache, CacheError> {
+    let store = Store::open_at(location, clock.clone())?;
+    Ok(Cache::with_store(store, clock, options))
 }
 
-/// Opens the store `RUNNER_CACHE_DB` / `RUNNER_CACHE_DIR` point at (see
-/// [`Store::open_default`]), with options from the environment.
+/// Opens the store in the default directory ([`StoreLocation::default_dir`]) with the default
+/// options.
 pub fn open_default(clock: Arc<dyn Clock>) -> Result<Cache, CacheError> {
-    let options = CacheOptions::from_env()?;
-    let store = Store::open_default(clock.clone())?;
-    Ok(Cache::with_store(store, clock, options))
+    open(
+        &StoreLocation::default_dir()?,
+        CacheOptions::default(),
+        clock,
+    )
 }

@@ -9,9 +9,11 @@
 //! - [`register`] puts the `actions/cache`, `actions/cache/restore` and `actions/cache/save`
 //!   handlers into an [`ActionRegistry`](crate::exec::ActionRegistry); [`register_default`]
 //!   does so over the default store, opened when the first cache step runs.
-//! - [`open_default`] opens the store `RUNNER_CACHE_DB` / `RUNNER_CACHE_DIR` point at.
+//! - [`open`] opens the store at a [`StoreLocation`](crate::store::StoreLocation) with
+//!   [`CacheOptions`]; [`open_default`] the default directory with the defaults.
 
 mod action;
+pub mod analyze;
 #[cfg(feature = "remote")]
 mod backend;
 mod config;
@@ -36,7 +38,7 @@ pub use action::{
 };
 #[cfg(feature = "remote")]
 pub use backend::{Backend, BackendChoice, BackendError, BackendSettings, select_backend};
-pub use config::{CacheOptions, open_default};
+pub use config::{CacheOptions, open, open_default};
 pub use inputs::CacheInputs;
 pub use key::{KeyError, MAX_KEY_LENGTH, MAX_KEYS, is_exact_match, validate_key};
 use paths::refused_root;
@@ -52,7 +54,7 @@ use crate::cancel::Cancel;
 use crate::clock::Clock;
 use crate::exec::LogLevel;
 use crate::store::blob::{BlobError, BlobStore};
-use crate::store::index::{Entry, EventKind, Index, IndexError, NewEntry, NewEvent};
+use crate::store::index::{Entry, EventDetail, EventKind, Index, IndexError, NewEntry, NewEvent};
 use crate::store::{Store, StoreError, VerifyOptions, VerifyReport};
 
 /// The message when no `path` line is left after trimming.
@@ -288,6 +290,9 @@ pub struct SaveRequest {
     pub enable_cross_os_archive: bool,
     /// `github.run_id`, kept with the entry.
     pub run_id: String,
+    /// When this job's restore of the key missed (the post-job save of `actions/cache`): the
+    /// save event then records how long the job's steps took since, for analytics.
+    pub missed_at: Option<crate::clock::EpochMillis>,
     /// Where the upload reports progress.
     pub progress: OnProgress,
 }
@@ -402,7 +407,12 @@ impl Cache {
 
     /// Records a metrics event; a failure to record never fails a step.
     pub fn record(&self, event: NewEvent, log: Log<'_>) {
-        if let Err(err) = self.index().record_event(&event) {
+        self.record_detailed(event, &EventDetail::default(), log);
+    }
+
+    /// Records a metrics event with its analytics details; a failure never fails a step.
+    pub fn record_detailed(&self, event: NewEvent, detail: &EventDetail, log: Log<'_>) {
+        if let Err(err) = self.index().record_event_detail(&event, detail) {
             log(
                 LogLevel::Debug,
                 &format!("could not record cache event: {err}"),
@@ -475,7 +485,13 @@ impl Cache {
                 (RestoreOutcome::Miss, event)
             }
         };
-        self.record(event, log);
+        let matched = event.matched_key.as_deref();
+        let detail = EventDetail {
+            restore_keys: request.restore_keys.clone(),
+            level: matched.and_then(|m| analyze::served_level(&transfer::all_keys(request), m)),
+            steps_ms: None,
+        };
+        self.record_detailed(event, &detail, log);
         Ok(outcome)
     }
 
@@ -602,7 +618,14 @@ impl Cache {
             Err(CacheError::NothingToSave) => return result,
             Err(_) => (EventKind::Error, 0),
         };
-        self.finish_save(&request.scope, &request.key, kind, bytes, start, log);
+        let detail = EventDetail {
+            steps_ms: request
+                .missed_at
+                .map(|missed| u64::try_from(start.saturating_sub(missed)).unwrap_or(0)),
+            ..EventDetail::default()
+        };
+        let event = self.event(kind, &request.scope, &request.key, None, bytes, start);
+        self.record_save(event, &detail, log);
         result
     }
 

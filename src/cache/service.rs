@@ -6,7 +6,9 @@ use super::{Cache, CacheError, Log, Scope, key};
 use crate::clock::EpochMillis;
 use crate::exec::LogLevel;
 use crate::store::blob::BlobWriter;
-use crate::store::index::{Entry, EventKind, LookupHit, LookupQuery, NewEntry, Reservation};
+use crate::store::index::{
+    Entry, EventDetail, EventKind, LookupHit, LookupQuery, NewEntry, NewEvent, Reservation,
+};
 
 /// What the server stores as an entry's compression: the client compressed the archive and the
 /// version (which names the codec) is opaque to us; restores detect the codec by magic bytes.
@@ -71,7 +73,12 @@ impl Cache {
             Err(_) => (EventKind::Error, None, 0),
         };
         let event = self.event(kind, scope, primary, matched, bytes, start);
-        self.record(event, log);
+        let detail = EventDetail {
+            restore_keys: restore_keys.to_vec(),
+            level: matched.and_then(|m| super::analyze::served_level(keys, m)),
+            steps_ms: None,
+        };
+        self.record_detailed(event, &detail, log);
         found
     }
 
@@ -179,10 +186,14 @@ impl Cache {
         log: Log<'_>,
     ) {
         let event = self.event(kind, scope, key, None, bytes, start);
-        self.record(event, log);
-        if kind == EventKind::Save
-            && let Err(err) = self.prune(false)
-        {
+        self.record_save(event, &EventDetail::default(), log);
+    }
+
+    /// Records a save's event with `detail` and, after a successful save, applies eviction.
+    pub(crate) fn record_save(&self, event: NewEvent, detail: &EventDetail, log: Log<'_>) {
+        let saved = event.kind == EventKind::Save;
+        self.record_detailed(event, detail, log);
+        if saved && let Err(err) = self.prune(false) {
             log(LogLevel::Warning, &format!("Cache eviction failed: {err}"));
         }
     }

@@ -157,9 +157,14 @@ pub(crate) fn lookup_keys(
         request.location.windows,
         request.enable_cross_os_archive,
     );
+    (all_keys(request), version)
+}
+
+/// The keys a restore looks up, primary key first.
+pub(crate) fn all_keys(request: &RestoreRequest) -> Vec<String> {
     let mut keys = vec![request.primary_key.clone()];
     keys.extend(request.restore_keys.iter().cloned());
-    (keys, version)
+    keys
 }
 
 /// Logs what a lookup found, as the toolkit does: a miss at debug level, a hit on the primary

@@ -1,33 +1,63 @@
-//! `runner cache`: list, show, delete, clear, stats, prune, verify (like `gh cache`).
+//! `runner cache`: list, show, delete, clear, stats, analyze, prune, verify (like `gh cache`),
+//! and `dir` (like `uv cache dir`).
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
-use std::sync::Arc;
 
-use anyhow::Context as _;
+use anyhow::bail;
 use runner::cache::Cache;
 use runner::clock::{Clock, SystemClock};
 use runner::store::index::{Entry, EntryState, EventKind, ListFilter, ListSort, Stats};
 use runner::store::owner::{Liveness, Owner};
+use serde_json::{Map, Value, json};
 
-use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use super::json::{document, put_time};
+use super::printer::Printer;
+use super::{EXIT_FAILED, EXIT_OK, Failure, StoreArgs};
+
+/// `runner cache`: the store settings and the verb.
+#[derive(Debug, clap::Args)]
+pub struct CacheArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    command: CacheCommand,
+}
+
+impl CacheArgs {
+    /// True when the verb prints one JSON document.
+    pub fn json(&self) -> bool {
+        match &self.command {
+            CacheCommand::List { common, fields, .. } => common.json || !fields.is_empty(),
+            CacheCommand::Show { common, .. }
+            | CacheCommand::Delete { common, .. }
+            | CacheCommand::Clear { common, .. }
+            | CacheCommand::Stats { common, .. }
+            | CacheCommand::Analyze { common, .. }
+            | CacheCommand::Prune { common, .. }
+            | CacheCommand::Verify { common, .. } => common.json,
+            CacheCommand::Dir { output } => output.json,
+        }
+    }
+}
 
 /// Options every `runner cache` verb takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Common {
     /// `owner/name`; defaults to the current directory's `origin` remote (all repositories when
-    /// there is none).
-    #[arg(long, short = 'R')]
+    /// there is none; `prune` and `verify` default to the whole store).
+    #[arg(long, short = 'R', value_name = "OWNER/NAME")]
     repository: Option<String>,
-    /// Print JSON instead of a table.
+    /// Print one JSON document instead of text (docs/json.md).
     #[arg(long)]
     json: bool,
 }
 
-/// Options of the store-wide verbs.
+/// Options of verbs that only print.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Output {
-    /// Print JSON instead of text.
+    /// Print one JSON document instead of text (docs/json.md).
     #[arg(long)]
     json: bool,
 }
@@ -42,6 +72,25 @@ pub enum SortBy {
     /// Largest first.
     Size,
 }
+
+/// The fields of an entry in JSON output, in the order they are printed (`--fields` picks some).
+pub const ENTRY_FIELDS: &[&str] = &[
+    "id",
+    "repository",
+    "ref",
+    "key",
+    "version",
+    "paths",
+    "compression",
+    "blob_digest",
+    "size",
+    "created_at",
+    "created_at_ms",
+    "last_accessed_at",
+    "last_accessed_at_ms",
+    "access_count",
+    "created_by_run",
+];
 
 /// The `runner cache` verbs.
 #[derive(Debug, clap::Subcommand)]
@@ -64,6 +113,14 @@ pub enum CacheCommand {
         /// instead of entries.
         #[arg(long)]
         reserved: bool,
+        /// Every repository, not only the current one.
+        #[arg(long, short = 'a', conflicts_with = "repository")]
+        all: bool,
+        /// JSON with only these entry fields, comma-separated (implies --json): id, repository,
+        /// ref, key, version, paths, compression, blob_digest, size, created_at(_ms),
+        /// last_accessed_at(_ms), access_count, created_by_run.
+        #[arg(long, value_name = "FIELD,...", value_delimiter = ',')]
+        fields: Vec<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -106,30 +163,107 @@ pub enum CacheCommand {
         #[command(flatten)]
         common: Common,
     },
-    /// Apply the eviction policy to every repository now (RUNNER_CACHE_TTL_DAYS,
-    /// RUNNER_CACHE_MAX_SIZE).
+    /// Hit rates per key prefix and restore level, and findings with recommendations: keys
+    /// that never hit or change every run, restore keys that never match, size evictions,
+    /// duplicate content, time saved.
+    Analyze {
+        /// The window: days (`7`), or `30m`, `24h`, `7d`, `2w` (as `stats`).
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Distinct keys of one shape, none restored exactly, that make a key changing on every
+        /// run.
+        #[arg(long, default_value_t = 3)]
+        min_keys: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Apply the eviction policy now (--cache-ttl-days, --cache-max-size); with -R, evict only
+    /// that repository's entries.
     Prune {
         /// Only show what would be evicted.
         #[arg(long)]
         dry_run: bool,
         #[command(flatten)]
-        output: Output,
+        common: Common,
     },
-    /// Re-hash every blob; remove rows without blobs and blobs without rows.
+    /// Re-hash every blob; remove rows without blobs and blobs without rows. Blobs are shared
+    /// by repositories, so the check covers the whole store; -R lists only that repository's
+    /// rows.
     Verify {
         /// Only report problems.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print the store directory (and where the index and blobs are, with --json).
+    Dir {
         #[command(flatten)]
         output: Output,
     },
 }
 
 /// Runs the verb; returns the exit code.
-pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let cache = runner::cache::open_default(clock.clone()).context("opening the cache store")?;
-    let mut out = std::io::stdout().lock();
+pub fn run(args: CacheArgs, printer: &mut Printer) -> anyhow::Result<u8> {
+    if let CacheCommand::Dir { output } = &args.command {
+        return dir(&args.store, output.json, printer);
+    }
+    let cache = args.store.open()?;
+    let mut out: Vec<u8> = Vec::new();
+    let code = verb(args.command, &cache, &mut out, printer)?;
+    printer.data_text(&String::from_utf8_lossy(&out));
+    Ok(code)
+}
+
+/// `runner cache dir`.
+fn dir(store: &StoreArgs, json: bool, printer: &mut Printer) -> anyhow::Result<u8> {
+    let location = store.location()?;
+    if json {
+        let index = location.database_url.clone().unwrap_or_else(|| {
+            runner::store::sqlite_url(&location.dir.join(runner::store::INDEX_FILE))
+        });
+        let blobs = location.blobs_url.clone().unwrap_or_else(|| {
+            location
+                .dir
+                .join(runner::store::blob::LAYOUT_DIR)
+                .display()
+                .to_string()
+        });
+        printer.json_document(&document(
+            "runner.cache.dir/1",
+            json!({
+                "dir": location.dir.display().to_string(),
+                "index": redact_url(&index),
+                "blobs": blobs,
+            }),
+        ));
+    } else {
+        printer.data(&location.dir.display().to_string());
+    }
+    Ok(EXIT_OK)
+}
+
+/// A URL without its password (`postgres://user:secret@host` prints as `user:***@host`).
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+fn verb(
+    command: CacheCommand,
+    cache: &Cache,
+    out: &mut Vec<u8>,
+    printer: &mut Printer,
+) -> anyhow::Result<u8> {
+    let clock = SystemClock;
     match command {
         CacheCommand::List {
             key,
@@ -137,10 +271,14 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
             sort,
             limit,
             reserved,
+            all,
+            fields,
             common,
         } => {
-            let filter = ListFilter {
-                repository: repository(&common),
+            check_fields(&fields)?;
+            let repository = if all { None } else { repository(&common) };
+            let mut filter = ListFilter {
+                repository: repository.clone(),
                 key_prefix: key,
                 scope: git_ref,
                 sort: match sort {
@@ -155,9 +293,37 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
             if reserved {
                 entries.retain(|e| e.state == EntryState::Reserved);
                 entries.truncate(limit.unwrap_or(usize::MAX));
-                print_reservations(&mut out, &entries, common.json)?;
+                print_reservations(out, &entries, repository.as_deref(), common.json)?;
+                return Ok(EXIT_OK);
+            }
+            // Nothing here: say where the entries are, as the filter may be the surprise.
+            let elsewhere = match (&repository, entries.is_empty()) {
+                (Some(repo), true) => {
+                    filter.repository = None;
+                    filter.limit = None;
+                    let others: Vec<Entry> = cache
+                        .index()
+                        .list(&filter)?
+                        .into_iter()
+                        .filter(|e| &e.repository != repo)
+                        .collect();
+                    let repos: BTreeSet<&str> =
+                        others.iter().map(|e| e.repository.as_str()).collect();
+                    Some((others.len(), repos.len()))
+                }
+                _ => None,
+            };
+            if common.json || !fields.is_empty() {
+                let mut doc = json!({
+                    "repository": repository,
+                    "entries": entries_json(&entries, &fields),
+                });
+                if let Some((count, repos)) = elsewhere {
+                    doc["elsewhere"] = json!({"entries": count, "repositories": repos});
+                }
+                write_json(out, &document("runner.cache.list/1", doc))?;
             } else {
-                print_entries(&mut out, &entries, common.json)?;
+                print_entries(out, &entries, repository.as_deref(), elsewhere)?;
             }
             Ok(EXIT_OK)
         }
@@ -166,18 +332,16 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
             git_ref,
             common,
         } => {
-            let Some(entries) = resolve(&cache, &key_or_id, git_ref.as_deref(), &common)? else {
-                return Ok(EXIT_FAILED);
-            };
+            let entries = resolve(cache, &key_or_id, git_ref.as_deref(), &common)?;
             if common.json {
-                serde_json::to_writer_pretty(&mut out, &entries_json(&entries))?;
-                writeln!(out)?;
+                let doc = json!({"entries": entries_json(&entries, &[])});
+                write_json(out, &document("runner.cache.show/1", doc))?;
             } else {
                 for (i, entry) in entries.iter().enumerate() {
                     if i > 0 {
                         writeln!(out)?;
                     }
-                    print_entry(&mut out, entry)?;
+                    print_entry(out, entry)?;
                 }
             }
             Ok(EXIT_OK)
@@ -187,11 +351,9 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
             git_ref,
             common,
         } => {
-            let Some(entries) = resolve(&cache, &key_or_id, git_ref.as_deref(), &common)? else {
-                return Ok(EXIT_FAILED);
-            };
-            let deleted = delete_all(&cache, &entries)?;
-            report_deleted(&mut out, &deleted, common.json)?;
+            let entries = resolve(cache, &key_or_id, git_ref.as_deref(), &common)?;
+            let deleted = delete_all(cache, &entries)?;
+            report_deleted(out, &deleted, common.json)?;
             Ok(EXIT_OK)
         }
         CacheCommand::Clear { yes, common } => {
@@ -202,54 +364,93 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
             };
             let entries = cache.index().list(&filter)?;
             if entries.is_empty() {
-                report_deleted(&mut out, &entries, common.json)?;
+                report_deleted(out, &entries, common.json)?;
                 return Ok(EXIT_OK);
             }
             if !yes {
                 let what = repository.as_deref().unwrap_or("all repositories");
                 if !std::io::stdin().is_terminal() {
-                    eprintln!(
+                    bail!(
                         "refusing to delete {} cache entries of {what} without confirmation: pass --yes",
                         entries.len()
                     );
-                    return Ok(EXIT_USAGE);
                 }
-                eprint!("Delete {} cache entries of {what}? [y/N] ", entries.len());
+                printer.notice(&format!(
+                    "Delete {} cache entries of {what}? [y/N] ",
+                    entries.len()
+                ));
                 let mut answer = String::new();
                 std::io::stdin().lock().read_line(&mut answer)?;
                 if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-                    eprintln!("nothing deleted");
-                    return Ok(EXIT_FAILED);
+                    return Err(Failure::new(EXIT_FAILED, "nothing deleted").into());
                 }
             }
-            let deleted = delete_all(&cache, &entries)?;
-            report_deleted(&mut out, &deleted, common.json)?;
+            let deleted = delete_all(cache, &entries)?;
+            report_deleted(out, &deleted, common.json)?;
             Ok(EXIT_OK)
         }
         CacheCommand::Stats { since, top, common } => {
             let Some(window) = parse_window(&since) else {
-                eprintln!("invalid --since '{since}': expected a number and one of m, h, d, w");
-                return Ok(EXIT_USAGE);
+                bail!("invalid --since '{since}': expected a number and one of m, h, d, w");
             };
             let repository = repository(&common);
             let start = clock.now_millis().saturating_sub(window);
             let mut stats = cache.index().stats(start, repository.as_deref())?;
             stats.top_keys.truncate(top);
             if common.json {
-                serde_json::to_writer_pretty(&mut out, &stats_json(&stats, &since))?;
-                writeln!(out)?;
+                write_json(
+                    out,
+                    &stats_json(&stats, &since, start, repository.as_deref()),
+                )?;
             } else {
-                print_stats(&mut out, &stats, &since)?;
+                print_stats(out, &stats, &since)?;
             }
             Ok(EXIT_OK)
         }
-        CacheCommand::Prune { dry_run, output } => {
-            let evicted = cache.prune(dry_run)?;
-            if output.json {
-                let value =
-                    serde_json::json!({"dry_run": dry_run, "evicted": entries_json(&evicted)});
-                serde_json::to_writer_pretty(&mut out, &value)?;
-                writeln!(out)?;
+        CacheCommand::Analyze {
+            since,
+            min_keys,
+            common,
+        } => {
+            let Some(window) = parse_window(&since) else {
+                bail!("invalid --since '{since}': expected a number and one of m, h, d, w");
+            };
+            let options = runner::cache::analyze::AnalyzeOptions {
+                repository: repository(&common),
+                since: clock.now_millis().saturating_sub(window),
+                budget_bytes: cache.options().eviction.max_size_bytes,
+                volatile_min_keys: min_keys,
+            };
+            let report = runner::cache::analyze::analyze(cache.store(), &options)?;
+            super::analyze::print(out, &report, &since, common.json)?;
+            Ok(EXIT_OK)
+        }
+        CacheCommand::Prune { dry_run, common } => {
+            let repository = common.repository.clone();
+            let evicted = match &repository {
+                None => cache.prune(dry_run)?,
+                // The policy judges the whole store (budgets are per repository); only this
+                // repository's share is removed.
+                Some(repo) => {
+                    let mine: Vec<Entry> = cache
+                        .prune(true)?
+                        .into_iter()
+                        .filter(|e| &e.repository == repo)
+                        .collect();
+                    if dry_run {
+                        mine
+                    } else {
+                        delete_all(cache, &mine)?
+                    }
+                }
+            };
+            if common.json {
+                let doc = json!({
+                    "dry_run": dry_run,
+                    "repository": repository,
+                    "evicted": entries_json(&evicted, &[]),
+                });
+                write_json(out, &document("runner.cache.prune/1", doc))?;
             } else {
                 let verb = if dry_run { "Would evict" } else { "Evicted" };
                 let bytes: u64 = evicted.iter().map(|e| e.size_bytes).sum();
@@ -271,23 +472,30 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
             }
             Ok(EXIT_OK)
         }
-        CacheCommand::Verify { dry_run, output } => {
-            let report = cache.verify(dry_run)?;
+        CacheCommand::Verify { dry_run, common } => {
+            let mut report = cache.verify(dry_run)?;
+            if let Some(repo) = &common.repository {
+                report.rows_without_blob.retain(|e| &e.repository == repo);
+                report
+                    .abandoned_reservations
+                    .retain(|e| &e.repository == repo);
+            }
             let problems = report.rows_without_blob.len()
                 + report.orphan_blobs.len()
                 + report.corrupt_blobs.len();
-            if output.json {
-                let value = serde_json::json!({
+            if common.json {
+                let value = json!({
                     "dry_run": dry_run,
+                    "repository": common.repository,
+                    "result": if problems > 0 { "problems" } else { "ok" },
                     "blobs_checked": report.blobs_checked,
                     "corrupt_blobs": report.corrupt_blobs,
-                    "orphan_blobs": report.orphan_blobs.iter().map(|b| serde_json::json!({"digest": b.digest, "size": b.size})).collect::<Vec<_>>(),
-                    "rows_without_blob": entries_json(&report.rows_without_blob),
-                    "abandoned_reservations": entries_json(&report.abandoned_reservations),
+                    "orphan_blobs": report.orphan_blobs.iter().map(|b| json!({"digest": b.digest, "size": b.size})).collect::<Vec<_>>(),
+                    "rows_without_blob": entries_json(&report.rows_without_blob, &[]),
+                    "abandoned_reservations": entries_json(&report.abandoned_reservations, &[]),
                     "temp_files_removed": report.temp_files_removed,
                 });
-                serde_json::to_writer_pretty(&mut out, &value)?;
-                writeln!(out)?;
+                write_json(out, &document("runner.cache.verify/1", value))?;
             } else {
                 writeln!(out, "Blobs checked: {}", report.blobs_checked)?;
                 writeln!(out, "Corrupt blobs: {}", report.corrupt_blobs.len())?;
@@ -333,7 +541,27 @@ pub fn run(command: CacheCommand) -> anyhow::Result<u8> {
                 EXIT_OK
             })
         }
+        CacheCommand::Dir { .. } => Ok(EXIT_OK),
     }
+}
+
+fn write_json(out: &mut Vec<u8>, value: &Value) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// `--fields` must name entry fields.
+fn check_fields(fields: &[String]) -> anyhow::Result<()> {
+    for field in fields {
+        if !ENTRY_FIELDS.contains(&field.trim()) {
+            bail!(
+                "unknown field '{field}' for --fields; available: {}",
+                ENTRY_FIELDS.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `--repository`, else the current checkout's origin.
@@ -344,27 +572,33 @@ fn repository(common: &Common) -> Option<String> {
         .or_else(|| runner::exec::git::inspect(Path::new(".")).repository)
 }
 
-/// Entries named by id, or every entry whose key equals `key_or_id` (case-insensitive).
-/// The entries `key_or_id` names: the entry with that id, else those with that key. `None`
-/// (after saying so) when there are none.
+/// The entries `key_or_id` names: the entry with that id, else those with that key; an error
+/// (exit 1) when there are none.
 fn resolve(
     cache: &Cache,
     key_or_id: &str,
     git_ref: Option<&str>,
     common: &Common,
-) -> anyhow::Result<Option<Vec<Entry>>> {
+) -> anyhow::Result<Vec<Entry>> {
     if let Some(entry) = cache.index().get(key_or_id)? {
-        return Ok(Some(vec![entry]));
+        return Ok(vec![entry]);
     }
     let repository = repository(common);
     let entries = cache
         .index()
         .find_by_key(repository.as_deref(), git_ref, key_or_id)?;
     if entries.is_empty() {
-        eprintln!("no cache entry matches '{key_or_id}'");
-        return Ok(None);
+        let place = match &repository {
+            Some(repo) => format!(" in {repo}"),
+            None => String::new(),
+        };
+        return Err(Failure::new(
+            EXIT_FAILED,
+            format!("no cache entry matches '{key_or_id}'{place}"),
+        )
+        .into());
     }
-    Ok(Some(entries))
+    Ok(entries)
 }
 
 fn delete_all(cache: &Cache, entries: &[Entry]) -> anyhow::Result<Vec<Entry>> {
@@ -377,11 +611,10 @@ fn delete_all(cache: &Cache, entries: &[Entry]) -> anyhow::Result<Vec<Entry>> {
     Ok(deleted)
 }
 
-fn report_deleted(out: &mut impl Write, deleted: &[Entry], json: bool) -> anyhow::Result<()> {
+fn report_deleted(out: &mut Vec<u8>, deleted: &[Entry], json: bool) -> anyhow::Result<()> {
     if json {
-        let value = serde_json::json!({"deleted": deleted.len(), "entries": entries_json(deleted)});
-        serde_json::to_writer_pretty(&mut *out, &value)?;
-        writeln!(out)?;
+        let value = json!({"deleted": deleted.len(), "entries": entries_json(deleted, &[])});
+        write_json(out, &document("runner.cache.delete/1", value))?;
     } else {
         writeln!(out, "Deleted {} cache entries", deleted.len())?;
         for entry in deleted {
@@ -391,37 +624,51 @@ fn report_deleted(out: &mut impl Write, deleted: &[Entry], json: bool) -> anyhow
     Ok(())
 }
 
-/// The JSON shape of entries in `--json` output.
-fn entries_json(entries: &[Entry]) -> serde_json::Value {
+/// One entry in JSON output, all of [`ENTRY_FIELDS`].
+fn entry_json(e: &Entry) -> Map<String, Value> {
+    let mut o = Map::new();
+    o.insert("id".into(), json!(e.id));
+    o.insert("repository".into(), json!(e.repository));
+    o.insert("ref".into(), json!(e.scope));
+    o.insert("key".into(), json!(e.key));
+    o.insert("version".into(), json!(e.version));
+    o.insert("paths".into(), json!(e.paths));
+    o.insert("compression".into(), json!(e.compression));
+    o.insert("blob_digest".into(), json!(e.blob_digest));
+    o.insert("size".into(), json!(e.size_bytes));
+    put_time(&mut o, "created_at", e.created_at);
+    put_time(&mut o, "last_accessed_at", e.last_accessed_at);
+    o.insert("access_count".into(), json!(e.access_count));
+    o.insert("created_by_run".into(), json!(e.created_by_run));
+    o
+}
+
+/// Entries in JSON output, with only `fields` when some are given.
+fn entries_json(entries: &[Entry], fields: &[String]) -> Value {
     entries
         .iter()
         .map(|e| {
-            serde_json::json!({
-                "id": e.id,
-                "repository": e.repository,
-                "ref": e.scope,
-                "key": e.key,
-                "version": e.version,
-                "paths": e.paths,
-                "compression": e.compression,
-                "blob_digest": e.blob_digest,
-                "size_bytes": e.size_bytes,
-                "created_at": e.created_at,
-                "last_accessed_at": e.last_accessed_at,
-                "access_count": e.access_count,
-                "created_by_run": e.created_by_run,
-            })
+            let mut all = entry_json(e);
+            if fields.is_empty() {
+                return Value::Object(all);
+            }
+            let picked: Map<String, Value> = fields
+                .iter()
+                .filter_map(|f| all.remove_entry(f.trim()))
+                .collect();
+            Value::Object(picked)
         })
         .collect()
 }
 
-fn stats_json(s: &Stats, window: &str) -> serde_json::Value {
+fn stats_json(s: &Stats, window: &str, start: i64, repository: Option<&str>) -> Value {
     let lookups =
         s.count(EventKind::HitExact) + s.count(EventKind::HitPartial) + s.count(EventKind::Miss);
-    serde_json::json!({
+    let mut doc = json!({
+        "repository": repository,
         "window": window,
         "entries": s.entries,
-        "total_size_bytes": s.total_size_bytes,
+        "total_size": s.total_size_bytes,
         "reserved": s.reserved,
         "lookups": lookups,
         "hits_exact": s.count(EventKind::HitExact),
@@ -434,18 +681,37 @@ fn stats_json(s: &Stats, window: &str) -> serde_json::Value {
         "hit_rate": s.hit_rate,
         "bytes_restored": s.bytes_restored,
         "bytes_saved": s.bytes_saved,
-        "top_keys": s.top_keys.iter().map(|k| serde_json::json!({"key": k.key, "hits": k.hits})).collect::<Vec<_>>(),
-    })
+        "top_keys": s.top_keys.iter().map(|k| json!({"key": k.key, "hits": k.hits})).collect::<Vec<_>>(),
+    });
+    if let Value::Object(o) = &mut doc {
+        put_time(o, "since", start);
+    }
+    document("runner.cache.stats/1", doc)
 }
 
-fn print_entries(out: &mut impl Write, entries: &[Entry], json: bool) -> anyhow::Result<()> {
-    if json {
-        serde_json::to_writer_pretty(&mut *out, &entries_json(entries))?;
-        writeln!(out)?;
-        return Ok(());
-    }
+fn print_entries(
+    out: &mut Vec<u8>,
+    entries: &[Entry],
+    repository: Option<&str>,
+    elsewhere: Option<(usize, usize)>,
+) -> anyhow::Result<()> {
     if entries.is_empty() {
-        writeln!(out, "No cache entries")?;
+        match (repository, elsewhere) {
+            (Some(repo), Some((count, repos))) if count > 0 => {
+                let entries = if count == 1 { "entry" } else { "entries" };
+                let other = if repos == 1 {
+                    "other repository"
+                } else {
+                    "other repositories"
+                };
+                writeln!(
+                    out,
+                    "No cache entries for {repo}; {count} {entries} in {repos} {other}: -R or --all"
+                )?;
+            }
+            (Some(repo), _) => writeln!(out, "No cache entries for {repo}")?,
+            (None, _) => writeln!(out, "No cache entries")?,
+        }
         return Ok(());
     }
     let headers = ["KEY", "REF", "SIZE", "CREATED", "LAST USED", "ID"];
@@ -481,31 +747,38 @@ fn reservation_owner(e: &Entry) -> (String, &'static str) {
     }
 }
 
-fn print_reservations(out: &mut impl Write, entries: &[Entry], json: bool) -> anyhow::Result<()> {
+fn print_reservations(
+    out: &mut Vec<u8>,
+    entries: &[Entry],
+    repository: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
     if json {
-        let rows: Vec<serde_json::Value> = entries
+        let rows: Vec<Value> = entries
             .iter()
             .map(|e| {
                 let (_, status) = reservation_owner(e);
-                serde_json::json!({
+                let mut row = json!({
                     "id": e.id,
                     "repository": e.repository,
                     "ref": e.scope,
                     "key": e.key,
                     "version": e.version,
-                    "reserved_at": e.created_at,
-                    "owner": e.owner.as_deref().and_then(Owner::parse).map(|o| serde_json::json!({
+                    "owner": e.owner.as_deref().and_then(Owner::parse).map(|o| json!({
                         "host": o.host,
                         "pid": o.pid,
                     })),
                     "owner_status": status,
                     "created_by_run": e.created_by_run,
-                })
+                });
+                if let Value::Object(o) = &mut row {
+                    put_time(o, "reserved_at", e.created_at);
+                }
+                row
             })
             .collect();
-        serde_json::to_writer_pretty(&mut *out, &rows)?;
-        writeln!(out)?;
-        return Ok(());
+        let doc = json!({"repository": repository, "reservations": rows});
+        return write_json(out, &document("runner.cache.reservations/1", doc));
     }
     if entries.is_empty() {
         writeln!(out, "No reservations")?;
@@ -529,11 +802,7 @@ fn print_reservations(out: &mut impl Write, entries: &[Entry], json: bool) -> an
     print_table(out, headers, &rows)
 }
 
-fn print_table(
-    out: &mut impl Write,
-    headers: [&str; 6],
-    rows: &[[String; 6]],
-) -> anyhow::Result<()> {
+fn print_table(out: &mut Vec<u8>, headers: [&str; 6], rows: &[[String; 6]]) -> anyhow::Result<()> {
     let mut widths = headers.map(str::len);
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -556,7 +825,7 @@ fn print_table(
     Ok(())
 }
 
-fn print_entry(out: &mut impl Write, e: &Entry) -> anyhow::Result<()> {
+fn print_entry(out: &mut Vec<u8>, e: &Entry) -> anyhow::Result<()> {
     writeln!(out, "ID:          {}", e.id)?;
     writeln!(out, "Key:         {}", e.key)?;
     writeln!(out, "Repository:  {}", e.repository)?;
@@ -594,7 +863,7 @@ fn percent(part: u64, whole: u64) -> String {
     }
 }
 
-fn print_stats(out: &mut impl Write, s: &Stats, window: &str) -> anyhow::Result<()> {
+fn print_stats(out: &mut Vec<u8>, s: &Stats, window: &str) -> anyhow::Result<()> {
     let exact = s.count(EventKind::HitExact);
     let partial = s.count(EventKind::HitPartial);
     let misses = s.count(EventKind::Miss);

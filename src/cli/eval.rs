@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use runner::expr::{self, EvalError, Host, ParseError, StatusFunction, Value};
 use runner::glob::hash_files_args;
 
+use super::printer::Printer;
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
 /// Arguments of `runner eval`.
@@ -59,8 +60,8 @@ impl Host for CliHost {
 }
 
 /// Prints `message` with the expression and a caret under `column` (1-based characters).
-fn print_caret(source: &str, column: usize, message: &str) {
-    eprintln!("error: {message}");
+fn print_caret(printer: &mut Printer, source: &str, column: usize, message: &str) {
+    printer.error(message);
     // Show the line the column falls on, for multi-line templates.
     let mut col = column;
     let mut shown = source;
@@ -72,22 +73,22 @@ fn print_caret(source: &str, column: usize, message: &str) {
         }
         col -= len + 1;
     }
-    eprintln!("  {shown}");
+    printer.notice(&format!("  {shown}"));
     let pad: String = shown
         .chars()
         .take(col.saturating_sub(1))
         .map(|c| if c == '\t' { '\t' } else { ' ' })
         .collect();
-    eprintln!("  {pad}^");
+    printer.notice(&format!("  {pad}^"));
 }
 
-fn parse_error(args: &EvalArgs, e: &ParseError) -> u8 {
-    print_caret(&args.expression, e.column, &e.message);
+fn parse_error(printer: &mut Printer, args: &EvalArgs, e: &ParseError) -> u8 {
+    print_caret(printer, &args.expression, e.column, &e.message);
     EXIT_USAGE
 }
 
 /// Runs the verb; returns the exit code.
-pub fn run(args: EvalArgs) -> anyhow::Result<u8> {
+pub fn run(args: EvalArgs, printer: &mut Printer) -> anyhow::Result<u8> {
     let contexts = match &args.contexts {
         Some(path) => {
             // Its keys are the context names.
@@ -107,7 +108,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<u8> {
     let result = if args.template {
         match expr::parse_template(&args.expression) {
             Ok(t) => t.evaluate(&host),
-            Err(e) => return Ok(parse_error(&args, &e)),
+            Err(e) => return Ok(parse_error(printer, &args, &e)),
         }
     } else {
         let parsed = if args.condition {
@@ -117,14 +118,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<u8> {
         };
         match parsed {
             Ok(e) => expr::evaluate(&e, &host),
-            Err(e) => return Ok(parse_error(&args, &e)),
+            Err(e) => return Ok(parse_error(printer, &args, &e)),
         }
     };
     match result {
         Ok(value) => {
             let json = serde_json::to_string_pretty(&value.to_json())
                 .context("writing the result as JSON")?;
-            println!("{json}");
+            printer.data(&json);
             Ok(if args.check && !value.is_truthy() {
                 EXIT_FAILED
             } else {
@@ -139,7 +140,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<u8> {
                 .expression
                 .get(..span.start)
                 .map_or(1, |p| p.chars().count() + 1);
-            print_caret(&args.expression, column, &e.to_string());
+            print_caret(printer, &args.expression, column, &e.to_string());
             Ok(EXIT_USAGE)
         }
     }

@@ -1,18 +1,19 @@
 //! `runner exec`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, bail};
 use indexmap::IndexMap;
 use runner::exec::actions::{ActionsOptions, Sources};
-use runner::exec::{
-    ActionRegistry, BaseEnv, Event, EventSink, RunOptions, Runner, builtin_registry, commands,
-};
+use runner::exec::{ActionRegistry, BaseEnv, RunOptions, Runner, builtin_registry, commands};
+use runner::store::StoreLocation;
 
 use super::printer::Printer;
-use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use super::{EXIT_FAILED, EXIT_OK, StoreArgs};
+
+pub(super) mod output;
 
 /// Arguments of `runner exec`.
 #[derive(Debug, clap::Args)]
@@ -23,7 +24,7 @@ pub struct ExecArgs {
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub workspace: PathBuf,
     /// Run only this job.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, short = 'j', value_name = "ID")]
     pub job: Option<String>,
     /// With --job: also run the jobs it needs.
     #[arg(long, requires = "job")]
@@ -31,14 +32,22 @@ pub struct ExecArgs {
     /// Run only matrix combinations with this value (repeatable; same key = either value).
     #[arg(long, value_name = "KEY:VALUE")]
     pub matrix: Vec<String>,
-    /// Environment for every step (repeatable).
+    /// Start steps from a minimal environment (PATH, HOME, USER, LANG, TERM, TMPDIR) instead of
+    /// this shell's.
+    #[arg(long)]
+    pub clean_env: bool,
+    /// Environment for every step (repeatable); wins over --env-file.
     #[arg(long, value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// A file of environment for every step: KEY=VALUE lines (and KEY<<EOF blocks), `#`
+    /// comments (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
     /// A `vars` context value (repeatable).
     #[arg(long = "var", value_name = "KEY=VALUE")]
     pub vars: Vec<String>,
     /// A secret (repeatable); `--secret KEY` takes the value from the environment variable KEY.
-    #[arg(long = "secret", value_name = "KEY[=VALUE]")]
+    #[arg(long = "secret", short = 's', value_name = "KEY[=VALUE]")]
     pub secrets: Vec<String>,
     /// A file of secrets: KEY=VALUE lines (and KEY<<EOF blocks), `#` comments.
     #[arg(long, value_name = "FILE")]
@@ -47,7 +56,7 @@ pub struct ExecArgs {
     #[arg(long, value_name = "NAME", default_value = "push")]
     pub event: String,
     /// The event payload (`github.event`), a JSON object.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, short = 'e', value_name = "FILE")]
     pub event_file: Option<PathBuf>,
     /// `github.ref` (default: the checkout's branch).
     #[arg(long = "ref", value_name = "REF")]
@@ -68,8 +77,9 @@ pub struct ExecArgs {
     /// type; the others get their defaults.
     #[arg(long = "input", value_name = "NAME=VALUE")]
     pub inputs: Vec<String>,
-    /// Print the plan (jobs, steps, evaluated if: and with:) without running anything.
-    #[arg(long)]
+    /// Print the plan (jobs, steps, evaluated if: and with:, cache keys) without running
+    /// anything.
+    #[arg(long, short = 'n')]
     pub dry_run: bool,
     /// Accepted for compatibility: a step whose action cannot run here fails by default.
     #[arg(long, conflicts_with = "skip_unsupported")]
@@ -80,7 +90,7 @@ pub struct ExecArgs {
     pub skip_unsupported: bool,
     /// Print the jobs and their steps, with how each would run (native, node, composite, or
     /// not at all), and exit.
-    #[arg(long)]
+    #[arg(long, short = 'l')]
     pub list: bool,
     /// Base URL `owner/repo@ref` actions are cloned from (a `file://` URL or local path works).
     #[arg(
@@ -100,9 +110,14 @@ pub struct ExecArgs {
     /// embedded cache server.
     #[arg(long, value_enum, default_value = "native")]
     pub cache_action: CacheAction,
-    /// Write a machine-readable report to stdout instead of the summary table.
-    #[arg(long)]
+    /// Write one JSON document to stdout instead of the summary table: the report, or the plan
+    /// with --dry-run (docs/json.md).
+    #[arg(long, conflicts_with = "json_events")]
     pub json: bool,
+    /// Write one JSON line per event to stdout as it happens, then a `run_finished` line
+    /// (docs/json.md); the log on stderr is left out.
+    #[arg(long)]
+    pub json_events: bool,
     /// Unfold ::group:: output and show ::debug:: messages.
     #[arg(long, short)]
     pub verbose: bool,
@@ -122,6 +137,8 @@ pub struct ExecArgs {
         hide_env_values = true
     )]
     pub cache_token: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// `--cache-backend` values.
@@ -180,32 +197,29 @@ pub enum CacheAction {
 /// saves and restores stop cleanly when `cancel` is set.
 pub fn default_registry(
     settings: &runner::cache::BackendSettings,
+    store: &StoreArgs,
+    location: &StoreLocation,
     cancel: &runner::cancel::Cancel,
 ) -> anyhow::Result<ActionRegistry> {
     let mut registry = builtin_registry();
     let (backend, why) = runner::cache::select_backend(settings)?;
-    runner::cache::register_backend(&mut registry, backend, &why, cancel);
+    runner::cache::register_backend(
+        &mut registry,
+        backend,
+        &why,
+        location.clone(),
+        store.options(cancel),
+    );
     Ok(registry)
 }
 
 /// Runs the verb; returns the exit code.
-pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
-    let mut printer = Printer::new(args.verbose);
+pub fn run(args: ExecArgs, printer: &mut Printer) -> anyhow::Result<u8> {
+    printer.set_verbose(args.verbose);
     let path = resolve_workflow_path(&args.workflow, &args.workspace);
-    let workflow = match runner::workflow::load(&path) {
-        Ok(w) => w,
-        Err(err) => {
-            printer.error(&err.to_string());
-            return Ok(EXIT_USAGE);
-        }
-    };
-    let options = match options(&args) {
-        Ok(o) => o,
-        Err(err) => {
-            printer.error(&format!("{err:#}"));
-            return Ok(EXIT_USAGE);
-        }
-    };
+    let workflow = runner::workflow::load(&path)?;
+    let location = args.store.location()?;
+    let options = options(&args, &location)?;
     let step_debug = |m: &IndexMap<String, String>| {
         m.get("ACTIONS_STEP_DEBUG")
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
@@ -214,82 +228,68 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
         printer.show_debug(true);
     }
     let cancel = runner::cancel::Cancel::from_flag(options.cancel.clone());
-    let registry = match default_registry(&backend_settings(&args), &cancel) {
-        Ok(registry) => registry,
-        Err(err) => {
-            printer.error(&format!("{err:#}"));
-            return Ok(EXIT_USAGE);
-        }
-    };
+    let registry = default_registry(&backend_settings(&args), &args.store, &location, &cancel)?;
     install_interrupt_handler(options.cancel.clone());
-    let sink = Arc::new(PrinterSink(Mutex::new(printer)));
+    let sink = output::ExecSink::new(printer.fork(), args.json_events);
     let mut options = options;
     options.events = sink.clone();
     let mut runner = Runner::new(workflow, options, registry);
     if args.list {
-        return list(&runner, &mut sink.printer());
+        return list(&runner, printer);
     }
     // Only JavaScript actions talk to a cache server; start one only for them.
     #[cfg(feature = "server")]
     let _server = if !args.dry_run && runner.uses_node_actions() {
-        match embedded::start() {
+        match embedded::start(&location, args.store.options(&cancel)) {
             Ok((server, job_env)) => {
                 runner.actions_mut().job_env = Some(job_env);
                 Some(server)
             }
             Err(err) => {
-                sink.printer()
-                    .warning(&format!("JavaScript actions get no cache server: {err:#}"));
+                let why = runner::error::chain(err.as_ref());
+                printer.warning(&format!("JavaScript actions get no cache server: {why}"));
                 None
             }
         }
     } else {
         None
     };
-    let report = runner.run();
-    let mut printer = sink.printer();
-    let report = match report {
-        Ok(report) => report,
-        Err(err) => {
-            printer.error(&err.to_string());
-            return Ok(EXIT_USAGE);
-        }
+    let started = super::json::now_millis();
+    let report = runner.run()?;
+    let interrupted = interrupt_signal();
+    let code = match interrupted {
+        Some(signal) => (128 + signal).clamp(0, 255) as u8,
+        None if report.success() => EXIT_OK,
+        None => EXIT_FAILED,
     };
+    let times = output::Times {
+        started_ms: started,
+        finished_ms: super::json::now_millis(),
+    };
+    let mut state = sink.state();
     if args.json {
-        printer.json(&report)?;
+        let doc = if args.dry_run {
+            state.plan_document(&report)
+        } else {
+            state.report_document(&report, code, interrupted.is_some(), &times)
+        };
+        state.printer.json_document(&doc);
+    } else if args.json_events {
+        state.finished(&report, code, interrupted.is_some(), &times);
     } else if !args.dry_run {
-        printer.summary(&report);
+        state.printer.summary(&report);
     }
-    Ok(if report.success() {
-        EXIT_OK
-    } else {
-        EXIT_FAILED
-    })
-}
-
-/// Renders the run's events through the one [`Printer`], which the run shares with the steps'
-/// cache transfers.
-struct PrinterSink(Mutex<Printer>);
-
-impl PrinterSink {
-    fn printer(&self) -> MutexGuard<'_, Printer> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl EventSink for PrinterSink {
-    fn event(&self, event: &Event) {
-        self.printer().event(event);
-    }
+    Ok(code)
 }
 
 /// `github.run_number` from the counter the cache index keeps per repository and workflow
 /// file; a store that cannot be opened or written numbers the run 1 (said at debug level:
 /// the run itself does not depend on it).
-fn store_run_counter() -> runner::exec::RunCounter {
-    runner::exec::RunCounter(Arc::new(|repository: &str, workflow: &str| {
+fn store_run_counter(location: &StoreLocation) -> runner::exec::RunCounter {
+    let location = location.clone();
+    runner::exec::RunCounter(Arc::new(move |repository: &str, workflow: &str| {
         let clock: Arc<dyn runner::clock::Clock> = Arc::new(runner::clock::SystemClock);
-        let store = runner::store::Store::open_default(clock).ok()?;
+        let store = runner::store::Store::open_at(&location, clock).ok()?;
         store.index().next_run_number(repository, workflow).ok()
     }))
 }
@@ -312,12 +312,29 @@ fn key_value(text: &str, flag: &str) -> anyhow::Result<(String, String)> {
     }
 }
 
-fn options(args: &ExecArgs) -> anyhow::Result<RunOptions> {
+/// The `KEY=VALUE` lines (and `KEY<<EOF` blocks) of a file given to `flag`, `#` lines skipped.
+fn read_pairs(file: &Path, flag: &str) -> anyhow::Result<IndexMap<String, String>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading {flag} {}", file.display()))?;
+    let body: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let pairs = commands::parse_key_value(&body)
+        .map_err(|m| anyhow::anyhow!("{flag} {}: {m}", file.display()))?;
+    Ok(pairs.into_iter().collect())
+}
+
+fn options(args: &ExecArgs, location: &StoreLocation) -> anyhow::Result<RunOptions> {
     let workspace = args
         .workspace
         .canonicalize()
         .with_context(|| format!("--workspace {}", args.workspace.display()))?;
     let mut env = IndexMap::new();
+    for file in &args.env_file {
+        env.extend(read_pairs(file, "--env-file")?);
+    }
     for e in &args.env {
         let (k, v) = key_value(e, "--env")?;
         env.insert(k, v);
@@ -334,16 +351,7 @@ fn options(args: &ExecArgs) -> anyhow::Result<RunOptions> {
     }
     let mut secrets = IndexMap::new();
     for file in &args.secret_file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("--secret-file {}", file.display()))?;
-        let body: String = text
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('#'))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let pairs = commands::parse_key_value(&body)
-            .map_err(|m| anyhow::anyhow!("--secret-file {}: {m}", file.display()))?;
-        secrets.extend(pairs);
+        secrets.extend(read_pairs(file, "--secret-file")?);
     }
     for e in &args.secrets {
         if let Some((k, v)) = e.split_once('=') {
@@ -382,24 +390,24 @@ fn options(args: &ExecArgs) -> anyhow::Result<RunOptions> {
         sha: args.sha.clone(),
         repository: args.repository.clone(),
         run_number: args.run_number,
-        run_counter: Some(store_run_counter()),
+        run_counter: Some(store_run_counter(location)),
         run_attempt: args.run_attempt,
         inputs,
         dry_run: args.dry_run,
         strict: args.strict,
-        actions: actions_options(args),
-        // As act does: the shell's environment reaches the steps.
-        base_env: BaseEnv::Inherit,
+        actions: actions_options(args, location),
+        // As act does, the shell's environment reaches the steps unless --clean-env.
+        base_env: if args.clean_env {
+            BaseEnv::Clean
+        } else {
+            BaseEnv::Inherit
+        },
         ..RunOptions::default()
     })
 }
 
-fn actions_options(args: &ExecArgs) -> ActionsOptions {
-    let defaults = ActionsOptions::default();
-    let cache_root = match runner::store::default_cache_dir() {
-        Some(dir) => dir.join("actions-v1"),
-        None => defaults.sources.cache_root,
-    };
+fn actions_options(args: &ExecArgs, location: &StoreLocation) -> ActionsOptions {
+    let cache_root = location.dir.join("actions-v1");
     let base_url = match Path::new(&args.actions_url) {
         // A plain directory of bare repositories is a file:// URL to git.
         p if p.is_absolute() => format!("file://{}", p.display()),
@@ -420,13 +428,23 @@ fn actions_options(args: &ExecArgs) -> ActionsOptions {
 
 /// `--list`: one line per job, then one per step with how it would run.
 fn list(runner: &Runner, printer: &mut Printer) -> anyhow::Result<u8> {
-    let jobs = match runner.list() {
-        Ok(jobs) => jobs,
-        Err(err) => {
-            printer.error(&err.to_string());
-            return Ok(EXIT_USAGE);
-        }
-    };
+    let jobs = runner.list()?;
+    if printer.json_mode() {
+        let jobs: Vec<serde_json::Value> = jobs
+            .iter()
+            .map(|job| {
+                let steps: Vec<serde_json::Value> = job
+                    .steps
+                    .iter()
+                    .map(|s| serde_json::json!({"name": s.name, "uses": s.uses, "runs": s.how}))
+                    .collect();
+                serde_json::json!({"id": job.id, "steps": steps})
+            })
+            .collect();
+        let doc = super::json::document("runner.exec.list/1", serde_json::json!({"jobs": jobs}));
+        printer.json_document(&doc);
+        return Ok(EXIT_OK);
+    }
     for job in jobs {
         printer.data(&job.id);
         for step in job.steps {
@@ -443,7 +461,18 @@ fn list(runner: &Runner, printer: &mut Printer) -> anyhow::Result<u8> {
 
 static CANCEL: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
+/// The first signal that cancelled the run (0: none).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// The signal that cancelled the run, if one did.
+fn interrupt_signal() -> Option<i32> {
+    let cancelled = CANCEL.get().is_some_and(|f| f.load(Ordering::SeqCst));
+    let signal = SIGNAL.load(Ordering::SeqCst);
+    (cancelled && signal != 0).then_some(signal)
+}
+
 extern "C" fn on_interrupt(signal: libc::c_int) {
+    let _ = SIGNAL.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
     if let Some(flag) = CANCEL.get()
         && flag.swap(true, Ordering::SeqCst)
     {
@@ -456,7 +485,8 @@ extern "C" fn on_interrupt(signal: libc::c_int) {
 
 /// Ctrl-C (SIGINT) and CI cancellation (SIGTERM) cancel the run: running steps are killed,
 /// a cache save in flight aborts its reservation and removes its temporary blob, `always()`
-/// steps still run. A second signal exits at once. Step processes run in their own process
+/// steps still run, and the exit code is 128 + the signal (130, 143). A second signal exits at
+/// once. Step processes run in their own process
 /// groups, so they do not see the terminal's SIGINT themselves.
 fn install_interrupt_handler(flag: Arc<AtomicBool>) {
     if CANCEL.set(flag).is_ok() {
@@ -477,21 +507,25 @@ mod embedded {
 
     use anyhow::Context as _;
     use indexmap::IndexMap;
+    use runner::cache::CacheOptions;
     use runner::clock::{Clock, SystemClock};
     use runner::exec::JobInfo;
     use runner::exec::actions::JobEnv;
     use runner::server::{self, AuthMode, RunningServer, Server, ServerConfig, TokenRequest};
+    use runner::store::StoreLocation;
 
     /// How long a job's token is valid (GitHub's job timeout).
     const TOKEN_TTL_SECS: i64 = 6 * 3600;
 
     /// Starts the server; returns it (stopped when dropped) and the job environment to hand out.
-    pub fn start() -> anyhow::Result<(RunningServer, JobEnv)> {
+    pub fn start(
+        location: &StoreLocation,
+        options: CacheOptions,
+    ) -> anyhow::Result<(RunningServer, JobEnv)> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let dir = runner::store::default_cache_dir()
-            .context("no cache directory: set RUNNER_CACHE_DIR")?;
-        let cache =
-            runner::cache::open_default(clock.clone()).context("opening the cache store")?;
+        let dir = location.dir.clone();
+        let cache = runner::cache::open(location, options, clock.clone())
+            .context("opening the cache store")?;
         // A secret that lives as long as this run: tokens are good for this server only.
         let secret: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
             .iter()

@@ -1,10 +1,12 @@
 //! The `Printer`: stdout carries data (tables, plans, JSON reports), stderr carries logs and
-//! progress. Colour only on a terminal and never with `NO_COLOR` set.
+//! progress. Colour per `--color`: `auto` colours a terminal unless `NO_COLOR` is set, and
+//! `CLICOLOR_FORCE` colours one that is not; `always` and `never` win over both.
 
+use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use runner::exec::{AnnotationLevel, Event, EventKind, RunReport, Status};
+use runner::exec::{AnnotationLevel, Direction, Event, EventKind, RunReport, Status, Transfer};
 
 /// ANSI styles used by the printer.
 #[derive(Debug, Clone, Copy)]
@@ -30,12 +32,52 @@ impl Style {
     }
 }
 
+/// `--color` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set; also off a terminal with CLICOLOR_FORCE.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Whether a stream gets colour: the flag first, then `NO_COLOR` (set and not empty), then
+/// `CLICOLOR_FORCE` (set, not empty, not `0`), then whether it is a terminal.
+pub fn color_enabled(
+    choice: ColorChoice,
+    is_terminal: bool,
+    no_color: Option<OsString>,
+    force: Option<OsString>,
+) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            if no_color.is_some_and(|v| !v.is_empty()) {
+                false
+            } else if force.is_some_and(|v| !v.is_empty() && v != "0") {
+                true
+            } else {
+                is_terminal
+            }
+        }
+    }
+}
+
 /// Writes data to stdout and logs to stderr, styling each for its own stream.
 pub struct Printer {
     out: Box<dyn Write + Send>,
     err: Box<dyn Write + Send>,
     out_color: bool,
     err_color: bool,
+    /// Progress is a bar on a terminal, lines elsewhere.
+    err_is_terminal: bool,
+    /// Only data, warnings and errors.
+    quiet: bool,
+    /// Stdout is one JSON document (`--json`): nothing else goes there.
+    json: bool,
     verbose: bool,
     /// Show `::debug::` lines.
     debug: bool,
@@ -43,6 +85,17 @@ pub struct Printer {
     group: Option<FoldedGroup>,
     /// Set once something was written to stderr inside a job, to separate jobs.
     job_open: bool,
+    /// The cache transfer being shown.
+    transfer: Option<ShownTransfer>,
+}
+
+/// How often a transfer's progress is logged off a terminal (actions/cache's interval).
+const PROGRESS_LOG_INTERVAL_MS: u64 = 5_000;
+
+/// A cache transfer's progress as shown: a bar on a terminal, else the time of the last line.
+struct ShownTransfer {
+    bar: Option<indicatif::ProgressBar>,
+    logged_at_ms: u64,
 }
 
 /// The most lines of a folded group kept to show if its step fails inside it; a group that
@@ -56,26 +109,120 @@ struct FoldedGroup {
     total: usize,
 }
 
-/// True when colour is allowed on a stream that is (or is not) a terminal.
-fn color_allowed(is_terminal: bool) -> bool {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    is_terminal && !no_color
-}
-
 impl Printer {
-    /// A printer on the process's stdout and stderr. `verbose` unfolds groups and shows debug
-    /// messages.
-    pub fn new(verbose: bool) -> Self {
+    /// A printer on the process's stdout and stderr. `quiet` keeps only data, warnings and
+    /// errors; `json` reserves stdout for one JSON document.
+    pub fn new(color: ColorChoice, quiet: bool, json: bool) -> Self {
+        let enabled = |is_terminal: bool| {
+            color_enabled(
+                color,
+                is_terminal,
+                std::env::var_os("NO_COLOR"),
+                std::env::var_os("CLICOLOR_FORCE"),
+            )
+        };
         Self {
-            out_color: color_allowed(std::io::stdout().is_terminal()),
-            err_color: color_allowed(std::io::stderr().is_terminal()),
+            out_color: enabled(std::io::stdout().is_terminal()) && !json,
+            err_color: enabled(std::io::stderr().is_terminal()),
+            err_is_terminal: std::io::stderr().is_terminal(),
             out: Box::new(std::io::stdout()),
             err: Box::new(std::io::stderr()),
-            verbose,
-            debug: verbose,
+            quiet,
+            json,
+            verbose: false,
+            debug: false,
             group: None,
             job_open: false,
+            transfer: None,
         }
+    }
+
+    /// A printer with the same settings on the same streams, for a run's event sink.
+    pub fn fork(&self) -> Self {
+        Self {
+            out: Box::new(std::io::stdout()),
+            err: Box::new(std::io::stderr()),
+            group: None,
+            job_open: false,
+            transfer: None,
+            ..*self
+        }
+    }
+
+    /// Shows a cache transfer: a bar on a terminal; off one a line every few seconds and when
+    /// it ends, as actions/cache logs (`Received 52428800 of 78097531 (67.1%), 48.0 MBs/sec`).
+    fn progress(&mut self, t: &Transfer) {
+        let on_terminal = self.err_is_terminal;
+        let shown = self.transfer.get_or_insert_with(|| ShownTransfer {
+            bar: on_terminal.then(|| {
+                let bar = indicatif::ProgressBar::with_draw_target(
+                    t.total,
+                    indicatif::ProgressDrawTarget::stderr(),
+                );
+                let template = match t.total {
+                    Some(_) => "  {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
+                    None => "  {msg} {bytes} ({bytes_per_sec})",
+                };
+                if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+                    bar.set_style(style.progress_chars("=> "));
+                }
+                bar.set_message(match t.direction {
+                    Direction::Save => "Saving",
+                    Direction::Restore => "Restoring",
+                });
+                bar
+            }),
+            logged_at_ms: 0,
+        });
+        match &shown.bar {
+            Some(bar) => {
+                bar.set_position(t.bytes);
+                if t.done {
+                    bar.finish_and_clear();
+                }
+            }
+            None => {
+                if t.done || t.elapsed_ms >= shown.logged_at_ms + PROGRESS_LOG_INTERVAL_MS {
+                    shown.logged_at_ms = t.elapsed_ms;
+                    let line = progress_line(t);
+                    self.log(&format!("  {line}"));
+                }
+            }
+        }
+        if t.done {
+            self.transfer = None;
+        }
+    }
+
+    /// Unfolds groups and shows debug messages.
+    pub fn set_verbose(&mut self, verbose: bool) {
+        self.verbose = verbose;
+        self.debug |= verbose;
+    }
+
+    /// True when stdout is reserved for one JSON document.
+    pub fn json_mode(&self) -> bool {
+        self.json
+    }
+
+    /// Writes `value` to stdout as the one JSON document of this run.
+    pub fn json_document(&mut self, value: &serde_json::Value) {
+        let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into());
+        let _ = writeln!(self.out, "{text}");
+        let _ = self.out.flush();
+    }
+
+    /// Writes one line of JSON (an event stream) to stdout and flushes it.
+    pub fn json_line(&mut self, value: &serde_json::Value) {
+        let text = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
+        let _ = writeln!(self.out, "{text}");
+        let _ = self.out.flush();
+    }
+
+    /// Writes text that already holds its line ends to stdout.
+    pub fn data_text(&mut self, text: &str) {
+        let _ = self.out.write_all(text.as_bytes());
+        let _ = self.out.flush();
     }
 
     fn paint(color: bool, style: Style, text: &str) -> String {
@@ -96,21 +243,28 @@ impl Printer {
         let _ = writeln!(self.out, "{line}");
     }
 
-    /// Writes a line of log to stderr.
+    /// Writes a line of log to stderr (not with `--quiet`).
     pub fn log(&mut self, line: &str) {
+        if !self.quiet {
+            let _ = writeln!(self.err, "{line}");
+        }
+    }
+
+    /// Writes a line to stderr even with `--quiet` (prompts, refusals).
+    pub fn notice(&mut self, line: &str) {
         let _ = writeln!(self.err, "{line}");
     }
 
     /// `error: message` on stderr.
     pub fn error(&mut self, message: &str) {
         let label = Self::paint(self.err_color, Style::Red, "error");
-        self.log(&format!("{label}: {message}"));
+        self.notice(&format!("{label}: {message}"));
     }
 
     /// `warning: message` on stderr.
     pub fn warning(&mut self, message: &str) {
         let label = Self::paint(self.err_color, Style::Yellow, "warning");
-        self.log(&format!("{label}: {message}"));
+        self.notice(&format!("{label}: {message}"));
     }
 
     fn status_word(&self, color: bool, status: Status) -> String {
@@ -281,12 +435,26 @@ impl Printer {
             }
         }
     }
+}
 
-    /// Prints the `--json` report to stdout.
-    pub fn json(&mut self, report: &RunReport) -> anyhow::Result<()> {
-        let text = serde_json::to_string_pretty(report)?;
-        self.data(&text);
-        Ok(())
+/// One progress line as actions/cache logs it: `Received 52428800 of 78097531 (67.1%),
+/// 48.0 MBs/sec` (MB = 1024 × 1024 bytes); a save whose size is not known yet says `Sent N`.
+pub fn progress_line(t: &Transfer) -> String {
+    let verb = match t.direction {
+        Direction::Save => "Sent",
+        Direction::Restore => "Received",
+    };
+    let secs = (t.elapsed_ms.max(1)) as f64 / 1000.0;
+    let rate = t.bytes as f64 / (1024.0 * 1024.0) / secs;
+    match t.total {
+        Some(total) if total > 0 => {
+            let percent = t.bytes as f64 * 100.0 / total as f64;
+            format!(
+                "{verb} {} of {total} ({percent:.1}%), {rate:.1} MBs/sec",
+                t.bytes
+            )
+        }
+        _ => format!("{verb} {}, {rate:.1} MBs/sec", t.bytes),
     }
 }
 
@@ -298,6 +466,15 @@ pub fn format_duration(d: Duration) -> String {
     } else {
         let whole = d.as_secs();
         format!("{}m{:02}s", whole / 60, whole % 60)
+    }
+}
+
+/// A planned `if:` value, or "decided at run time" when it reads earlier outputs.
+fn plan_value<'a>(expression: &str, value: &'a str) -> &'a str {
+    if super::exec::output::depends_on_outputs(expression) {
+        super::exec::output::DECIDED_AT_RUN_TIME
+    } else {
+        value
     }
 }
 
@@ -313,9 +490,27 @@ impl Printer {
     /// Renders one event of `runner exec` on stderr.
     pub fn event(&mut self, event: &Event) {
         let c = self.err_color;
+        let is_plan = matches!(
+            event.kind,
+            EventKind::PlanJob { .. } | EventKind::PlanStep { .. }
+        );
+        // With --json the plan is part of the one document, built from these same events.
+        if is_plan && self.json {
+            return;
+        }
+        let is_problem = matches!(
+            event.kind,
+            EventKind::Warning { .. }
+                | EventKind::Annotation {
+                    level: AnnotationLevel::Warning | AnnotationLevel::Error,
+                    ..
+                }
+        );
+        if self.quiet && !is_plan && !is_problem {
+            return;
+        }
         match &event.kind {
-            // Cache transfer progress has no rendering yet.
-            EventKind::Progress { .. } => {}
+            EventKind::Progress { transfer } => self.progress(transfer),
             EventKind::Warning { message } => self.warning(message),
             EventKind::JobStarted { name, .. } => {
                 if self.job_open {
@@ -434,6 +629,7 @@ impl Printer {
                 }
                 self.data(&line);
                 if let Some((expr, value)) = condition {
+                    let value = plan_value(expr, value);
                     self.data(&format!("  if: {expr} → {value}"));
                 }
             }
@@ -445,6 +641,7 @@ impl Printer {
             } => {
                 self.data(&format!("  - {name} [{action}]"));
                 if let Some((expr, value)) = condition {
+                    let value = plan_value(expr, value);
                     self.data(&format!("      if: {expr} → {value}"));
                 }
                 for (k, v) in with {
@@ -454,5 +651,58 @@ impl Printer {
             }
         }
         let _ = self.err.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines() {
+        let t = |direction, bytes, total| Transfer {
+            direction,
+            bytes,
+            total,
+            elapsed_ms: 1_000,
+            done: false,
+        };
+        let rows = [
+            (
+                t(Direction::Restore, 52_428_800, Some(78_097_531)),
+                "Received 52428800 of 78097531 (67.1%), 50.0 MBs/sec",
+            ),
+            (
+                t(Direction::Save, 1_048_576, None),
+                "Sent 1048576, 1.0 MBs/sec",
+            ),
+            (t(Direction::Save, 0, Some(0)), "Sent 0, 0.0 MBs/sec"),
+        ];
+        for (transfer, expected) in rows {
+            assert_eq!(progress_line(&transfer), expected);
+        }
+    }
+
+    #[test]
+    fn color_rows() {
+        let set = |v: &str| Some(OsString::from(v));
+        let rows = [
+            (ColorChoice::Auto, true, None, None, true),
+            (ColorChoice::Auto, false, None, None, false),
+            (ColorChoice::Auto, true, set("1"), None, false),
+            (ColorChoice::Auto, true, set(""), None, true),
+            (ColorChoice::Auto, false, None, set("1"), true),
+            (ColorChoice::Auto, false, None, set("0"), false),
+            (ColorChoice::Auto, false, set("1"), set("1"), false),
+            (ColorChoice::Always, false, set("1"), None, true),
+            (ColorChoice::Never, true, None, set("1"), false),
+        ];
+        for (choice, tty, no_color, force, expected) in rows {
+            assert_eq!(
+                color_enabled(choice, tty, no_color.clone(), force.clone()),
+                expected,
+                "{choice:?} tty={tty} NO_COLOR={no_color:?} CLICOLOR_FORCE={force:?}"
+            );
+        }
     }
 }

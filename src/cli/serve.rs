@@ -1,5 +1,6 @@
 //! `runner serve`: GitHub's cache protocols (v1 REST, v2 Twirp + Azure-style blobs) over the
-//! store `RUNNER_CACHE_DIR` / `RUNNER_CACHE_DB` select, as `runner cache` uses.
+//! store `--cache-dir` / `--cache-db` (`RUNNER_CACHE_DIR` / `RUNNER_CACHE_DB`) select, as
+//! `runner cache` uses.
 
 use std::sync::Arc;
 
@@ -28,6 +29,8 @@ pub struct ServeArgs {
     listen: String,
     #[command(flatten)]
     secret: SecretArgs,
+    #[command(flatten)]
+    store: super::StoreArgs,
     /// Accept requests without verifying tokens (local experiments only).
     #[arg(long)]
     insecure_no_auth: bool,
@@ -80,10 +83,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         ),
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let dir =
-        runner::store::default_cache_dir().context("no cache directory: set RUNNER_CACHE_DIR")?;
-    let cache = runner::cache::open_default(clock.clone()).context("opening the cache store")?;
+    let location = args.store.location()?;
+    let dir = location.dir.clone();
+    let cache = args.store.open()?;
     let mut config = ServerConfig::new(auth, dir.join("staging-v1"));
+    config.blobs_url = location.blobs_url;
     config.public_url = args.public_url;
     config.max_entry_size = args.max_entry_size;
     config.max_body_size = args.max_body_size;

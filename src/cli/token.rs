@@ -3,10 +3,13 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
+
 use runner::clock::{Clock, SystemClock};
 use runner::server::{TokenRequest, mint_token, parse_duration_secs};
 
 use super::EXIT_OK;
+use super::printer::Printer;
 
 /// Where the token secret comes from (shared by `serve` and `token`).
 #[derive(Debug, Clone, clap::Args)]
@@ -24,9 +27,8 @@ impl SecretArgs {
     pub fn secret(&self) -> anyhow::Result<Option<Vec<u8>>> {
         let secret = match (&self.token_secret, &self.token_secret_file) {
             (Some(text), _) => text.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path).map_err(|err| {
-                anyhow::anyhow!("reading --token-secret-file {}: {err}", path.display())
-            })?,
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading --token-secret-file {}", path.display()))?,
             (None, None) => return Ok(None),
         };
         let secret = secret.trim_end_matches(['\n', '\r']);
@@ -66,7 +68,7 @@ pub struct TokenArgs {
 }
 
 /// Prints the token.
-pub fn run(args: TokenArgs) -> anyhow::Result<u8> {
+pub fn run(args: TokenArgs, printer: &mut Printer) -> anyhow::Result<u8> {
     let Some(secret) = args.secret.secret()? else {
         anyhow::bail!("no token secret: set RUNNER_SERVE_TOKEN_SECRET or --token-secret-file");
     };
@@ -83,6 +85,6 @@ pub fn run(args: TokenArgs) -> anyhow::Result<u8> {
         ttl_secs: args.ttl,
     };
     let now = SystemClock.now_millis().div_euclid(1000);
-    println!("{}", mint_token(&secret, &request, now));
+    printer.data(&mint_token(&secret, &request, now));
     Ok(EXIT_OK)
 }

@@ -170,13 +170,21 @@ impl Runner {
         let Some(tree) = job.strategy.as_ref().and_then(|s| s.matrix.as_ref()) else {
             return Ok(vec![None]);
         };
-        let value = eval_tree(tree, ctx).map_err(|p| self.plan_error(p))?;
-        let combos = crate::workflow::expand_matrix(&value).map_err(|e| {
-            self.plan_error(Problem {
+        let expanded = eval_tree(tree, ctx).and_then(|value| {
+            crate::workflow::expand_matrix(&value).map_err(|e| Problem {
                 pos: tree.pos,
                 message: e.to_string(),
             })
-        })?;
+        });
+        let combos = match expanded {
+            Ok(combos) => combos,
+            // A plan has no job outputs yet: a matrix built from them (`fromJSON(needs.x.
+            // outputs.y)`) is only known when the job runs.
+            Err(_) if self.options.dry_run && reads_needs(tree) => {
+                return Ok(vec![Some(Value::String(MATRIX_AT_RUN_TIME.to_string()))]);
+            }
+            Err(p) => return Err(self.plan_error(p)),
+        };
         let filtered = crate::workflow::filter_matrix(combos, &self.options.matrix);
         if filtered.is_empty() {
             return Err(ExecError::MatrixFilter {
@@ -297,6 +305,18 @@ pub(super) fn needs_context(job: &Job, results: &HashMap<String, NeedResult>) ->
         needs.insert(need.value.clone(), Value::Object(entry));
     }
     Value::Object(needs)
+}
+
+/// What a dry run shows for a matrix that depends on the outputs of needed jobs.
+const MATRIX_AT_RUN_TIME: &str = "decided at run time";
+
+/// True when an expression in `tree` reads the `needs` context.
+fn reads_needs(tree: &Tree) -> bool {
+    match &tree.kind {
+        TreeKind::Scalar(text, _) => text.raw.to_ascii_lowercase().contains("needs."),
+        TreeKind::Seq(items) => items.iter().any(reads_needs),
+        TreeKind::Map(entries) => entries.iter().any(|(_, v)| reads_needs(v)),
+    }
 }
 
 /// Evaluates a YAML subtree whose scalars may be templates (matrices).

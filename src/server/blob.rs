@@ -378,16 +378,21 @@ async fn get(
         Body::empty()
     } else {
         let inner = server.inner.clone();
+        let whole = range.is_none();
         let reader = blocking(move || {
-            inner
-                .cache
-                .store()
-                .open_entry(&entry)
-                .map_err(|err| ApiError::internal(&err))
+            let store = inner.cache.store();
+            // A range is read from its offset, never from the start of the blob: the Azure SDK
+            // downloads an archive as 4 MiB ranges, 8 at once.
+            let opened = if whole {
+                store.open_entry(&entry)
+            } else {
+                store.open_entry_range(&entry, start, len)
+            };
+            opened.map_err(|err| ApiError::internal(&err))
         })
         .await?;
         log::note_bytes(len);
-        reader_body(reader, start, len, range.is_none())
+        reader_body(reader, len, whole)
     };
     let response = builder.body(body).map_err(|err| ApiError::internal(&err))?;
     Ok(response)

@@ -118,23 +118,17 @@ const DOWNLOAD_CHUNK: usize = 1024 * 1024;
 /// Download chunks in flight per body.
 const DOWNLOAD_DEPTH: usize = 2;
 
-/// A response body that reads `reader` on a blocking thread: `skip` bytes are discarded, then
-/// at most `take` bytes are sent. A read error ends the body early, so the client sees a
-/// short body against `Content-Length`. A whole-blob read (`skip == 0`, `take` = its size)
-/// holds its last chunk back until the end of the blob, where the digest is checked, so
-/// corrupt bytes are never delivered complete.
-pub fn reader_body(mut reader: Box<dyn Read + Send>, skip: u64, take: u64, whole: bool) -> Body {
+/// A response body that reads `reader` on a blocking thread and sends at most `take` bytes. A
+/// read error ends the body early, so the client sees a short body against `Content-Length`.
+/// A whole-blob read (`whole`: `take` is its size) holds its last chunk back until the end of
+/// the blob, where the digest is checked, so corrupt bytes are never delivered complete.
+pub fn reader_body(mut reader: Box<dyn Read + Send>, take: u64, whole: bool) -> Body {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(DOWNLOAD_DEPTH);
     tokio::task::spawn_blocking(move || {
         let fail = |tx: &mpsc::Sender<io::Result<Bytes>>, err: io::Error| {
             tracing::warn!(error = %err, "download stopped");
             let _ = tx.blocking_send(Err(err));
         };
-        if skip > 0
-            && let Err(err) = io::copy(&mut (&mut reader).take(skip), &mut io::sink())
-        {
-            return fail(&tx, err);
-        }
         let mut left = take;
         let mut pending: Option<Bytes> = None;
         loop {

@@ -37,7 +37,7 @@ use crate::clock::Clock;
 use crate::store::index::Backend;
 pub use auth::{Principal, TokenRequest, mint_token};
 pub use error::{ApiError, Dialect};
-use staging::{LocalStaging, Staging, StagingError};
+use staging::{Staging, StagingError};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -61,6 +61,9 @@ pub enum ServerError {
     /// The staging directory cannot be used.
     #[error("staging uploads")]
     Staging(#[from] StagingError),
+    /// The maintenance lease could not be asked for.
+    #[error("taking the maintenance lease")]
+    Lease(#[from] crate::store::StoreError),
     /// Binding or serving failed.
     #[error("serving on {addr}")]
     Io {
@@ -102,8 +105,11 @@ impl std::fmt::Debug for AuthMode {
 pub struct ServerConfig {
     /// How requests are authenticated.
     pub auth: AuthMode,
-    /// Where uploads are staged until finalized.
+    /// Where uploads are staged until finalized, when the blobs are this node's own.
     pub staging_dir: PathBuf,
+    /// The shared blob store's URL (`s3://…`, `file:///…`): uploads are then staged next to
+    /// the blobs, so every node serving them sees every part ([`staging::open`]).
+    pub blobs_url: Option<String>,
     /// The base of signed URLs (`http://host:port`); `None` uses the request's `Host`.
     pub public_url: Option<String>,
     /// Cap on one entry's size.
@@ -124,6 +130,7 @@ impl ServerConfig {
         Self {
             auth,
             staging_dir,
+            blobs_url: None,
             public_url: None,
             max_entry_size: DEFAULT_MAX_ENTRY_SIZE,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
@@ -139,6 +146,9 @@ impl ServerConfig {
 struct Inner {
     cache: Arc<Cache>,
     staging: Arc<dyn Staging>,
+    /// Whether other nodes see the staging (it lives next to shared blobs): their uploads are
+    /// then theirs to finish, not this process's to abort when it stops.
+    shared_staging: bool,
     config: ServerConfig,
     signer: auth::UrlSigner,
     clock: Arc<dyn Clock>,
@@ -178,7 +188,8 @@ impl Server {
         config: ServerConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ServerError> {
-        let staging: Arc<dyn Staging> = Arc::new(LocalStaging::new(&config.staging_dir)?);
+        let (staging, shared_staging) =
+            staging::open(config.blobs_url.as_deref(), &config.staging_dir)?;
         let secret = match &config.auth {
             AuthMode::Secret(secret) => secret.clone(),
             // URLs are still signed, with a key that lives as long as this process.
@@ -187,6 +198,7 @@ impl Server {
         let server = Self {
             inner: Arc::new(Inner {
                 staging,
+                shared_staging,
                 signer: auth::UrlSigner::new(&secret),
                 upload_slots: Arc::new(tokio::sync::Semaphore::new(
                     config.max_concurrent_uploads.max(1),
@@ -199,7 +211,7 @@ impl Server {
                 finalizing: Default::default(),
             }),
         };
-        server.reclaim(|meta| !uploads::process_alive(meta.owner_pid))?;
+        server.reclaim(uploads::owner_is_dead)?;
         Ok(server)
     }
 
@@ -242,14 +254,24 @@ impl Server {
         Ok(n)
     }
 
-    /// Aborts uploads past their expiry; returns how many.
+    /// Aborts uploads past their expiry (or whose server died); returns how many. On a shared
+    /// index one node at a time does it, under the maintenance lease; the others skip a turn.
     pub fn expire_uploads(&self) -> Result<usize, ServerError> {
         let now = self.inner.clock.now_millis();
-        self.reclaim(|meta| meta.expires_at <= now)
+        let store = self.inner.cache.store();
+        let expired = store.with_lease("expire uploads", || {
+            self.reclaim(|meta| meta.expires_at <= now || uploads::owner_is_dead(meta))
+        })?;
+        expired.unwrap_or(Ok(0))
     }
 
     /// Aborts every upload this process started (at shutdown: nothing half-written stays).
+    /// With shared staging, none: another node may be receiving their parts, and they expire
+    /// on their own if nobody finishes them.
     pub fn abort_own_uploads(&self) -> Result<usize, ServerError> {
+        if self.inner.shared_staging {
+            return Ok(0);
+        }
         let me = std::process::id();
         self.reclaim(|meta| meta.owner_pid == me)
     }

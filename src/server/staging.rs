@@ -1,6 +1,8 @@
 //! Where the bytes of an upload wait until it is finalized: v1 chunks at their offsets, v2
-//! blocks by id, or one whole body. Behind a small trait so staging can later move to the
-//! shared blob store (uploads of one entry may reach different servers).
+//! blocks by id, or one whole body. Behind a small trait with two implementations: a directory
+//! ([`LocalStaging`]: this node's, or one next to shared blobs on a shared file system) and an
+//! S3-compatible bucket ([`ObjectStaging`]). Uploads of one entry may reach different servers,
+//! so with shared blobs the staging is shared too ([`open`]), and any node can finalize.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -41,6 +43,26 @@ pub enum StagingError {
         #[source]
         source: io::Error,
     },
+    /// A staging location (the blob store's URL) that cannot be used.
+    #[error("staging next to blob store URL {url:?}: {reason}")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The object store refused or failed a request (after its retries).
+    #[cfg(feature = "s3")]
+    #[error("object storage: {operation} {key}")]
+    Remote {
+        /// What was attempted.
+        operation: &'static str,
+        /// The object key involved.
+        key: String,
+        /// The client's error.
+        #[source]
+        source: object_store::Error,
+    },
     /// The body's length differs from what the request declared.
     #[error("body has {actual} bytes, the request declared {expected}")]
     Length {
@@ -72,8 +94,12 @@ pub struct UploadMeta {
     pub started_at: i64,
     /// When it expires, on the server's clock (milliseconds).
     pub expires_at: i64,
-    /// The server process that reserved it; a dead owner's uploads are reclaimed at start.
+    /// The server process that reserved it.
     pub owner_pid: u32,
+    /// That process as [`crate::store::owner::Owner::to_text`], so any node on the same host
+    /// can tell whether it died (a dead owner's uploads are reclaimed); `None` when unknown.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// One staged piece of an upload.
@@ -454,5 +480,473 @@ pub fn copy_large(reader: &mut dyn Read, out: &mut dyn Write, buf: &mut [u8]) ->
         };
         out.write_all(&buf[..n])?;
         total += n as u64;
+    }
+}
+
+/// Where uploads are staged when the blobs are shared: next to the blobs, so any node that sees
+/// the blobs sees every staged part. `s3://bucket/prefix` stages objects under
+/// `prefix/staging-v1/<upload id>/<part>` in that bucket; `file:///dir` (or a plain path) stages
+/// in `dir/staging-v1/` (shared when `dir` is). `None` stages in `local_dir` on this node only.
+/// Returns the staging and whether it is shared.
+pub fn open(
+    blobs_url: Option<&str>,
+    local_dir: &Path,
+) -> Result<(std::sync::Arc<dyn Staging>, bool), StagingError> {
+    let Some(url) = blobs_url.filter(|u| !u.trim().is_empty()) else {
+        return Ok((std::sync::Arc::new(LocalStaging::new(local_dir)?), false));
+    };
+    if url.starts_with("s3://") {
+        #[cfg(feature = "s3")]
+        return Ok((std::sync::Arc::new(ObjectStaging::from_url(url)?), true));
+        #[cfg(not(feature = "s3"))]
+        return Err(StagingError::Url {
+            url: url.to_string(),
+            reason: "this build has no S3 support (cargo feature `s3`)".to_string(),
+        });
+    }
+    let dir = match url.split_once("://") {
+        Some(("file", path)) => path,
+        Some(_) => {
+            return Err(StagingError::Url {
+                url: url.to_string(),
+                reason: "unsupported scheme: use file:// or s3://".to_string(),
+            });
+        }
+        None => url,
+    };
+    let staging = LocalStaging::new(Path::new(dir).join(SHARED_DIR))?;
+    Ok((std::sync::Arc::new(staging), true))
+}
+
+/// The staging namespace next to shared blobs (a directory, or a key prefix).
+pub const SHARED_DIR: &str = "staging-v1";
+
+#[cfg(feature = "s3")]
+pub use object::ObjectStaging;
+
+#[cfg(feature = "s3")]
+mod object {
+    //! Staging as objects in an S3-compatible bucket. An object appears only once its PUT (or
+    //! multipart upload) completes, which is what makes `put_part` atomic.
+
+    use std::future::Future;
+    use std::io::{self, Read};
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures_util::StreamExt as _;
+    use futures_util::stream::BoxStream;
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+    use object_store::path::Path as ObjectPath;
+    use object_store::{
+        BackoffConfig, ClientOptions, ObjectStore, PutPayload, RetryConfig, WriteMultipart,
+    };
+
+    use crate::clock::Clock as _;
+
+    use super::{META_FILE, Part, SHARED_DIR, Staging, StagingError, UploadMeta, is_body_error};
+
+    /// Bytes per multipart part; a part no bigger than this is one PUT.
+    const PART_SIZE: usize = 8 * 1024 * 1024;
+    /// Parts of one staged piece uploading at once.
+    const PARTS_IN_FLIGHT: usize = 2;
+    /// A staged upload without metadata this old is a crash's leftover.
+    const STALE_MS: i64 = 10 * 60 * 1000;
+
+    /// Staged uploads in a bucket: `<prefix>/staging-v1/<upload id>/{meta.json, parts}`.
+    #[derive(Debug, Clone)]
+    pub struct ObjectStaging(Arc<Shared>);
+
+    /// The client and its runtime, shared with open part readers.
+    #[derive(Debug)]
+    struct Shared {
+        client: Arc<dyn ObjectStore>,
+        rt: Option<tokio::runtime::Runtime>,
+        root: String,
+        url: String,
+    }
+
+    impl Drop for Shared {
+        fn drop(&mut self) {
+            // May be dropped inside the server's runtime, where a blocking shutdown panics.
+            if let Some(rt) = self.rt.take() {
+                rt.shutdown_background();
+            }
+        }
+    }
+
+    impl ObjectStaging {
+        /// Staging in `s3://bucket/prefix`, with credentials, region and endpoint from the
+        /// usual `AWS_*` variables, like the S3 blob store of the same URL.
+        pub fn from_url(url: &str) -> Result<Self, StagingError> {
+            let bad = |reason: &str| StagingError::Url {
+                url: url.to_string(),
+                reason: reason.to_string(),
+            };
+            let rest = url
+                .strip_prefix("s3://")
+                .ok_or_else(|| bad("expected s3://"))?;
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket"));
+            }
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_client_options(
+                    ClientOptions::new()
+                        .with_timeout(Duration::from_secs(120))
+                        .with_connect_timeout(Duration::from_secs(10)),
+                )
+                .with_retry(RetryConfig {
+                    backoff: BackoffConfig::default(),
+                    max_retries: 6,
+                    retry_timeout: Duration::from_secs(180),
+                });
+            if builder
+                .get_config_value(&AmazonS3ConfigKey::Endpoint)
+                .is_some_and(|e| e.starts_with("http://"))
+            {
+                builder = builder.with_allow_http(true);
+            }
+            let client = builder.build().map_err(|source| StagingError::Remote {
+                operation: "connect",
+                key: url.to_string(),
+                source,
+            })?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("runner-staging")
+                .enable_all()
+                .build()
+                .map_err(|source| StagingError::Io {
+                    path: PathBuf::from("tokio runtime for S3 staging"),
+                    source,
+                })?;
+            let prefix = prefix.trim_matches('/');
+            Ok(Self(Arc::new(Shared {
+                client: Arc::new(client),
+                rt: Some(rt),
+                root: if prefix.is_empty() {
+                    SHARED_DIR.to_string()
+                } else {
+                    format!("{prefix}/{SHARED_DIR}")
+                },
+                url: url.to_string(),
+            })))
+        }
+    }
+
+    impl Shared {
+        /// Runs `fut` from sync code (a blocking thread of the server, or none at all).
+        fn run<F: Future>(&self, fut: F) -> Result<F::Output, StagingError> {
+            let rt = self.rt.as_ref().ok_or_else(|| StagingError::Io {
+                path: PathBuf::from(&self.url),
+                source: io::Error::other("the staging runtime has shut down"),
+            })?;
+            Ok(match tokio::runtime::Handle::try_current() {
+                Ok(current)
+                    if current.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+                {
+                    tokio::task::block_in_place(|| rt.block_on(fut))
+                }
+                _ => rt.block_on(fut),
+            })
+        }
+
+        fn dir(&self, id: &str) -> String {
+            let safe: String = id
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            format!("{}/{safe}", self.root)
+        }
+
+        fn key(&self, id: &str, name: &str) -> String {
+            format!("{}/{name}", self.dir(id))
+        }
+
+        fn remote(
+            operation: &'static str,
+            key: &str,
+        ) -> impl FnOnce(object_store::Error) -> StagingError {
+            let key = key.to_string();
+            move |source| StagingError::Remote {
+                operation,
+                key,
+                source,
+            }
+        }
+
+        fn get_bytes(&self, key: &str) -> Result<Option<bytes::Bytes>, StagingError> {
+            let path = ObjectPath::from(key);
+            let client = self.client.clone();
+            match self.run(async move {
+                match client.get(&path).await {
+                    Ok(got) => got.bytes().await,
+                    Err(err) => Err(err),
+                }
+            })? {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(err) => Err(Self::remote("get", key)(err)),
+            }
+        }
+
+        fn list_under(&self, prefix: &str) -> Result<Vec<object_store::ObjectMeta>, StagingError> {
+            let path = ObjectPath::from(prefix);
+            let client = self.client.clone();
+            self.run(async move {
+                let mut out = Vec::new();
+                let mut stream = client.list(Some(&path));
+                while let Some(meta) = stream.next().await {
+                    out.push(meta?);
+                }
+                Ok(out)
+            })?
+            .map_err(Self::remote("list", prefix))
+        }
+
+        fn delete_key(&self, key: &str) -> Result<(), StagingError> {
+            let path = ObjectPath::from(key);
+            let client = self.client.clone();
+            match self.run(async move { client.delete(&path).await })? {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(err) => Err(Self::remote("delete", key)(err)),
+            }
+        }
+
+        /// Streams `body` to `key`: one PUT when it fits in a part, else a multipart upload
+        /// that is completed only if the whole body arrived with the expected length.
+        fn put_stream(
+            &self,
+            key: &str,
+            body: &mut dyn Read,
+            expected_len: Option<u64>,
+        ) -> Result<u64, StagingError> {
+            let path = ObjectPath::from(key);
+            let read_err = |source: io::Error| {
+                if is_body_error(&source) {
+                    StagingError::Body { source }
+                } else {
+                    StagingError::Io {
+                        path: PathBuf::from(key),
+                        source,
+                    }
+                }
+            };
+            let mut first = Vec::with_capacity(
+                PART_SIZE.min(usize::try_from(expected_len.unwrap_or(0)).unwrap_or(PART_SIZE) + 1),
+            );
+            let n = (&mut *body)
+                .take(PART_SIZE as u64 + 1)
+                .read_to_end(&mut first)
+                .map_err(read_err)?;
+            let check = |written: u64| match expected_len {
+                Some(expected) if expected != written => Err(StagingError::Length {
+                    expected,
+                    actual: written,
+                }),
+                _ => Ok(()),
+            };
+            let client = self.client.clone();
+            if n <= PART_SIZE {
+                check(n as u64)?;
+                let payload = PutPayload::from(first);
+                self.run(async move { client.put(&path, payload).await })?
+                    .map_err(Self::remote("put", key))?;
+                return Ok(n as u64);
+            }
+            let upload = self
+                .run({
+                    let (client, path) = (client.clone(), path.clone());
+                    async move { client.put_multipart(&path).await }
+                })?
+                .map_err(Self::remote("start upload", key))?;
+            let rt = self.rt.as_ref().map(tokio::runtime::Runtime::enter);
+            let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+            let mut total = n as u64;
+            writer.write(&first);
+            drop(first);
+            let mut buf = vec![0u8; super::COPY_BUFFER];
+            let streamed: Result<(), StagingError> = loop {
+                let n = match body.read(&mut buf) {
+                    Ok(0) => break check(total),
+                    Ok(n) => n,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(err) => break Err(read_err(err)),
+                };
+                match self.run(writer.wait_for_capacity(PARTS_IN_FLIGHT)) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => break Err(Self::remote("upload part", key)(err)),
+                    Err(err) => break Err(err),
+                }
+                writer.write(&buf[..n]);
+                total += n as u64;
+            };
+            let done = match streamed {
+                Ok(()) => self
+                    .run(writer.finish())?
+                    .map(|_| total)
+                    .map_err(Self::remote("complete upload", key)),
+                Err(err) => {
+                    let _ = self.run(writer.abort());
+                    Err(err)
+                }
+            };
+            drop(rt);
+            done
+        }
+    }
+
+    /// A staged part's bytes, pulled from the response body chunk by chunk.
+    struct ObjectReader {
+        staging: Arc<Shared>,
+        key: String,
+        body: BoxStream<'static, object_store::Result<bytes::Bytes>>,
+        chunk: bytes::Bytes,
+    }
+
+    impl Read for ObjectReader {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            while self.chunk.is_empty() {
+                if buf.is_empty() {
+                    return Ok(0);
+                }
+                let next = self
+                    .staging
+                    .run(self.body.next())
+                    .map_err(io::Error::other)?;
+                match next {
+                    None => return Ok(0),
+                    Some(Ok(chunk)) => self.chunk = chunk,
+                    Some(Err(err)) => {
+                        return Err(io::Error::other(Shared::remote("get", &self.key)(err)));
+                    }
+                }
+            }
+            let n = buf.len().min(self.chunk.len());
+            buf[..n].copy_from_slice(&self.chunk.split_to(n));
+            Ok(n)
+        }
+    }
+
+    impl Staging for ObjectStaging {
+        fn create(&self, meta: &UploadMeta) -> Result<(), StagingError> {
+            self.remove(&meta.id)?;
+            let key = self.0.key(&meta.id, META_FILE);
+            let json = serde_json::to_vec(meta).map_err(|source| StagingError::Corrupt {
+                path: PathBuf::from(&key),
+                source,
+            })?;
+            self.0.put_stream(&key, &mut json.as_slice(), None)?;
+            Ok(())
+        }
+
+        fn meta(&self, id: &str) -> Result<Option<UploadMeta>, StagingError> {
+            let key = self.0.key(id, META_FILE);
+            let Some(bytes) = self.0.get_bytes(&key)? else {
+                return Ok(None);
+            };
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StagingError::Corrupt {
+                    path: PathBuf::from(key),
+                    source,
+                })
+        }
+
+        fn put_part(
+            &self,
+            id: &str,
+            part: &Part,
+            body: &mut dyn Read,
+            expected_len: Option<u64>,
+        ) -> Result<u64, StagingError> {
+            self.0
+                .put_stream(&self.0.key(id, &part.file_name()), body, expected_len)
+        }
+
+        fn remove_part(&self, id: &str, part: &Part) -> Result<(), StagingError> {
+            self.0.delete_key(&self.0.key(id, &part.file_name()))
+        }
+
+        fn parts(&self, id: &str) -> Result<Vec<(Part, u64)>, StagingError> {
+            let mut parts: Vec<(Part, u64)> = self
+                .0
+                .list_under(&self.0.dir(id))?
+                .into_iter()
+                .filter_map(|meta| {
+                    let part = Part::parse(meta.location.filename()?)?;
+                    Some((part, meta.size))
+                })
+                .collect();
+            parts.sort();
+            Ok(parts)
+        }
+
+        fn open_part(&self, id: &str, part: &Part) -> Result<Box<dyn Read + Send>, StagingError> {
+            let key = self.0.key(id, &part.file_name());
+            let path = ObjectPath::from(key.as_str());
+            let client = self.0.client.clone();
+            let body = match self.0.run(async move { client.get(&path).await })? {
+                Ok(got) => got.into_stream(),
+                Err(object_store::Error::NotFound { .. }) => {
+                    return Err(StagingError::Io {
+                        path: PathBuf::from(key),
+                        source: io::Error::from(io::ErrorKind::NotFound),
+                    });
+                }
+                Err(err) => return Err(Shared::remote("get", &key)(err)),
+            };
+            Ok(Box::new(ObjectReader {
+                staging: self.0.clone(),
+                key,
+                body,
+                chunk: bytes::Bytes::new(),
+            }))
+        }
+
+        fn remove(&self, id: &str) -> Result<(), StagingError> {
+            for meta in self.0.list_under(&self.0.dir(id))? {
+                self.0.delete_key(meta.location.as_ref())?;
+            }
+            Ok(())
+        }
+
+        fn list(&self) -> Result<Vec<UploadMeta>, StagingError> {
+            let root = ObjectPath::from(self.0.root.as_str());
+            let client = self.0.client.clone();
+            let listed = self
+                .0
+                .run(async move { client.list_with_delimiter(Some(&root)).await })?
+                .map_err(Shared::remote("list", &self.0.root))?;
+            let now = crate::clock::SystemClock.now_millis();
+            let mut out = Vec::new();
+            for dir in listed.common_prefixes {
+                let Some(id) = dir.filename().map(ToString::to_string) else {
+                    continue;
+                };
+                match self.meta(&id) {
+                    Ok(Some(meta)) => out.push(meta),
+                    Ok(None) | Err(StagingError::Corrupt { .. }) => {
+                        // Parts without metadata: a crash inside `create`, unless that is
+                        // happening right now.
+                        let newest = self
+                            .0
+                            .list_under(&self.0.dir(&id))?
+                            .iter()
+                            .map(|m| m.last_modified.timestamp_millis())
+                            .max()
+                            .unwrap_or(0);
+                        if newest < now.saturating_sub(STALE_MS) {
+                            self.remove(&id)?;
+                        }
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+            Ok(out)
+        }
     }
 }

@@ -20,6 +20,7 @@ use crate::exec::LogLevel;
 use crate::store::StoreError;
 use crate::store::blob::{BlobError, BlobInfo, BlobWriter};
 use crate::store::index::{Entry, EntryState, IndexError, key_lower};
+use crate::store::owner::{self, Owner};
 
 /// Runs store work on the blocking pool.
 pub async fn blocking<T, F>(f: F) -> Result<T, ApiError>
@@ -207,6 +208,7 @@ pub fn create(
             .now_millis()
             .saturating_add(inner.config.url_ttl_secs.saturating_mul(1000)),
         owner_pid: std::process::id(),
+        owner: Owner::current().map(Owner::to_text),
     };
     if let Err(err) = inner.staging.create(&meta) {
         let _ = inner.cache.abort_entry(&meta.reservation);
@@ -265,6 +267,15 @@ pub fn discard(inner: &Inner, meta: &UploadMeta) {
     }
     if let Err(err) = inner.staging.remove(&meta.id) {
         tracing::warn!(upload = %meta.id, error = %super::error::error_chain(&err), "removing staged upload");
+    }
+}
+
+/// Whether the server that reserved an upload is known to have died (the same host can tell; an
+/// owner elsewhere is alive as far as we know, and its uploads expire on their own).
+pub fn owner_is_dead(meta: &UploadMeta) -> bool {
+    match meta.owner.as_deref() {
+        Some(owner) => owner::is_dead(Some(owner)),
+        None => !process_alive(meta.owner_pid),
     }
 }
 
@@ -396,7 +407,35 @@ impl BlobWriter for Stored {
 /// Assembles the parts in order into a new blob and commits the upload's reservation to it.
 /// `size` must equal the bytes assembled (else 400 and nothing is committed; the upload stays
 /// open for a corrected request until it expires).
+///
+/// Finalizing is idempotent across nodes: two nodes may assemble the same upload at once (the
+/// same bytes, so the same blob), the reservation row lets one commit, and the other, whatever
+/// failed for it meanwhile (its parts removed under it), answers 409 like a second finalize
+/// on one node.
 pub fn finalize(
+    inner: &Inner,
+    meta: &UploadMeta,
+    plan: &[Part],
+    size: u64,
+) -> Result<Entry, ApiError> {
+    assemble_and_commit(inner, meta, plan, size).map_err(|err| {
+        let committed = inner
+            .with_index(|| inner.cache.index().get(&meta.reservation))
+            .ok()
+            .flatten()
+            .is_some_and(|entry| entry.state == EntryState::Committed);
+        if committed {
+            ApiError::conflict(format!(
+                "the upload of {} was already finalized by another request",
+                meta.key
+            ))
+        } else {
+            err
+        }
+    })
+}
+
+fn assemble_and_commit(
     inner: &Inner,
     meta: &UploadMeta,
     plan: &[Part],

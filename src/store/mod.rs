@@ -4,8 +4,8 @@
 //! CONTRACT (other modules code against these names; extend, don't rename): see [`index::Index`]
 //! and [`blob::BlobStore`]; [`Store`] bundles both, opened from a cache directory.
 //!
-//! On disk (`default_cache_dir()`): `index.sqlite` (unless `RUNNER_CACHE_DB` names another
-//! index, e.g. PostgreSQL) and `blobs-v1/ab/abcdef…` with `blobs-v1/tmp/` for writes in
+//! On disk ([`StoreLocation`]): `index.sqlite` (unless `database_url` names another index,
+//! e.g. PostgreSQL) and `blobs-v1/ab/abcdef…` with `blobs-v1/tmp/` for writes in
 //! progress. A save is: `index().reserve` → `blobs().writer()` + write → [`Store::commit_blob`]
 //! (blob durable, then row committed) or `index().abort` on failure. Reservations and temporary
 //! files carry their [`owner`], so a killed save's leftovers are reclaimed at once.
@@ -16,12 +16,9 @@ pub mod index;
 pub mod owner;
 
 use std::path::PathBuf;
-/// The default store directory: `$RUNNER_CACHE_DIR`, else `$XDG_CACHE_HOME/runner`, else
-/// `~/.cache/runner`.
+/// The default store directory: `$XDG_CACHE_HOME/runner`, else `~/.cache/runner`. The CLI
+/// reads `RUNNER_CACHE_DIR` itself (its `--cache-dir`) and passes the directory down.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("RUNNER_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(dir));
-    }
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir).join("runner"));
     }
@@ -35,7 +32,59 @@ use std::sync::Arc;
 
 use crate::clock::{Clock, EpochMillis, SystemClock};
 use blob::{BlobError, BlobInfo, BlobStore, BlobWriter, LocalBlobStore, Verified};
-use index::{Entry, EvictionPolicy, Index, IndexError};
+use index::{Entry, EvictionPolicy, Index, IndexError, MaintenanceLease};
+
+/// A maintenance lease while it is held, logged when taken and when given back (on a shared
+/// index), so who maintained when can be read from the nodes' logs.
+struct HeldLease {
+    _lease: MaintenanceLease,
+    task: &'static str,
+    shared: bool,
+}
+
+impl HeldLease {
+    fn new(lease: MaintenanceLease, task: &'static str) -> Self {
+        let shared = lease.is_shared();
+        if shared {
+            log_lease(task, "taken");
+        }
+        Self {
+            _lease: lease,
+            task,
+            shared,
+        }
+    }
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        // Logged before the lock goes (the field drops after this), so no other node's "taken"
+        // can come before this "released" in wall-clock order.
+        if self.shared {
+            log_lease(self.task, "released");
+        }
+    }
+}
+
+/// One lease log line: the holder's pid and the wall clock in nanoseconds (one host's nodes
+/// share that clock, so their lines interleave in the order the events happened).
+fn log_lease(task: &'static str, what: &'static str) {
+    #[cfg(feature = "server")]
+    {
+        let at_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        tracing::info!(
+            target: "runner::maintenance",
+            task,
+            holder = std::process::id(),
+            at_ns = %at_ns,
+            "maintenance lease {what}"
+        );
+    }
+    #[cfg(not(feature = "server"))]
+    let _ = (task, what);
+}
 
 /// File name of the SQLite index inside the cache directory.
 pub const INDEX_FILE: &str = "index.sqlite";
@@ -54,7 +103,7 @@ pub enum StoreError {
     #[error(transparent)]
     Blob(#[from] BlobError),
     /// No cache directory: none of `RUNNER_CACHE_DIR`, `XDG_CACHE_HOME`, `HOME` is set.
-    #[error("no cache directory: set RUNNER_CACHE_DIR")]
+    #[error("no cache directory: set RUNNER_CACHE_DIR or --cache-dir")]
     NoCacheDir,
     /// A cleanup removed the blob of an identical archive just as this save committed to it;
     /// the entry is withdrawn rather than left without bytes.
@@ -78,20 +127,35 @@ pub fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
 }
 
-/// The index URL: `$RUNNER_CACHE_DB` if set, else `sqlite://<cache_dir>/index.sqlite`.
-pub fn database_url(cache_dir: &Path) -> String {
-    match std::env::var("RUNNER_CACHE_DB") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => sqlite_url(&cache_dir.join(INDEX_FILE)),
-    }
+/// Where a store lives: its directory, and the index and blob store when they are elsewhere.
+/// Settings are values here; the CLI fills them from `RUNNER_CACHE_DIR`, `RUNNER_CACHE_DB` and
+/// `RUNNER_CACHE_BLOBS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreLocation {
+    /// The store directory (SQLite index, local blobs, staging).
+    pub dir: PathBuf,
+    /// The index URL (`postgres://…`, `sqlite://…`); `None` is `sqlite://<dir>/index.sqlite`.
+    pub database_url: Option<String>,
+    /// The blob store URL (`s3://bucket/prefix`, `file:///dir`); `None` is `<dir>/blobs-v1`.
+    pub blobs_url: Option<String>,
 }
 
-/// The blob store URL: `$RUNNER_CACHE_BLOBS` if set (`s3://bucket/prefix`, `file:///dir`), else
-/// `None` for `<cache_dir>/blobs-v1`.
-pub fn blobs_url() -> Option<String> {
-    std::env::var("RUNNER_CACHE_BLOBS")
-        .ok()
-        .filter(|url| !url.trim().is_empty())
+impl StoreLocation {
+    /// The store in `dir`, index and blobs included.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            database_url: None,
+            blobs_url: None,
+        }
+    }
+
+    /// The store in [`default_cache_dir`], index and blobs included.
+    pub fn default_dir() -> Result<Self, StoreError> {
+        default_cache_dir()
+            .map(Self::in_dir)
+            .ok_or(StoreError::NoCacheDir)
+    }
 }
 
 /// What [`Store::verify`] should do.
@@ -218,12 +282,19 @@ impl Store {
         ))
     }
 
-    /// Opens the store in [`default_cache_dir`], with the index from `RUNNER_CACHE_DB` and the
-    /// blobs from `RUNNER_CACHE_BLOBS` if set.
+    /// Opens the store at `location`.
+    pub fn open_at(location: &StoreLocation, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        Self::open_with_blobs(
+            &location.dir,
+            location.database_url.as_deref(),
+            location.blobs_url.as_deref(),
+            clock,
+        )
+    }
+
+    /// Opens the store in [`default_cache_dir`], index and blobs included.
     pub fn open_default(clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
-        let dir = default_cache_dir().ok_or(StoreError::NoCacheDir)?;
-        let url = database_url(&dir);
-        Self::open_with_blobs(&dir, Some(&url), blobs_url().as_deref(), clock)
+        Self::open_at(&StoreLocation::default_dir()?, clock)
     }
 
     /// The index.
@@ -269,6 +340,23 @@ impl Store {
         Ok(self.blobs.open(digest)?)
     }
 
+    /// Opens `len` bytes of an entry's archive from `start` (a ranged download), unchecked: a
+    /// part of a blob cannot be verified against its digest.
+    pub fn open_entry_range(
+        &self,
+        entry: &Entry,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, StoreError> {
+        let digest = entry
+            .blob_digest
+            .as_deref()
+            .ok_or_else(|| StoreError::NoBlob {
+                id: entry.id.clone(),
+            })?;
+        Ok(self.blobs.open_range(digest, start, len)?)
+    }
+
     /// Deletes an entry and its blob unless another entry shares it.
     pub fn delete(&self, id: &str) -> Result<Option<Entry>, StoreError> {
         let Some(entry) = self.index.delete(id)? else {
@@ -284,9 +372,10 @@ impl Store {
     /// Does nothing while another process holds the maintenance lease.
     pub fn evict(&self, policy: &EvictionPolicy) -> Result<Vec<Entry>, StoreError> {
         // Another node is pruning right now; once is enough.
-        let Some(_lease) = self.index.maintenance_lease(false)? else {
+        let Some(lease) = self.index.maintenance_lease(false)? else {
             return Ok(Vec::new());
         };
+        let _held = HeldLease::new(lease, "prune");
         let removed = self.index.evict(policy)?;
         if !policy.dry_run {
             self.release_blobs(&removed, self.blob_grace_ms)?;
@@ -327,7 +416,10 @@ impl Store {
     /// have finished it and not committed yet); each is checked once more right before it goes.
     /// It waits for the maintenance lease, so verify and prune never run on two nodes at once.
     pub fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport, StoreError> {
-        let _lease = self.index.maintenance_lease(true)?;
+        let _held = self
+            .index
+            .maintenance_lease(true)?
+            .map(|lease| HeldLease::new(lease, "verify"));
         let now: EpochMillis = SystemClock.now_millis();
         let cutoff = now.saturating_sub(self.blob_grace_ms);
         let mut report = VerifyReport::default();
@@ -401,6 +493,20 @@ impl Store {
         }
         self.blobs.delete(digest)?;
         Ok(true)
+    }
+
+    /// Runs `task` under the maintenance lease if no other process holds it (on a shared
+    /// index, one node at a time); `None` when another holds it.
+    pub fn with_lease<T>(
+        &self,
+        name: &'static str,
+        task: impl FnOnce() -> T,
+    ) -> Result<Option<T>, StoreError> {
+        let Some(lease) = self.index.maintenance_lease(false)? else {
+            return Ok(None);
+        };
+        let _held = HeldLease::new(lease, name);
+        Ok(Some(task()))
     }
 
     /// Orphan removal only: [`Store::verify`] without re-hashing.

@@ -531,7 +531,9 @@ fn cli_errors_exit_2_with_a_message() {
     let rows: &[(&[&str], &str)] = &[
         (&["a/../b"], "'..' is not allowed"),
         (&["**"], "broken symbolic link"),
-        (&["--bogus", "**"], "invalid glob option '--bogus'"),
+        (&["--bogus", "**"], "unexpected argument '--bogus'"),
+        // After `--`, hashFiles' own rule: a first argument starting with `--` is its option.
+        (&["--", "--bogus", "**"], "invalid glob option '--bogus'"),
     ];
     for (args, message) in rows {
         let out = cli(dir.path(), args);
@@ -543,13 +545,16 @@ fn cli_errors_exit_2_with_a_message() {
 }
 
 #[test]
-fn cli_follow_symbolic_links_only_first() {
+fn cli_follow_symbolic_links_anywhere() {
     let dir = tree();
     symlink("b", dir.path().join("ld")).expect("symlink");
     let expected = expected_hash(dir.path(), &["b/c/d/deep.js", "b/c/y.txt", "b/x.lock"]);
     for args in [
         &["--follow-symbolic-links", "ld/**"][..],
-        &["--FOLLOW-symbolic-links", "ld/**"][..],
+        // The command line's options may come anywhere.
+        &["ld/**", "--follow-symbolic-links"][..],
+        // After `--`, as hashFiles() reads its arguments (case-insensitive, first only).
+        &["--", "--FOLLOW-symbolic-links", "ld/**"][..],
     ] {
         let out = cli(dir.path(), args);
         assert_eq!(out.status.code(), Some(0), "{args:?}");
@@ -558,8 +563,8 @@ fn cli_follow_symbolic_links_only_first() {
             format!("{expected}\n")
         );
     }
-    // After a pattern it is just another (relative) pattern, matching nothing here.
-    let out = cli(dir.path(), &["ld/**", "--follow-symbolic-links"]);
+    // After `--` and a pattern it is just another (relative) pattern, matching nothing here.
+    let out = cli(dir.path(), &["--", "ld/**", "--follow-symbolic-links"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "\n");
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -74,7 +75,12 @@ impl PgSchema {
     /// `None` (with the reason printed) when no server is configured.
     pub fn create() -> Option<Self> {
         let Ok(admin_url) = std::env::var("RUNNER_TEST_POSTGRES_URL") else {
-            eprintln!("skipped: PostgreSQL variant: RUNNER_TEST_POSTGRES_URL is not set");
+            // Straight to stderr: the harness captures `eprintln!` of passing tests, and a skip
+            // must show in `cargo test`'s output, not read as a plain `ok`.
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: PostgreSQL variant: RUNNER_TEST_POSTGRES_URL is not set"
+            );
             return None;
         };
         let name = format!("t_{}", uuid::Uuid::now_v7().simple());
@@ -119,22 +125,51 @@ pub struct RunOutput {
     pub stderr: String,
 }
 
-/// Runs the `runner` binary with `args` in `dir`, without colour, with `HOME` and the cache
-/// inside `dir`.
-pub fn run_runner(dir: &Path, args: &[&str]) -> RunOutput {
-    let out = std::process::Command::new(runner_bin())
-        .args(args)
+/// The `runner` binary with `args` in `dir`, without colour, with `HOME` and the cache inside
+/// `dir`, no `.runnerrc` of the developer's, and stdin closed; add env or spawn it as needed.
+pub fn runner_command(dir: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(runner_bin());
+    cmd.args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
+        .env_remove("CLICOLOR_FORCE")
         .env("HOME", dir)
         .env("RUNNER_CACHE_DIR", dir.join(".runner-cache"))
-        .output()
-        .expect("run the runner binary");
+        .stdin(std::process::Stdio::null());
+    for name in [
+        "RUNNER_CACHE_DB",
+        "RUNNER_CACHE_BLOBS",
+        "RUNNER_CACHE_TTL_DAYS",
+        "RUNNER_CACHE_MAX_SIZE",
+        "RUNNER_CACHE_COMPRESSION",
+    ] {
+        cmd.env_remove(name);
+    }
+    cmd
+}
+
+/// What a finished `runner` process printed and how it exited.
+pub fn run_output(out: std::process::Output) -> RunOutput {
     RunOutput {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Runs [`runner_command`] to the end.
+pub fn run_runner(dir: &Path, args: &[&str]) -> RunOutput {
+    run_runner_env(dir, args, &[])
+}
+
+/// [`run_runner`] with extra environment variables (`RUNNER_CACHE_MAX_SIZE`, ...).
+pub fn run_runner_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> RunOutput {
+    run_output(
+        runner_command(dir, args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run the runner binary"),
+    )
 }
 
 /// One HTTP answer, read whole (tests use small bodies or count bytes themselves).
@@ -176,6 +211,17 @@ impl HttpReply {
 
 /// A real HTTP request over the network stack (ureq); any status is an answer, not an error.
 pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> HttpReply {
+    try_http(method, url, headers, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`http`], with a failed connection or a broken-off answer as an `Err` (for servers that may
+/// be killed mid-request).
+pub fn try_http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<HttpReply, String> {
     use std::io::Read as _;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -190,7 +236,7 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8
         Some(bytes) => agent.run(builder.body(bytes.to_vec()).expect("request")),
         None => agent.run(builder.body(()).expect("request")),
     };
-    let mut response = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let mut response = result.map_err(|e| format!("{method} {url}: {e}"))?;
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -202,12 +248,12 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8
         .body_mut()
         .as_reader()
         .read_to_end(&mut body)
-        .unwrap_or_else(|e| panic!("{method} {url}: reading the body: {e}"));
-    HttpReply {
+        .map_err(|e| format!("{method} {url}: reading the body: {e}"))?;
+    Ok(HttpReply {
         status,
         headers,
         body,
-    }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -162,6 +162,29 @@ impl BlobStore for LocalBlobStore {
         }
     }
 
+    fn open_range(
+        &self,
+        digest: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, BlobError> {
+        let path = self.path_of(digest)?;
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(BlobError::NotFound {
+                    digest: digest.to_string(),
+                });
+            }
+            Err(source) => return Err(BlobError::Io { path, source }),
+        };
+        if let Err(source) = io::Seek::seek(&mut file, io::SeekFrom::Start(start)) {
+            return Err(BlobError::Io { path, source });
+        }
+        // Ranges are big (4 MiB from the Azure SDK) and read in 1 MiB chunks: no buffer needed.
+        Ok(Box::new(io::Read::take(file, len)))
+    }
+
     fn stat(&self, digest: &str) -> Result<Option<BlobStat>, BlobError> {
         let path = self.path_of(digest)?;
         match fs::metadata(&path) {

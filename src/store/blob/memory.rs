@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Cursor, Read, Write};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::verify::DigestWriter;
@@ -129,6 +130,22 @@ impl BlobStore for MemoryBlobStore {
             digest: digest.to_string(),
         })?;
         Ok(Box::new(Cursor::new(stored.bytes.clone())))
+    }
+
+    fn open_range(
+        &self,
+        digest: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, BlobError> {
+        let mut reader = self.open(digest)?;
+        io::copy(&mut (&mut reader).take(start), &mut io::sink()).map_err(|source| {
+            BlobError::Io {
+                path: PathBuf::from(digest),
+                source,
+            }
+        })?;
+        Ok(Box::new(reader.take(len)))
     }
 
     fn stat(&self, digest: &str) -> Result<Option<BlobStat>, BlobError> {

@@ -154,6 +154,16 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Opens a blob for reading, or [`BlobError::NotFound`]. The bytes are not checked here:
     /// wrap the store in [`Verified`] for that.
     fn open(&self, digest: &str) -> Result<Box<dyn Read + Send>, BlobError>;
+    /// Opens `len` bytes of a blob starting at `start`, without reading what comes before
+    /// (ranged downloads: the Azure SDK fetches an archive as many 4 MiB ranges at once, so
+    /// reading from the start for each would be quadratic). A range past the end is cut short.
+    /// Never checked against the digest: a part cannot be; whole reads go through [`Self::open`].
+    fn open_range(
+        &self,
+        digest: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, BlobError>;
     /// Size and age of a blob, `Ok(None)` if there is none.
     fn stat(&self, digest: &str) -> Result<Option<BlobStat>, BlobError>;
     /// Removes a blob; removing a missing blob is not an error.
@@ -185,6 +195,14 @@ impl<S: BlobStore + ?Sized> BlobStore for Arc<S> {
     }
     fn open(&self, digest: &str) -> Result<Box<dyn Read + Send>, BlobError> {
         (**self).open(digest)
+    }
+    fn open_range(
+        &self,
+        digest: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, BlobError> {
+        (**self).open_range(digest, start, len)
     }
     fn stat(&self, digest: &str) -> Result<Option<BlobStat>, BlobError> {
         (**self).stat(digest)

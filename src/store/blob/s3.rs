@@ -401,6 +401,38 @@ impl BlobStore for S3BlobStore {
         }
     }
 
+    fn open_range(
+        &self,
+        digest: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, BlobError> {
+        let key = self.key_of(digest)?;
+        if len == 0 {
+            return Ok(Box::new(io::empty()));
+        }
+        let path = ObjectPath::from(key.as_str());
+        let client = self.client.clone();
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(
+                start..start.saturating_add(len),
+            )),
+            ..Default::default()
+        };
+        match self.run(async move { client.get_opts(&path, options).await })? {
+            Ok(result) => Ok(Box::new(S3Reader {
+                store: self.clone(),
+                key,
+                body: result.into_stream(),
+                chunk: bytes::Bytes::new(),
+            })),
+            Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound {
+                digest: digest.to_string(),
+            }),
+            Err(err) => Err(remote("get", &key)(err)),
+        }
+    }
+
     fn stat(&self, digest: &str) -> Result<Option<BlobStat>, BlobError> {
         let key = self.key_of(digest)?;
         let path = ObjectPath::from(key.as_str());

@@ -171,6 +171,21 @@ where
         }
     }
 
+    fn open_range(
+        &self,
+        digest: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, BlobError> {
+        // A part is never copied into the local tier (it could not be checked); the local copy,
+        // when there is one, serves it.
+        match self.local.open_range(digest, start, len) {
+            Ok(reader) => Ok(reader),
+            Err(err @ BlobError::InvalidDigest { .. }) => Err(err),
+            Err(_) => self.remote.open_range(digest, start, len),
+        }
+    }
+
     fn stat(&self, digest: &str) -> Result<Option<BlobStat>, BlobError> {
         self.remote.stat(digest)
     }

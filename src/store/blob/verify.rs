@@ -41,6 +41,16 @@ impl<S: BlobStore> BlobStore for Verified<S> {
         Ok(Box::new(VerifyingReader::new(reader, digest)))
     }
 
+    fn open_range(
+        &self,
+        digest: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, BlobError> {
+        check_digest(digest)?;
+        self.inner.open_range(digest, start, len)
+    }
+
     fn stat(&self, digest: &str) -> Result<Option<BlobStat>, BlobError> {
         self.inner.stat(digest)
     }

@@ -33,6 +33,13 @@ const MAINTENANCE_LOCK_CLASS: i32 = 0x7275_6e6e;
 #[cfg(feature = "postgres")]
 const MAINTENANCE_LOCK_OBJECT: &str = "('cache_entries'::regclass)::oid::int";
 
+impl MaintenanceLease {
+    /// Whether the lease is a database lock other nodes see (PostgreSQL), not a no-op.
+    pub fn is_shared(&self) -> bool {
+        self.conn.is_some()
+    }
+}
+
 impl Drop for MaintenanceLease {
     fn drop(&mut self) {
         #[cfg(feature = "postgres")]
@@ -99,6 +106,7 @@ impl Index {
     pub fn delete(&self, id: &str) -> Result<Option<Entry>, IndexError> {
         use cache_entries::dsl as e;
         let mut conn = self.conn()?;
+        let _gate = self.write_gate();
         let row: Option<EntryRow> = diesel::delete(e::cache_entries.filter(e::id.eq(id)))
             .returning(cache_entries::all_columns)
             .get_result(&mut conn)
@@ -119,6 +127,7 @@ impl Index {
         const OP: &str = "evict";
         let now = self.clock.now_millis();
         let mut conn = self.conn()?;
+        let _gate = self.write_gate();
         write_tx(&mut conn, &self.url, OP, |conn| {
             let mut doomed: Vec<(EntryRow, Option<&'static str>)> = self
                 .abandoned_on(conn, now, policy.reservation_ttl_ms)?

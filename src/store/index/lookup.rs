@@ -82,6 +82,7 @@ impl Index {
                 .filter(e::broken_at.is_null())
         };
         // Recording the use is best effort: a read-only or full store still restores.
+        let gate = self.write_gate();
         let updated = match self.read_only {
             Some(_) => None,
             None => diesel::update(found())
@@ -94,6 +95,7 @@ impl Index {
                 .optional()
                 .ok(),
         };
+        drop(gate);
         let updated = match updated {
             Some(row) => row,
             None => found()

@@ -1,4 +1,5 @@
-//! The eviction policy and its environment variables.
+//! The eviction policy and the parsing of its settings (the CLI reads `RUNNER_CACHE_TTL_DAYS`
+//! and `RUNNER_CACHE_MAX_SIZE`).
 
 use super::IndexError;
 
@@ -34,14 +35,6 @@ impl Default for EvictionPolicy {
 }
 
 impl EvictionPolicy {
-    /// The defaults, overridden by `RUNNER_CACHE_TTL_DAYS` and `RUNNER_CACHE_MAX_SIZE`.
-    pub fn from_env() -> Result<Self, IndexError> {
-        Self::from_vars(
-            std::env::var("RUNNER_CACHE_TTL_DAYS").ok().as_deref(),
-            std::env::var("RUNNER_CACHE_MAX_SIZE").ok().as_deref(),
-        )
-    }
-
     /// The defaults, overridden by the given variable values (empty means unset).
     pub fn from_vars(ttl_days: Option<&str>, max_size: Option<&str>) -> Result<Self, IndexError> {
         let mut policy = Self::default();

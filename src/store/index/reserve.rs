@@ -49,6 +49,7 @@ impl Index {
             owner: self.owner.clone(),
         };
         let mut conn = self.conn()?;
+        let _gate = self.write_gate();
         match diesel::insert_into(e::cache_entries)
             .values(&row)
             .execute(&mut conn)
@@ -142,6 +143,7 @@ impl Index {
         use cache_entries::dsl as e;
         let now = self.clock.now_millis();
         let mut conn = self.conn()?;
+        let _gate = self.write_gate();
         let n = diesel::update(e::cache_entries.filter(e::id.eq(id)))
             .filter(e::state.eq(COMMITTED))
             .filter(e::broken_at.is_null())
@@ -185,6 +187,7 @@ impl Index {
         let now = self.clock.now_millis();
         let size = to_i64("size_bytes", blob.size)?;
         let mut conn = self.conn()?;
+        let _gate = self.write_gate();
         let row: Option<EntryRow> = diesel::update(e::cache_entries.filter(e::id.eq(id)))
             .filter(e::state.eq(RESERVED))
             .set((
@@ -209,6 +212,7 @@ impl Index {
     pub fn abort(&self, id: &str) -> Result<bool, IndexError> {
         use cache_entries::dsl as e;
         let mut conn = self.conn()?;
+        let _gate = self.write_gate();
         let n = diesel::delete(e::cache_entries.filter(e::id.eq(id)))
             .filter(e::state.eq(RESERVED))
             .execute(&mut conn)

@@ -35,6 +35,9 @@ diesel::table! {
         bytes -> Nullable<BigInt>,
         duration_ms -> Nullable<BigInt>,
         reason -> Nullable<Text>,
+        restore_keys -> Nullable<Text>,
+        match_level -> Nullable<BigInt>,
+        steps_ms -> Nullable<BigInt>,
     }
 }
 
@@ -65,7 +68,7 @@ pub fn diesel_columns() -> Vec<(&'static str, Vec<&'static str>)> {
         (
             "cache_events",
             names!(cache_events: id, at, repository, scope, kind, key, matched_key, bytes,
-                duration_ms, reason),
+                duration_ms, reason, restore_keys, match_level, steps_ms),
         ),
         (
             "run_numbers",

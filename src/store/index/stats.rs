@@ -18,6 +18,7 @@ impl Index {
         }
         let row = event_row(event, self.clock.now_millis(), None)?;
         let mut conn = self.conn()?;
+        let _gate = self.write_gate();
         diesel::insert_into(cache_events::table)
             .values(&row)
             .execute(&mut conn)

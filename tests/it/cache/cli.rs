@@ -68,8 +68,11 @@ fn filled() -> Harness {
     h
 }
 
+/// The keys of a list of entries, or of a document's `entries`.
 fn keys(value: &serde_json::Value) -> Vec<String> {
     value
+        .get("entries")
+        .unwrap_or(value)
         .as_array()
         .expect("array")
         .iter()
@@ -122,9 +125,9 @@ fn show_and_delete_by_key_or_id() {
     let out = runner_cache(&h, &["show", "DEPS-SMALL", "--json"], &[]);
     let shown = json(&out);
     assert_eq!(keys(&shown), ["deps-small"]);
-    let id = shown[0]["id"].as_str().expect("id").to_string();
-    assert_eq!(shown[0]["ref"], MAIN);
-    assert_eq!(shown[0]["paths"], serde_json::json!(["deps"]));
+    let id = shown["entries"][0]["id"].as_str().expect("id").to_string();
+    assert_eq!(shown["entries"][0]["ref"], MAIN);
+    assert_eq!(shown["entries"][0]["paths"], serde_json::json!(["deps"]));
     let out = runner_cache(&h, &["show", &id], &[]);
     assert!(
         stdout(&out).contains("Key:         deps-small"),

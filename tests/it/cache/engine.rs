@@ -211,6 +211,14 @@ impl BlobStore for DiskFullAfter {
     fn open(&self, digest: &str) -> Result<Box<dyn std::io::Read + Send>, BlobError> {
         self.inner.open(digest)
     }
+    fn open_range(
+        &self,
+        digest: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn std::io::Read + Send>, BlobError> {
+        self.inner.open_range(digest, start, len)
+    }
     fn stat(&self, digest: &str) -> Result<Option<BlobStat>, BlobError> {
         self.inner.stat(digest)
     }

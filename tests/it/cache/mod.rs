@@ -3,6 +3,7 @@
 //! archives and real files; `runner cache` runs as a process.
 
 mod actions;
+mod analyze;
 mod cli;
 mod engine;
 mod integrity;

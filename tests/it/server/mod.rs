@@ -5,6 +5,7 @@ mod auth;
 mod client;
 mod concurrency;
 mod process;
+mod scale_out;
 mod toolkit;
 mod v1;
 mod v2;

@@ -2,7 +2,7 @@
 //! `RUNNER_TEST_POSTGRES_URL` is set, on PostgreSQL (a fresh schema per test).
 
 mod blob;
-mod blob_conformance;
+pub(crate) mod blob_conformance;
 mod concurrency;
 mod eviction;
 mod extras;

@@ -167,6 +167,14 @@ impl runner::store::blob::BlobStore for CleanedUnderfoot {
     fn open(&self, digest: &str) -> Result<Box<dyn Read + Send>, runner::store::blob::BlobError> {
         self.0.open(digest)
     }
+    fn open_range(
+        &self,
+        digest: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, runner::store::blob::BlobError> {
+        self.0.open_range(digest, start, len)
+    }
     fn stat(
         &self,
         digest: &str,

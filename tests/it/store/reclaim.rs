@@ -92,7 +92,7 @@ fn list_reserved(h: &Harness) -> (Vec<(String, String)>, String) {
         out.stdout
     };
     let value: serde_json::Value = serde_json::from_slice(&run(true)).expect("json");
-    let rows = value
+    let rows = value["reservations"]
         .as_array()
         .expect("array")
         .iter()
