@@ -58,7 +58,7 @@ pub struct CreateOptions<'a> {
     pub zstd_overlap_log: Option<u32>,
     /// Tar bytes after which the rest of the archive goes into a second zstd frame with
     /// long-distance matching, from the first point where repeated files make it pay;
-    /// `None` means [`LONG_AFTER`], `Some(0)` one long-distance frame, `Some(u64::MAX)` never.
+    /// `None` means `LONG_AFTER`, `Some(0)` one long-distance frame, `Some(u64::MAX)` never.
     pub zstd_long_after: Option<u64>,
     /// Called on this thread with the content bytes written so far, after each batch.
     pub progress: Option<&'a dyn Fn(u64)>,

@@ -705,6 +705,7 @@ pub fn register_default(registry: &mut ActionRegistry, cancel: &crate::cancel::C
 }
 
 /// The store at `location`, opened with `options` when the first cache step runs.
+#[cfg(feature = "remote")]
 fn local_handle(
     location: crate::store::StoreLocation,
     options: super::CacheOptions,

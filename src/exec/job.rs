@@ -4,28 +4,25 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 
 use super::action::{ActionContext, ActionHandler, JobInfo, LogLevel};
 use super::actions::Resolved;
-use super::commands::{self, CommandParser};
 use super::contexts::{self, Contexts, JobState, s};
 use super::error::ExecError;
 use super::git::GitInfo;
 use super::mask::Masker;
-use super::process::{self, Exit, ProcessSpec};
+use super::process;
 use super::report::{AnnotationLevel, Emitter, EventKind, JobReport, NotRun, Status, StepReport};
-use super::shell;
 use crate::expr::Value;
 use crate::workflow::{Job, Pos, Step, StepKind, Text};
 
 use super::runner::{
     DEFAULT_JOB_TIMEOUT_MINUTES, Problem, Runner, eval_bool, eval_condition, eval_number, render,
 };
-use super::step_io::{FileCommands, StepIo};
 
 /// What runs a post step.
 pub(in crate::exec) enum PostKind {
@@ -306,57 +303,7 @@ impl<'r> JobRun<'r> {
         }
     }
 
-    /// `--dry-run`: what would run, with `if:` and `with:` evaluated assuming success so far.
-    pub(super) fn plan(&mut self) -> JobReport {
-        let job = self.job;
-        for step in &job.steps {
-            let name = self.step_name(step);
-            let condition = step.if_.as_ref().map(|c| {
-                let verdict = match eval_condition(c, &self.ctx) {
-                    Ok(v) => v.to_string(),
-                    Err(p) => format!("error: {}", p.message),
-                };
-                (c.raw.clone(), verdict)
-            });
-            let (action, with) = match &step.kind {
-                StepKind::Run { .. } => ("run".to_string(), IndexMap::new()),
-                StepKind::Uses { uses, with } => {
-                    let handled = self.runner.plan_label(&uses.value);
-                    let with = with
-                        .iter()
-                        .map(|(k, v)| {
-                            let value = render(v, &self.ctx)
-                                .unwrap_or_else(|p| format!("<error: {}>", p.message));
-                            (k.clone(), self.masker.mask(&value))
-                        })
-                        .collect();
-                    (format!("uses {} ({handled})", uses.value), with)
-                }
-            };
-            self.emit(EventKind::PlanStep {
-                name: name.clone(),
-                action,
-                condition,
-                with,
-            });
-            self.steps.push(StepReport {
-                id: step.id.as_ref().map(|i| i.value.clone()),
-                name,
-                outcome: Status::Skipped,
-                conclusion: Status::Skipped,
-                outputs: IndexMap::new(),
-                duration: Duration::ZERO,
-            });
-        }
-        self.finish_report(
-            Status::Success,
-            Duration::ZERO,
-            IndexMap::new(),
-            IndexMap::new(),
-        )
-    }
-
-    fn finish_report(
+    pub(in crate::exec) fn finish_report(
         &mut self,
         result: Status,
         duration: Duration,
@@ -693,380 +640,6 @@ impl<'r> JobRun<'r> {
         result
     }
 
-    fn timeout_for(&self, step: &Step) -> Result<(Option<Duration>, bool), Problem> {
-        // Once the job is cancelled, cleanup steps (`if: always()`) get only their own timeout.
-        let job_left = if self.cancelled {
-            Duration::from_secs(u32::MAX.into())
-        } else {
-            self.deadline.saturating_duration_since(Instant::now())
-        };
-        let step_timeout = match &step.timeout_minutes {
-            Some(t) => Some(Duration::from_secs_f64(
-                (eval_number(t, &self.ctx)?.max(0.0) * 60.0).min(1e9),
-            )),
-            None => None,
-        };
-        Ok(match step_timeout {
-            Some(t) if t < job_left => (Some(t), false),
-            _ => (Some(job_left), true),
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn run_script(
-        &mut self,
-        step: &Step,
-        name: &str,
-        step_id: &str,
-        env: &IndexMap<String, String>,
-        run: &Text,
-        shell: Option<&Text>,
-        working_directory: Option<&Text>,
-        outputs: &mut IndexMap<String, String>,
-    ) -> Result<Status, StepFailure> {
-        let wf = &self.runner.workflow;
-        let script = render(run, &self.ctx).map_err(StepFailure::Problem)?;
-        // A composite action's steps do not take the workflow's or job's `defaults.run`: they
-        // run as the action was written (GitHub requires their `shell:`).
-        let defaults = self.composite_depth == 0;
-        let shell_text = shell
-            .or(self.job.defaults.shell.as_ref().filter(|_| defaults))
-            .or(wf.defaults.shell.as_ref().filter(|_| defaults));
-        let shell_value = match shell_text {
-            Some(t) => Some(render(t, &self.ctx).map_err(StepFailure::Problem)?),
-            None => None,
-        };
-        let wd_text = working_directory
-            .or(self
-                .job
-                .defaults
-                .working_directory
-                .as_ref()
-                .filter(|_| defaults))
-            .or(wf.defaults.working_directory.as_ref().filter(|_| defaults));
-        let cwd = match wd_text {
-            Some(t) => {
-                let wd = render(t, &self.ctx).map_err(StepFailure::Problem)?;
-                self.runner.options.workspace.join(wd)
-            }
-            None => self.runner.options.workspace.clone(),
-        };
-        let uuid = uuid::Uuid::now_v7();
-        let runner_temp = self.info.temp.clone();
-        let script_path = runner_temp.join(format!(
-            "{uuid}{}",
-            shell::extension_for(shell_value.as_deref())
-        ));
-        std::fs::write(&script_path, &script).map_err(|source| {
-            StepFailure::Fatal(ExecError::Io {
-                path: script_path.clone(),
-                source,
-            })
-        })?;
-        let files = FileCommands::create(self.temp.path(), &uuid.to_string())
-            .map_err(StepFailure::Fatal)?;
-        let proc_env = self.process_env(env, step_id, &files);
-        let path_var = proc_env.get("PATH").cloned().unwrap_or_default();
-        let shell_cmd =
-            shell::resolve(shell_value.as_deref(), &script_path, &path_var).map_err(|e| {
-                let _ = std::fs::remove_file(&script_path);
-                StepFailure::Message(e.to_string())
-            })?;
-        self.emit(EventKind::Debug {
-            message: format!("shell: {}", shell_cmd.display),
-        });
-        if !cwd.is_dir() {
-            return Err(StepFailure::Message(format!(
-                "working-directory {} does not exist",
-                cwd.display()
-            )));
-        }
-        let result = self.spawn_step(
-            step,
-            name,
-            shell_cmd.program.clone(),
-            shell_cmd.args.clone(),
-            proc_env,
-            cwd,
-            &files,
-            outputs,
-        );
-        let _ = std::fs::remove_file(&script_path);
-        result.map(|(status, _state)| status)
-    }
-
-    /// Runs one step process (a `run:` script, a node action) with the runner's output
-    /// handling: workflow commands on stdout, masking, the step's and the job's timeout, then
-    /// the file commands. Returns the status and the state the process saved.
-    #[allow(clippy::too_many_arguments)]
-    pub(in crate::exec) fn spawn_step(
-        &mut self,
-        step: &Step,
-        name: &str,
-        program: PathBuf,
-        args: Vec<String>,
-        proc_env: IndexMap<String, String>,
-        cwd: PathBuf,
-        files: &FileCommands,
-        outputs: &mut IndexMap<String, String>,
-    ) -> Result<(Status, IndexMap<String, String>), StepFailure> {
-        let env = &proc_env;
-        let (timeout, is_job_deadline) = self.timeout_for(step).map_err(StepFailure::Problem)?;
-        let spec = ProcessSpec {
-            program,
-            args,
-            env: proc_env.clone(),
-            cwd,
-            timeout,
-            // Once the job is cancelled, the steps that still run (`if: always()`) are cleanup
-            // and must not be killed by the same cancellation.
-            cancel: if self.cancelled {
-                Arc::new(AtomicBool::new(false))
-            } else {
-                self.runner.options.cancel.clone()
-            },
-        };
-        let mut io = StepIo {
-            parser: CommandParser::new(),
-            echo: false,
-            failed_command: false,
-            outputs: IndexMap::new(),
-            state: IndexMap::new(),
-        };
-        let masker_ptr: &mut Masker = self.masker;
-        let allow_unsecure = env
-            .get("ACTIONS_ALLOW_UNSECURE_COMMANDS")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let sink: &Emitter = &self.sink;
-        let mut new_env: Vec<(String, String)> = Vec::new();
-        let mut new_path: Vec<String> = Vec::new();
-        let exit = {
-            let mut on_line = |stream: process::Stream, line: &str| {
-                io.handle_line(
-                    line,
-                    stream,
-                    masker_ptr,
-                    sink,
-                    allow_unsecure,
-                    &mut new_env,
-                    &mut new_path,
-                );
-            };
-            process::run(&spec, &mut on_line)
-        };
-        let (exit, _pgid) = exit.map_err(|e| StepFailure::Message(e.to_string()))?;
-        for (k, v) in io.outputs.drain(..) {
-            outputs.insert(k, v);
-        }
-        let mut state = std::mem::take(&mut io.state);
-        for (k, v) in new_env {
-            self.env.insert(k, v);
-        }
-        for p in new_path {
-            self.add_path(p);
-        }
-        // File commands are processed whatever the exit code, as the runner does.
-        let mut status = match exit {
-            Exit::Code(0) => Status::Success,
-            Exit::Code(code) => {
-                self.annotate(
-                    AnnotationLevel::Error,
-                    &format!("Process completed with exit code {code}."),
-                );
-                Status::Failure
-            }
-            Exit::Signal(sig) => {
-                self.annotate(
-                    AnnotationLevel::Error,
-                    &format!("Process was terminated by signal {sig}."),
-                );
-                Status::Failure
-            }
-            Exit::TimedOut if is_job_deadline => {
-                self.annotate(
-                    AnnotationLevel::Error,
-                    &format!(
-                        "The job has exceeded its maximum execution time of {} minutes.",
-                        format_minutes(self.timeout_minutes)
-                    ),
-                );
-                self.cancelled = true;
-                Status::Cancelled
-            }
-            Exit::TimedOut => {
-                let minutes = step
-                    .timeout_minutes
-                    .as_ref()
-                    .and_then(|t| eval_number(t, &self.ctx).ok())
-                    .unwrap_or(0.0);
-                self.annotate(
-                    AnnotationLevel::Error,
-                    &format!(
-                        "The step '{name}' has timed out after {} minutes.",
-                        format_minutes(minutes)
-                    ),
-                );
-                Status::Failure
-            }
-            Exit::Cancelled => {
-                self.annotate(AnnotationLevel::Error, "The operation was canceled.");
-                self.cancelled = true;
-                Status::Cancelled
-            }
-        };
-        if io.failed_command && status == Status::Success {
-            status = Status::Failure;
-        }
-        match self.apply_file_commands(files, outputs) {
-            Ok(saved) => state.extend(saved),
-            Err(e) => {
-                self.annotate(AnnotationLevel::Error, &e.to_string());
-                if status == Status::Success {
-                    status = Status::Failure;
-                }
-            }
-        }
-        Ok((status, state))
-    }
-
-    fn add_path(&mut self, dir: String) {
-        self.path_prefix.retain(|p| *p != dir);
-        self.path_prefix.insert(0, dir);
-    }
-
-    /// The base environment ([`super::BaseEnv`]) < GitHub's default variables < the step's env; `PATH` gets `GITHUB_PATH`
-    /// additions in front.
-    pub(in crate::exec) fn process_env(
-        &self,
-        env: &IndexMap<String, String>,
-        step_id: &str,
-        files: &FileCommands,
-    ) -> IndexMap<String, String> {
-        let mut out: IndexMap<String, String> = self
-            .runner
-            .options
-            .base_env
-            .variables()
-            .into_iter()
-            .filter(|(k, _)| {
-                !k.starts_with("GITHUB_") && !k.starts_with("INPUT_") && !k.starts_with("STATE_")
-            })
-            .collect();
-        let g = |k: &str| Runner::github_str(&self.ctx, k);
-        let r = |k: &str| {
-            self.ctx
-                .get("runner")
-                .and_then(|v| v.get(k))
-                .map(Value::to_display_string)
-                .unwrap_or_default()
-        };
-        let defaults = [
-            ("CI", "true".to_string()),
-            (process::TRACKING_VAR, self.tracking_id.clone()),
-            ("GITHUB_ACTIONS", "true".to_string()),
-            ("GITHUB_ACTION", step_id.to_string()),
-            ("GITHUB_ACTOR", g("actor")),
-            ("GITHUB_API_URL", g("api_url")),
-            ("GITHUB_BASE_REF", g("base_ref")),
-            ("GITHUB_EVENT_NAME", g("event_name")),
-            ("GITHUB_EVENT_PATH", self.event_path.display().to_string()),
-            ("GITHUB_GRAPHQL_URL", g("graphql_url")),
-            ("GITHUB_HEAD_REF", g("head_ref")),
-            ("GITHUB_JOB", g("job")),
-            ("GITHUB_REF", g("ref")),
-            ("GITHUB_REF_NAME", g("ref_name")),
-            ("GITHUB_REF_TYPE", g("ref_type")),
-            ("GITHUB_REPOSITORY", g("repository")),
-            ("GITHUB_REPOSITORY_OWNER", g("repository_owner")),
-            ("GITHUB_RETENTION_DAYS", g("retention_days")),
-            ("GITHUB_RUN_ATTEMPT", g("run_attempt")),
-            ("GITHUB_RUN_ID", g("run_id")),
-            ("GITHUB_RUN_NUMBER", g("run_number")),
-            ("GITHUB_SERVER_URL", g("server_url")),
-            ("GITHUB_SHA", g("sha")),
-            ("GITHUB_TRIGGERING_ACTOR", g("triggering_actor")),
-            ("GITHUB_WORKFLOW", g("workflow")),
-            ("GITHUB_WORKSPACE", g("workspace")),
-            ("GITHUB_OUTPUT", files.output.display().to_string()),
-            ("GITHUB_ENV", files.env.display().to_string()),
-            ("GITHUB_PATH", files.path.display().to_string()),
-            ("GITHUB_STATE", files.state.display().to_string()),
-            ("GITHUB_STEP_SUMMARY", files.summary.display().to_string()),
-            ("RUNNER_ARCH", r("arch")),
-            ("RUNNER_DEBUG", r("debug")),
-            ("RUNNER_NAME", r("name")),
-            ("RUNNER_OS", r("os")),
-            ("RUNNER_TEMP", r("temp")),
-            ("RUNNER_TOOL_CACHE", r("tool_cache")),
-        ];
-        for (k, v) in defaults {
-            out.insert(k.to_string(), v);
-        }
-        if let Some(home) = &self.runner.options.home {
-            out.insert("HOME".into(), home.display().to_string());
-        }
-        if let Some(dir) = &self.action_path {
-            out.insert("GITHUB_ACTION_PATH".into(), dir.display().to_string());
-        }
-        for (k, v) in env {
-            out.insert(k.clone(), v.clone());
-        }
-        if !self.path_prefix.is_empty() {
-            let base = out.get("PATH").cloned().unwrap_or_default();
-            let mut parts = self.path_prefix.clone();
-            if !base.is_empty() {
-                parts.push(base);
-            }
-            out.insert("PATH".into(), parts.join(":"));
-        }
-        out
-    }
-
-    fn apply_file_commands(
-        &mut self,
-        files: &FileCommands,
-        outputs: &mut IndexMap<String, String>,
-    ) -> Result<IndexMap<String, String>, ExecError> {
-        for (k, v) in commands::read_key_value_file(&files.output)? {
-            outputs.insert(k, v);
-        }
-        for (k, v) in commands::read_key_value_file(&files.env)? {
-            if k.eq_ignore_ascii_case("NODE_OPTIONS") {
-                self.annotate(
-                    AnnotationLevel::Error,
-                    "Can't store NODE_OPTIONS output parameter using '$GITHUB_ENV' command.",
-                );
-                continue;
-            }
-            self.env.insert(k, v);
-        }
-        // A `run:` step's state has no post step to read it, but errors still show.
-        let state: IndexMap<String, String> = commands::read_key_value_file(&files.state)?
-            .into_iter()
-            .collect();
-        for dir in commands::read_path_file(&files.path)? {
-            self.add_path(dir);
-        }
-        match std::fs::read(&files.summary) {
-            Ok(bytes) if !bytes.is_empty() => {
-                self.summary.push_str(&String::from_utf8_lossy(&bytes));
-                if !self.summary.ends_with('\n') {
-                    self.summary.push('\n');
-                }
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(ExecError::Io {
-                    path: files.summary.clone(),
-                    source,
-                });
-            }
-        }
-        self.sync_env_context();
-        Ok(state)
-    }
-
     #[allow(clippy::too_many_arguments)]
     pub(in crate::exec) fn run_action(
         &mut self,
@@ -1252,7 +825,7 @@ fn mentions_step(condition: &str, id: &str) -> bool {
     })
 }
 
-fn format_minutes(m: f64) -> String {
+pub(in crate::exec) fn format_minutes(m: f64) -> String {
     if m.fract() == 0.0 && m.abs() < 1e15 {
         format!("{}", m as i64)
     } else {

@@ -54,11 +54,6 @@ impl Masker {
             .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     }
 
-    /// True when no secret is registered.
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
     /// `text` with every occurrence of every secret replaced by `***`; overlapping or adjacent
     /// occurrences collapse into one mask.
     pub fn mask(&self, text: &str) -> String {

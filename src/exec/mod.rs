@@ -28,11 +28,13 @@ mod error;
 pub mod git;
 mod inputs;
 mod job;
-pub mod mask;
-pub mod process;
+pub(crate) mod mask;
+mod plan;
+pub(crate) mod process;
 mod report;
 mod runner;
-pub mod shell;
+mod script;
+pub(crate) mod shell;
 mod step_io;
 
 pub use action::{
@@ -41,11 +43,10 @@ pub use action::{
 };
 pub use contexts::{Contexts, JobState};
 pub use error::ExecError;
+pub use plan::{ListedJob, ListedStep};
 pub use process::Stream;
 pub use report::{
     AnnotationLevel, Discard, Event, EventKind, EventSink, JobReport, NotRun, Recorder, RunReport,
     Status, StepReport,
 };
-pub use runner::{
-    BaseEnv, ListedJob, ListedStep, RunCounter, RunOptions, Runner, builtin_registry,
-};
+pub use runner::{BaseEnv, RunCounter, RunOptions, Runner, builtin_registry};

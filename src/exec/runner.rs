@@ -4,25 +4,24 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use indexmap::IndexMap;
 
 use super::action::{ActionContext, ActionError, ActionHandler, ActionRegistry, LogLevel};
-use super::actions::{ActionRef, ActionsOptions, Resolution, Resolver, Runs};
-use super::contexts::{self, Contexts, JobState, s};
+use super::actions::{ActionsOptions, Resolution, Resolver, Runs};
+use super::contexts::{self, Contexts, s};
 use super::error::ExecError;
 use super::git::{self, GitInfo};
 use super::inputs;
 use super::job::JobRun;
 use super::mask::Masker;
+use super::plan::{NeedResult, aggregate, needs_context};
 use super::report::{AnnotationLevel, Emitter, EventKind, EventSink, JobReport, RunReport, Status};
 use crate::clock::{Clock, SystemClock};
 use crate::expr::{EvalError, Value};
-use crate::workflow::{
-    Condition, Job, Located, OrExpr, Pos, Step, StepKind, Text, Tree, TreeKind, Workflow,
-};
+use crate::workflow::{Condition, Job, Located, OrExpr, Pos, Step, StepKind, Text, Workflow};
 
 /// GitHub's default job timeout.
 pub(super) const DEFAULT_JOB_TIMEOUT_MINUTES: f64 = 360.0;
@@ -177,27 +176,28 @@ impl Default for RunOptions {
     }
 }
 
-/// A job as `runner exec --list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedJob {
-    /// The job id.
-    pub id: String,
-    /// Its steps in order.
-    pub steps: Vec<ListedStep>,
-}
-
-/// A step as `runner exec --list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedStep {
-    /// The step's name as written (or its default name).
-    pub name: String,
-    /// The `uses:` value, for action steps.
-    pub uses: Option<String>,
-    /// `run`, or how the action runs: `native`, `node (node20)`, `composite`, `not run: why`.
-    pub how: String,
-}
-
 /// Runs the jobs of one workflow.
+///
+/// ```
+/// use std::sync::Arc;
+/// use runner::exec::{builtin_registry, EventKind, Recorder, RunOptions, Runner, Stream};
+///
+/// let dir = tempfile::tempdir()?;
+/// let workflow = runner::workflow::parse(
+///     "ci.yml".as_ref(),
+///     "on: push\njobs:\n  hello:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo hi\n",
+/// )?;
+/// let events = Recorder::new();
+/// let options = RunOptions {
+///     workspace: dir.path().to_path_buf(),
+///     events: events.clone(),
+///     ..RunOptions::default()
+/// };
+/// let report = Runner::new(workflow, options, builtin_registry()).run()?;
+/// assert!(report.success());
+/// assert!(events.kinds().contains(&EventKind::Output { line: "hi".into(), stream: Stream::Stdout }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Runner {
     pub(super) workflow: Workflow,
     pub(super) options: RunOptions,
@@ -224,13 +224,6 @@ pub fn builtin_registry() -> ActionRegistry {
     let mut registry = ActionRegistry::new();
     registry.register("actions/checkout", Arc::new(Checkout));
     registry
-}
-
-/// What a finished job hands to the jobs that need it.
-#[derive(Debug, Clone)]
-struct NeedResult {
-    result: Status,
-    outputs: IndexMap<String, String>,
 }
 
 /// A runtime problem at a place in the workflow (bad expression result, failing function).
@@ -278,27 +271,6 @@ impl Runner {
         self.resolve(uses).describe()
     }
 
-    /// How `--dry-run` describes a `uses:` step, without fetching anything.
-    pub(super) fn plan_label(&self, uses: &str) -> String {
-        if self.builtin_handler(uses).is_some() {
-            return "built in".to_string();
-        }
-        let mut offline = self.options.actions.clone();
-        offline.sources.offline = true;
-        match Resolver::default().resolve(uses, &self.options.workspace, &offline) {
-            Resolution::Unsupported(_)
-                if !self.options.actions.sources.offline
-                    && ActionRef::parse(uses).is_some_and(|a| a.is_remote()) =>
-            {
-                format!(
-                    "not fetched yet: cloned from {} when it runs",
-                    self.options.actions.sources.base_url
-                )
-            }
-            other => other.describe(),
-        }
-    }
-
     /// The action `uses` names (fetched once per run).
     pub(super) fn resolve(&self, uses: &str) -> Resolution {
         self.resolver
@@ -337,35 +309,6 @@ impl Runner {
                 _ => false,
             }
         })
-    }
-
-    /// `runner exec --list`: every selected job and how each of its steps would run.
-    pub fn list(&self) -> Result<Vec<ListedJob>, ExecError> {
-        let mut out = Vec::new();
-        for id in self.select_jobs()? {
-            let Some(job) = self.workflow.jobs.get(&id) else {
-                continue;
-            };
-            let steps = job
-                .steps
-                .iter()
-                .map(|step| {
-                    let name = match &step.name {
-                        Some(n) => n.raw.clone(),
-                        None => step.default_name(),
-                    };
-                    let (uses, how) = match &step.kind {
-                        StepKind::Run { .. } => (None, "run".to_string()),
-                        StepKind::Uses { uses, .. } => {
-                            (Some(uses.value.clone()), self.classify(&uses.value))
-                        }
-                    };
-                    ListedStep { name, uses, how }
-                })
-                .collect();
-            out.push(ListedJob { id, steps });
-        }
-        Ok(out)
     }
 
     /// How actions are found and run, to adjust after construction (the CLI hands JavaScript
@@ -436,73 +379,6 @@ impl Runner {
             report.jobs.extend(jobs);
         }
         Ok(report)
-    }
-
-    /// Job ids to run, in dependency order.
-    fn select_jobs(&self) -> Result<Vec<String>, ExecError> {
-        let order = job_order(&self.workflow);
-        let Some(wanted) = &self.options.job else {
-            return Ok(order);
-        };
-        if !self.workflow.jobs.contains_key(wanted) {
-            return Err(ExecError::NoSuchJob {
-                job: wanted.clone(),
-                available: self
-                    .workflow
-                    .jobs
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
-        let mut keep: HashSet<String> = HashSet::new();
-        keep.insert(wanted.clone());
-        if self.options.with_needs {
-            let mut stack = vec![wanted.clone()];
-            while let Some(id) = stack.pop() {
-                if let Some(job) = self.workflow.jobs.get(&id) {
-                    for need in &job.needs {
-                        if keep.insert(need.value.clone()) {
-                            stack.push(need.value.clone());
-                        }
-                    }
-                }
-            }
-        }
-        Ok(order.into_iter().filter(|id| keep.contains(id)).collect())
-    }
-
-    /// The job-level status functions: success() needs every needed job to have succeeded,
-    /// failure() is true when any ancestor failed.
-    fn needs_state(&self, job: &Job, results: &HashMap<String, NeedResult>) -> JobState {
-        let mut failed = false;
-        let mut blocked = false;
-        let mut seen = HashSet::new();
-        let mut stack: Vec<&str> = job.needs.iter().map(|n| n.value.as_str()).collect();
-        let direct: HashSet<&str> = stack.iter().copied().collect();
-        while let Some(id) = stack.pop() {
-            if !seen.insert(id) {
-                continue;
-            }
-            match results.get(id).map(|r| r.result) {
-                Some(Status::Failure) => failed = true,
-                Some(Status::Success) | None => {}
-                Some(Status::Skipped | Status::Cancelled) => {
-                    if direct.contains(id) {
-                        blocked = true;
-                    }
-                }
-            }
-            if let Some(j) = self.workflow.jobs.get(id) {
-                stack.extend(j.needs.iter().map(|n| n.value.as_str()));
-            }
-        }
-        JobState {
-            failed,
-            cancelled: self.options.cancel.load(Ordering::SeqCst),
-            blocked,
-        }
     }
 
     /// `--run-number`, else the counter's next number for this repository and workflow file
@@ -843,58 +719,6 @@ impl Runner {
         }
     }
 
-    /// The combinations to run: `None` (one run, no matrix) or one object per combination.
-    fn matrix_combinations(
-        &self,
-        job: &Job,
-        ctx: &Contexts,
-    ) -> Result<Vec<Option<Value>>, ExecError> {
-        let Some(tree) = job.strategy.as_ref().and_then(|s| s.matrix.as_ref()) else {
-            return Ok(vec![None]);
-        };
-        let expanded = eval_tree(tree, ctx).and_then(|value| {
-            crate::workflow::expand_matrix(&value).map_err(|e| Problem {
-                pos: tree.pos,
-                message: e.to_string(),
-            })
-        });
-        let combos = match expanded {
-            Ok(combos) => combos,
-            // A plan has no job outputs yet: a matrix built from them (`fromJSON(needs.x.
-            // outputs.y)`) is only known when the job runs.
-            Err(_) if self.options.dry_run && reads_needs(tree) => {
-                return Ok(vec![Some(Value::String(MATRIX_AT_RUN_TIME.to_string()))]);
-            }
-            Err(p) => return Err(self.plan_error(p)),
-        };
-        let filtered = crate::workflow::filter_matrix(combos, &self.options.matrix);
-        if filtered.is_empty() {
-            return Err(ExecError::MatrixFilter {
-                filter: self
-                    .options
-                    .matrix
-                    .iter()
-                    .map(|(k, v)| format!("{k}:{v}"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-                job: job.id.value.clone(),
-            });
-        }
-        Ok(filtered
-            .into_iter()
-            .map(|c| Some(Value::Object(c)))
-            .collect())
-    }
-
-    fn plan_error(&self, p: Problem) -> ExecError {
-        ExecError::Plan {
-            path: self.workflow.path.clone(),
-            line: p.pos.line,
-            column: p.pos.column,
-            message: p.message,
-        }
-    }
-
     pub(super) fn annotate_problem(
         &self,
         sink: &Emitter,
@@ -951,47 +775,6 @@ fn matrix_label(matrix: &Value) -> String {
     }
 }
 
-/// The result `needs.<id>` sees for a (possibly matrix) job: failure if any combination
-/// failed, else cancelled if any was cancelled, else success if any succeeded, else skipped;
-/// outputs merged in run order (later combinations win, as on GitHub).
-fn aggregate(jobs: &[JobReport]) -> NeedResult {
-    let results: Vec<Status> = jobs.iter().map(|j| j.result).collect();
-    let result = if results.contains(&Status::Failure) {
-        Status::Failure
-    } else if results.contains(&Status::Cancelled) {
-        Status::Cancelled
-    } else if results.contains(&Status::Success) {
-        Status::Success
-    } else {
-        Status::Skipped
-    };
-    let mut outputs = IndexMap::new();
-    for job in jobs {
-        for (k, v) in &job.raw_outputs {
-            outputs.insert(k.clone(), v.clone());
-        }
-    }
-    NeedResult { result, outputs }
-}
-
-fn needs_context(job: &Job, results: &HashMap<String, NeedResult>) -> Value {
-    let mut needs = IndexMap::new();
-    for need in &job.needs {
-        let (result, outputs) = match results.get(&need.value) {
-            Some(r) => (r.result, r.outputs.clone()),
-            None => (Status::Skipped, IndexMap::new()),
-        };
-        let entry: IndexMap<String, Value> = [
-            ("result".to_string(), s(result.as_str())),
-            ("outputs".to_string(), contexts::string_object(&outputs)),
-        ]
-        .into_iter()
-        .collect();
-        needs.insert(need.value.clone(), Value::Object(entry));
-    }
-    Value::Object(needs)
-}
-
 /// Maps an evaluation error inside `text` to its file position.
 pub(super) fn problem_at<T>(located: &Located<T>, err: &EvalError) -> Problem {
     let span = match err {
@@ -1044,49 +827,4 @@ pub(super) fn eval_number(v: &OrExpr<f64>, ctx: &Contexts) -> Result<f64, Proble
             }
         }
     }
-}
-
-/// Evaluates a YAML subtree whose scalars may be templates (matrices).
-/// What a dry run shows for a matrix that depends on the outputs of needed jobs.
-const MATRIX_AT_RUN_TIME: &str = "decided at run time";
-
-/// True when an expression in `tree` reads the `needs` context.
-fn reads_needs(tree: &Tree) -> bool {
-    match &tree.kind {
-        TreeKind::Scalar(text, _) => text.raw.to_ascii_lowercase().contains("needs."),
-        TreeKind::Seq(items) => items.iter().any(reads_needs),
-        TreeKind::Map(entries) => entries.iter().any(|(_, v)| reads_needs(v)),
-    }
-}
-
-fn eval_tree(tree: &Tree, ctx: &Contexts) -> Result<Value, Problem> {
-    match &tree.kind {
-        TreeKind::Scalar(text, _) => {
-            if text.value.is_literal() {
-                Ok(tree.literal_value())
-            } else {
-                text.value.evaluate(ctx).map_err(|e| problem_at(text, &e))
-            }
-        }
-        TreeKind::Seq(items) => Ok(Value::Array(
-            items
-                .iter()
-                .map(|t| eval_tree(t, ctx))
-                .collect::<Result<_, _>>()?,
-        )),
-        TreeKind::Map(entries) => Ok(Value::Object(
-            entries
-                .iter()
-                .map(|(k, v)| Ok((k.value.clone(), eval_tree(v, ctx)?)))
-                .collect::<Result<_, Problem>>()?,
-        )),
-    }
-}
-
-/// Job ids in dependency order.
-fn job_order(workflow: &Workflow) -> Vec<String> {
-    crate::workflow::job_order(workflow)
-        .into_iter()
-        .cloned()
-        .collect()
 }

@@ -7,7 +7,7 @@
 //! - [`archive_roots`] is that list as a save archives it: nothing inside a matched directory.
 //!
 //! The reference is what the runner ships: its bundled hashFiles script (@actions/glob with
-//! minimatch 3). One matcher ([`pattern`]) and one walk ([`walk`]) serve both modes; they differ
+//! minimatch 3). One matcher (`pattern`) and one walk (`walk`) serve both modes; they differ
 //! only in options, as the toolkit's `GlobOptions` do.
 
 mod hash;

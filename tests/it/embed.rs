@@ -369,3 +369,73 @@ fn cache_step_restores_and_saves_with_the_actions_conditions(h: &Harness) {
 }
 
 crate::backend_matrix!(crate::cache::Harness: cache_step_restores_and_saves_with_the_actions_conditions);
+
+#[allow(dead_code)]
+#[path = "../../examples/embed_cache_step.rs"]
+mod embed_cache_step;
+
+#[allow(dead_code)]
+#[path = "../../examples/embed_job.rs"]
+mod embed_job;
+
+#[test]
+fn the_cache_step_example_misses_then_hits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ws, store) = (dir.path().join("ws"), dir.path().join("store"));
+    std::fs::create_dir_all(&ws).expect("mkdir");
+    let first = embed_cache_step::cache_step(&ws, &store).expect("first run");
+    assert_eq!(first, "cache-hit=false matched-key= post=Saved");
+    std::fs::remove_dir_all(ws.join("deps")).expect("rm");
+    let second = embed_cache_step::cache_step(&ws, &store).expect("second run");
+    assert_eq!(second, "cache-hit=true matched-key=deps-v1 post=Skipped");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("deps/lib.txt")).expect("restored"),
+        "built"
+    );
+}
+
+#[test]
+fn the_job_example_runs_a_workflow_with_its_cache_step() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ws, store) = (dir.path().join("ws"), dir.path().join("store"));
+    std::fs::create_dir_all(&ws).expect("mkdir");
+    let workflow = dir.path().join("ci.yml");
+    std::fs::write(
+        &workflow,
+        r#"
+on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - id: cache
+        uses: actions/cache@v4
+        with:
+          path: out
+          key: out-1
+      - if: steps.cache.outputs.cache-hit != 'true'
+        run: mkdir -p out && echo built > out/file && echo building
+"#,
+    )
+    .expect("write workflow");
+    let (ok, log) = embed_job::run_job(&workflow, &ws, &store).expect("first run");
+    assert!(ok, "{log:?}");
+    assert!(log.contains(&"build/2 | building".to_string()), "{log:?}");
+    std::fs::remove_dir_all(ws.join("out")).expect("rm");
+    let (ok, log) = embed_job::run_job(&workflow, &ws, &store).expect("second run");
+    assert!(ok, "{log:?}");
+    assert!(!log.iter().any(|l| l.ends_with("| building")), "{log:?}");
+    assert!(
+        log.contains(&"build/cache | Cache restored from key: out-1".to_string()),
+        "{log:?}"
+    );
+}
+
+/// Tokio-based runners move these into `spawn_blocking`.
+#[test]
+fn the_embedding_types_can_move_to_a_blocking_thread() {
+    fn send<T: Send + 'static>() {}
+    send::<Runner>();
+    send::<CacheStep>();
+    send::<RunOptions>();
+}

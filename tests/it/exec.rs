@@ -1,5 +1,6 @@
 //! Integration tests: exec. The fixture harness runs every `fixtures/<case>/` through the real
-//! `runner` binary; adding a case needs no Rust code.
+//! `runner` binary, one test per case (`fixture::<case>`); adding a case is a directory and a
+//! line in `fixtures!`.
 //!
 //! A case is a directory with `workflow.yml`, the files the workflow needs, and `expect.yml`:
 //!
@@ -111,17 +112,12 @@ fn default_json() -> bool {
     true
 }
 
-/// The fixture directories, sorted; `RUNNER_FIXTURE=name` narrows to one.
+/// The fixture directories (those with an `expect.yml`), sorted.
 fn fixture_dirs() -> Vec<PathBuf> {
-    let only = std::env::var("RUNNER_FIXTURE").ok();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo_root().join("fixtures"))
         .expect("fixtures/ exists")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("expect.yml").is_file())
-        .filter(|p| {
-            only.as_deref()
-                .is_none_or(|o| p.file_name().is_some_and(|n| n == o))
-        })
         .collect();
     dirs.sort();
     dirs
@@ -425,44 +421,117 @@ fn run_case(case: &Path) -> Vec<String> {
     }
 }
 
-#[test]
-fn fixtures() {
-    let cases = fixture_dirs();
+/// One test per fixture directory, so a failing case names itself (`cargo test --test it
+/// fixture::cache_hit`); `every_fixture_directory_has_a_test` keeps this list complete.
+macro_rules! fixtures {
+    ($($test:ident => $dir:literal),* $(,)?) => {
+        mod fixture {
+            $(
+                #[test]
+                fn $test() {
+                    super::check_case($dir);
+                }
+            )*
+        }
+
+        /// The directories the list above names.
+        const FIXTURES: &[&str] = &[$($dir),*];
+    };
+}
+
+fixtures! {
+    action_composite => "action-composite",
+    action_composite_defaults => "action-composite-defaults",
+    action_load_error => "action-load-error",
+    action_node => "action-node",
+    background_processes => "background-processes",
+    basic_outputs => "basic-outputs",
+    cache_corrupt_blob => "cache-corrupt-blob",
+    cache_eviction_size => "cache-eviction-size",
+    cache_exclusions => "cache-exclusions",
+    cache_fail_on_miss => "cache-fail-on-miss",
+    cache_failed_step => "cache-failed-step",
+    cache_gzip => "cache-gzip",
+    cache_hit => "cache-hit",
+    cache_home => "cache-home",
+    cache_immutable => "cache-immutable",
+    cache_key_validation => "cache-key-validation",
+    cache_lookup_only => "cache-lookup-only",
+    cache_prefix => "cache-prefix",
+    cache_pull_request => "cache-pull-request",
+    cache_restore_keys => "cache-restore-keys",
+    cache_rolling_run_number => "cache-rolling-run-number",
+    cache_scopes => "cache-scopes",
+    cache_scopes_no_origin_head => "cache-scopes-no-origin-head",
+    cache_split => "cache-split",
+    continue_on_error => "continue-on-error",
+    default_shell_pipefail => "default-shell-pipefail",
+    demo => "demo",
+    dry_run => "dry-run",
+    expression_runtime_error => "expression-runtime-error",
+    failed_needs => "failed-needs",
+    file_command_error => "file-command-error",
+    flags_override => "flags-override",
+    github_context_git => "github-context-git",
+    github_env_path => "github-env-path",
+    hashfiles => "hashfiles",
+    job_continue_on_error => "job-continue-on-error",
+    job_if => "job-if",
+    job_if_error => "job-if-error",
+    job_selection => "job-selection",
+    job_timeout_cancelled => "job-timeout-cancelled",
+    load_error_duplicate_step_id => "load-error-duplicate-step-id",
+    load_error_expression => "load-error-expression",
+    load_error_missing_need => "load-error-missing-need",
+    load_error_needs_cycle => "load-error-needs-cycle",
+    load_error_no_run_or_uses => "load-error-no-run-or-uses",
+    load_error_run_and_uses => "load-error-run-and-uses",
+    load_error_unknown_key => "load-error-unknown-key",
+    load_error_yaml => "load-error-yaml",
+    masking => "masking",
+    matrix_fail_fast => "matrix-fail-fast",
+    matrix_filter => "matrix-filter",
+    matrix_include_exclude => "matrix-include-exclude",
+    multi_run_shared_home => "multi-run-shared-home",
+    multiline_outputs => "multiline-outputs",
+    needs_chain => "needs-chain",
+    realistic_ci => "realistic-ci",
+    shell_python => "shell-python",
+    shells => "shells",
+    state_and_summary => "state-and-summary",
+    status_functions => "status-functions",
+    step_debug => "step-debug",
+    step_failure => "step-failure",
+    step_timeout => "step-timeout",
+    unsupported_action_fails => "unsupported-action-fails",
+    unsupported_action_skipped => "unsupported-action-skipped",
+    workflow_commands => "workflow-commands",
+    workflow_dispatch_inputs => "workflow-dispatch-inputs",
+    working_directory => "working-directory",
+}
+
+/// Runs `fixtures/<name>/` and fails with every mismatch it found.
+fn check_case(name: &str) {
+    let case = repo_root().join("fixtures").join(name);
+    let failures = run_case(&case);
     assert!(
-        std::env::var("RUNNER_FIXTURE").is_ok() || cases.len() >= 25,
-        "expected at least 25 fixture cases, found {}",
-        cases.len()
+        failures.is_empty(),
+        "[{name}] {}",
+        failures.join(&format!("\n[{name}] "))
     );
-    // A few cases at a time: most of their time is spent in sleeping child processes.
-    let chunks: Vec<&[PathBuf]> = cases.chunks(cases.len().div_ceil(4).max(1)).collect();
-    let failures: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .iter()
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .flat_map(|case| {
-                            run_case(case).into_iter().map(move |e| {
-                                format!(
-                                    "[{}] {e}",
-                                    case.file_name().unwrap_or_default().to_string_lossy()
-                                )
-                            })
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| vec!["harness thread panicked".into()])
-            })
-            .collect()
-    });
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_fixture_directory_has_a_test() {
+    let dirs: Vec<String> = fixture_dirs()
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let listed: Vec<String> = FIXTURES.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        dirs, listed,
+        "add the new fixture directory to fixtures! in tests/it/exec.rs"
+    );
 }
 
 /// Library embedding: handlers registered by the caller, post hooks, state, and events.

@@ -65,7 +65,7 @@ pub struct Entry {
     pub created_by_run: Option<String>,
     /// How each declared path resolved at save time (JSON from the cache layer), if recorded.
     pub roots: Option<String>,
-    /// When a restore found it unusable ([`Index::mark_broken`]); never looked up then.
+    /// When a restore found it unusable ([`Index::mark_broken`](super::Index::mark_broken)); never looked up then.
     pub broken_at: Option<EpochMillis>,
     /// Who holds the reservation (see [`crate::store::owner::Owner::to_text`]); `None` once
     /// committed, or for a reservation without a checkable owner.
@@ -93,7 +93,7 @@ pub struct NewEntry {
     pub roots: Option<String>,
 }
 
-/// The outcome of [`Index::reserve`].
+/// The outcome of [`Index::reserve`](super::Index::reserve).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
     /// The caller owns the new row with this id and must `commit` or `abort` it.
