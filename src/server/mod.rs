@@ -7,7 +7,8 @@
 //!   [`serve`] runs it on a listener until a shutdown future resolves, then aborts unfinished
 //!   uploads; [`spawn`] does so on its own thread (for embedding and tests).
 //! - Routes: `/_apis/artifactcache/…` (v1), `/twirp/github.actions.results.api.v1.CacheService/…`
-//!   (v2), `/blobs/{uploads|entries}/{id}` (signed Azure-style blob URLs), `/healthz`.
+//!   (v2), `/blobs/{uploads|entries}/{id}` (signed Azure-style blob URLs), `/healthz`, the web
+//!   UI under `/ui` ([`ui`]).
 //! - [`auth::mint_token`] makes the `ACTIONS_RUNTIME_TOKEN` a job is given.
 //!
 //! Every cache decision (lookup order, scopes, immutability, eviction, events) is the
@@ -19,6 +20,7 @@ mod body;
 mod error;
 mod log;
 pub mod staging;
+pub mod ui;
 mod uploads;
 mod v1;
 mod v2;
@@ -141,6 +143,8 @@ struct Inner {
     staging: Arc<dyn Staging>,
     config: ServerConfig,
     signer: auth::UrlSigner,
+    /// Keys of the web UI's CSRF tokens.
+    ui: ui::UiKeys,
     clock: Arc<dyn Clock>,
     upload_slots: Arc<tokio::sync::Semaphore>,
     /// Uploads being finalized now; a second finalize of one of them gets 409 instead of
@@ -188,6 +192,7 @@ impl Server {
             inner: Arc::new(Inner {
                 staging,
                 signer: auth::UrlSigner::new(&secret),
+                ui: ui::UiKeys::new(&secret),
                 upload_slots: Arc::new(tokio::sync::Semaphore::new(
                     config.max_concurrent_uploads.max(1),
                 )),
@@ -224,6 +229,7 @@ impl Server {
             .route("/healthz", get(|| async { "ok\n" }))
             .merge(api)
             .merge(blobs)
+            .merge(ui::routes())
             .fallback(log::not_found)
             .method_not_allowed_fallback(log::method_not_allowed)
             .layer(axum::middleware::from_fn(log::request_log))

@@ -19,6 +19,7 @@
 //! The API is synchronous; async callers wrap it in `spawn_blocking`.
 
 mod conn;
+mod history;
 mod policy;
 mod prefix;
 mod schema;
@@ -39,6 +40,9 @@ use crate::store::blob::BlobInfo;
 use crate::store::owner::{self, Owner};
 pub use conn::AnyConnection;
 use conn::{Manager, Target, write_tx};
+pub use history::{
+    BulkEntry, DAY_MILLIS, DayActivity, EntryPage, Eviction, KeyMatch, RepoUsage, TopBy,
+};
 pub use policy::{
     DEFAULT_MAX_SIZE_BYTES, DEFAULT_RESERVATION_TTL_MS, DEFAULT_TTL_DAYS, EvictionPolicy,
     parse_size,

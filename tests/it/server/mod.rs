@@ -6,6 +6,7 @@ mod client;
 mod concurrency;
 mod process;
 mod toolkit;
+mod ui;
 mod v1;
 mod v2;
 
