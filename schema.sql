@@ -1,4 +1,4 @@
--- The runner cache index: the one canonical DDL (schema version 2), applied as a whole to a fresh
+-- The runner cache index: the one canonical DDL (schema version 3), applied as a whole to a fresh
 -- database on SQLite and PostgreSQL. A database of an older version is brought here by the
 -- upgrades in src/store/index/conn.rs; the schema test proves both roads end at this file.
 --
@@ -67,7 +67,7 @@ CREATE TABLE cache_events (
     matched_key TEXT,
     bytes       BIGINT,
     duration_ms BIGINT,
-    -- Why an entry was evicted: unused, size, broken.
+    -- Why an entry was evicted: unused, size, broken, manual (deleted on request).
     reason      TEXT
 );
 
@@ -82,3 +82,28 @@ CREATE TABLE run_numbers (
     last_number BIGINT NOT NULL,
     PRIMARY KEY (repository, workflow)
 );
+
+-- Schema version 3 (REST caches API): the audit log, and an index for usage per repository.
+-- One audit row per entry deleted through the REST API or the UI: who asked (the admin token's
+-- holder), the request, and the entry as it was. Rows are only ever inserted. An upgrade from
+-- version 2 keeps every other table's rows.
+CREATE TABLE cache_audit (
+    id          TEXT   NOT NULL PRIMARY KEY,
+    at          BIGINT NOT NULL,
+    actor       TEXT   NOT NULL,
+    request     TEXT   NOT NULL,
+    entry_id    TEXT   NOT NULL,
+    repository  TEXT   NOT NULL,
+    scope       TEXT   NOT NULL,
+    key         TEXT   NOT NULL,
+    version     TEXT   NOT NULL,
+    size_bytes  BIGINT NOT NULL
+);
+
+-- A repository's usage (count and bytes of committed entries: the REST usage endpoint, the
+-- per-repository gauges of /metrics) from this index alone, without visiting table rows.
+CREATE INDEX cache_entries_usage ON cache_entries (repository, state, size_bytes);
+
+-- The newest deletions, overall and per repository (the UI's audit page).
+CREATE INDEX cache_audit_repository ON cache_audit (repository, at);
+CREATE INDEX cache_audit_at ON cache_audit (at);

@@ -6,7 +6,9 @@ use super::{Cache, CacheError, Log, Scope, key};
 use crate::clock::EpochMillis;
 use crate::exec::LogLevel;
 use crate::store::blob::BlobWriter;
-use crate::store::index::{Entry, EventKind, LookupHit, LookupQuery, NewEntry, Reservation};
+use crate::store::index::{
+    Deletion, Entry, EventKind, LookupHit, LookupQuery, NewEntry, Reservation,
+};
 
 /// What the server stores as an entry's compression: the client compressed the archive and the
 /// version (which names the codec) is opaque to us; restores detect the codec by magic bytes.
@@ -161,6 +163,12 @@ impl Cache {
                 Err(err.into())
             }
         }
+    }
+
+    /// Deletes committed entry `id` on `by`'s request (the REST API, the UI): audited and
+    /// counted as a `manual` eviction; its blob goes unless another entry shares it.
+    pub fn delete_audited(&self, id: &str, by: &Deletion) -> Result<Option<Entry>, CacheError> {
+        Ok(self.store.delete_audited(id, by)?)
     }
 
     /// Drops reservation `id` (the upload failed or was abandoned); whether it was still open.

@@ -1,10 +1,13 @@
 //! `runner token`: prints an `ACTIONS_RUNTIME_TOKEN` for `runner serve`, signed with the same
-//! secret, for a CI runner to hand to its jobs.
+//! secret, for a CI runner to hand to its jobs; with `--admin`, a token for the REST caches API
+//! and the UI.
 
 use std::path::PathBuf;
 
 use runner::clock::{Clock, SystemClock};
-use runner::server::{TokenRequest, mint_token, parse_duration_secs};
+use runner::server::{
+    AdminTokenRequest, Keys, RepoMatch, TokenRequest, mint_token, parse_duration_secs,
+};
 
 use super::EXIT_OK;
 
@@ -40,15 +43,25 @@ impl SecretArgs {
 /// Arguments of `runner token`.
 #[derive(Debug, clap::Args)]
 pub struct TokenArgs {
-    /// The repository, `owner/name`.
+    /// The repository, `owner/name` (with `--admin`, also `*`: every repository).
     #[arg(long)]
     repo: String,
+    /// An admin token for the REST caches API and the UI instead of a job's runtime token.
+    #[arg(long, conflicts_with_all = ["git_ref", "base", "default_branch", "read_only", "repo_id"])]
+    admin: bool,
+    /// With `--admin`: may delete caches (without it the token lists and reads usage only).
+    #[arg(long)]
+    write: bool,
+    /// With `--admin`: who holds the token, written to the audit log with each deletion
+    /// (default `admin`).
+    #[arg(long, value_name = "WHO")]
+    name: Option<String>,
     /// GitHub's numeric repository id (default: derived from the name).
     #[arg(long)]
     repo_id: Option<String>,
     /// The ref the job runs on; its caches are saved there.
-    #[arg(long = "ref", value_name = "REF")]
-    git_ref: String,
+    #[arg(long = "ref", value_name = "REF", required_unless_present = "admin")]
+    git_ref: Option<String>,
     /// A pull request's base ref, read after the ref.
     #[arg(long, value_name = "REF")]
     base: Option<String>,
@@ -70,19 +83,36 @@ pub fn run(args: TokenArgs) -> anyhow::Result<u8> {
     let Some(secret) = args.secret.secret()? else {
         anyhow::bail!("no token secret: set RUNNER_SERVE_TOKEN_SECRET or --token-secret-file");
     };
-    if args.repo.trim().is_empty() || args.git_ref.trim().is_empty() {
+    let now = SystemClock.now_millis().div_euclid(1000);
+    // clap's `requires` counts a flag's default as present, so this is checked here.
+    if !args.admin && (args.write || args.name.is_some()) {
+        anyhow::bail!("--write and --name are for admin tokens: add --admin");
+    }
+    if args.admin {
+        let repos = RepoMatch::parse(&args.repo)
+            .map_err(|_| anyhow::anyhow!("--repo {:?}: expected owner/name or '*'", args.repo))?;
+        let request = AdminTokenRequest {
+            repos,
+            write: args.write,
+            subject: args.name.unwrap_or_else(|| "admin".to_string()),
+            ttl_secs: args.ttl,
+        };
+        println!("{}", Keys::new(&secret).mint_admin(&request, now));
+        return Ok(EXIT_OK);
+    }
+    let git_ref = args.git_ref.unwrap_or_default();
+    if args.repo.trim().is_empty() || git_ref.trim().is_empty() {
         anyhow::bail!("--repo and --ref must not be empty");
     }
     let request = TokenRequest {
         repository: args.repo,
         repository_id: args.repo_id,
-        git_ref: args.git_ref,
+        git_ref,
         base_ref: args.base,
         default_branch: args.default_branch,
         read_only: args.read_only,
         ttl_secs: args.ttl,
     };
-    let now = SystemClock.now_millis().div_euclid(1000);
     println!("{}", mint_token(&secret, &request, now));
     Ok(EXIT_OK)
 }

@@ -22,6 +22,11 @@ pub enum AuthError {
     /// No `Authorization: Bearer` header.
     #[error("missing 'Authorization: Bearer <ACTIONS_RUNTIME_TOKEN>' header")]
     Missing,
+    /// No `Authorization: Bearer` header on an admin route.
+    #[error(
+        "missing 'Authorization: Bearer <admin token>' header (make one with `runner token --admin`)"
+    )]
+    MissingAdmin,
     /// Not three base64url parts with JSON header and claims.
     #[error("malformed token: {reason}")]
     Malformed {
@@ -166,11 +171,14 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
 
 /// Signs `claims` as an HS256 JWT with `secret`.
 pub fn encode_token(secret: &[u8], claims: &Claims) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     // Serializing a struct of strings and integers cannot fail.
-    let body = serde_json::to_vec(claims).unwrap_or_default();
+    encode_jwt(secret, &serde_json::to_vec(claims).unwrap_or_default())
+}
+
+fn encode_jwt(key: &[u8], body: &[u8]) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let signing_input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(body));
-    let signature = hmac(secret, &[signing_input.as_bytes()])
+    let signature = hmac(key, &[signing_input.as_bytes()])
         .finalize()
         .into_bytes();
     format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
@@ -227,7 +235,8 @@ pub fn read_token_unverified(token: &str, now_secs: i64) -> Result<Principal, Au
     decode_token(None, token, now_secs)
 }
 
-fn decode_token(secret: Option<&[u8]>, token: &str, now_secs: i64) -> Result<Principal, AuthError> {
+/// Checks a JWT's shape, algorithm and (with `key`) its signature; returns the claims' bytes.
+fn jwt_claims(key: Option<&[u8]>, token: &str) -> Result<Vec<u8>, AuthError> {
     let malformed = |reason| AuthError::Malformed { reason };
     let mut parts = token.trim().split('.');
     let (Some(header), Some(body), Some(signature), None) =
@@ -252,13 +261,19 @@ fn decode_token(secret: Option<&[u8]>, token: &str, now_secs: i64) -> Result<Pri
         });
     }
     let signing_input = &token.trim()[..header.len() + 1 + body.len()];
-    if let Some(secret) = secret {
-        hmac(secret, &[signing_input.as_bytes()])
+    if let Some(key) = key {
+        // `verify_slice` compares in constant time.
+        hmac(key, &[signing_input.as_bytes()])
             .verify_slice(&decode(signature)?)
             .map_err(|_| AuthError::Signature)?;
     }
-    let claims: Claims =
-        serde_json::from_slice(&decode(body)?).map_err(|_| malformed("claims are not JSON"))?;
+    decode(body)
+}
+
+fn decode_token(secret: Option<&[u8]>, token: &str, now_secs: i64) -> Result<Principal, AuthError> {
+    let malformed = |reason| AuthError::Malformed { reason };
+    let claims: Claims = serde_json::from_slice(&jwt_claims(secret, token)?)
+        .map_err(|_| malformed("claims are not JSON"))?;
     if claims.exp <= now_secs || claims.nbf.is_some_and(|nbf| nbf > now_secs) {
         return Err(AuthError::Expired);
     }
@@ -279,6 +294,213 @@ fn decode_token(secret: Option<&[u8]>, token: &str, now_secs: i64) -> Result<Pri
         });
     }
     Ok(Principal { repository, grants })
+}
+
+/// Which repositories an admin token manages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoMatch {
+    /// Every repository (`--repo '*'`).
+    Any,
+    /// One `owner/name` (compared case-insensitively, as GitHub does).
+    Repo(String),
+}
+
+impl RepoMatch {
+    /// Parses `owner/name` or `*`.
+    pub fn parse(text: &str) -> Result<Self, AuthError> {
+        let text = text.trim();
+        if text == "*" {
+            return Ok(RepoMatch::Any);
+        }
+        match text.split_once('/') {
+            Some((owner, name)) if !owner.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(RepoMatch::Repo(text.to_string()))
+            }
+            _ => Err(AuthError::NoAccess {
+                reason: "the admin repository is neither 'owner/name' nor '*'",
+            }),
+        }
+    }
+
+    /// Whether `repository` is one of these.
+    pub fn matches(&self, repository: &str) -> bool {
+        match self {
+            RepoMatch::Any => true,
+            RepoMatch::Repo(repo) => repo.eq_ignore_ascii_case(repository),
+        }
+    }
+
+    /// `*` or the repository, as written into the token.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RepoMatch::Any => "*",
+            RepoMatch::Repo(repo) => repo,
+        }
+    }
+}
+
+/// What a verified admin token allows, and who holds it (for the audit log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminGrant {
+    /// The repositories it manages.
+    pub repos: RepoMatch,
+    /// Whether it may delete (a read token lists and reads usage only).
+    pub write: bool,
+    /// Who: the token's subject and id, `name (token 1a2b3c4d)`.
+    pub who: String,
+}
+
+impl AdminGrant {
+    /// Whether this grant may read (`write == false`) or change (`write == true`) `repo`.
+    pub fn allows(&self, repo: &str, write: bool) -> bool {
+        self.repos.matches(repo) && (self.write || !write)
+    }
+}
+
+/// What `runner token --admin` puts into an admin token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminTokenRequest {
+    /// The repositories it manages.
+    pub repos: RepoMatch,
+    /// May delete.
+    pub write: bool,
+    /// Who holds it; recorded in the audit log with each deletion.
+    pub subject: String,
+    /// Lifetime in seconds.
+    pub ttl_secs: i64,
+}
+
+/// The claims of an admin token. `adm` is what tells it apart from a runtime token (which
+/// is signed with another key anyway).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AdminClaims {
+    adm: String,
+    #[serde(default)]
+    write: bool,
+    #[serde(default)]
+    sub: String,
+    #[serde(default)]
+    jti: String,
+    exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+}
+
+/// The keys admin tokens are signed and checked with, derived from the server secret so an
+/// `ACTIONS_RUNTIME_TOKEN` never passes as an admin token.
+#[derive(Clone)]
+pub struct Keys {
+    admin: Vec<u8>,
+    /// `--insecure-no-auth`: tokens are read unverified, and a request without one manages
+    /// every repository.
+    insecure: bool,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("insecure", &self.insecure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keys {
+    /// Keys derived from the server's token secret.
+    pub fn new(secret: &[u8]) -> Self {
+        let admin = hmac(secret, &[b"runner admin tokens v1"])
+            .finalize()
+            .into_bytes()
+            .to_vec();
+        Self {
+            admin,
+            insecure: false,
+        }
+    }
+
+    /// For `--insecure-no-auth`: every admin request is accepted.
+    pub fn insecure() -> Self {
+        Self {
+            admin: uuid::Uuid::new_v4().as_bytes().to_vec(),
+            insecure: true,
+        }
+    }
+
+    /// Mints an admin token at `now_secs`.
+    pub fn mint_admin(&self, request: &AdminTokenRequest, now_secs: i64) -> String {
+        let claims = AdminClaims {
+            adm: request.repos.as_str().to_string(),
+            write: request.write,
+            sub: request.subject.clone(),
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            exp: now_secs.saturating_add(request.ttl_secs),
+            nbf: Some(now_secs),
+            iat: Some(now_secs),
+            iss: Some("runner".to_string()),
+        };
+        // Serializing a struct of strings and integers cannot fail.
+        encode_jwt(
+            &self.admin,
+            &serde_json::to_vec(&claims).unwrap_or_default(),
+        )
+    }
+
+    /// Verifies an admin token (signature in constant time, then `exp`/`nbf`) at `now_secs`.
+    pub fn verify_admin(&self, token: &str, now_secs: i64) -> Result<AdminGrant, AuthError> {
+        let key = (!self.insecure).then_some(self.admin.as_slice());
+        let claims: AdminClaims =
+            serde_json::from_slice(&jwt_claims(key, token)?).map_err(|_| AuthError::Malformed {
+                reason: "claims are not an admin token's",
+            })?;
+        if claims.exp <= now_secs || claims.nbf.is_some_and(|nbf| nbf > now_secs) {
+            return Err(AuthError::Expired);
+        }
+        let id: String = claims.jti.chars().take(8).collect();
+        let who = match (claims.sub.is_empty(), id.is_empty()) {
+            (false, false) => format!("{} (token {id})", claims.sub),
+            (false, true) => claims.sub,
+            (true, _) => format!("token {id}"),
+        };
+        Ok(AdminGrant {
+            repos: RepoMatch::parse(&claims.adm)?,
+            write: claims.write,
+            who,
+        })
+    }
+}
+
+/// The credentials of an `Authorization` header: `Bearer <t>` or GitHub's `token <t>`, the
+/// scheme matched case-insensitively (Octokit sends `bearer`, `gh` sends `token`).
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, credentials) = value.trim().split_once(char::is_whitespace)?;
+    let credentials = credentials.trim();
+    ((scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token"))
+        && !credentials.is_empty())
+    .then_some(credentials)
+}
+
+/// The admin grant of a request's `Authorization` header at `now_secs`.
+pub fn admin_from_headers(
+    keys: &Keys,
+    headers: &axum::http::HeaderMap,
+    now_secs: i64,
+) -> Result<AdminGrant, AuthError> {
+    match bearer(headers) {
+        Some(token) => keys.verify_admin(token, now_secs),
+        None if keys.insecure => Ok(AdminGrant {
+            repos: RepoMatch::Any,
+            write: true,
+            who: "anonymous (--insecure-no-auth)".to_string(),
+        }),
+        None => Err(AuthError::MissingAdmin),
+    }
 }
 
 /// What a signed URL may be used for.
@@ -433,6 +655,75 @@ mod tests {
             verify_token(SECRET, &format!("{head}.{forged}.{sig}"), 1001),
             Err(AuthError::Signature)
         );
+    }
+
+    fn admin(repos: RepoMatch, write: bool) -> AdminTokenRequest {
+        AdminTokenRequest {
+            repos,
+            write,
+            subject: "ops".into(),
+            ttl_secs: 60,
+        }
+    }
+
+    fn headers(value: &str) -> axum::http::HeaderMap {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            axum::http::header::AUTHORIZATION,
+            value.parse().expect("header value"),
+        );
+        headers
+    }
+
+    #[test]
+    fn admin_tokens_grant_what_they_say_until_they_expire() {
+        let keys = Keys::new(SECRET);
+        let one = keys.mint_admin(&admin(RepoMatch::Repo("O/R".into()), false), 1000);
+        let grant = keys.verify_admin(&one, 1001).expect("valid");
+        assert!(grant.who.starts_with("ops (token "), "{}", grant.who);
+        assert!(grant.allows("o/r", false));
+        assert!(!grant.allows("o/r", true), "a read token cannot delete");
+        assert!(!grant.allows("o/other", false));
+        let every = keys.mint_admin(&admin(RepoMatch::Any, true), 1000);
+        let grant = keys.verify_admin(&every, 1001).expect("valid");
+        assert!(grant.allows("x/y", true));
+        assert_eq!(keys.verify_admin(&every, 1060), Err(AuthError::Expired));
+        assert_eq!(
+            Keys::new(b"other").verify_admin(&every, 1001),
+            Err(AuthError::Signature)
+        );
+    }
+
+    #[test]
+    fn runtime_tokens_are_not_admin_tokens_nor_the_reverse() {
+        let keys = Keys::new(SECRET);
+        let runtime = mint_token(SECRET, &request(false), 1000);
+        assert_eq!(keys.verify_admin(&runtime, 1001), Err(AuthError::Signature));
+        let admin = keys.mint_admin(&admin(RepoMatch::Any, true), 1000);
+        assert_eq!(
+            verify_token(SECRET, &admin, 1001),
+            Err(AuthError::Signature)
+        );
+    }
+
+    #[test]
+    fn the_authorization_scheme_is_case_insensitive() {
+        let keys = Keys::new(SECRET);
+        let token = keys.mint_admin(&admin(RepoMatch::Any, false), 1000);
+        for scheme in ["Bearer", "bearer", "BEARER", "token"] {
+            let grant = admin_from_headers(&keys, &headers(&format!("{scheme} {token}")), 1001);
+            assert!(grant.is_ok(), "{scheme}: {grant:?}");
+        }
+        assert_eq!(
+            admin_from_headers(&keys, &headers(&format!("Basic {token}")), 1001),
+            Err(AuthError::MissingAdmin)
+        );
+        assert_eq!(
+            admin_from_headers(&keys, &axum::http::HeaderMap::new(), 1001),
+            Err(AuthError::MissingAdmin)
+        );
+        let grant = admin_from_headers(&Keys::insecure(), &axum::http::HeaderMap::new(), 1001);
+        assert!(grant.is_ok_and(|g| g.allows("a/b", true)));
     }
 
     #[test]

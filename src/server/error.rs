@@ -1,5 +1,6 @@
 //! One error type for every route, rendered in the dialect of the protocol that was spoken:
-//! v1 `{"message","typeKey"}`, Twirp `{"code","msg"}`, Azure blob XML with `x-ms-error-code`.
+//! v1 `{"message","typeKey"}`, Twirp `{"code","msg"}`, Azure blob XML with `x-ms-error-code`,
+//! GitHub REST `{"message","documentation_url"}`.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +14,8 @@ pub enum Dialect {
     Twirp,
     /// Azure-Blob-style upload and download URLs.
     Blob,
+    /// GitHub's REST API: `{"message","documentation_url"}`.
+    Rest,
 }
 
 /// An error answer: a status, a machine code (Twirp's, which v1 and blob map from) and a
@@ -167,6 +170,14 @@ impl IntoResponse for ApiError {
                 axum::Json(serde_json::json!({
                     "message": self.message,
                     "typeKey": self.v1_type_key(),
+                })),
+            )
+                .into_response(),
+            Dialect::Rest => (
+                self.status,
+                axum::Json(serde_json::json!({
+                    "message": self.message,
+                    "documentation_url": "https://docs.github.com/rest/actions/cache",
                 })),
             )
                 .into_response(),

@@ -7,8 +7,9 @@
 //!   [`serve`] runs it on a listener until a shutdown future resolves, then aborts unfinished
 //!   uploads; [`spawn`] does so on its own thread (for embedding and tests).
 //! - Routes: `/_apis/artifactcache/…` (v1), `/twirp/github.actions.results.api.v1.CacheService/…`
-//!   (v2), `/blobs/{uploads|entries}/{id}` (signed Azure-style blob URLs), `/healthz`, the web
-//!   UI under `/ui` ([`ui`]).
+//!   (v2), `/blobs/{uploads|entries}/{id}` (signed Azure-style blob URLs), `/healthz`,
+//!   `/readyz`, `/metrics`, GitHub's REST caches API under `/repos/{owner}/{repo}/actions/`,
+//!   the web UI under `/ui` ([`ui`]).
 //! - [`auth::mint_token`] makes the `ACTIONS_RUNTIME_TOKEN` a job is given.
 //!
 //! Every cache decision (lookup order, scopes, immutability, eviction, events) is the
@@ -19,6 +20,8 @@ mod blob;
 mod body;
 mod error;
 mod log;
+pub mod metrics;
+mod rest;
 pub mod staging;
 pub mod ui;
 mod uploads;
@@ -37,7 +40,10 @@ use axum::routing::{get, post};
 use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::store::index::Backend;
-pub use auth::{Principal, TokenRequest, mint_token};
+pub use auth::{
+    AdminGrant, AdminTokenRequest, Keys, Principal, RepoMatch, TokenRequest, admin_from_headers,
+    mint_token,
+};
 pub use error::{ApiError, Dialect};
 use staging::{LocalStaging, Staging, StagingError};
 
@@ -155,6 +161,10 @@ struct Inner {
     /// queueing this server's index calls here instead bounds a lookup's wait by the calls
     /// ahead of it, not by those sleeps.
     index_gate: Option<std::sync::Mutex<()>>,
+    /// Admin token keys (REST API, UI).
+    keys: auth::Keys,
+    /// Request latency per route.
+    http_metrics: metrics::HttpMetrics,
 }
 
 impl Inner {
@@ -198,6 +208,11 @@ impl Server {
                 )),
                 index_gate: (cache.index().backend() == Backend::Sqlite)
                     .then(|| std::sync::Mutex::new(())),
+                keys: match &config.auth {
+                    AuthMode::Secret(secret) => auth::Keys::new(secret),
+                    AuthMode::Insecure => auth::Keys::insecure(),
+                },
+                http_metrics: metrics::HttpMetrics::default(),
                 cache,
                 config,
                 clock,
@@ -229,10 +244,16 @@ impl Server {
             .route("/healthz", get(|| async { "ok\n" }))
             .merge(api)
             .merge(blobs)
+            .merge(rest::routes())
+            .merge(metrics::routes())
             .merge(ui::routes())
             .fallback(log::not_found)
             .method_not_allowed_fallback(log::method_not_allowed)
             .layer(axum::middleware::from_fn(log::request_log))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                metrics::track,
+            ))
             .with_state(self.clone())
     }
 

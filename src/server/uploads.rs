@@ -78,15 +78,7 @@ fn now_secs(inner: &Inner) -> i64 {
 
 /// The job behind `Authorization: Bearer <token>`.
 pub fn authenticate(inner: &Inner, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
+    let token = auth::bearer(headers);
     let now = now_secs(inner);
     let result = match (&inner.config.auth, token) {
         (AuthMode::Secret(secret), Some(token)) => auth::verify_token(secret, token, now),
@@ -516,7 +508,8 @@ impl Drop for FinalizeTurn<'_> {
 }
 
 /// The base of signed URLs: the configured public URL or the request's `Host`.
-fn base_url(inner: &Inner, headers: &HeaderMap) -> String {
+/// Where clients reach this server: `--public-url`, else `http://` and the request's `Host`.
+pub fn base_url(inner: &Inner, headers: &HeaderMap) -> String {
     if let Some(url) = &inner.config.public_url {
         return url.trim_end_matches('/').to_string();
     }

@@ -80,7 +80,8 @@ pub async fn lookup(
 }
 
 /// RFC 3339 UTC from epoch milliseconds.
-fn creation_time(millis: i64) -> String {
+/// Epoch milliseconds as RFC 3339 UTC with milliseconds, as GitHub writes times.
+pub(super) fn creation_time(millis: i64) -> String {
     let t = crate::clock::UtcTime::from_millis(millis);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",

@@ -271,11 +271,26 @@ impl Store {
 
     /// Deletes an entry and its blob unless another entry shares it.
     pub fn delete(&self, id: &str) -> Result<Option<Entry>, StoreError> {
-        let Some(entry) = self.index.delete(id)? else {
-            return Ok(None);
-        };
-        self.release_blobs(std::slice::from_ref(&entry), 0)?;
-        Ok(Some(entry))
+        let deleted = self.index.delete(id)?;
+        self.release_deleted(deleted)
+    }
+
+    /// Deletes a committed entry on `by`'s request (audited, recorded as a `manual` eviction)
+    /// and its blob unless another entry shares it.
+    pub fn delete_audited(
+        &self,
+        id: &str,
+        by: &index::Deletion,
+    ) -> Result<Option<Entry>, StoreError> {
+        let deleted = self.index.delete_audited(id, by)?;
+        self.release_deleted(deleted)
+    }
+
+    fn release_deleted(&self, deleted: Option<Entry>) -> Result<Option<Entry>, StoreError> {
+        if let Some(entry) = &deleted {
+            self.release_blobs(std::slice::from_ref(entry), 0)?;
+        }
+        Ok(deleted)
     }
 
     /// Applies the eviction policy to the index and removes the blobs nothing references any

@@ -1,5 +1,6 @@
 // The real @actions/cache client (pinned in package-lock.json) against `runner serve`, over the
-// v1 REST protocol and the v2 Twirp + Azure-blob protocol. Run by .ci/run:
+// v1 REST protocol and the v2 Twirp + Azure-blob protocol, and Octokit (@octokit/rest, pinned)
+// against its GitHub-compatible REST caches API. Run by .ci/run:
 //   npm ci --prefix tests/compat && node tests/compat/compat.mjs path/to/runner
 // Prints one line per scenario and "N passed, N failed"; exits 1 on any failure.
 
@@ -194,6 +195,50 @@ try {
     for (const key of ['small-v1', 'small-v2', 'big-v1', 'big-v2', 'feature-only-v1']) {
       assert(out.stdout.includes(`"${key}"`), `${key} missing from runner cache list`)
     }
+  })
+
+  // GitHub's REST caches API through Octokit, as people script their cache cleanups today.
+  const {Octokit} = await import('@octokit/rest')
+  const repo = {owner: 'octo', repo: 'app'}
+  const admin = new Octokit({auth: token(['--admin', '--repo', 'octo/app', '--write']), baseUrl: base})
+  const reader = new Octokit({auth: token(['--admin', '--repo', 'octo/app']), baseUrl: base})
+
+  await scenario('octokit: getActionsCacheList, paginate and getActionsCacheUsage', async () => {
+    const {data} = await reader.rest.actions.getActionsCacheList({...repo, key: 'small-', ref: 'refs/heads/main'})
+    const keys = data.actions_caches.map(c => c.key).sort()
+    assert(JSON.stringify(keys) === '["small-v1","small-v2"]', `listed ${keys}`)
+    assert(data.total_count === 2, `total_count ${data.total_count}`)
+    for (const c of data.actions_caches) {
+      assert(Number.isSafeInteger(c.id) && c.size_in_bytes > 0, `bad entry ${JSON.stringify(c)}`)
+      assert(!Number.isNaN(Date.parse(c.created_at)) && !Number.isNaN(Date.parse(c.last_accessed_at)), `bad times ${JSON.stringify(c)}`)
+    }
+    // Pages of 2 followed through the Link header.
+    const all = await reader.paginate(reader.rest.actions.getActionsCacheList, {...repo, per_page: 2})
+    const usage = (await reader.rest.actions.getActionsCacheUsage(repo)).data
+    assert(all.length === usage.active_caches_count, `paginate saw ${all.length}, usage says ${usage.active_caches_count}`)
+    assert(new Set(all.map(c => c.id)).size === all.length, 'a cache was listed twice')
+    const bytes = all.reduce((n, c) => n + c.size_in_bytes, 0)
+    assert(bytes === usage.active_caches_size_in_bytes, `sizes ${bytes} != ${usage.active_caches_size_in_bytes}`)
+  })
+
+  await scenario('octokit: deleteActionsCacheByKey / ById; a read token cannot delete', async () => {
+    let status
+    try {
+      await reader.rest.actions.deleteActionsCacheByKey({...repo, key: 'small-v1'})
+    } catch (err) {
+      status = err.status
+    }
+    assert(status === 403, `read token delete answered ${status}`)
+    const {data} = await admin.rest.actions.deleteActionsCacheByKey({...repo, key: 'small-v1'})
+    assert(data.total_count === 1 && data.actions_caches[0].key === 'small-v1', `deleted ${JSON.stringify(data)}`)
+    const left = await admin.paginate(admin.rest.actions.getActionsCacheList, {...repo, key: 'small-'})
+    assert(left.map(c => c.key).join() === 'small-v2', `left ${left.map(c => c.key)}`)
+    const gone = await admin.rest.actions.deleteActionsCacheById({...repo, cache_id: left[0].id})
+    assert(gone.status === 204, `delete by id answered ${gone.status}`)
+    // The toolkit now misses the deleted key.
+    useProtocol('v2', base, main)
+    const hit = await cache.restoreCache(['deps'], 'small-v2')
+    assert(hit === undefined, `restored a deleted entry: ${hit}`)
   })
 } finally {
   server.kill('SIGTERM')

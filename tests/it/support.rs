@@ -176,12 +176,34 @@ impl HttpReply {
 
 /// A real HTTP request over the network stack (ureq); any status is an answer, not an error.
 pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> HttpReply {
+    http_with(true, method, url, headers, body)
+}
+
+/// [`http`] without following redirects: the 3xx answer itself (its `Location`, `Set-Cookie`).
+pub fn http_no_redirect(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> HttpReply {
+    http_with(false, method, url, headers, body)
+}
+
+fn http_with(
+    follow: bool,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> HttpReply {
     use std::io::Read as _;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .allow_non_standard_methods(true)
-        .build()
-        .into();
+        .allow_non_standard_methods(true);
+    if !follow {
+        config = config.max_redirects(0);
+    }
+    let agent: ureq::Agent = config.build().into();
     let mut builder = ureq::http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         builder = builder.header(*k, *v);

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use super::error::error_chain;
 use super::{Inner, Server};
 use crate::cache::CacheError;
-use crate::store::index::{Entry, IndexError, ListFilter, ListSort, RepoUsage, TopBy};
+use crate::store::index::{Deletion, Entry, IndexError, ListFilter, ListSort, RepoUsage, TopBy};
 use html::Chrome;
 use pages::{Activity, Doomed, EntryQuery, PAGE_SIZE};
 pub use session::UiKeys;
@@ -158,7 +158,8 @@ struct Request {
 }
 
 fn request(server: &Server, headers: &HeaderMap, here: String) -> Request {
-    let viewer = session::viewer(&server.inner.config.auth, headers);
+    let now_secs = server.inner.clock.now_millis() / 1000;
+    let viewer = session::viewer(&server.inner.keys, headers, now_secs);
     let chrome = Chrome {
         signed_in: viewer.token.is_some(),
         can_write: viewer.can_write(),
@@ -203,6 +204,7 @@ fn activity(inner: &Inner, repository: Option<&str>) -> Result<Activity, UiError
         top_restores: index.top_entries(repository, TopBy::Restores, TOP)?,
         top_size: index.top_entries(repository, TopBy::Size, TOP)?,
         evictions: index.recent_evictions(repository, TOP)?,
+        audit: index.audit_log(repository, TOP)?,
     })
 }
 
@@ -214,7 +216,7 @@ async fn overview(State(server): State<Server>, headers: HeaderMap) -> Response 
     let req = request(&server, &headers, "/ui".to_string());
     let data = read(&server, |inner| {
         Ok(pages::Overview {
-            repos: inner.cache.index().repositories()?,
+            repos: inner.cache.index().usage(None)?,
             budget: budget(inner),
             activity: activity(inner, None)?,
             now: inner.clock.now_millis(),
@@ -290,12 +292,7 @@ fn list_filter(repo: &str, key: &str, git_ref: &str) -> ListFilter {
 }
 
 fn usage_of(inner: &Inner, repo: &str) -> Result<RepoUsage, UiError> {
-    let found = inner
-        .cache
-        .index()
-        .repositories()?
-        .into_iter()
-        .find(|r| r.repository == repo);
+    let found = inner.cache.index().usage(Some(repo))?.into_iter().next();
     Ok(found.unwrap_or(RepoUsage {
         repository: repo.to_string(),
         entries: 0,
@@ -322,12 +319,14 @@ async fn repository(
     let data = read(&server, move |inner| {
         let mut filter = list_filter(&repo, &query.key, &query.git_ref);
         filter.sort = query.sort;
-        filter.limit = Some(PAGE_SIZE);
         let offset = (query.page - 1).saturating_mul(PAGE_SIZE as u64);
         Ok(pages::RepoView {
             usage: usage_of(inner, &repo)?,
             budget: budget(inner),
-            page: inner.cache.index().entry_page(&filter, offset)?,
+            page: inner
+                .cache
+                .index()
+                .list_page(&filter, false, offset, PAGE_SIZE as u64)?,
             activity: activity(inner, Some(&repo))?,
             deleted,
             now: inner.clock.now_millis(),
@@ -393,6 +392,17 @@ struct DeleteParams {
     csrf: String,
 }
 
+impl DeleteParams {
+    /// What was asked, for the audit log.
+    fn describe(&self) -> String {
+        match (self.id.is_empty(), self.prefix.trim().is_empty()) {
+            (false, _) => format!("id={}", self.id),
+            (true, false) => format!("prefix={} ref={}", self.prefix.trim(), self.git_ref.trim()),
+            (true, true) => "all".to_string(),
+        }
+    }
+}
+
 /// Resolves what the parameters delete, and how many entries that is.
 fn doomed(inner: &Inner, repo: &str, p: &DeleteParams) -> Result<(Doomed, u64), UiError> {
     let prefix = p.prefix.trim();
@@ -413,9 +423,8 @@ fn doomed(inner: &Inner, repo: &str, p: &DeleteParams) -> Result<(Doomed, u64), 
     let count = match &doomed {
         Doomed::Entry(_) => 1,
         Doomed::Prefix { prefix, git_ref } => {
-            let mut filter = list_filter(repo, prefix, git_ref);
-            filter.limit = Some(0);
-            inner.cache.index().entry_page(&filter, 0)?.total
+            let filter = list_filter(repo, prefix, git_ref);
+            inner.cache.index().list_page(&filter, false, 0, 0)?.total
         }
         Doomed::All => usage_of(inner, repo)?.entries,
     };
@@ -451,6 +460,7 @@ async fn confirm_delete(
 async fn delete(
     State(server): State<Server>,
     Path((owner, name)): Path<(String, String)>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     form: Result<Form<DeleteParams>, FormRejection>,
 ) -> Response {
@@ -467,6 +477,15 @@ async fn delete(
         return fail(&UiError::Csrf, &req.chrome);
     }
     let target = repo.clone();
+    let by = Deletion {
+        actor: req
+            .viewer
+            .grant
+            .as_ref()
+            .map(|g| g.who.clone())
+            .unwrap_or_default(),
+        request: format!("POST {} (web UI) {}", uri.path(), p.describe()),
+    };
     let deleted = read(&server, move |inner| {
         let ids: Vec<String> = match doomed(inner, &target, &p)?.0 {
             Doomed::Entry(e) => vec![e.id],
@@ -487,7 +506,7 @@ async fn delete(
         };
         let mut n = 0u64;
         for id in ids {
-            match inner.cache.delete(&id) {
+            match inner.cache.delete_audited(&id, &by) {
                 Ok(Some(_)) => n += 1,
                 // Gone meanwhile (evicted, or another admin was quicker).
                 Ok(None) => {}
@@ -591,8 +610,12 @@ async fn sign_in(
         && token
             .bytes()
             .all(|b| b.is_ascii_graphic() && b != b';' && b != b',' && b != b'"');
+    let now_secs = server.inner.clock.now_millis() / 1000;
     let checked = if cookie_safe {
-        session::sign_in(&server.inner.config.auth, token).map_err(|e| e.to_string())
+        match server.inner.keys.verify_admin(token, now_secs) {
+            Ok(_) => Ok(()),
+            Err(err) => Err(err.to_string()),
+        }
     } else {
         Err("that is not a token".to_string())
     };

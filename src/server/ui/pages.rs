@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use super::chart;
 use super::html::{self, Chrome, Esc, Url, query};
 use crate::clock::EpochMillis;
-use crate::store::index::{DayActivity, Entry, EntryPage, Eviction, KeyMatch, ListSort, RepoUsage};
+use crate::store::index::{
+    AuditRecord, DayActivity, Entry, EntryPage, Eviction, KeyMatch, ListSort, RepoUsage,
+};
 
 /// Entries per page of a repository's listing.
 pub const PAGE_SIZE: usize = 50;
@@ -22,6 +24,8 @@ pub struct Activity {
     pub top_size: Vec<Entry>,
     /// The latest evictions.
     pub evictions: Vec<Eviction>,
+    /// The latest deletions on request (REST API, UI), from the audit log.
+    pub audit: Vec<AuditRecord>,
 }
 
 /// What the overview shows.
@@ -244,6 +248,7 @@ fn activity(out: &mut String, a: &Activity, now: EpochMillis, with_repo: bool) {
             "unused" => "unused past the TTL",
             "size" => "over the size budget",
             "broken" => "broken archive",
+            "manual" => "deleted on request",
             other => other,
         };
         let _ = write!(
@@ -253,6 +258,32 @@ fn activity(out: &mut String, a: &Activity, now: EpochMillis, with_repo: bool) {
             html::bytes(ev.bytes),
             Esc(&ev.reason),
             Esc(reason)
+        );
+    }
+    out.push_str("</tbody></table></section>");
+    out.push_str(
+        "<section aria-labelledby=\"audit\"><h2 id=\"audit\">Deletions (audit log)</h2>\
+         <table class=\"list\"><thead><tr><th scope=\"col\">When</th><th scope=\"col\">Who</th>\
+         <th scope=\"col\">Key</th><th scope=\"col\">Ref</th><th scope=\"col\" class=\"num\">Size</th>\
+         <th scope=\"col\">Request</th></tr></thead><tbody>",
+    );
+    if a.audit.is_empty() {
+        out.push_str("<tr><td colspan=\"6\" class=\"empty\">No deletions</td></tr>");
+    }
+    for r in &a.audit {
+        let _ = write!(
+            out,
+            "<tr><td><time datetime=\"{}\" title=\"{}\">{}</time></td><td>{}</td>\
+             <td class=\"key\">{}</td><td class=\"ref\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"ref\">{}</td></tr>",
+            r.at,
+            html::time(r.at),
+            html::ago(r.at, now),
+            Esc(&r.actor),
+            Esc(&r.key),
+            Esc(&r.scope),
+            html::bytes(r.size_bytes),
+            Esc(&r.request)
         );
     }
     out.push_str("</tbody></table></section>");

@@ -9,11 +9,11 @@
 //! browser never adds that header to a cross-site request.
 
 use axum::http::HeaderMap;
-use axum::http::header::{AUTHORIZATION, COOKIE};
+use axum::http::header::COOKIE;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::super::AuthMode;
+use super::super::auth::{AdminGrant, Keys, admin_from_headers, bearer};
 
 /// The cookie the sign-in form sets.
 pub const COOKIE_NAME: &str = "runner_ui";
@@ -68,41 +68,31 @@ fn mac(key: &[u8], data: &[u8]) -> Vec<u8> {
 /// What a request may do in the UI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Viewer {
-    /// The admin token in use (header or cookie), if any and valid.
+    /// The admin token in use (header or cookie), if valid.
     pub token: Option<String>,
     /// It came in an `Authorization` header (no CSRF token needed).
     pub by_header: bool,
-    /// Deletions allowed in every repository (an insecure server, or a `*` write grant).
-    write_all: bool,
-    /// Repositories deletions are allowed in.
-    write_repos: Vec<String>,
+    /// What it allows; `None` reads only.
+    pub grant: Option<AdminGrant>,
 }
 
 impl Viewer {
     /// Whether this viewer may delete entries of `repository`.
     pub fn can_delete(&self, repository: &str) -> bool {
-        self.write_all || self.write_repos.iter().any(|r| r == repository)
+        self.grant
+            .as_ref()
+            .is_some_and(|g| g.allows(repository, true))
     }
 
-    /// Whether it may delete anywhere (to show the delete controls at all).
+    /// Whether it may delete at all (to show the delete controls).
     pub fn can_write(&self) -> bool {
-        self.write_all || !self.write_repos.is_empty()
+        self.grant.as_ref().is_some_and(|g| g.write)
     }
 
     /// The session its CSRF tokens are bound to.
     pub fn session(&self) -> &str {
         self.token.as_deref().unwrap_or("")
     }
-}
-
-/// The bearer token of an `Authorization` header (scheme case-insensitive).
-pub fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
-        .filter(|t| !t.is_empty())
 }
 
 /// The value of the UI cookie, if sent.
@@ -118,51 +108,22 @@ pub fn cookie(headers: &HeaderMap) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// Why a token does not sign in.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignInError {
-    /// The server has no admin tokens to accept (before `runner token --admin` exists here).
-    #[error("this server accepts no admin tokens")]
-    NoAdminTokens,
-}
-
-/// The repositories `token` may delete in, or why it is not an admin token.
-fn admin_grant(auth: &AuthMode, _token: &str) -> Result<Viewer, SignInError> {
-    match auth {
-        // No token is checked on an insecure server; everyone is an admin there already.
-        AuthMode::Insecure | AuthMode::Secret(_) => Err(SignInError::NoAdminTokens),
-    }
-}
-
-/// Checks a token for the sign-in form.
-pub fn sign_in(auth: &AuthMode, token: &str) -> Result<(), SignInError> {
-    admin_grant(auth, token).map(|_| ())
-}
-
-/// Who sent `headers`: the header's token first, then the cookie's; an invalid token reads as
-/// no token (the pages stay readable).
-pub fn viewer(auth: &AuthMode, headers: &HeaderMap) -> Viewer {
-    let insecure = matches!(auth, AuthMode::Insecure);
-    let anonymous = |by_header| Viewer {
-        token: None,
-        by_header,
-        write_all: insecure,
-        write_repos: Vec::new(),
-    };
+/// Who sent `headers` at `now_secs`: the `Authorization` header's admin token first, then the
+/// cookie's; without one (or with an invalid one) the pages stay readable, and an insecure
+/// server lets anyone delete.
+pub fn viewer(keys: &Keys, headers: &HeaderMap, now_secs: i64) -> Viewer {
     let (token, by_header) = match bearer(headers) {
-        Some(t) => (t, true),
-        None => match cookie(headers) {
-            Some(t) => (t, false),
-            None => return anonymous(false),
-        },
+        Some(t) => (Some(t.to_string()), true),
+        None => (cookie(headers), false),
     };
-    match admin_grant(auth, &token) {
-        Ok(mut v) => {
-            v.token = Some(token);
-            v.by_header = by_header;
-            v
-        }
-        Err(_) => anonymous(false),
+    let grant = match &token {
+        Some(t) => keys.verify_admin(t, now_secs).ok(),
+        None => admin_from_headers(keys, &HeaderMap::new(), now_secs).ok(),
+    };
+    Viewer {
+        token: token.filter(|_| grant.is_some()),
+        by_header: by_header && grant.is_some(),
+        grant,
     }
 }
 
@@ -182,13 +143,12 @@ mod tests {
     }
 
     #[test]
-    fn tokens_from_headers_and_cookies() {
+    fn the_session_cookie_among_others() {
         let mut h = HeaderMap::new();
-        h.insert(AUTHORIZATION, "bearer abc".parse().unwrap());
+        assert_eq!(cookie(&h), None);
         h.insert(COOKIE, "a=1; runner_ui=xyz; b=2".parse().unwrap());
-        assert_eq!(bearer(&h).as_deref(), Some("abc"));
         assert_eq!(cookie(&h).as_deref(), Some("xyz"));
-        h.insert(AUTHORIZATION, "Basic abc".parse().unwrap());
-        assert_eq!(bearer(&h), None);
+        h.insert(COOKIE, "runner_ui=".parse().unwrap());
+        assert_eq!(cookie(&h), None);
     }
 }

@@ -25,7 +25,7 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The schema version `schema.sql` describes. A change to `schema.sql` bumps it; a database of
 /// an older version is rebuilt from `schema.sql` keeping its rows (see [`rebuild`]), so a column
 /// added later must be nullable or have a default.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// The one canonical DDL.
 const SCHEMA: &str = include_str!("../../../schema.sql");

@@ -1,5 +1,5 @@
-//! What the web UI shows about a store, read from `cache_entries` and `cache_events`: usage per
-//! repository, activity per day, pages of entries, top entries, recent evictions and which
+//! What the web UI shows about a store, read from `cache_entries` and `cache_events` (usage per
+//! repository is [`Index::usage`]): activity per day, top entries, recent evictions and which
 //! requested keys an entry served. Every query is bounded (a page, a top-N, a time window) so a
 //! page costs the same at 100,000 entries as at 100.
 
@@ -9,25 +9,14 @@ use diesel::sql_types::{BigInt, Text};
 
 use super::schema::{cache_entries, cache_events};
 use super::{
-    AnyConnection, COMMITTED, Entry, EntryRow, EventKind, Index, IndexError, ListFilter, ListSort,
-    NewEntry, key_lower, new_id, prefix_upper_bound, to_i64, to_u64,
+    AnyConnection, COMMITTED, Entry, EntryRow, EventKind, Index, IndexError, NewEntry, key_lower,
+    new_id, to_i64, to_u64,
 };
 use crate::clock::EpochMillis;
 use crate::store::blob::BlobInfo;
 
 /// One day in milliseconds; activity is bucketed by UTC day.
 pub const DAY_MILLIS: i64 = 24 * 60 * 60 * 1000;
-
-/// Committed entries and bytes of one repository.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RepoUsage {
-    /// `owner/name`.
-    pub repository: String,
-    /// Committed entries.
-    pub entries: u64,
-    /// Their total size.
-    pub size_bytes: u64,
-}
 
 /// Lookups and bytes of one UTC day.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,15 +50,6 @@ pub struct Eviction {
     pub bytes: u64,
     /// Why (`unused`, `size`, `broken`, ...).
     pub reason: String,
-}
-
-/// One page of a filtered listing, with the count of all matches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntryPage {
-    /// Entries matching the filter, all pages.
-    pub total: u64,
-    /// This page's entries.
-    pub entries: Vec<Entry>,
 }
 
 /// Which requested key a restore asked with when it got an entry.
@@ -109,55 +89,7 @@ pub struct BulkEntry {
     pub access_count: u64,
 }
 
-/// Applies a [`ListFilter`]'s repository, scope, key prefix and state to a boxed entries query.
-macro_rules! filter_entries {
-    ($query:expr, $filter:expr) => {{
-        use cache_entries::dsl as e;
-        let filter: &ListFilter = $filter;
-        let mut query = $query;
-        if !filter.include_reserved {
-            query = query.filter(e::state.eq(COMMITTED));
-        }
-        if let Some(repository) = &filter.repository {
-            query = query.filter(e::repository.eq(repository.clone()));
-        }
-        if let Some(scope) = &filter.scope {
-            query = query.filter(e::scope.eq(scope.clone()));
-        }
-        if let Some(prefix) = filter.key_prefix.as_deref().filter(|p| !p.is_empty()) {
-            let lower = key_lower(prefix);
-            if let Some(upper) = prefix_upper_bound(&lower) {
-                query = query.filter(e::key_lower.lt(upper));
-            }
-            query = query.filter(e::key_lower.ge(lower));
-        }
-        query
-    }};
-}
-
 impl Index {
-    /// Committed entries and bytes per repository, by name.
-    pub fn repositories(&self) -> Result<Vec<RepoUsage>, IndexError> {
-        use cache_entries::dsl as e;
-        let sum_size = sql::<BigInt>("CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT)");
-        let mut conn = self.conn()?;
-        let rows: Vec<(String, i64, i64)> = e::cache_entries
-            .filter(e::state.eq(COMMITTED))
-            .group_by(e::repository)
-            .select((e::repository, count_star(), sum_size))
-            .order(e::repository.asc())
-            .load(&mut conn)
-            .map_err(self.q("usage per repository"))?;
-        Ok(rows
-            .into_iter()
-            .map(|(repository, entries, size)| RepoUsage {
-                repository,
-                entries: to_u64(entries),
-                size_bytes: to_u64(size),
-            })
-            .collect())
-    }
-
     /// Hits, misses and bytes per UTC day from `since`'s day through today, oldest first; days
     /// without events are present with zeros, so a chart's bars line up with the calendar.
     pub fn daily_activity(
@@ -224,39 +156,6 @@ impl Index {
             }
         }
         Ok(out)
-    }
-
-    /// Entries matching `filter` (its sort), `filter.limit` of them (50 if unset) after skipping
-    /// `offset`, with the number of all matches.
-    pub fn entry_page(&self, filter: &ListFilter, offset: u64) -> Result<EntryPage, IndexError> {
-        use cache_entries::dsl as e;
-        const OP: &str = "list a page";
-        let limit = filter.limit.unwrap_or(50);
-        let mut conn = self.conn()?;
-        let total: i64 = filter_entries!(e::cache_entries.count().into_boxed(), filter)
-            .get_result(&mut conn)
-            .map_err(self.q(OP))?;
-        let query = filter_entries!(
-            e::cache_entries.select(EntryRow::as_select()).into_boxed(),
-            filter
-        );
-        let query = match filter.sort {
-            ListSort::Created => query.order((e::created_at.desc(), e::id.desc())),
-            ListSort::LastUsed => query.order((e::last_accessed_at.desc(), e::id.desc())),
-            ListSort::Size => query.order((e::size_bytes.desc(), e::id.desc())),
-        };
-        let rows = query
-            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-            .offset(i64::try_from(offset).unwrap_or(i64::MAX))
-            .load(&mut conn)
-            .map_err(self.q(OP))?;
-        Ok(EntryPage {
-            total: to_u64(total),
-            entries: rows
-                .into_iter()
-                .map(EntryRow::into_entry)
-                .collect::<Result<_, _>>()?,
-        })
     }
 
     /// The `limit` committed entries ranking first by `by`, optionally in one repository.

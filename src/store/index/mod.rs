@@ -18,11 +18,14 @@
 //!
 //! The API is synchronous; async callers wrap it in `spawn_blocking`.
 
+mod audit;
 mod conn;
 mod history;
+mod page;
 mod policy;
 mod prefix;
 mod schema;
+mod tally;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -38,17 +41,18 @@ use diesel::sql_types::BigInt;
 use crate::clock::{Clock, EpochMillis};
 use crate::store::blob::BlobInfo;
 use crate::store::owner::{self, Owner};
+pub use audit::{AuditRecord, Deletion, MANUAL};
 pub use conn::AnyConnection;
 use conn::{Manager, Target, write_tx};
-pub use history::{
-    BulkEntry, DAY_MILLIS, DayActivity, EntryPage, Eviction, KeyMatch, RepoUsage, TopBy,
-};
+pub use history::{BulkEntry, DAY_MILLIS, DayActivity, Eviction, KeyMatch, TopBy};
+pub use page::EntryPage;
 pub use policy::{
     DEFAULT_MAX_SIZE_BYTES, DEFAULT_RESERVATION_TTL_MS, DEFAULT_TTL_DAYS, EvictionPolicy,
     parse_size,
 };
 pub use prefix::prefix_upper_bound;
 use schema::{cache_entries, cache_events};
+pub use tally::{EventTally, KeyTally, RepoUsage};
 
 /// Errors from the index. Database errors name the operation that failed.
 #[derive(Debug, thiserror::Error)]

@@ -39,6 +39,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    cache_audit (id) {
+        id -> Text,
+        at -> BigInt,
+        actor -> Text,
+        request -> Text,
+        entry_id -> Text,
+        repository -> Text,
+        scope -> Text,
+        key -> Text,
+        version -> Text,
+        size_bytes -> BigInt,
+    }
+}
+
+diesel::table! {
     run_numbers (repository, workflow) {
         repository -> Text,
         workflow -> Text,
@@ -66,6 +81,11 @@ pub fn diesel_columns() -> Vec<(&'static str, Vec<&'static str>)> {
             "cache_events",
             names!(cache_events: id, at, repository, scope, kind, key, matched_key, bytes,
                 duration_ms, reason),
+        ),
+        (
+            "cache_audit",
+            names!(cache_audit: id, at, actor, request, entry_id, repository, scope, key,
+                version, size_bytes),
         ),
         (
             "run_numbers",

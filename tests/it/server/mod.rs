@@ -4,7 +4,9 @@
 mod auth;
 mod client;
 mod concurrency;
+mod metrics;
 mod process;
+mod rest;
 mod toolkit;
 mod ui;
 mod v1;
@@ -16,7 +18,10 @@ use serde_json::{Value, json};
 
 use crate::cache::{Harness, MAIN};
 use crate::support::{HttpReply, http};
-use runner::server::{AuthMode, RunningServer, Server, ServerConfig, TokenRequest, mint_token};
+use runner::server::{
+    AdminTokenRequest, AuthMode, Keys, RepoMatch, RunningServer, Server, ServerConfig,
+    TokenRequest, mint_token,
+};
 
 pub const SECRET: &[u8] = b"server-test-secret";
 pub const REPO: &str = "octo/app";
@@ -85,6 +90,31 @@ impl Srv {
     /// The server's clock, in seconds.
     pub fn now_secs(&self) -> i64 {
         runner::clock::Clock::now_millis(&self.h.clock) / 1000
+    }
+
+    /// An admin token (`runner token --admin`) for `repo` (`*`: every repository).
+    pub fn admin_token(&self, repo: &str, write: bool) -> String {
+        let request = AdminTokenRequest {
+            repos: RepoMatch::parse(repo).expect("owner/name or *"),
+            write,
+            subject: "tester".into(),
+            ttl_secs: 3600,
+        };
+        Keys::new(SECRET).mint_admin(&request, self.now_secs())
+    }
+
+    /// A REST API call (`path` under the server) with `Authorization: Bearer <token>`.
+    pub fn rest(&self, method: &str, path: &str, token: &str) -> HttpReply {
+        let auth = format!("Bearer {token}");
+        http(
+            method,
+            &self.url(path),
+            &[
+                ("Authorization", &auth),
+                ("Accept", "application/vnd.github+json"),
+            ],
+            None,
+        )
     }
 
     /// A read-write token for the harness repository on main.

@@ -6,7 +6,7 @@ use fantoccini::Locator;
 
 use super::{REPO, Srv, bytes, version};
 use crate::cache::{DAY, FEATURE, MAIN};
-use crate::support::{Browser, HttpReply, http};
+use crate::support::{Browser, HttpReply, http, http_no_redirect};
 use runner::server::AuthMode;
 use runner::store::blob::BlobInfo;
 use runner::store::index::{BulkEntry, EntryState, NewEntry};
@@ -19,15 +19,28 @@ fn get(s: &Srv, path: &str) -> HttpReply {
     http("GET", &s.url(path), &[], None)
 }
 
-/// A form POST as a browser sends it.
+/// A form POST as a browser sends it; redirects followed.
 fn post_form(s: &Srv, path: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -> HttpReply {
+    post_form_with(http, s, path, fields, headers)
+}
+
+/// [`http`] or [`http_no_redirect`].
+type Send = fn(&str, &str, &[(&str, &str)], Option<&[u8]>) -> HttpReply;
+
+fn post_form_with(
+    send: Send,
+    s: &Srv,
+    path: &str,
+    fields: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> HttpReply {
     let body: Vec<String> = fields
         .iter()
         .map(|(k, v)| format!("{k}={}", url_encode(v)))
         .collect();
     let mut all = vec![("Content-Type", "application/x-www-form-urlencoded")];
     all.extend_from_slice(headers);
-    http("POST", &s.url(path), &all, Some(body.join("&").as_bytes()))
+    send("POST", &s.url(path), &all, Some(body.join("&").as_bytes()))
 }
 
 fn url_encode(v: &str) -> String {
@@ -148,6 +161,148 @@ fn ui_is_read_only_without_an_admin_token() {
     assert_eq!(sign_in.status, 401, "{}", sign_in.text());
     assert!(sign_in.header("set-cookie").is_none());
     assert_eq!(s.h.keys(), ["npm-a"]);
+}
+
+/// Signs in through the form; the `Cookie` header the browser would then send.
+fn sign_in(s: &Srv, token: &str) -> String {
+    let csrf = csrf_of(&get(s, "/ui/sign-in?next=/ui/r/octo/app").text());
+    let reply = post_form_with(
+        http_no_redirect,
+        s,
+        "/ui/sign-in",
+        &[
+            ("token", token),
+            ("csrf", &csrf),
+            ("next", "/ui/r/octo/app"),
+        ],
+        &[],
+    );
+    assert_eq!(reply.status, 303, "{}", reply.text());
+    assert_eq!(reply.header("location"), Some("/ui/r/octo/app"));
+    let set = reply.header("set-cookie").expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(set.contains(attribute), "{set}");
+    }
+    set.split(';').next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn ui_admin_tokens_sign_in_by_cookie_or_header_and_deletions_are_audited() {
+    let s = Srv::start();
+    for key in ["npm-a", "npm-b", "npm-c"] {
+        save(&s, MAIN, key, 100);
+    }
+    let other = s.token_for("octo/other", MAIN, false);
+    let reply = s.save_v2(&other, "elsewhere", &version(1), &bytes(10, 1));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // A read admin token signs in, reads, and cannot delete.
+    let reader = sign_in(&s, &s.admin_token(REPO, false));
+    let page = http(
+        "GET",
+        &s.url("/ui/r/octo/app"),
+        &[("Cookie", &reader)],
+        None,
+    )
+    .text();
+    assert!(
+        page.contains("Sign out") && !page.contains("Clear all"),
+        "{page}"
+    );
+    let confirm = http(
+        "GET",
+        &s.url(&format!(
+            "/ui/r/octo/app/delete?id={}",
+            entry_id(&s, "npm-a")
+        )),
+        &[("Cookie", &reader)],
+        None,
+    );
+    assert_eq!(confirm.status, 403, "{}", confirm.text());
+
+    // A write token for octo/app: by cookie with the page's CSRF token.
+    let writer = sign_in(&s, &s.admin_token(REPO, true));
+    let id = entry_id(&s, "npm-a");
+    let confirm = http(
+        "GET",
+        &s.url(&format!("/ui/r/octo/app/delete?id={id}")),
+        &[("Cookie", &writer)],
+        None,
+    );
+    assert_eq!(confirm.status, 200, "{}", confirm.text());
+    let csrf = csrf_of(&confirm.text());
+    let anonymous_csrf = csrf_of(&get(&s, "/ui/sign-in").text());
+    let forged = post_form(
+        &s,
+        "/ui/r/octo/app/delete",
+        &[("id", &id), ("csrf", &anonymous_csrf)],
+        &[("Cookie", &writer)],
+    );
+    assert_eq!(forged.status, 403, "{}", forged.text());
+    let done = post_form(
+        &s,
+        "/ui/r/octo/app/delete",
+        &[("id", &id), ("csrf", &csrf)],
+        &[("Cookie", &writer)],
+    );
+    assert!(done.text().contains("Deleted 1 entry."), "{}", done.text());
+    let elsewhere = post_form(
+        &s,
+        "/ui/r/octo/other/delete",
+        &[("all", "1"), ("csrf", &csrf)],
+        &[("Cookie", &writer)],
+    );
+    assert_eq!(elsewhere.status, 403, "{}", elsewhere.text());
+
+    // By header (a script): no CSRF token needed, none sent.
+    let bearer = format!("Bearer {}", s.admin_token("*", true));
+    let done = post_form(
+        &s,
+        "/ui/r/octo/app/delete",
+        &[("prefix", "npm-b")],
+        &[("Authorization", &bearer)],
+    );
+    assert!(done.text().contains("Deleted 1 entry."), "{}", done.text());
+    assert_eq!(s.h.keys(), ["elsewhere", "npm-c"]);
+
+    let audit = s.h.cache.index().audit_log(Some(REPO), 10).expect("audit");
+    let seen: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|r| (r.key.as_str(), r.request.as_str()))
+        .collect();
+    assert_eq!(seen.len(), 2, "{audit:?}");
+    assert!(
+        seen[0].0 == "npm-b" && seen[0].1.contains("prefix=npm-b"),
+        "{seen:?}"
+    );
+    assert!(
+        seen[1].0 == "npm-a" && seen[1].1.contains("id="),
+        "{seen:?}"
+    );
+    assert!(
+        audit.iter().all(|r| r.actor.starts_with("tester (token ")),
+        "{audit:?}"
+    );
+    let page = get(&s, "/ui/r/octo/app").text();
+    assert!(
+        page.contains("Deletions (audit log)") && page.contains("tester (token "),
+        "{page}"
+    );
+    assert!(page.contains("deleted on request"), "{page}");
+
+    // Signing out drops the cookie.
+    let out = post_form_with(
+        http_no_redirect,
+        &s,
+        "/ui/sign-out",
+        &[("csrf", &csrf)],
+        &[("Cookie", &writer)],
+    );
+    assert_eq!(out.status, 303, "{}", out.text());
+    assert!(
+        out.header("set-cookie")
+            .is_some_and(|c| c.contains("Max-Age=0"))
+    );
 }
 
 #[test]
@@ -289,12 +444,14 @@ fn ui_pages_stay_under_100_kb_at_100000_entries() {
     let paged =
         s.h.cache
             .index()
-            .entry_page(
+            .list_page(
                 &runner::store::index::ListFilter {
                     repository: Some("octo/repo-3".into()),
                     ..Default::default()
                 },
+                false,
                 0,
+                50,
             )
             .expect("page");
     assert_eq!(paged.total, 10_000);

@@ -19,6 +19,7 @@ both_backends!(
     concurrent_first_opens_migrate_once,
     key_lower_uses_code_point_collation,
     version_1_database_is_upgraded_keeping_its_rows,
+    version_2_database_is_upgraded_keeping_its_rows,
     stock_shells_read_and_write_the_index,
 );
 
@@ -208,11 +209,11 @@ fn concurrent_first_opens_migrate_once(h: &Harness) {
     for result in &opened {
         assert!(result.is_ok(), "{}: {result:?}", h.backend);
     }
-    assert_eq!(migration_versions(&url), vec![2], "{}", h.backend);
+    assert_eq!(migration_versions(&url), vec![3], "{}", h.backend);
     // And opening once more changes nothing.
     drop(opened);
     Index::open(&url, clock).expect("reopen");
-    assert_eq!(migration_versions(&url), vec![2]);
+    assert_eq!(migration_versions(&url), vec![3]);
 }
 
 /// Prefix ranges are only prefixes under code-point order; a linguistic default collation (often
@@ -279,7 +280,7 @@ fn version_1_database_is_upgraded_keeping_its_rows(h: &Harness) {
         ),
     );
     let index = Index::open(&url, Arc::new(ManualClock::new(T0))).expect("open v1 database");
-    assert_eq!(migration_versions(&url), vec![1, 2], "{}", h.backend);
+    assert_eq!(migration_versions(&url), vec![1, 3], "{}", h.backend);
     assert_eq!(
         index.describe_schema().expect("describe"),
         expected_from_schema_sql(),
@@ -324,7 +325,56 @@ fn version_1_database_is_upgraded_keeping_its_rows(h: &Harness) {
     drop(index);
     // Reopening does not rebuild again.
     Index::open(&url, Arc::new(ManualClock::new(T0))).expect("reopen");
-    assert_eq!(migration_versions(&url), vec![1, 2]);
+    assert_eq!(migration_versions(&url), vec![1, 3]);
+}
+
+/// A store of schema version 2 (kept in schema_v2.sql) gains the audit log on open and keeps
+/// its entries and events, eviction reasons included.
+fn version_2_database_is_upgraded_keeping_its_rows(h: &Harness) {
+    let (url, _pg) = fresh_database(h, "v2");
+    let v2 = include_str!("schema_v2.sql");
+    let prelude = if h.backend == "sqlite" {
+        ""
+    } else {
+        "CREATE COLLATION IF NOT EXISTS \"BINARY\" FROM \"C\";"
+    };
+    raw_execute(
+        &url,
+        &format!(
+            "{prelude} CREATE TABLE schema_migrations (version BIGINT NOT NULL PRIMARY KEY, \
+             applied_at BIGINT NOT NULL); INSERT INTO schema_migrations VALUES (2, 0); {v2}; \
+             INSERT INTO cache_entries VALUES ('id-1', 'octo/repo', 'refs/heads/main', \
+             'Npm-Linux-1', 'npm-linux-1', 'v1', '[\"~/.npm\"]', 'zstd', '{digest}', 7, \
+             'committed', {T0}, {T0}, 3, 'run-9', NULL, NULL, NULL); \
+             INSERT INTO cache_events VALUES ('ev-1', {T0}, 'octo/repo', 'refs/heads/main', \
+             'evict', 'Old-1', NULL, 5, NULL, 'size')",
+            digest = "a".repeat(64)
+        ),
+    );
+    let index = Index::open(&url, Arc::new(ManualClock::new(T0))).expect("open v2 database");
+    assert_eq!(migration_versions(&url), vec![2, 3], "{}", h.backend);
+    assert_eq!(
+        index.describe_schema().expect("describe"),
+        expected_from_schema_sql(),
+        "{}: the upgrade does not lead to schema.sql",
+        h.backend
+    );
+    let all = index
+        .list(&runner::store::index::ListFilter::default())
+        .expect("list");
+    assert_eq!(
+        all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["id-1"]
+    );
+    let events = index.events(0).expect("events");
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.event.key.as_str(), e.reason.as_deref()))
+            .collect::<Vec<_>>(),
+        vec![("Old-1", Some("size"))]
+    );
+    assert_eq!(index.audit_log(None, 10).expect("audit log"), vec![]);
 }
 
 /// The stock sqlite3 and psql shells (without runner's connection setup) can query the index
