@@ -21,7 +21,7 @@ use serde::Deserialize;
 use super::error::error_chain;
 use super::{Inner, Server};
 use crate::cache::CacheError;
-use crate::store::index::{Deletion, Entry, IndexError, ListFilter, ListSort, RepoUsage, TopBy};
+use crate::store::index::{Deletion, Entry, IndexError, ListFilter, ListSort, RepoUsage};
 use html::Chrome;
 use pages::{Activity, Doomed, EntryQuery, PAGE_SIZE};
 pub use session::UiKeys;
@@ -196,13 +196,26 @@ async fn read<T: Send + 'static>(
         .map_err(|_| UiError::Worker)?
 }
 
-fn activity(inner: &Inner, repository: Option<&str>) -> Result<Activity, UiError> {
+/// The activity sections of `repos` (one repository's page, or the overview's every one).
+fn activity(
+    inner: &Inner,
+    repository: Option<&str>,
+    repos: &[RepoUsage],
+) -> Result<Activity, UiError> {
     let index = inner.cache.index();
     let since = inner.clock.now_millis() - (CHART_DAYS - 1) * crate::store::index::DAY_MILLIS;
+    // The largest of each repository, merged: each costs a few index rows, where one ranking
+    // over all repositories would sort every entry.
+    let mut top_size = Vec::new();
+    for r in repos {
+        top_size.extend(index.largest_entries(&r.repository, TOP)?);
+    }
+    top_size.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes).then(b.id.cmp(&a.id)));
+    top_size.truncate(TOP);
     Ok(Activity {
         days: index.daily_activity(repository, since)?,
-        top_restores: index.top_entries(repository, TopBy::Restores, TOP)?,
-        top_size: index.top_entries(repository, TopBy::Size, TOP)?,
+        top_restores: index.top_restored(repository, since, TOP)?,
+        top_size,
         evictions: index.recent_evictions(repository, TOP)?,
         audit: index.audit_log(repository, TOP)?,
     })
@@ -215,10 +228,11 @@ fn budget(inner: &Inner) -> u64 {
 async fn overview(State(server): State<Server>, headers: HeaderMap) -> Response {
     let req = request(&server, &headers, "/ui".to_string());
     let data = read(&server, |inner| {
+        let repos = inner.cache.index().usage(None)?;
         Ok(pages::Overview {
-            repos: inner.cache.index().usage(None)?,
+            activity: activity(inner, None, &repos)?,
+            repos,
             budget: budget(inner),
-            activity: activity(inner, None)?,
             now: inner.clock.now_millis(),
         })
     })
@@ -320,14 +334,15 @@ async fn repository(
         let mut filter = list_filter(&repo, &query.key, &query.git_ref);
         filter.sort = query.sort;
         let offset = (query.page - 1).saturating_mul(PAGE_SIZE as u64);
+        let usage = usage_of(inner, &repo)?;
         Ok(pages::RepoView {
-            usage: usage_of(inner, &repo)?,
+            activity: activity(inner, Some(&repo), std::slice::from_ref(&usage))?,
+            usage,
             budget: budget(inner),
             page: inner
                 .cache
                 .index()
                 .list_page(&filter, false, offset, PAGE_SIZE as u64)?,
-            activity: activity(inner, Some(&repo))?,
             deleted,
             now: inner.clock.now_millis(),
             query,

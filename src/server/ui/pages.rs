@@ -8,6 +8,7 @@ use super::html::{self, Chrome, Esc, Url, query};
 use crate::clock::EpochMillis;
 use crate::store::index::{
     AuditRecord, DayActivity, Entry, EntryPage, Eviction, KeyMatch, ListSort, RepoUsage,
+    RestoredKey,
 };
 
 /// Entries per page of a repository's listing.
@@ -18,8 +19,8 @@ pub const PAGE_SIZE: usize = 50;
 pub struct Activity {
     /// One element per day of the window.
     pub days: Vec<DayActivity>,
-    /// Entries with the most restores.
-    pub top_restores: Vec<Entry>,
+    /// Keys restored most in the window.
+    pub top_restores: Vec<RestoredKey>,
     /// The largest entries.
     pub top_size: Vec<Entry>,
     /// The latest evictions.
@@ -165,43 +166,67 @@ fn usage_meter(out: &mut String, usage: &RepoUsage, budget: u64) {
     );
 }
 
-fn top_table(out: &mut String, caption: &str, entries: &[Entry], by_size: bool, with_repo: bool) {
+/// Opens a top list's table: its caption, the key column, the repository column (overview).
+fn top_head(out: &mut String, caption: &str, value: &str, with_repo: bool, empty: bool) {
     let _ = write!(
         out,
-        "<table class=\"list\"><caption>{}</caption><thead><tr><th scope=\"col\">Key</th>",
-        Esc(caption)
+        "<table class=\"list\"><caption>{}</caption><thead><tr><th scope=\"col\">Key</th>{}\
+         <th scope=\"col\" class=\"num\">{value}</th></tr></thead><tbody>",
+        Esc(caption),
+        if with_repo {
+            "<th scope=\"col\">Repository</th>"
+        } else {
+            ""
+        }
     );
-    if with_repo {
-        out.push_str("<th scope=\"col\">Repository</th>");
-    }
-    let _ = write!(
-        out,
-        "<th scope=\"col\" class=\"num\">{}</th></tr></thead><tbody>",
-        if by_size { "Size" } else { "Restores" }
-    );
-    if entries.is_empty() {
+    if empty {
         let cols = if with_repo { 3 } else { 2 };
         let _ = write!(
             out,
             "<tr><td colspan=\"{cols}\" class=\"empty\">Nothing yet</td></tr>"
         );
     }
-    for e in entries {
-        let _ = write!(
+}
+
+/// One row of a top list.
+fn top_row(out: &mut String, key: &str, href: &str, repo: Option<&str>, value: &str) {
+    let _ = write!(
+        out,
+        "<tr><td class=\"key\"><a href=\"{}\">{}</a></td>",
+        Esc(href),
+        Esc(key)
+    );
+    if let Some(repo) = repo {
+        let _ = write!(out, "<td>{}</td>", Esc(repo));
+    }
+    let _ = write!(out, "<td class=\"num\">{value}</td></tr>");
+}
+
+fn top_tables(out: &mut String, a: &Activity, with_repo: bool) {
+    let repo_of = |r: &str| with_repo.then(|| r.to_string());
+    top_head(
+        out,
+        "By restores, last 14 days",
+        "Restores",
+        with_repo,
+        a.top_restores.is_empty(),
+    );
+    for k in &a.top_restores {
+        let href = format!("{}{}", repo_href(&k.repository), query(&[("key", &k.key)]));
+        let repo = repo_of(&k.repository);
+        top_row(out, &k.key, &href, repo.as_deref(), &k.restores.to_string());
+    }
+    out.push_str("</tbody></table>");
+    top_head(out, "By size", "Size", with_repo, a.top_size.is_empty());
+    for e in &a.top_size {
+        let repo = repo_of(&e.repository);
+        top_row(
             out,
-            "<tr><td class=\"key\"><a href=\"{}\">{}</a></td>",
-            Esc(&entry_href(e)),
-            Esc(&e.key)
+            &e.key,
+            &entry_href(e),
+            repo.as_deref(),
+            &html::bytes(e.size_bytes),
         );
-        if with_repo {
-            let _ = write!(out, "<td>{}</td>", Esc(&e.repository));
-        }
-        let value = if by_size {
-            html::bytes(e.size_bytes)
-        } else {
-            e.access_count.to_string()
-        };
-        let _ = write!(out, "<td class=\"num\">{value}</td></tr>");
     }
     out.push_str("</tbody></table>");
 }
@@ -211,8 +236,7 @@ fn activity(out: &mut String, a: &Activity, now: EpochMillis, with_repo: bool) {
     out.push_str(&chart::lookups(&a.days));
     out.push_str(&chart::transfer(&a.days));
     out.push_str("</div></section><section aria-labelledby=\"top\"><h2 id=\"top\">Top keys</h2><div class=\"cols\">");
-    top_table(out, "By restores", &a.top_restores, false, with_repo);
-    top_table(out, "By size", &a.top_size, true, with_repo);
+    top_tables(out, a, with_repo);
     out.push_str("</div></section>");
     out.push_str(
         "<section aria-labelledby=\"evictions\"><h2 id=\"evictions\">Recent evictions</h2>\
@@ -275,7 +299,7 @@ fn activity(out: &mut String, a: &Activity, now: EpochMillis, with_repo: bool) {
             out,
             "<tr><td><time datetime=\"{}\" title=\"{}\">{}</time></td><td>{}</td>\
              <td class=\"key\">{}</td><td class=\"ref\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"ref\">{}</td></tr>",
+             <td class=\"req\">{}</td></tr>",
             r.at,
             html::time(r.at),
             html::ago(r.at, now),

@@ -1,5 +1,5 @@
 //! What the web UI shows about a store, read from `cache_entries` and `cache_events` (usage per
-//! repository is [`Index::usage`]): activity per day, top entries, recent evictions and which
+//! repository is [`Index::usage`]): activity per day, top keys, recent evictions and which
 //! requested keys an entry served. Every query is bounded (a page, a top-N, a time window) so a
 //! page costs the same at 100,000 entries as at 100.
 
@@ -65,13 +65,17 @@ pub struct KeyMatch {
     pub last_at: EpochMillis,
 }
 
-/// What the top-N lists rank by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TopBy {
-    /// Lookups that returned the entry.
-    Restores,
-    /// Archive size.
-    Size,
+/// A key restores got, with how often, in a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoredKey {
+    /// The repository.
+    pub repository: String,
+    /// The entry key restores matched.
+    pub key: String,
+    /// How many restores.
+    pub restores: u64,
+    /// Bytes they restored.
+    pub bytes: u64,
 }
 
 /// A committed entry to insert directly, with its history (imports and large test stores).
@@ -158,32 +162,66 @@ impl Index {
         Ok(out)
     }
 
-    /// The `limit` committed entries ranking first by `by`, optionally in one repository.
-    pub fn top_entries(
+    /// The `limit` keys hits matched most since `since`, optionally in one repository: read from
+    /// the events of the window (by the events index), not by ranking every entry.
+    pub fn top_restored(
         &self,
         repository: Option<&str>,
-        by: TopBy,
+        since: EpochMillis,
+        limit: usize,
+    ) -> Result<Vec<RestoredKey>, IndexError> {
+        use cache_events::dsl as v;
+        let hits = [EventKind::HitExact, EventKind::HitPartial].map(EventKind::as_str);
+        let mut query = v::cache_events
+            .filter(v::at.ge(since))
+            .filter(v::kind.eq_any(hits))
+            .filter(v::matched_key.is_not_null())
+            .group_by((v::repository, v::matched_key))
+            .select((
+                v::repository,
+                v::matched_key,
+                count_star(),
+                sql::<BigInt>("CAST(COALESCE(SUM(bytes), 0) AS BIGINT)"),
+            ))
+            .order((count_star().desc(), v::matched_key.asc()))
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .into_boxed();
+        if let Some(repository) = repository {
+            query = query.filter(v::repository.eq(repository.to_string()));
+        }
+        let mut conn = self.conn()?;
+        let rows: Vec<(String, Option<String>, i64, i64)> =
+            query.load(&mut conn).map_err(self.q("top restored keys"))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(repository, key, restores, bytes)| {
+                Some(RestoredKey {
+                    repository,
+                    key: key?,
+                    restores: to_u64(restores),
+                    bytes: to_u64(bytes),
+                })
+            })
+            .collect())
+    }
+
+    /// The `limit` largest committed entries of `repository`, largest first (read in the order
+    /// of the `(repository, state, size_bytes)` index, so it costs `limit` rows).
+    pub fn largest_entries(
+        &self,
+        repository: &str,
         limit: usize,
     ) -> Result<Vec<Entry>, IndexError> {
         use cache_entries::dsl as e;
-        let mut query = e::cache_entries
-            .select(EntryRow::as_select())
-            .filter(e::state.eq(COMMITTED))
-            .into_boxed();
-        if let Some(repository) = repository {
-            query = query.filter(e::repository.eq(repository.to_string()));
-        }
-        query = match by {
-            TopBy::Restores => query
-                .filter(e::access_count.gt(0))
-                .order((e::access_count.desc(), e::id.desc())),
-            TopBy::Size => query.order((e::size_bytes.desc(), e::id.desc())),
-        };
         let mut conn = self.conn()?;
-        let rows = query
+        let rows = e::cache_entries
+            .select(EntryRow::as_select())
+            .filter(e::repository.eq(repository))
+            .filter(e::state.eq(COMMITTED))
+            .order((e::size_bytes.desc(), e::id.desc()))
             .limit(i64::try_from(limit).unwrap_or(i64::MAX))
             .load(&mut conn)
-            .map_err(self.q("top entries"))?;
+            .map_err(self.q("largest entries"))?;
         rows.into_iter().map(EntryRow::into_entry).collect()
     }
 

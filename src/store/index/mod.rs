@@ -44,7 +44,7 @@ use crate::store::owner::{self, Owner};
 pub use audit::{AuditRecord, Deletion, MANUAL};
 pub use conn::AnyConnection;
 use conn::{Manager, Target, write_tx};
-pub use history::{BulkEntry, DAY_MILLIS, DayActivity, Eviction, KeyMatch, TopBy};
+pub use history::{BulkEntry, DAY_MILLIS, DayActivity, Eviction, KeyMatch, RestoredKey};
 pub use page::EntryPage;
 pub use policy::{
     DEFAULT_MAX_SIZE_BYTES, DEFAULT_RESERVATION_TTL_MS, DEFAULT_TTL_DAYS, EvictionPolicy,

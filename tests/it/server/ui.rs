@@ -378,7 +378,19 @@ fn ui_deletions_need_the_pages_csrf_token() {
 
 #[test]
 fn ui_charts_count_exact_partial_and_missed_lookups_per_day() {
-    let s = insecure();
+    charts_count_lookups_per_day(insecure());
+}
+
+#[test]
+fn ui_charts_count_lookups_per_day_on_postgres() {
+    let Some(h) = crate::cache::Harness::postgres() else {
+        eprintln!("skipped: RUNNER_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    charts_count_lookups_per_day(Srv::on(h, |c| c.auth = AuthMode::Insecure));
+}
+
+fn charts_count_lookups_per_day(s: Srv) {
     save(&s, MAIN, "npm-1", 1000);
     s.restore_v2(&s.token(), &["npm-1"], &version(1))
         .expect("exact hit");
@@ -573,7 +585,6 @@ fn ui_in_headless_chromium_search_and_delete_through_the_confirmation() {
         let title = c.title().await.expect("title");
         assert!(title.contains("Cache overview"), "{title}");
     });
-    browser.screenshot("overview", 1500);
     browser.run(async {
         c.find(Locator::LinkText(REPO))
             .await
@@ -662,6 +673,19 @@ fn ui_in_headless_chromium_search_and_delete_through_the_confirmation() {
             .expect("text")
     });
     assert_eq!(flash, "Deleted 1 entry.");
+    browser.screenshot("repository-after-delete", 700);
+    // The overview last, with the deletion in its evictions and audit log (docs/ui.png).
+    let audit = browser.run(async {
+        c.goto(&format!("{base}/ui")).await.expect("overview");
+        c.find(Locator::Css("section[aria-labelledby=audit] td.key"))
+            .await
+            .expect("an audit row")
+            .text()
+            .await
+            .expect("text")
+    });
+    assert_eq!(audit, victim);
+    browser.screenshot("overview", 1600);
     assert_eq!(s.h.cache.index().get(&id).expect("get"), None);
     assert!(
         s.h.cache
