@@ -8,7 +8,8 @@
 //!   uploads; [`spawn`] does so on its own thread (for embedding and tests).
 //! - Routes: `/_apis/artifactcache/…` (v1), `/twirp/github.actions.results.api.v1.CacheService/…`
 //!   (v2), `/blobs/{uploads|entries}/{id}` (signed Azure-style blob URLs), `/healthz`,
-//!   `/readyz`, `/metrics`, GitHub's REST caches API under `/repos/{owner}/{repo}/actions/`.
+//!   `/readyz`, `/metrics`, GitHub's REST caches API under `/repos/{owner}/{repo}/actions/`,
+//!   the web UI under `/ui` ([`ui`]).
 //! - [`auth::mint_token`] makes the `ACTIONS_RUNTIME_TOKEN` a job is given.
 //!
 //! Every cache decision (lookup order, scopes, immutability, eviction, events) is the
@@ -22,6 +23,7 @@ mod log;
 pub mod metrics;
 mod rest;
 pub mod staging;
+pub mod ui;
 mod uploads;
 mod v1;
 mod v2;
@@ -157,6 +159,8 @@ struct Inner {
     shared_staging: bool,
     config: ServerConfig,
     signer: auth::UrlSigner,
+    /// Keys of the web UI's CSRF tokens.
+    ui: ui::UiKeys,
     clock: Arc<dyn Clock>,
     upload_slots: Arc<tokio::sync::Semaphore>,
     /// Uploads being finalized now; a second finalize of one of them gets 409 instead of
@@ -210,6 +214,7 @@ impl Server {
                 staging,
                 shared_staging,
                 signer: auth::UrlSigner::new(&secret),
+                ui: ui::UiKeys::new(&secret),
                 upload_slots: Arc::new(tokio::sync::Semaphore::new(
                     config.max_concurrent_uploads.max(1),
                 )),
@@ -253,6 +258,7 @@ impl Server {
             .merge(blobs)
             .merge(rest::routes())
             .merge(metrics::routes())
+            .merge(ui::routes())
             .fallback(log::not_found)
             .method_not_allowed_fallback(log::method_not_allowed)
             .layer(axum::middleware::from_fn(log::request_log))

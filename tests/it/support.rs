@@ -214,6 +214,16 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8
     try_http(method, url, headers, body).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// [`http`] without following redirects: the 3xx answer itself (its `Location`, `Set-Cookie`).
+pub fn http_no_redirect(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> HttpReply {
+    http_with(false, method, url, headers, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// [`http`], with a failed connection or a broken-off answer as an `Err` (for servers that may
 /// be killed mid-request).
 pub fn try_http(
@@ -222,12 +232,24 @@ pub fn try_http(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Result<HttpReply, String> {
+    http_with(true, method, url, headers, body)
+}
+
+fn http_with(
+    follow: bool,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<HttpReply, String> {
     use std::io::Read as _;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .allow_non_standard_methods(true)
-        .build()
-        .into();
+        .allow_non_standard_methods(true);
+    if !follow {
+        config = config.max_redirects(0);
+    }
+    let agent: ureq::Agent = config.build().into();
     let mut builder = ureq::http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         builder = builder.header(*k, *v);
@@ -478,4 +500,127 @@ macro_rules! backend_matrix {
             }
         )*
     };
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real browser: headless Chromium driven over WebDriver by chromedriver.
+
+/// Headless Chromium behind a chromedriver this test started, with a WebDriver session and the
+/// runtime its async client needs. The driver (and with it the browser) dies on drop.
+pub struct Browser {
+    pub client: fantoccini::Client,
+    pub rt: tokio::runtime::Runtime,
+    driver: std::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts one, or says why it cannot (no Chromium or chromedriver on `PATH`).
+    pub fn start() -> Result<Self, String> {
+        let binary = ["chromium", "chromium-browser", "google-chrome"]
+            .into_iter()
+            .find(|b| on_path(b))
+            .ok_or("no chromium on PATH (apt-get install chromium chromium-driver)")?;
+        if !on_path("chromedriver") {
+            return Err("no chromedriver on PATH (apt-get install chromium-driver)".into());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let driver = std::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting chromedriver: {e}"))?;
+        let profile = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--window-size=1280,900", "--force-device-scale-factor=1", "--hide-scrollbars",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+                "binary": which(binary),
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        // chromedriver takes a moment to listen; bounded polling.
+        let mut driver = driver;
+        let mut last = String::new();
+        for _ in 0..100 {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            let attempt = rt.block_on(
+                fantoccini::ClientBuilder::new(connector)
+                    .capabilities(caps.clone())
+                    .connect(&url),
+            );
+            match attempt {
+                Ok(client) => {
+                    return Ok(Self {
+                        client,
+                        rt,
+                        driver,
+                        _profile: profile,
+                    });
+                }
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = driver.kill();
+        let _ = driver.wait();
+        Err(format!("chromedriver on {url} gave no session: {last}"))
+    }
+
+    /// Runs a browser step to completion.
+    pub fn run<T>(&self, step: impl std::future::Future<Output = T>) -> T {
+        self.rt.block_on(step)
+    }
+
+    /// Saves a PNG of the viewport, `height` pixels tall, as `target/ui-screenshots/<name>.png`
+    /// (kept as a CI artifact); returns its path.
+    pub fn screenshot(&self, name: &str, height: u32) -> PathBuf {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .unwrap_or(Path::new("target"))
+            .join("ui-screenshots");
+        fs::create_dir_all(&dir).expect("screenshot dir");
+        let png = self.run(async {
+            self.client
+                .set_window_size(1280, height)
+                .await
+                .expect("resize");
+            self.client.screenshot().await.expect("screenshot")
+        });
+        let path = dir.join(format!("{name}.png"));
+        fs::write(&path, png).expect("write screenshot");
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        let _ = self.rt.block_on(client.close());
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// The full path of `tool` on `PATH`.
+fn which(tool: &str) -> String {
+    let path_var = std::env::var("PATH").unwrap_or_default();
+    std::env::split_paths(&path_var)
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| tool.to_string())
 }

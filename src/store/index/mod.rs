@@ -22,6 +22,7 @@ mod analytics;
 mod audit;
 mod conn;
 mod evict;
+mod history;
 mod introspect;
 mod lookup;
 mod model;
@@ -48,6 +49,7 @@ pub use audit::{AuditRecord, Deletion, MANUAL};
 pub use conn::AnyConnection;
 use conn::{Manager, Target};
 pub use evict::MaintenanceLease;
+pub use history::{BulkEntry, DAY_MILLIS, DayActivity, Eviction, KeyMatch, RestoredKey};
 pub use model::{
     Backend, ColumnDescription, Entry, EntryState, Event, EventKind, IndexDescription, KeyHits,
     ListFilter, ListSort, LookupHit, LookupQuery, NewEntry, NewEvent, Reservation,

