@@ -120,6 +120,9 @@ pub trait CacheEngine: Send + Sync {
     fn save(&self, request: &SaveRequest, log: Log<'_>) -> Result<SaveOutcome, CacheError>;
     /// Records a metrics event where the engine keeps them (a server records its own).
     fn record(&self, event: NewEvent, log: Log<'_>);
+    /// Waits for uploads still under way after their save returned (a local tier's background
+    /// uploads); each that failed is a warning, and its entry is withdrawn.
+    fn flush(&self, log: Log<'_>);
 }
 
 impl CacheEngine for Cache {
@@ -136,6 +139,14 @@ impl CacheEngine for Cache {
     fn record(&self, event: NewEvent, log: Log<'_>) {
         Cache::record(self, event, log);
     }
+    fn flush(&self, log: Log<'_>) {
+        if let Err(err) = self.store().flush() {
+            log(
+                LogLevel::Warning,
+                &format!("Failed to save: {}", crate::error::chain(&err)),
+            );
+        }
+    }
 }
 
 #[cfg(feature = "remote")]
@@ -151,6 +162,8 @@ impl CacheEngine for super::RemoteCache {
         super::RemoteCache::save(self, request, log)
     }
     fn record(&self, _event: NewEvent, _log: Log<'_>) {}
+    /// Every upload is complete when its save returns.
+    fn flush(&self, _log: Log<'_>) {}
 }
 
 /// Where the action keeps its keys: the `actions/cache` state, or the restore action's outputs
@@ -394,6 +407,11 @@ impl ActionHandler for CacheAction {
 
     fn post(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
         save_impl(&self.cache, ctx, Keep::State);
+        // The post-job save is the job's last word on its caches: background uploads (of this
+        // save and of earlier save steps) are joined here, so none outlives the job.
+        if let Ok(cache) = self.cache.get() {
+            cache.flush(ctx.log);
+        }
         Ok(())
     }
 }
@@ -434,6 +452,10 @@ impl ActionHandler for SaveAction {
     fn run(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
         if let Saved::Attempted(false) = save_impl(&self.cache, ctx, Keep::Outputs) {
             ctx.warning("Cache save failed.");
+        }
+        // No post step follows a save step: its upload is joined before the step ends.
+        if let Ok(cache) = self.cache.get() {
+            cache.flush(ctx.log);
         }
         Ok(())
     }

@@ -188,8 +188,19 @@ impl Store {
         blobs_url: Option<&str>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StoreError> {
+        Self::open_tiered(dir, db_url, blobs_url, None, clock)
+    }
+
+    /// [`Store::open_with_blobs`] with `tier` in front of a remote blob store.
+    pub fn open_tiered(
+        dir: &Path,
+        db_url: Option<&str>,
+        blobs_url: Option<&str>,
+        tier: Option<&blob::TierConfig>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
         let (blobs, blobs_read_only): (Arc<dyn BlobStore>, _) = match blobs_url {
-            Some(url) => blob::open_url(url)?,
+            Some(url) => blob::open_url_tiered(url, tier)?,
             None => {
                 let local = LocalBlobStore::new(dir)?;
                 let read_only = local.read_only().map(str::to_string);
@@ -219,11 +230,35 @@ impl Store {
     }
 
     /// Opens the store in [`default_cache_dir`], with the index from `RUNNER_CACHE_DB` and the
-    /// blobs from `RUNNER_CACHE_BLOBS` if set.
+    /// blobs from `RUNNER_CACHE_BLOBS` if set (behind the local tier `RUNNER_CACHE_TIER_*`
+    /// describe, [`blob::TierConfig::from_env`]).
     pub fn open_default(clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         let dir = default_cache_dir().ok_or(StoreError::NoCacheDir)?;
         let url = database_url(&dir);
-        Self::open_with_blobs(&dir, Some(&url), blobs_url().as_deref(), clock)
+        let tier = blob::TierConfig::from_env(&dir)?;
+        Self::open_tiered(
+            &dir,
+            Some(&url),
+            blobs_url().as_deref(),
+            tier.as_ref(),
+            clock,
+        )
+    }
+
+    /// Waits for blob writes still under way (a local tier's background uploads). Entries
+    /// committed to a blob the remote did not get are withdrawn before the error is returned.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        match self.blobs.flush() {
+            Err(BlobError::UploadsFailed { digests, source }) => {
+                for digest in &digests {
+                    for entry in self.index.find_by_digest(digest)? {
+                        self.index.delete(&entry.id)?;
+                    }
+                }
+                Err(BlobError::UploadsFailed { digests, source }.into())
+            }
+            other => Ok(other?),
+        }
     }
 
     /// The index.

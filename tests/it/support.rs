@@ -409,3 +409,158 @@ pub fn upload_in_progress(staging: &Path, store: &Path) -> bool {
         files(&upload.path()).any(|f| f.file_name().to_string_lossy().starts_with(".part-"))
     }) || files(&store.join("blobs-v1/tmp")).next().is_some()
 }
+
+/// What a [`FaultyBlobStore`] does wrong.
+#[derive(Debug, Clone, Default)]
+pub struct BlobFaults {
+    /// Reads fail (an I/O error) after this many bytes.
+    pub cut_reads_after: Option<usize>,
+    /// Reads end early (a clean end of stream) after this many bytes.
+    pub short_reads_after: Option<usize>,
+    /// `finish` fails.
+    pub fail_writes: bool,
+    /// `finish` waits until [`FaultyBlobStore::release`].
+    pub hold_writes: bool,
+}
+
+/// A memory blob store that fails on demand, standing in for a remote that breaks.
+#[derive(Debug, Clone, Default)]
+pub struct FaultyBlobStore {
+    /// The blobs that did arrive.
+    pub inner: runner::store::blob::MemoryBlobStore,
+    faults: std::sync::Arc<(std::sync::Mutex<BlobFaults>, std::sync::Condvar)>,
+}
+
+impl FaultyBlobStore {
+    /// Changes the faults.
+    pub fn set(&self, change: impl FnOnce(&mut BlobFaults)) {
+        let (lock, wake) = &*self.faults;
+        change(&mut lock.lock().unwrap_or_else(|p| p.into_inner()));
+        wake.notify_all();
+    }
+
+    /// Lets held writes finish.
+    pub fn release(&self) {
+        self.set(|f| f.hold_writes = false);
+    }
+
+    fn faults(&self) -> BlobFaults {
+        self.faults
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+struct FaultyReader {
+    inner: Box<dyn std::io::Read + Send>,
+    read: usize,
+    faults: BlobFaults,
+}
+
+impl std::io::Read for FaultyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.faults.cut_reads_after.is_some_and(|n| self.read >= n) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "remote cut the read",
+            ));
+        }
+        if self
+            .faults
+            .short_reads_after
+            .is_some_and(|n| self.read >= n)
+        {
+            return Ok(0);
+        }
+        let limit = [self.faults.cut_reads_after, self.faults.short_reads_after]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(buf.len(), |n| (n - self.read).min(buf.len()));
+        let n = self.inner.read(&mut buf[..limit])?;
+        self.read += n;
+        Ok(n)
+    }
+}
+
+struct FaultyWriter {
+    inner: Box<dyn runner::store::blob::BlobWriter>,
+    store: FaultyBlobStore,
+}
+
+impl std::io::Write for FaultyWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl runner::store::blob::BlobWriter for FaultyWriter {
+    fn finish(
+        self: Box<Self>,
+    ) -> Result<runner::store::blob::BlobInfo, runner::store::blob::BlobError> {
+        let (lock, wake) = &*self.store.faults;
+        let mut faults = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while faults.hold_writes {
+            faults = wake.wait(faults).unwrap_or_else(|p| p.into_inner());
+        }
+        if faults.fail_writes {
+            return Err(runner::store::blob::BlobError::Io {
+                path: "faulty remote".into(),
+                source: std::io::Error::other("the remote refused the upload"),
+            });
+        }
+        drop(faults);
+        self.inner.finish()
+    }
+}
+
+impl runner::store::blob::BlobStore for FaultyBlobStore {
+    fn writer(
+        &self,
+    ) -> Result<Box<dyn runner::store::blob::BlobWriter>, runner::store::blob::BlobError> {
+        Ok(Box::new(FaultyWriter {
+            inner: self.inner.writer()?,
+            store: self.clone(),
+        }))
+    }
+    fn open(
+        &self,
+        digest: &str,
+    ) -> Result<Box<dyn std::io::Read + Send>, runner::store::blob::BlobError> {
+        Ok(Box::new(FaultyReader {
+            inner: self.inner.open(digest)?,
+            read: 0,
+            faults: self.faults(),
+        }))
+    }
+    fn stat(
+        &self,
+        digest: &str,
+    ) -> Result<Option<runner::store::blob::BlobStat>, runner::store::blob::BlobError> {
+        self.inner.stat(digest)
+    }
+    fn delete(&self, digest: &str) -> Result<(), runner::store::blob::BlobError> {
+        self.inner.delete(digest)
+    }
+    fn list(&self) -> Result<Vec<runner::store::blob::ListedBlob>, runner::store::blob::BlobError> {
+        self.inner.list()
+    }
+    fn remove_stale_temp(&self, older_than: i64) -> Result<usize, runner::store::blob::BlobError> {
+        self.inner.remove_stale_temp(older_than)
+    }
+    fn flush(&self) -> Result<(), runner::store::blob::BlobError> {
+        self.inner.flush()
+    }
+    fn presigned_get(
+        &self,
+        digest: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, runner::store::blob::BlobError> {
+        self.inner.presigned_get(digest, expires_in)
+    }
+}

@@ -12,6 +12,7 @@ mod races;
 mod read_only;
 mod reclaim;
 mod schema;
+mod tiered;
 mod verify;
 
 pub use crate::support::PgSchema;
