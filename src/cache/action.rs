@@ -506,8 +506,15 @@ pub fn register_backend(
             CacheHandle::lazy_engine(move || {
                 let mut options = super::CacheOptions::from_env()?;
                 options.cancel = cancel.clone();
-                Ok(Arc::new(super::RemoteCache::new(config.clone(), options))
-                    as Arc<dyn CacheEngine>)
+                let mut remote = super::RemoteCache::new(config.clone(), options);
+                // Downloads kept on this machine (`RUNNER_CACHE_TIER*`), when there is a cache
+                // directory to keep them in.
+                if let Some(dir) = crate::store::default_cache_dir()
+                    && let Some(tier) = crate::store::blob::TierConfig::from_env(&dir)?
+                {
+                    remote = remote.with_tier(super::RemoteTier::open(&tier.dir, tier.limits)?);
+                }
+                Ok(Arc::new(remote) as Arc<dyn CacheEngine>)
             })
             .announce(LogLevel::Info, line)
         }

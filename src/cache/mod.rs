@@ -41,7 +41,7 @@ pub use key::{KeyError, MAX_KEY_LENGTH, MAX_KEYS, is_exact_match, validate_key};
 use paths::refused_root;
 pub use paths::{allowed_roots, expand_tilde};
 #[cfg(feature = "remote")]
-pub use remote::{Protocol, RemoteCache, RemoteConfig, RemoteError};
+pub use remote::{Protocol, RemoteCache, RemoteConfig, RemoteError, RemoteTier};
 pub use service::CLIENT_COMPRESSION;
 pub use version::cache_version;
 

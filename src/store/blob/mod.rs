@@ -22,7 +22,9 @@ pub use local::LocalBlobStore;
 pub use memory::MemoryBlobStore;
 #[cfg(feature = "s3")]
 pub use s3::{S3BlobStore, S3Options};
-pub use tiered::{LocalTier, RemoteWrites, TierLimits, TierStats, Tiered};
+pub use tiered::{
+    FillingReader, LocalTier, RemoteWrites, TierLimits, TierStats, Tiered, trim_local,
+};
 pub use verify::{DigestWriter, Verified, VerifyingReader};
 
 /// The layout directory (and key prefix); bump the version if the layout changes.

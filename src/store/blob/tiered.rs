@@ -191,30 +191,11 @@ impl<L: LocalTier, R: BlobStore + Clone + 'static> Tiered<L, R> {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let pinned: Vec<String> = self.shared.uploads().keys().cloned().collect();
-        let mut blobs: Vec<ListedBlob> = self
-            .local
-            .list()?
-            .into_iter()
-            .filter(|b| !pinned.contains(&b.digest))
-            .collect();
-        let now = self.clock.now_millis();
-        // Oldest use first; an unknown age counts as just used.
-        blobs.sort_by_key(|b| b.modified_at.unwrap_or(EpochMillis::MAX));
-        let mut total: u64 = blobs.iter().map(|b| b.size).sum();
-        let mut removed = 0;
-        for blob in blobs {
-            let expired = blob
-                .modified_at
-                .is_some_and(|t| now.saturating_sub(t) > self.limits.ttl_ms);
-            if !expired && total <= self.limits.max_bytes {
-                continue;
-            }
-            self.local.delete(&blob.digest)?;
-            total = total.saturating_sub(blob.size);
-            removed += 1;
-            bump(&self.counters.local_evictions);
-        }
-        Ok(removed)
+        let removed = trim_local(&self.local, &self.limits, self.clock.now_millis(), &pinned)?;
+        self.counters
+            .local_evictions
+            .fetch_add(removed.len() as u64, Ordering::Relaxed);
+        Ok(removed.len())
     }
 
     /// Trims after the local tier grew; a failure only means the tier stays bigger for now.
@@ -250,6 +231,37 @@ impl<L: LocalTier, R: BlobStore + Clone + 'static> Tiered<L, R> {
     fn is_uploading(&self, digest: &str) -> bool {
         self.shared.uploads().contains_key(digest)
     }
+}
+
+/// Applies `limits` to a local tier at `now`: blobs unused for longer than the TTL go, then the
+/// least recently used until the rest fits; those in `keep` stay. Returns the digests removed.
+pub fn trim_local(
+    local: &dyn BlobStore,
+    limits: &TierLimits,
+    now: EpochMillis,
+    keep: &[String],
+) -> Result<Vec<String>, BlobError> {
+    let mut blobs: Vec<ListedBlob> = local
+        .list()?
+        .into_iter()
+        .filter(|b| !keep.contains(&b.digest))
+        .collect();
+    // Oldest use first; an unknown age counts as just used.
+    blobs.sort_by_key(|b| b.modified_at.unwrap_or(EpochMillis::MAX));
+    let mut total: u64 = blobs.iter().map(|b| b.size).sum();
+    let mut removed = Vec::new();
+    for blob in blobs {
+        let expired = blob
+            .modified_at
+            .is_some_and(|t| now.saturating_sub(t) > limits.ttl_ms);
+        if !expired && total <= limits.max_bytes {
+            continue;
+        }
+        local.delete(&blob.digest)?;
+        total = total.saturating_sub(blob.size);
+        removed.push(blob.digest);
+    }
+    Ok(removed)
 }
 
 /// Copies one blob from `from` to `to`, checking that it arrives under its name.
@@ -342,26 +354,48 @@ impl<L: LocalTier, R: BlobStore + Clone + 'static> BlobWriter for BackgroundWrit
     }
 }
 
-/// Serves the remote's bytes and copies them into the local tier; the copy becomes visible only
-/// if the whole blob was read and hashes to its name, so a failed or short read leaves nothing.
-struct ReadThrough<L, R> {
-    remote: Box<dyn Read + Send>,
+/// Serves a remote's bytes and copies them into a local tier under `digest`; the copy becomes
+/// visible only if the whole blob was read and hashes to its name, so a failed or short read
+/// leaves nothing. `then` runs after a copy was kept (to trim the tier).
+pub struct FillingReader<R> {
+    source: R,
     copy: Option<Box<dyn BlobWriter>>,
-    tiered: Tiered<L, R>,
+    local: Box<dyn BlobStore>,
     digest: String,
+    then: Option<Box<dyn FnOnce() + Send>>,
 }
 
-impl<L: LocalTier, R: BlobStore + Clone + 'static> Read for ReadThrough<L, R> {
+impl<R: Read> FillingReader<R> {
+    /// Reads `source`, copying into `local` (when a writer could be started there).
+    pub fn new(
+        source: R,
+        local: Box<dyn BlobStore>,
+        digest: &str,
+        then: Option<Box<dyn FnOnce() + Send>>,
+    ) -> Self {
+        Self {
+            source,
+            copy: local.writer().ok(),
+            local,
+            digest: digest.to_string(),
+            then,
+        }
+    }
+}
+
+impl<R: Read> Read for FillingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.remote.read(buf)?;
+        let n = self.source.read(buf)?;
         if n == 0 && !buf.is_empty() {
             if let Some(copy) = self.copy.take()
                 && let Ok(info) = copy.finish()
             {
                 if info.digest == self.digest {
-                    self.tiered.after_insert();
+                    if let Some(then) = self.then.take() {
+                        then();
+                    }
                 } else {
-                    let _ = self.tiered.local.delete(&info.digest);
+                    let _ = self.local.delete(&info.digest);
                 }
             }
             return Ok(0);
@@ -410,12 +444,13 @@ where
         match self.remote.open(digest) {
             Ok(remote) => {
                 bump(&self.counters.remote_hits);
-                Ok(Box::new(ReadThrough {
+                let tiered = self.clone();
+                Ok(Box::new(FillingReader::new(
                     remote,
-                    copy: self.local.writer().ok(),
-                    tiered: self.clone(),
-                    digest: digest.to_string(),
-                }))
+                    Box::new(self.local.clone()),
+                    digest,
+                    Some(Box::new(move || tiered.after_insert())),
+                )))
             }
             Err(err) => {
                 if matches!(err, BlobError::NotFound { .. }) {

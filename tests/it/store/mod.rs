@@ -11,11 +11,15 @@ mod kill;
 mod races;
 mod read_only;
 mod reclaim;
+#[cfg(feature = "s3")]
+mod s3_faults;
 mod schema;
 mod tiered;
 mod verify;
 
 pub use crate::support::PgSchema;
+/// `RUNNER_TEST_S3_URL` and a fresh prefix in it (see [`blob_conformance::s3_test_url`]).
+pub use blob_conformance::s3_test_url as blob_conformance_s3_url;
 use std::path::PathBuf;
 use std::sync::Arc;
 
