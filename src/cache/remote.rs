@@ -398,65 +398,58 @@ impl RemoteCache {
             .as_ref()
             .and_then(|tier| Some((tier, self.blob_digest(&url)?)));
         let exclude: Vec<PathBuf> = self.tier.iter().map(|t| t.dir.clone()).collect();
-        if let Some((tier, digest)) = &tiered {
-            let copy = Verified::new(tier.local.clone());
-            if let (Ok(reader), Ok(Some(stat))) = (copy.open(digest), tier.local.stat(digest)) {
-                tier.hits.fetch_add(1, Ordering::Relaxed);
-                let _ = tier.local.touch(digest);
-                log(LogLevel::Info, &size_line(stat.size));
-                log(LogLevel::Debug, "Restoring from the local tier");
-                let extracted = transfer::extract_archive(
-                    reader,
-                    Some(stat.size),
-                    &request.paths,
-                    &location,
-                    None,
-                    exclude,
-                    &self.options,
-                    log,
-                );
-                if extracted.is_err() {
-                    // A damaged copy: the next restore downloads again.
-                    let _ = tier.local.delete(digest);
-                }
-                extracted?;
-                log(LogLevel::Info, "Cache restored successfully");
-                return Ok(RestoreOutcome::Hit {
-                    matched_key,
-                    exact,
-                    size: stat.size,
-                });
-            }
-            tier.misses.fetch_add(1, Ordering::Relaxed);
+        let local = tiered.as_ref().and_then(|(tier, digest)| {
+            let reader = Verified::new(tier.local.clone()).open(digest).ok()?;
+            let stat = tier.local.stat(digest).ok()??;
+            Some((reader, stat.size))
+        });
+        if let Some((tier, _)) = &tiered {
+            let counter = if local.is_some() {
+                &tier.hits
+            } else {
+                &tier.misses
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
-        let response = self
-            .agent
-            .get(&url)
-            .call()
-            .map_err(Self::http_err("GET", &url))?;
-        let response = Self::check("GET", &url, response)?;
-        let size = response
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        log(LogLevel::Info, &size_line(size.unwrap_or(0)));
-        let reader = response.into_body().into_reader();
-        let reader: Box<dyn Read + Send> = match tiered {
-            // Checked as it streams, and copied into the tier (kept only if whole and intact).
-            Some((tier, digest)) => {
-                let trimmed = tier.clone();
-                let filling = FillingReader::new(
-                    reader,
-                    Box::new(tier.local.clone()),
-                    &digest,
-                    Some(Box::new(move || trimmed.trim())),
-                );
-                Box::new(VerifyingReader::new(filling, digest))
+        let from_tier = local.is_some();
+        let (reader, size): (Box<dyn Read + Send>, Option<u64>) = match local {
+            Some((reader, size)) => {
+                log(LogLevel::Debug, "Restoring from the local tier");
+                (reader, Some(size))
             }
-            None => Box::new(reader),
+            None => {
+                let response = self
+                    .agent
+                    .get(&url)
+                    .call()
+                    .map_err(Self::http_err("GET", &url))?;
+                let response = Self::check("GET", &url, response)?;
+                let size = response
+                    .headers()
+                    .get("content-length")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                let reader = response.into_body().into_reader();
+                let reader: Box<dyn Read + Send> = match &tiered {
+                    // Checked as it streams, and copied into the tier (kept only if whole and
+                    // intact).
+                    Some((tier, digest)) => {
+                        let trimmed = (*tier).clone();
+                        let filling = FillingReader::new(
+                            reader,
+                            Box::new(tier.local.clone()),
+                            digest,
+                            Some(Box::new(move || trimmed.trim())),
+                        );
+                        Box::new(VerifyingReader::new(filling, digest.clone()))
+                    }
+                    None => Box::new(reader),
+                };
+                (reader, size)
+            }
         };
-        transfer::extract_archive(
+        log(LogLevel::Info, &size_line(size.unwrap_or(0)));
+        let extracted = transfer::extract_archive(
             reader,
             size,
             &request.paths,
@@ -465,7 +458,15 @@ impl RemoteCache {
             exclude,
             &self.options,
             log,
-        )?;
+        );
+        if from_tier && let Some((tier, digest)) = &tiered {
+            // A damaged copy goes (the next restore downloads again); a good one was just used.
+            let _ = match extracted {
+                Err(_) => tier.local.delete(digest),
+                Ok(()) => tier.local.touch(digest),
+            };
+        }
+        extracted?;
         log(LogLevel::Info, "Cache restored successfully");
         Ok(RestoreOutcome::Hit {
             matched_key,

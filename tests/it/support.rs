@@ -563,6 +563,9 @@ impl runner::store::blob::BlobStore for FaultyBlobStore {
     ) -> Result<Option<String>, runner::store::blob::BlobError> {
         self.inner.presigned_get(digest, expires_in)
     }
+    fn tier_stats(&self) -> Option<runner::store::blob::TierStats> {
+        self.inner.tier_stats()
+    }
 }
 
 /// What a [`FaultProxy`] does to the requests it gets.
@@ -803,4 +806,41 @@ pub fn s3_objects(bucket: &str, prefix: &str) -> Vec<String> {
             }
             out
         })
+}
+
+/// Bytes that do not compress or repeat, `len` long.
+pub fn blob_noise(len: usize, seed: u8) -> Vec<u8> {
+    use sha2::Digest;
+    let mut out = Vec::with_capacity(len + 32);
+    let mut block = sha2::Sha256::digest([seed]);
+    while out.len() < len {
+        out.extend_from_slice(&block);
+        block = sha2::Sha256::digest(block);
+    }
+    out.truncate(len);
+    out
+}
+
+/// Writes `bytes` as one blob, in uneven chunks as an archiver streams.
+pub fn write_blob(
+    store: &dyn runner::store::blob::BlobStore,
+    bytes: &[u8],
+) -> runner::store::blob::BlobInfo {
+    use std::io::Write;
+    let mut w = store.writer().expect("writer");
+    for chunk in bytes.chunks(64 * 1024 + 7) {
+        w.write_all(chunk).expect("write");
+    }
+    w.finish().expect("finish")
+}
+
+/// A blob's bytes, read to the end (where a verified store checks them).
+pub fn read_blob(
+    store: &dyn runner::store::blob::BlobStore,
+    digest: &str,
+) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    store.open(digest).expect("open").read_to_end(&mut out)?;
+    Ok(out)
 }

@@ -278,6 +278,10 @@ impl BlobStore for LocalBlobStore {
         check_digest(digest)?;
         Ok(None)
     }
+
+    fn tier_stats(&self) -> Option<super::TierStats> {
+        None
+    }
 }
 
 /// The file's mtime is the blob's last use.

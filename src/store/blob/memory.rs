@@ -177,6 +177,10 @@ impl BlobStore for MemoryBlobStore {
         check_digest(digest)?;
         Ok(None)
     }
+
+    fn tier_stats(&self) -> Option<super::TierStats> {
+        None
+    }
 }
 
 impl super::LocalTier for MemoryBlobStore {

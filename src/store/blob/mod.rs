@@ -196,6 +196,9 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         digest: &str,
         expires_in: std::time::Duration,
     ) -> Result<Option<String>, BlobError>;
+    /// Hit, miss and upload counters of a tiered store (for metrics); `None` for a store with
+    /// no tiers.
+    fn tier_stats(&self) -> Option<TierStats>;
 }
 
 impl dyn BlobStore {
@@ -239,6 +242,9 @@ impl<S: BlobStore + ?Sized> BlobStore for Arc<S> {
         expires_in: std::time::Duration,
     ) -> Result<Option<String>, BlobError> {
         (**self).presigned_get(digest, expires_in)
+    }
+    fn tier_stats(&self) -> Option<TierStats> {
+        (**self).tier_stats()
     }
 }
 

@@ -544,4 +544,8 @@ impl BlobStore for S3BlobStore {
             .map_err(remote("presign", &key))?;
         Ok(Some(url.to_string()))
     }
+
+    fn tier_stats(&self) -> Option<super::TierStats> {
+        None
+    }
 }

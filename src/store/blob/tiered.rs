@@ -554,6 +554,10 @@ where
         }
         self.remote.presigned_get(digest, expires_in)
     }
+
+    fn tier_stats(&self) -> Option<TierStats> {
+        Some(self.stats())
+    }
 }
 
 impl<L, R> Drop for Tiered<L, R> {

@@ -69,6 +69,10 @@ impl<S: BlobStore> BlobStore for Verified<S> {
         check_digest(digest)?;
         self.inner.presigned_get(digest, expires_in)
     }
+
+    fn tier_stats(&self) -> Option<super::TierStats> {
+        self.inner.tier_stats()
+    }
 }
 
 /// Passes writes through to `inner` while hashing them and counting bytes.

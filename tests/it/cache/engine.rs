@@ -231,6 +231,9 @@ impl BlobStore for DiskFullAfter {
     ) -> Result<Option<String>, BlobError> {
         self.inner.presigned_get(digest, expires_in)
     }
+    fn tier_stats(&self) -> Option<runner::store::blob::TierStats> {
+        self.inner.tier_stats()
+    }
 }
 
 /// A save that fails half-way (the disk fills up while the archive streams into the blob

@@ -27,34 +27,14 @@ fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Bytes that do not compress or repeat, `len` long.
-fn noise(len: usize, seed: u8) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 32);
-    let mut block = Sha256::digest([seed]);
-    while out.len() < len {
-        out.extend_from_slice(&block);
-        block = Sha256::digest(block);
-    }
-    out.truncate(len);
-    out
-}
+use crate::support::{blob_noise as noise, read_blob as read_all, write_blob};
 
+/// [`write_blob`], then background uploads joined, so stat and list answer from the remote's
+/// final state.
 fn put(store: &dyn BlobStore, bytes: &[u8]) -> BlobInfo {
-    let mut w = store.writer().expect("writer");
-    // Uneven writes, as an archiver streams.
-    for chunk in bytes.chunks(64 * 1024 + 7) {
-        w.write_all(chunk).expect("write");
-    }
-    let info = w.finish().expect("finish");
-    // Background uploads joined, so stat and list answer from the remote's final state.
+    let info = write_blob(store, bytes);
     store.flush().expect("flush");
     info
-}
-
-fn read_all(store: &dyn BlobStore, digest: &str) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    store.open(digest).expect("open").read_to_end(&mut out)?;
-    Ok(out)
 }
 
 fn digests(store: &dyn BlobStore) -> Vec<String> {

@@ -193,6 +193,9 @@ impl runner::store::blob::BlobStore for CleanedUnderfoot {
     ) -> Result<Option<String>, runner::store::blob::BlobError> {
         self.0.presigned_get(digest, expires_in)
     }
+    fn tier_stats(&self) -> Option<runner::store::blob::TierStats> {
+        self.0.tier_stats()
+    }
 }
 
 fn a_blob_removed_under_a_commit_withdraws_the_entry(h: &Harness) {

@@ -6,35 +6,13 @@ use std::sync::Arc;
 
 use runner::clock::ManualClock;
 use runner::store::blob::{
-    BlobError, BlobInfo, BlobStore, LocalBlobStore, MemoryBlobStore, RemoteWrites, TierLimits,
-    TierStats, Tiered, Verified,
+    BlobError, BlobStore, LocalBlobStore, MemoryBlobStore, RemoteWrites, TierLimits, TierStats,
+    Tiered, Verified,
 };
-use sha2::{Digest, Sha256};
 
-use crate::support::FaultyBlobStore;
-
-fn noise(len: usize, seed: u8) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 32);
-    let mut block = Sha256::digest([seed]);
-    while out.len() < len {
-        out.extend_from_slice(&block);
-        block = Sha256::digest(block);
-    }
-    out.truncate(len);
-    out
-}
-
-fn put(store: &dyn BlobStore, bytes: &[u8]) -> BlobInfo {
-    let mut w = store.writer().expect("writer");
-    w.write_all(bytes).expect("write");
-    w.finish().expect("finish")
-}
-
-fn read_all(store: &dyn BlobStore, digest: &str) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    store.open(digest).expect("open").read_to_end(&mut out)?;
-    Ok(out)
-}
+use crate::support::{
+    FaultyBlobStore, blob_noise as noise, read_blob as read_all, write_blob as put,
+};
 
 fn local_digests(store: &dyn BlobStore) -> Vec<String> {
     store
@@ -257,6 +235,11 @@ fn a_failed_background_upload_withdraws_its_entry() {
     assert!(local.stat(&digest).expect("stat").is_none());
     assert!(remote.inner.list().expect("list").is_empty());
     assert_eq!(tiered.stats().uploads_failed, 1);
+    // What metrics read, through the store's `dyn BlobStore`.
+    assert_eq!(
+        store.blobs().tier_stats().map(|s| s.uploads_failed),
+        Some(1)
+    );
     // Flushed: nothing more to report.
     store.flush().expect("second flush");
 }
