@@ -123,6 +123,8 @@ pub trait CacheEngine: Send + Sync {
     /// Waits for uploads still under way after their save returned (a local tier's background
     /// uploads); each that failed is a warning, and its entry is withdrawn.
     fn flush(&self, log: Log<'_>);
+    /// How many such uploads are under way.
+    fn pending_uploads(&self) -> u64;
 }
 
 impl CacheEngine for Cache {
@@ -147,6 +149,12 @@ impl CacheEngine for Cache {
             );
         }
     }
+    fn pending_uploads(&self) -> u64 {
+        self.store()
+            .blobs()
+            .tier_stats()
+            .map_or(0, |stats| stats.uploads_pending)
+    }
 }
 
 #[cfg(feature = "remote")]
@@ -164,6 +172,9 @@ impl CacheEngine for super::RemoteCache {
     fn record(&self, _event: NewEvent, _log: Log<'_>) {}
     /// Every upload is complete when its save returns.
     fn flush(&self, _log: Log<'_>) {}
+    fn pending_uploads(&self) -> u64 {
+        0
+    }
 }
 
 /// Where the action keeps its keys: the `actions/cache` state, or the restore action's outputs
@@ -453,7 +464,19 @@ impl ActionHandler for SaveAction {
         if let Saved::Attempted(false) = save_impl(&self.cache, ctx, Keep::Outputs) {
             ctx.warning("Cache save failed.");
         }
-        // No post step follows a save step: its upload is joined before the step ends.
+        // An upload still under way (a local tier's background upload) goes on while the job
+        // does, and a post step joins it; without one pending, no post step, as on GitHub.
+        if self
+            .cache
+            .get()
+            .is_ok_and(|cache| cache.pending_uploads() > 0)
+        {
+            ctx.register_post("always()");
+        }
+        Ok(())
+    }
+
+    fn post(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
         if let Ok(cache) = self.cache.get() {
             cache.flush(ctx.log);
         }

@@ -258,3 +258,58 @@ fn a_refused_write_through_leaves_no_local_copy() {
     assert!(local_digests(&local).is_empty());
     assert_eq!(temp_files(&local), 0);
 }
+
+/// `actions/cache/save` over a tier with background uploads: the step returns before the remote
+/// has the archive and registers a post step, which joins the upload; a failed upload is a
+/// warning there and the entry is withdrawn. Over a store without background uploads the step
+/// registers no post step, as on GitHub.
+#[test]
+fn a_save_step_leaves_its_upload_to_a_post_step() {
+    use crate::cache::{Harness, MAIN};
+    use runner::exec::LogLevel::Warning;
+    let inputs = [("path", "deps"), ("key", "bg")];
+    for fail in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = LocalBlobStore::new(dir.path()).expect("local");
+        let remote = FaultyBlobStore::default();
+        remote.set(|f| {
+            f.hold_writes = true;
+            f.fail_writes = fail;
+        });
+        let tiered =
+            Tiered::new(local, remote.clone()).with_remote_writes(RemoteWrites::Background);
+        let h = Harness::sqlite_over(Default::default(), Arc::new(Verified::new(tiered)));
+        crate::support::write_tree(&h.workspace(), &[("deps/a", "installed")]);
+        let job = h.job(MAIN);
+        let step = h.main("actions/cache/save@v4", &job, &inputs);
+        step.ok();
+        assert_eq!(step.post_condition.as_deref(), Some("always()"));
+        assert!(
+            remote.inner.list().expect("list").is_empty(),
+            "the step waited for the upload"
+        );
+        assert_eq!(h.keys(), vec!["bg".to_string()]);
+        remote.release();
+        let post = h.post("actions/cache/save@v4", &job, &inputs, &step);
+        post.ok();
+        let warnings = post.lines(Warning);
+        if fail {
+            assert!(
+                warnings
+                    .iter()
+                    .any(|w| w.starts_with("Failed to save: 1 background upload")),
+                "{warnings:?}"
+            );
+            assert!(h.keys().is_empty(), "the entry was withdrawn");
+        } else {
+            assert!(warnings.is_empty(), "{warnings:?}");
+            assert_eq!(remote.inner.list().expect("list").len(), 1);
+            assert_eq!(h.keys(), vec!["bg".to_string()]);
+        }
+    }
+    let h = Harness::sqlite();
+    crate::support::write_tree(&h.workspace(), &[("deps/a", "installed")]);
+    let step = h.main("actions/cache/save@v4", &h.job(MAIN), &inputs);
+    step.ok();
+    assert_eq!(step.post_condition, None);
+}
