@@ -11,7 +11,8 @@
 # Every restore goes into a fresh directory; `sync` before each command and its own `sync` after
 # are counted (a restore is bound by writing). Tools alternate order between runs.
 #
-# Usage: bench/tiered/run.sh [runs]   (default 3; medians of wall time are reported)
+# Usage: bench/tiered/run.sh [runs]   (default 3; medians of wall time are reported; each run
+#        keeps five restored trees, about 2 GiB, until the script ends)
 # Env:   RUNNER_BENCH_WORK=<dir> (default /var/tmp/runner-bench/tiered),
 #        RUNNER_BENCH_SRC=<dir holding node_modules> (default: bench/exec-cache's tree, built by
 #        bench/exec-cache/run.sh), RUNNER=<binary> instead of building target/release/runner,
@@ -39,6 +40,15 @@ if [ -z "${RUNNER:-}" ]; then
   echo "== building runner (release)" >&2
   (cd "$ROOT" && cargo build --release --bin runner -q)
   RUNNER=$CARGO_TARGET_DIR/release/runner
+fi
+
+# Every restore's tree stays until exit (see common.sh): 5 trees a run, plus the stores.
+tree_kb=$(du -sk "$SRC/node_modules" | cut -f1)
+need_kb=$(( (5 * RUNS + 3) * tree_kb ))
+free_kb=$(df -Pk "$WORK" | awk 'NR == 2 {print $4}')
+if [ "$free_kb" -lt $((need_kb + 5 * 1024 * 1024)) ]; then
+  echo "!! $RUNS runs need about $((need_kb / 1024 / 1024)) GiB in $WORK plus 5 GiB to spare; $((free_kb / 1024 / 1024)) GiB free" >&2
+  exit 2
 fi
 
 STAMP=$WORK/.last-delete

@@ -205,7 +205,6 @@ fn background_uploads_return_early_and_flush_joins_them() {
 /// committed to it and the local copy goes, so nothing points at bytes the remote lacks.
 #[test]
 fn a_failed_background_upload_withdraws_its_entry() {
-    use runner::store::index::Reservation;
     let dir = tempfile::tempdir().expect("tempdir");
     let local = LocalBlobStore::new(dir.path().join("tier")).expect("local");
     let remote = FaultyBlobStore::default();
@@ -217,13 +216,8 @@ fn a_failed_background_upload_withdraws_its_entry() {
     let index = runner::store::index::Index::open(&url, clock).expect("index");
     let store = runner::store::Store::new(index, Arc::new(Verified::new(tiered.clone())));
     let spec = super::Spec::new("refs/heads/main", "background");
-    let Reservation::Reserved(id) = store.index().reserve(&spec.new_entry()).expect("reserve")
-    else {
-        panic!("refused");
-    };
-    let mut w = store.blobs().writer().expect("writer");
-    w.write_all(b"bytes the remote never gets").expect("write");
-    let entry = store.commit_blob(&id, w).expect("commit to the local copy");
+    let entry = super::save_into(&store, &spec, b"bytes the remote never gets");
+    let id = entry.id.clone();
     let digest = entry.blob_digest.expect("digest");
     let err = store.flush().expect_err("the upload failed");
     let text = runner::error::chain(&err);
