@@ -128,6 +128,11 @@ pub trait CacheEngine: Send + Sync {
     fn now_millis(&self) -> Option<crate::clock::EpochMillis> {
         None
     }
+    /// Waits for uploads still under way after their save returned (a local tier's background
+    /// uploads); each that failed is a warning, and its entry is withdrawn.
+    fn flush(&self, log: Log<'_>);
+    /// How many such uploads are under way.
+    fn pending_uploads(&self) -> u64;
 }
 
 impl CacheEngine for Cache {
@@ -147,6 +152,20 @@ impl CacheEngine for Cache {
     fn now_millis(&self) -> Option<crate::clock::EpochMillis> {
         Some(Cache::now_millis(self))
     }
+    fn flush(&self, log: Log<'_>) {
+        if let Err(err) = self.store().flush() {
+            log(
+                LogLevel::Warning,
+                &format!("Failed to save: {}", crate::error::chain(&err)),
+            );
+        }
+    }
+    fn pending_uploads(&self) -> u64 {
+        self.store()
+            .blobs()
+            .tier_stats()
+            .map_or(0, |stats| stats.uploads_pending)
+    }
 }
 
 #[cfg(feature = "remote")]
@@ -162,6 +181,11 @@ impl CacheEngine for super::RemoteCache {
         super::RemoteCache::save(self, request, log)
     }
     fn record(&self, _event: NewEvent, _log: Log<'_>) {}
+    /// Every upload is complete when its save returns.
+    fn flush(&self, _log: Log<'_>) {}
+    fn pending_uploads(&self) -> u64 {
+        0
+    }
 }
 
 /// Where the action keeps its keys: the `actions/cache` state, or the restore action's outputs
@@ -427,6 +451,11 @@ impl ActionHandler for CacheAction {
     fn post(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
         let inputs = CacheInputs::from_context(ctx);
         save_impl(&self.cache, ctx, Keep::State, &inputs);
+        // The post-job save is the job's last word on its caches: background uploads (of this
+        // save and of earlier save steps) are joined here, so none outlives the job.
+        if let Ok(cache) = self.cache.get() {
+            cache.flush(ctx.log);
+        }
         Ok(())
     }
 }
@@ -469,6 +498,22 @@ impl ActionHandler for SaveAction {
         let inputs = CacheInputs::from_context(ctx);
         if let Saved::Attempted(false) = save_impl(&self.cache, ctx, Keep::Outputs, &inputs) {
             ctx.warning("Cache save failed.");
+        }
+        // An upload still under way (a local tier's background upload) goes on while the job
+        // does, and a post step joins it; without one pending, no post step, as on GitHub.
+        if self
+            .cache
+            .get()
+            .is_ok_and(|cache| cache.pending_uploads() > 0)
+        {
+            ctx.register_post("always()");
+        }
+        Ok(())
+    }
+
+    fn post(&self, ctx: &mut ActionContext<'_>) -> Result<(), ActionError> {
+        if let Ok(cache) = self.cache.get() {
+            cache.flush(ctx.log);
         }
         Ok(())
     }
@@ -742,10 +787,12 @@ pub fn register_backend(
             local_handle(location, options).announce(level, line)
         }
         super::Backend::Remote(config) => CacheHandle::lazy_engine(move || {
-            Ok(
-                Arc::new(super::RemoteCache::new(config.clone(), options.clone()))
-                    as Arc<dyn CacheEngine>,
-            )
+            let mut remote = super::RemoteCache::new(config.clone(), options.clone());
+            // Downloads kept on this machine (`RUNNER_CACHE_TIER*`, read by the CLI).
+            if let Some(tier) = &location.tier {
+                remote = remote.with_tier(super::RemoteTier::open(&tier.dir, tier.limits)?);
+            }
+            Ok(Arc::new(remote) as Arc<dyn CacheEngine>)
         })
         .announce(LogLevel::Info, line),
     };

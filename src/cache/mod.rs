@@ -45,7 +45,7 @@ use paths::refused_root;
 pub use paths::{allowed_roots, expand_tilde};
 pub use progress::{OnProgress, PROGRESS_THRESHOLD};
 #[cfg(feature = "remote")]
-pub use remote::{Protocol, RemoteCache, RemoteConfig, RemoteError};
+pub use remote::{Protocol, RemoteCache, RemoteConfig, RemoteError, RemoteTier};
 pub use service::CLIENT_COMPRESSION;
 pub use version::cache_version;
 

@@ -7,6 +7,9 @@
 //! a warning, never a failed job.
 
 use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -17,6 +20,10 @@ use super::{
     cache_version, check_roots, is_exact_match, size_line, transfer,
 };
 use crate::exec::LogLevel;
+use crate::store::blob::{
+    BlobError, BlobStore, FillingReader, LocalBlobStore, LocalTier, TierLimits, TierStats,
+    Verified, VerifyingReader, is_valid_digest, trim_local,
+};
 
 /// The v2 Twirp service path.
 const TWIRP: &str = "twirp/github.actions.results.api.v1.CacheService/";
@@ -89,12 +96,60 @@ pub enum RemoteError {
     },
 }
 
+/// A local tier of downloaded archives in front of a cache server, keyed by the sha256 the
+/// server names for a download (the `ETag` of `runner serve`'s blob URLs). GitHub's cache names
+/// no digest (its `ETag` is an Azure version tag, and neither protocol's lookup answer carries
+/// one), so its downloads are not tiered: an entry id or key + version alone cannot prove two
+/// downloads are the same bytes.
+#[derive(Debug, Clone)]
+pub struct RemoteTier {
+    local: LocalBlobStore,
+    limits: TierLimits,
+    dir: PathBuf,
+    hits: Arc<AtomicU64>,
+    misses: Arc<AtomicU64>,
+}
+
+impl RemoteTier {
+    /// A tier in `dir` (its `blobs-v1/`), bounded by `limits`.
+    pub fn open(dir: &Path, limits: TierLimits) -> Result<Self, BlobError> {
+        Ok(Self {
+            local: LocalBlobStore::new(dir)?,
+            limits,
+            dir: std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()),
+            hits: Arc::default(),
+            misses: Arc::default(),
+        })
+    }
+
+    /// Restores the tier served (`local_hits`) and downloads it had no copy of
+    /// (`local_misses`); the other counters stay zero.
+    pub fn stats(&self) -> TierStats {
+        TierStats {
+            local_hits: self.hits.load(Ordering::Relaxed),
+            local_misses: self.misses.load(Ordering::Relaxed),
+            ..TierStats::default()
+        }
+    }
+
+    /// The tier's store.
+    pub fn local(&self) -> &LocalBlobStore {
+        &self.local
+    }
+
+    fn trim(&self) {
+        let now = crate::clock::Clock::now_millis(&crate::clock::SystemClock);
+        let _ = trim_local(&self.local, &self.limits, now, &[]);
+    }
+}
+
 /// The cache steps against a cache server.
 #[derive(Debug)]
 pub struct RemoteCache {
     config: RemoteConfig,
     agent: ureq::Agent,
     options: CacheOptions,
+    tier: Option<RemoteTier>,
 }
 
 fn without_query(url: &str) -> String {
@@ -140,7 +195,31 @@ impl RemoteCache {
             config,
             agent,
             options,
+            tier: None,
         }
+    }
+
+    /// Keeps downloaded archives in `tier` and restores from it when the server names the
+    /// same digest again.
+    pub fn with_tier(mut self, tier: RemoteTier) -> Self {
+        self.tier = Some(tier);
+        self
+    }
+
+    /// The local tier, if any.
+    pub fn tier(&self) -> Option<&RemoteTier> {
+        self.tier.as_ref()
+    }
+
+    /// The sha256 the server names for the bytes at `url` (a `HEAD`'s `ETag`), if it names one.
+    fn blob_digest(&self, url: &str) -> Option<String> {
+        let response = self.agent.head(url).call().ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let tag = response.headers().get("etag")?.to_str().ok()?;
+        let tag = tag.trim_start_matches("W/").trim_matches('"');
+        is_valid_digest(tag).then(|| tag.to_string())
     }
 
     /// The server this client talks to.
@@ -314,30 +393,81 @@ impl RemoteCache {
         }
         let location = request.location.absolute()?;
         check_roots(&request.paths, &location)?;
-        let response = self
-            .agent
-            .get(&url)
-            .call()
-            .map_err(Self::http_err("GET", &url))?;
-        let response = Self::check("GET", &url, response)?;
-        let size = response
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let tiered = self
+            .tier
+            .as_ref()
+            .and_then(|tier| Some((tier, self.blob_digest(&url)?)));
+        let exclude: Vec<PathBuf> = self.tier.iter().map(|t| t.dir.clone()).collect();
+        let local = tiered.as_ref().and_then(|(tier, digest)| {
+            let reader = Verified::new(tier.local.clone()).open(digest).ok()?;
+            let stat = tier.local.stat(digest).ok()??;
+            Some((reader, stat.size))
+        });
+        if let Some((tier, _)) = &tiered {
+            let counter = if local.is_some() {
+                &tier.hits
+            } else {
+                &tier.misses
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        let from_tier = local.is_some();
+        let (reader, size): (Box<dyn Read + Send>, Option<u64>) = match local {
+            Some((reader, size)) => {
+                log(LogLevel::Debug, "Restoring from the local tier");
+                (reader, Some(size))
+            }
+            None => {
+                let response = self
+                    .agent
+                    .get(&url)
+                    .call()
+                    .map_err(Self::http_err("GET", &url))?;
+                let response = Self::check("GET", &url, response)?;
+                let size = response
+                    .headers()
+                    .get("content-length")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                let reader = response.into_body().into_reader();
+                let reader: Box<dyn Read + Send> = match &tiered {
+                    // Checked as it streams, and copied into the tier (kept only if whole and
+                    // intact).
+                    Some((tier, digest)) => {
+                        let trimmed = (*tier).clone();
+                        let filling = FillingReader::new(
+                            reader,
+                            Box::new(tier.local.clone()),
+                            digest,
+                            Some(Box::new(move || trimmed.trim())),
+                        );
+                        Box::new(VerifyingReader::new(filling, digest.clone()))
+                    }
+                    None => Box::new(reader),
+                };
+                (reader, size)
+            }
+        };
         log(LogLevel::Info, &size_line(size.unwrap_or(0)));
-        let reader = response.into_body().into_reader();
-        transfer::extract_archive(
-            Box::new(reader),
+        let extracted = transfer::extract_archive(
+            reader,
             size,
             &request.paths,
             &location,
             None,
-            Vec::new(),
+            exclude,
             &self.options,
             &request.progress,
             log,
-        )?;
+        );
+        if from_tier && let Some((tier, digest)) = &tiered {
+            // A damaged copy goes (the next restore downloads again); a good one was just used.
+            let _ = match extracted {
+                Err(_) => tier.local.delete(digest),
+                Ok(()) => tier.local.touch(digest),
+            };
+        }
+        extracted?;
         log(LogLevel::Info, "Cache restored successfully");
         Ok(RestoreOutcome::Hit {
             matched_key,
@@ -360,7 +490,9 @@ impl RemoteCache {
     }
 
     fn try_save(&self, request: &SaveRequest, log: Log<'_>) -> Result<SaveOutcome, CacheError> {
-        let plan = transfer::plan_save(request, Vec::new(), log)?;
+        // Never archive the local tier, even when a declared path contains it.
+        let exclude = self.tier.iter().map(|t| t.dir.clone()).collect();
+        let plan = transfer::plan_save(request, exclude, log)?;
         // Archived first, as the toolkit does: the size is needed to reserve (v1), to choose
         // one Put Blob or blocks, and to finalize.
         let mut file = tempfile::tempfile().map_err(|source| RemoteError::Temp { source })?;

@@ -160,10 +160,13 @@ impl StoreArgs {
             None => runner::store::default_cache_dir()
                 .context("no cache directory: set RUNNER_CACHE_DIR or --cache-dir")?,
         };
+        // The local tier in front of remote blobs: RUNNER_CACHE_TIER* (docs: README, Settings).
+        let tier = runner::store::blob::TierConfig::from_env(&dir)?;
         Ok(StoreLocation {
             dir,
             database_url: nonempty(&self.cache_db),
             blobs_url: nonempty(&self.cache_blobs),
+            tier,
         })
     }
 

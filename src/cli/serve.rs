@@ -50,6 +50,11 @@ pub struct ServeArgs {
     /// Lifetime of signed URLs and of uploads never finalized (`1h`, `30m`).
     #[arg(long, default_value = "1h", value_parser = server::parse_duration_secs)]
     url_ttl: i64,
+    /// Hand clients presigned S3 GET URLs for downloads when the blobs are in S3
+    /// (`RUNNER_CACHE_BLOBS=s3://…`), so archive bytes skip this server. Uploads still come
+    /// here (the server hashes them).
+    #[arg(long, env = "RUNNER_SERVE_DIRECT_DOWNLOADS")]
+    direct_downloads: bool,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -93,6 +98,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
     config.max_body_size = args.max_body_size;
     config.max_concurrent_uploads = args.max_concurrent_uploads;
     config.url_ttl_secs = args.url_ttl;
+    config.direct_downloads = args.direct_downloads;
     let server = Server::new(Arc::new(cache), config, clock).context("starting the server")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -130,6 +130,9 @@ pub struct ServerConfig {
     pub url_ttl_secs: i64,
     /// How often abandoned uploads are looked for.
     pub cleanup_interval: Duration,
+    /// Hand clients presigned object-store GET URLs for downloads (blobs in S3), so the bytes
+    /// skip this server; a store that cannot presign gets this server's URLs.
+    pub direct_downloads: bool,
 }
 
 impl ServerConfig {
@@ -145,6 +148,7 @@ impl ServerConfig {
             max_concurrent_uploads: DEFAULT_MAX_CONCURRENT_UPLOADS,
             url_ttl_secs: DEFAULT_URL_TTL_SECS,
             cleanup_interval: Duration::from_secs(60),
+            direct_downloads: false,
         }
     }
 }

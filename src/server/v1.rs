@@ -72,7 +72,7 @@ pub async fn lookup(
             "scope": entry.scope,
             "cacheVersion": entry.version,
             "creationTime": creation_time(entry.created_at),
-            "archiveLocation": uploads::download_url(&server.inner, &headers, &entry.id),
+            "archiveLocation": super::v2::download_location(&server, &headers, &entry).await,
         });
         Ok(Json(body).into_response())
     }

@@ -174,6 +174,35 @@ async fn finalize(
     Ok(Json(json!({"ok": true, "entry_id": entry_id})).into_response())
 }
 
+/// Where a client downloads `entry`: with `--direct-downloads`, a presigned GET of its blob in
+/// the object store (the bytes skip this server); else, or if the store cannot presign, this
+/// server's signed URL.
+pub(super) async fn download_location(
+    server: &Server,
+    headers: &HeaderMap,
+    entry: &crate::store::index::Entry,
+) -> String {
+    if server.inner.config.direct_downloads
+        && let Some(digest) = entry.blob_digest.clone()
+    {
+        let inner = server.inner.clone();
+        let ttl = std::time::Duration::from_secs(inner.config.url_ttl_secs.max(1).unsigned_abs());
+        let presigned =
+            blocking(move || Ok(inner.cache.store().blobs().presigned_get(&digest, ttl))).await;
+        match presigned {
+            Ok(Ok(Some(url))) => return url,
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => tracing::warn!(
+                entry = %entry.id,
+                "no presigned download URL: {}",
+                crate::error::chain(&err)
+            ),
+            Err(err) => tracing::warn!(entry = %entry.id, "no presigned download URL: {err:?}"),
+        }
+    }
+    uploads::download_url(&server.inner, headers, &entry.id)
+}
+
 async fn download_url(
     server: &Server,
     headers: &HeaderMap,
@@ -191,7 +220,7 @@ async fn download_url(
     let body = match found {
         Some(entry) => json!({
             "ok": true,
-            "signed_download_url": uploads::download_url(&server.inner, headers, &entry.id),
+            "signed_download_url": download_location(server, headers, &entry).await,
             "matched_key": entry.key,
         }),
         None => json!({"ok": false, "signed_download_url": "", "matched_key": ""}),

@@ -138,6 +138,8 @@ pub struct StoreLocation {
     pub database_url: Option<String>,
     /// The blob store URL (`s3://bucket/prefix`, `file:///dir`); `None` is `<dir>/blobs-v1`.
     pub blobs_url: Option<String>,
+    /// The local tier in front of remote blobs (`RUNNER_CACHE_TIER*`); `None` for none.
+    pub tier: Option<blob::TierConfig>,
 }
 
 impl StoreLocation {
@@ -147,6 +149,7 @@ impl StoreLocation {
             dir: dir.into(),
             database_url: None,
             blobs_url: None,
+            tier: None,
         }
     }
 
@@ -252,8 +255,19 @@ impl Store {
         blobs_url: Option<&str>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StoreError> {
+        Self::open_tiered(dir, db_url, blobs_url, None, clock)
+    }
+
+    /// [`Store::open_with_blobs`] with `tier` in front of a remote blob store.
+    pub fn open_tiered(
+        dir: &Path,
+        db_url: Option<&str>,
+        blobs_url: Option<&str>,
+        tier: Option<&blob::TierConfig>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
         let (blobs, blobs_read_only): (Arc<dyn BlobStore>, _) = match blobs_url {
-            Some(url) => blob::open_url(url)?,
+            Some(url) => blob::open_url_tiered(url, tier)?,
             None => {
                 let local = LocalBlobStore::new(dir)?;
                 let read_only = local.read_only().map(str::to_string);
@@ -284,10 +298,11 @@ impl Store {
 
     /// Opens the store at `location`.
     pub fn open_at(location: &StoreLocation, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
-        Self::open_with_blobs(
+        Self::open_tiered(
             &location.dir,
             location.database_url.as_deref(),
             location.blobs_url.as_deref(),
+            location.tier.as_ref(),
             clock,
         )
     }
@@ -295,6 +310,22 @@ impl Store {
     /// Opens the store in [`default_cache_dir`], index and blobs included.
     pub fn open_default(clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         Self::open_at(&StoreLocation::default_dir()?, clock)
+    }
+
+    /// Waits for blob writes still under way (a local tier's background uploads). Entries
+    /// committed to a blob the remote did not get are withdrawn before the error is returned.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        match self.blobs.flush() {
+            Err(BlobError::UploadsFailed { digests, source }) => {
+                for digest in &digests {
+                    for entry in self.index.find_by_digest(digest)? {
+                        self.index.delete(&entry.id)?;
+                    }
+                }
+                Err(BlobError::UploadsFailed { digests, source }.into())
+            }
+            other => Ok(other?),
+        }
     }
 
     /// The index.

@@ -624,3 +624,450 @@ fn which(tool: &str) -> String {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| tool.to_string())
 }
+
+/// What a [`FaultyBlobStore`] does wrong.
+#[derive(Debug, Clone, Default)]
+pub struct BlobFaults {
+    /// Reads fail (an I/O error) after this many bytes.
+    pub cut_reads_after: Option<usize>,
+    /// Reads end early (a clean end of stream) after this many bytes.
+    pub short_reads_after: Option<usize>,
+    /// `finish` fails.
+    pub fail_writes: bool,
+    /// `finish` waits until [`FaultyBlobStore::release`].
+    pub hold_writes: bool,
+}
+
+/// A memory blob store that fails on demand, standing in for a remote that breaks.
+#[derive(Debug, Clone, Default)]
+pub struct FaultyBlobStore {
+    /// The blobs that did arrive.
+    pub inner: runner::store::blob::MemoryBlobStore,
+    faults: std::sync::Arc<(std::sync::Mutex<BlobFaults>, std::sync::Condvar)>,
+}
+
+impl FaultyBlobStore {
+    /// Changes the faults.
+    pub fn set(&self, change: impl FnOnce(&mut BlobFaults)) {
+        let (lock, wake) = &*self.faults;
+        change(&mut lock.lock().unwrap_or_else(|p| p.into_inner()));
+        wake.notify_all();
+    }
+
+    /// Lets held writes finish.
+    pub fn release(&self) {
+        self.set(|f| f.hold_writes = false);
+    }
+
+    fn faults(&self) -> BlobFaults {
+        self.faults
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+struct FaultyReader {
+    inner: Box<dyn std::io::Read + Send>,
+    read: usize,
+    faults: BlobFaults,
+}
+
+impl std::io::Read for FaultyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.faults.cut_reads_after.is_some_and(|n| self.read >= n) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "remote cut the read",
+            ));
+        }
+        if self
+            .faults
+            .short_reads_after
+            .is_some_and(|n| self.read >= n)
+        {
+            return Ok(0);
+        }
+        let limit = [self.faults.cut_reads_after, self.faults.short_reads_after]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(buf.len(), |n| (n - self.read).min(buf.len()));
+        let n = self.inner.read(&mut buf[..limit])?;
+        self.read += n;
+        Ok(n)
+    }
+}
+
+struct FaultyWriter {
+    inner: Box<dyn runner::store::blob::BlobWriter>,
+    store: FaultyBlobStore,
+}
+
+impl std::io::Write for FaultyWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl runner::store::blob::BlobWriter for FaultyWriter {
+    fn finish(
+        self: Box<Self>,
+    ) -> Result<runner::store::blob::BlobInfo, runner::store::blob::BlobError> {
+        let (lock, wake) = &*self.store.faults;
+        let mut faults = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while faults.hold_writes {
+            faults = wake.wait(faults).unwrap_or_else(|p| p.into_inner());
+        }
+        if faults.fail_writes {
+            return Err(runner::store::blob::BlobError::Io {
+                path: "faulty remote".into(),
+                source: std::io::Error::other("the remote refused the upload"),
+            });
+        }
+        drop(faults);
+        self.inner.finish()
+    }
+}
+
+impl runner::store::blob::BlobStore for FaultyBlobStore {
+    fn writer(
+        &self,
+    ) -> Result<Box<dyn runner::store::blob::BlobWriter>, runner::store::blob::BlobError> {
+        Ok(Box::new(FaultyWriter {
+            inner: self.inner.writer()?,
+            store: self.clone(),
+        }))
+    }
+    fn open(
+        &self,
+        digest: &str,
+    ) -> Result<Box<dyn std::io::Read + Send>, runner::store::blob::BlobError> {
+        Ok(Box::new(FaultyReader {
+            inner: self.inner.open(digest)?,
+            read: 0,
+            faults: self.faults(),
+        }))
+    }
+    fn open_range(
+        &self,
+        digest: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn std::io::Read + Send>, runner::store::blob::BlobError> {
+        Ok(Box::new(FaultyReader {
+            inner: self.inner.open_range(digest, start, len)?,
+            read: 0,
+            faults: self.faults(),
+        }))
+    }
+    fn stat(
+        &self,
+        digest: &str,
+    ) -> Result<Option<runner::store::blob::BlobStat>, runner::store::blob::BlobError> {
+        self.inner.stat(digest)
+    }
+    fn delete(&self, digest: &str) -> Result<(), runner::store::blob::BlobError> {
+        self.inner.delete(digest)
+    }
+    fn list(&self) -> Result<Vec<runner::store::blob::ListedBlob>, runner::store::blob::BlobError> {
+        self.inner.list()
+    }
+    fn remove_stale_temp(&self, older_than: i64) -> Result<usize, runner::store::blob::BlobError> {
+        self.inner.remove_stale_temp(older_than)
+    }
+    fn flush(&self) -> Result<(), runner::store::blob::BlobError> {
+        self.inner.flush()
+    }
+    fn presigned_get(
+        &self,
+        digest: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, runner::store::blob::BlobError> {
+        self.inner.presigned_get(digest, expires_in)
+    }
+    fn tier_stats(&self) -> Option<runner::store::blob::TierStats> {
+        self.inner.tier_stats()
+    }
+}
+
+/// What a [`FaultProxy`] does to the requests it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forwards them.
+    Pass,
+    /// Answers `500 Internal Server Error` (an S3 `InternalError` body) without forwarding.
+    Status500,
+    /// Forwards until this many request-body bytes went through in all, then cuts the
+    /// connection it is sending on and refuses everything after: a server stopped mid-upload.
+    DownAfter(u64),
+    /// Closes every connection as soon as a request arrives.
+    Down,
+    /// Reads the request and never answers.
+    Stall,
+}
+
+#[derive(Debug)]
+struct ProxyState {
+    fault: std::sync::Mutex<Fault>,
+    requests: std::sync::atomic::AtomicU64,
+    body_bytes: std::sync::atomic::AtomicU64,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+/// An HTTP/1.1 proxy on 127.0.0.1 in front of a real server (moto) that injects [`Fault`]s;
+/// every forwarded request gets a connection of its own, so a fault applies from the next
+/// request on. Stops when dropped.
+#[derive(Debug)]
+pub struct FaultProxy {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    addr: std::net::SocketAddr,
+    state: std::sync::Arc<ProxyState>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream` (`http://host:port`), passing everything.
+    pub fn start(upstream: &str) -> Self {
+        use std::net::{TcpListener, ToSocketAddrs};
+        let authority = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let target = authority
+            .to_socket_addrs()
+            .expect("upstream address")
+            .next()
+            .expect("an upstream address");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let state = std::sync::Arc::new(ProxyState {
+            fault: std::sync::Mutex::new(Fault::Pass),
+            requests: Default::default(),
+            body_bytes: Default::default(),
+            stop: Default::default(),
+        });
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if shared.stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let state = shared.clone();
+                std::thread::spawn(move || {
+                    let _ = proxy_connection(client, target, &state);
+                });
+            }
+        });
+        Self {
+            url: format!("http://{addr}"),
+            addr,
+            state,
+        }
+    }
+
+    /// Changes what happens to the next requests (a `DownAfter` counts from now).
+    pub fn set(&self, fault: Fault) {
+        let mut current = self.state.fault.lock().unwrap_or_else(|p| p.into_inner());
+        self.state
+            .body_bytes
+            .store(0, std::sync::atomic::Ordering::SeqCst);
+        *current = fault;
+    }
+
+    /// The fault in effect (a `DownAfter` turns into `Down` once it fired).
+    pub fn fault(&self) -> Fault {
+        *self.state.fault.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> u64 {
+        self.state
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.state
+            .stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
+}
+
+/// Reads an HTTP head (through the blank line); `None` at a clean end of stream.
+fn read_head(reader: &mut impl std::io::BufRead) -> std::io::Result<Option<Vec<String>>> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        if line.is_empty() {
+            return Ok(Some(lines));
+        }
+        lines.push(line);
+    }
+}
+
+/// The head with its `Connection` header replaced by `Connection: close`.
+fn closing_head(lines: &[String]) -> Vec<u8> {
+    let mut out = String::new();
+    for line in lines {
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    out.into_bytes()
+}
+
+fn proxy_connection(
+    client: std::net::TcpStream,
+    target: std::net::SocketAddr,
+    state: &ProxyState,
+) -> std::io::Result<()> {
+    use std::io::{BufReader, Read, Write};
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut to_client = client.try_clone()?;
+    let mut from_client = BufReader::new(client);
+    loop {
+        let Some(head) = read_head(&mut from_client)? else {
+            return Ok(());
+        };
+        state.requests.fetch_add(1, SeqCst);
+        let length: u64 = head
+            .iter()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(0);
+        let fault = *state.fault.lock().unwrap_or_else(|p| p.into_inner());
+        match fault {
+            Fault::Down => return Ok(()),
+            Fault::Stall => {
+                for _ in 0..600 {
+                    if state.stop.load(SeqCst) {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                return Ok(());
+            }
+            Fault::Status500 => {
+                std::io::copy(&mut (&mut from_client).take(length), &mut std::io::sink())?;
+                let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code><Message>injected by the test proxy</Message></Error>";
+                write!(
+                    to_client,
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )?;
+                to_client.flush()?;
+            }
+            Fault::Pass | Fault::DownAfter(_) => {
+                let mut upstream = std::net::TcpStream::connect(target)?;
+                upstream.write_all(&closing_head(&head))?;
+                let mut left = length;
+                let mut buf = vec![0u8; 64 * 1024];
+                while left > 0 {
+                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let n = from_client.read(&mut buf[..want])?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    let total = state.body_bytes.fetch_add(n as u64, SeqCst) + n as u64;
+                    if let Fault::DownAfter(limit) = fault
+                        && total > limit
+                    {
+                        *state.fault.lock().unwrap_or_else(|p| p.into_inner()) = Fault::Down;
+                        // Both connections drop here, mid-body.
+                        return Ok(());
+                    }
+                    upstream.write_all(&buf[..n])?;
+                    left -= n as u64;
+                }
+                let mut from_upstream = BufReader::new(upstream);
+                let Some(response) = read_head(&mut from_upstream)? else {
+                    return Ok(());
+                };
+                to_client.write_all(&closing_head(&response))?;
+                std::io::copy(&mut from_upstream, &mut to_client)?;
+                to_client.flush()?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Every object key in `bucket` under `prefix`, listed straight from the S3 server
+/// `AWS_ENDPOINT_URL` names (not through any store).
+#[cfg(feature = "s3")]
+pub fn s3_objects(bucket: &str, prefix: &str) -> Vec<String> {
+    use futures_util::StreamExt;
+    use object_store::ObjectStore;
+    let client = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_allow_http(true)
+        .build()
+        .expect("s3 client");
+    let prefix = object_store::path::Path::from(prefix);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let mut out = Vec::new();
+            let mut list = client.list(Some(&prefix));
+            while let Some(meta) = list.next().await {
+                out.push(meta.expect("list").location.to_string());
+            }
+            out
+        })
+}
+
+/// Bytes that do not compress or repeat, `len` long.
+pub fn blob_noise(len: usize, seed: u8) -> Vec<u8> {
+    use sha2::Digest;
+    let mut out = Vec::with_capacity(len + 32);
+    let mut block = sha2::Sha256::digest([seed]);
+    while out.len() < len {
+        out.extend_from_slice(&block);
+        block = sha2::Sha256::digest(block);
+    }
+    out.truncate(len);
+    out
+}
+
+/// Writes `bytes` as one blob, in uneven chunks as an archiver streams.
+pub fn write_blob(
+    store: &dyn runner::store::blob::BlobStore,
+    bytes: &[u8],
+) -> runner::store::blob::BlobInfo {
+    use std::io::Write;
+    let mut w = store.writer().expect("writer");
+    for chunk in bytes.chunks(64 * 1024 + 7) {
+        w.write_all(chunk).expect("write");
+    }
+    w.finish().expect("finish")
+}
+
+/// A blob's bytes, read to the end (where a verified store checks them).
+pub fn read_blob(
+    store: &dyn runner::store::blob::BlobStore,
+    digest: &str,
+) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    store.open(digest).expect("open").read_to_end(&mut out)?;
+    Ok(out)
+}

@@ -286,4 +286,37 @@ impl BlobStore for LocalBlobStore {
         }
         Ok(removed)
     }
+
+    /// Every write is durable when `finish` returns.
+    fn flush(&self) -> Result<(), BlobError> {
+        Ok(())
+    }
+
+    /// Only this process can read these bytes.
+    fn presigned_get(
+        &self,
+        digest: &str,
+        _expires_in: std::time::Duration,
+    ) -> Result<Option<String>, BlobError> {
+        check_digest(digest)?;
+        Ok(None)
+    }
+
+    fn tier_stats(&self) -> Option<super::TierStats> {
+        None
+    }
+}
+
+/// The file's mtime is the blob's last use.
+impl super::LocalTier for LocalBlobStore {
+    fn touch(&self, digest: &str) -> Result<(), BlobError> {
+        let path = self.path_of(digest)?;
+        let file = match File::options().write(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(BlobError::Io { path, source }),
+        };
+        file.set_modified(std::time::SystemTime::now())
+            .map_err(io_err(&path))
+    }
 }

@@ -179,4 +179,34 @@ impl BlobStore for MemoryBlobStore {
     fn remove_stale_temp(&self, _older_than: EpochMillis) -> Result<usize, BlobError> {
         Ok(0)
     }
+
+    /// Every write is complete when `finish` returns.
+    fn flush(&self) -> Result<(), BlobError> {
+        Ok(())
+    }
+
+    /// Only this process can read these bytes.
+    fn presigned_get(
+        &self,
+        digest: &str,
+        _expires_in: std::time::Duration,
+    ) -> Result<Option<String>, BlobError> {
+        check_digest(digest)?;
+        Ok(None)
+    }
+
+    fn tier_stats(&self) -> Option<super::TierStats> {
+        None
+    }
+}
+
+impl super::LocalTier for MemoryBlobStore {
+    fn touch(&self, digest: &str) -> Result<(), BlobError> {
+        check_digest(digest)?;
+        let now = self.clock.now_millis();
+        if let Some(stored) = self.lock().blobs.get_mut(digest) {
+            stored.modified_at = now;
+        }
+        Ok(())
+    }
 }

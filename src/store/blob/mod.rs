@@ -21,8 +21,10 @@ use crate::clock::EpochMillis;
 pub use local::LocalBlobStore;
 pub use memory::MemoryBlobStore;
 #[cfg(feature = "s3")]
-pub use s3::S3BlobStore;
-pub use tiered::{TierStats, Tiered};
+pub use s3::{S3BlobStore, S3Options};
+pub use tiered::{
+    FillingReader, LocalTier, RemoteWrites, TierLimits, TierStats, Tiered, trim_local,
+};
 pub use verify::{DigestWriter, Verified, VerifyingReader};
 
 /// The layout directory (and key prefix); bump the version if the layout changes.
@@ -64,6 +66,25 @@ pub enum BlobError {
     BadUrl {
         /// The URL as given.
         url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Background uploads to a remote tier failed; the blobs named exist nowhere else now.
+    #[error("{} background upload(s) to the remote store failed: {}", digests.len(), digests.join(", "))]
+    UploadsFailed {
+        /// The digests the remote did not get.
+        digests: Vec<String>,
+        /// The first failure.
+        #[source]
+        source: Box<BlobError>,
+    },
+    /// A setting from the environment that cannot be used.
+    #[error("{name}={value:?}: {reason}")]
+    BadSetting {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
         /// What is wrong with it.
         reason: String,
     },
@@ -174,6 +195,20 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// others once older than `older_than` (a live writer's are kept where the store can tell);
     /// returns how many.
     fn remove_stale_temp(&self, older_than: EpochMillis) -> Result<usize, BlobError>;
+    /// Waits for writes still under way after their `finish` (a tiered store's background
+    /// uploads); [`BlobError::UploadsFailed`] names the blobs that did not make it.
+    fn flush(&self) -> Result<(), BlobError>;
+    /// A URL a client can GET the blob's bytes from without us, valid for `expires_in` (a
+    /// presigned S3 GET), or `None` when the store cannot hand one out. Nobody verifies bytes
+    /// fetched that way, so only offer it to clients that check nothing either.
+    fn presigned_get(
+        &self,
+        digest: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, BlobError>;
+    /// Hit, miss and upload counters of a tiered store (for metrics); `None` for a store with
+    /// no tiers.
+    fn tier_stats(&self) -> Option<TierStats>;
 }
 
 impl dyn BlobStore {
@@ -216,6 +251,86 @@ impl<S: BlobStore + ?Sized> BlobStore for Arc<S> {
     fn remove_stale_temp(&self, older_than: EpochMillis) -> Result<usize, BlobError> {
         (**self).remove_stale_temp(older_than)
     }
+    fn flush(&self) -> Result<(), BlobError> {
+        (**self).flush()
+    }
+    fn presigned_get(
+        &self,
+        digest: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, BlobError> {
+        (**self).presigned_get(digest, expires_in)
+    }
+    fn tier_stats(&self) -> Option<TierStats> {
+        (**self).tier_stats()
+    }
+}
+
+/// The local tier put in front of a remote blob store: where it lives, its bounds, and when
+/// writes reach the remote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierConfig {
+    /// The directory holding the tier's `blobs-v1/`.
+    pub dir: PathBuf,
+    /// Size and age bounds.
+    pub limits: TierLimits,
+    /// When writes reach the remote.
+    pub writes: RemoteWrites,
+}
+
+impl TierConfig {
+    /// The tier from the environment, `None` when `RUNNER_CACHE_TIER=off`: in `$RUNNER_CACHE_TIER_DIR`
+    /// (else `<cache_dir>/tier`), bounded by `RUNNER_CACHE_TIER_MAX_SIZE` (`10G`, `500M`, bytes;
+    /// default 10 GiB) and `RUNNER_CACHE_TIER_TTL_DAYS` (default 7), remote writes per
+    /// `RUNNER_CACHE_TIER_UPLOADS` (`through`, the default, or `background`).
+    pub fn from_env(cache_dir: &std::path::Path) -> Result<Option<Self>, BlobError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let bad = |name: &'static str, value: &str, reason: String| BlobError::BadSetting {
+            name,
+            value: value.to_string(),
+            reason,
+        };
+        if let Some(v) = var("RUNNER_CACHE_TIER") {
+            match v.trim() {
+                "off" | "0" | "false" => return Ok(None),
+                "on" | "1" | "true" => {}
+                _ => return Err(bad("RUNNER_CACHE_TIER", &v, "expected on or off".into())),
+            }
+        }
+        let mut limits = TierLimits::default();
+        if let Some(v) = var("RUNNER_CACHE_TIER_MAX_SIZE") {
+            limits.max_bytes = crate::store::index::parse_size(&v)
+                .map_err(|reason| bad("RUNNER_CACHE_TIER_MAX_SIZE", &v, reason))?;
+        }
+        if let Some(v) = var("RUNNER_CACHE_TIER_TTL_DAYS") {
+            let days: u32 = v.trim().parse().map_err(|_| {
+                bad(
+                    "RUNNER_CACHE_TIER_TTL_DAYS",
+                    &v,
+                    "expected a whole number of days".into(),
+                )
+            })?;
+            limits.ttl_ms = i64::from(days) * 24 * 3600 * 1000;
+        }
+        let writes = match var("RUNNER_CACHE_TIER_UPLOADS").as_deref().map(str::trim) {
+            None | Some("through") => RemoteWrites::Through,
+            Some("background") => RemoteWrites::Background,
+            Some(other) => {
+                return Err(bad(
+                    "RUNNER_CACHE_TIER_UPLOADS",
+                    other,
+                    "expected through or background".into(),
+                ));
+            }
+        };
+        let dir =
+            var("RUNNER_CACHE_TIER_DIR").map_or_else(|| cache_dir.join("tier"), PathBuf::from);
+        Ok(Some(Self {
+            dir,
+            limits,
+            writes,
+        }))
+    }
 }
 
 /// Opens the blob store a `RUNNER_CACHE_BLOBS` URL names, verified on read: `file:///dir` (or a
@@ -223,16 +338,31 @@ impl<S: BlobStore + ?Sized> BlobStore for Arc<S> {
 /// (credentials, region and `AWS_ENDPOINT_URL` from the environment). Returns the store and,
 /// for a local directory that could not be opened for writing, why.
 pub fn open_url(url: &str) -> Result<(Arc<dyn BlobStore>, Option<String>), BlobError> {
+    open_url_tiered(url, None)
+}
+
+/// [`open_url`], with `tier` in front of a remote store (a local directory needs none).
+pub fn open_url_tiered(
+    url: &str,
+    tier: Option<&TierConfig>,
+) -> Result<(Arc<dyn BlobStore>, Option<String>), BlobError> {
     if let Some(rest) = url.strip_prefix("s3://") {
         #[cfg(feature = "s3")]
         {
             let _ = rest;
             let store = S3BlobStore::from_url(url)?;
-            return Ok((Arc::new(Verified::new(store)), None));
+            let Some(tier) = tier else {
+                return Ok((Arc::new(Verified::new(store)), None));
+            };
+            let local = LocalBlobStore::new(&tier.dir)?;
+            let tiered = Tiered::new(local, store)
+                .with_limits(tier.limits)
+                .with_remote_writes(tier.writes);
+            return Ok((Arc::new(Verified::new(tiered)), None));
         }
         #[cfg(not(feature = "s3"))]
         {
-            let _ = rest;
+            let _ = (rest, tier);
             return Err(BlobError::BadUrl {
                 url: url.to_string(),
                 reason: "this build has no S3 support (cargo feature `s3`)".to_string(),

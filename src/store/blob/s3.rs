@@ -72,6 +72,42 @@ impl Runtime {
     }
 }
 
+/// How the S3 client waits and retries. Set deliberately: object_store's defaults (30 s for a
+/// whole request, 10 retries over up to 3 minutes) would cut an 8 MiB part on a slow link and
+/// keep a job waiting on a dead endpoint for minutes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Options {
+    /// One request, from connecting until its body is done: a PUT of one part, or a GET (a GET
+    /// cut by it resumes from where it stopped, with a range request, as a retry).
+    pub request_timeout: Duration,
+    /// Connecting.
+    pub connect_timeout: Duration,
+    /// Retries of a request answered 5xx or 429, timed out, or cut (connect errors and
+    /// idempotent requests only).
+    pub max_retries: usize,
+    /// First backoff; doubles per retry up to 10 s.
+    pub init_backoff: Duration,
+    /// No retry starts after this long since the first attempt.
+    pub retry_timeout: Duration,
+    /// The endpoint, instead of `AWS_ENDPOINT_URL`.
+    pub endpoint: Option<String>,
+}
+
+impl Default for S3Options {
+    /// 120 s per request (an 8 MiB part at 70 KB/s), 10 s to connect, 6 retries from 100 ms
+    /// within 180 s.
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(120),
+            connect_timeout: Duration::from_secs(10),
+            max_retries: 6,
+            init_backoff: Duration::from_millis(100),
+            retry_timeout: Duration::from_secs(180),
+            endpoint: None,
+        }
+    }
+}
+
 /// Content-addressed blobs in an S3-compatible bucket.
 #[derive(Debug, Clone)]
 pub struct S3BlobStore {
@@ -100,6 +136,11 @@ impl S3BlobStore {
     /// `AWS_*` variables (`AWS_ENDPOINT_URL` for S3-compatible servers; `http://` endpoints are
     /// allowed). Nothing is requested until the first call.
     pub fn from_url(url: &str) -> Result<Self, BlobError> {
+        Self::from_url_with(url, &S3Options::default())
+    }
+
+    /// [`S3BlobStore::from_url`] with explicit timeouts, retries and endpoint.
+    pub fn from_url_with(url: &str, options: &S3Options) -> Result<Self, BlobError> {
         let bad = |reason: &str| BlobError::BadUrl {
             url: url.to_string(),
             reason: reason.to_string(),
@@ -116,18 +157,21 @@ impl S3BlobStore {
             .with_bucket_name(bucket)
             .with_client_options(
                 ClientOptions::new()
-                    .with_timeout(Duration::from_secs(120))
-                    .with_connect_timeout(Duration::from_secs(10)),
+                    .with_timeout(options.request_timeout)
+                    .with_connect_timeout(options.connect_timeout),
             )
             .with_retry(RetryConfig {
                 backoff: BackoffConfig {
-                    init_backoff: Duration::from_millis(100),
+                    init_backoff: options.init_backoff,
                     max_backoff: Duration::from_secs(10),
                     base: 2.0,
                 },
-                max_retries: 6,
-                retry_timeout: Duration::from_secs(180),
+                max_retries: options.max_retries,
+                retry_timeout: options.retry_timeout,
             });
+        if let Some(endpoint) = &options.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
         let plain_http = builder
             .get_config_value(&AmazonS3ConfigKey::Endpoint)
             .is_some_and(|e| e.starts_with("http://"));
@@ -507,5 +551,33 @@ impl BlobStore for S3BlobStore {
             }
         }
         Ok(removed)
+    }
+
+    /// Every write is complete when `finish` returns.
+    fn flush(&self) -> Result<(), BlobError> {
+        Ok(())
+    }
+
+    fn presigned_get(
+        &self,
+        digest: &str,
+        expires_in: Duration,
+    ) -> Result<Option<String>, BlobError> {
+        use object_store::signer::Signer;
+        let key = self.key_of(digest)?;
+        let path = ObjectPath::from(key.as_str());
+        let client = self.client.clone();
+        let url = self
+            .run(async move {
+                client
+                    .signed_url(http::Method::GET, &path, expires_in)
+                    .await
+            })?
+            .map_err(remote("presign", &key))?;
+        Ok(Some(url.to_string()))
+    }
+
+    fn tier_stats(&self) -> Option<super::TierStats> {
+        None
     }
 }

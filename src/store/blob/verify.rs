@@ -66,6 +66,23 @@ impl<S: BlobStore> BlobStore for Verified<S> {
     fn remove_stale_temp(&self, older_than: EpochMillis) -> Result<usize, BlobError> {
         self.inner.remove_stale_temp(older_than)
     }
+
+    fn flush(&self) -> Result<(), BlobError> {
+        self.inner.flush()
+    }
+
+    fn presigned_get(
+        &self,
+        digest: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, BlobError> {
+        check_digest(digest)?;
+        self.inner.presigned_get(digest, expires_in)
+    }
+
+    fn tier_stats(&self) -> Option<super::TierStats> {
+        self.inner.tier_stats()
+    }
 }
 
 /// Passes writes through to `inner` while hashing them and counting bytes.

@@ -231,6 +231,19 @@ impl BlobStore for DiskFullAfter {
     fn remove_stale_temp(&self, older_than: i64) -> Result<usize, BlobError> {
         self.inner.remove_stale_temp(older_than)
     }
+    fn flush(&self) -> Result<(), BlobError> {
+        self.inner.flush()
+    }
+    fn presigned_get(
+        &self,
+        digest: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, BlobError> {
+        self.inner.presigned_get(digest, expires_in)
+    }
+    fn tier_stats(&self) -> Option<runner::store::blob::TierStats> {
+        self.inner.tier_stats()
+    }
 }
 
 /// A save that fails half-way (the disk fills up while the archive streams into the blob

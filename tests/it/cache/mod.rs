@@ -49,12 +49,21 @@ impl Harness {
 
     /// A SQLite harness whose real blob store is wrapped by `wrap` (fault injection).
     pub fn sqlite_wrapped(options: CacheOptions, wrap: Option<BlobWrap>) -> Self {
+        Self::sqlite_blobs(options, wrap.map(Blobs::Wrap))
+    }
+
+    /// A SQLite harness whose blobs live in `blobs` (an S3 store, a tiered one).
+    pub fn sqlite_over(options: CacheOptions, blobs: Arc<dyn BlobStore>) -> Self {
+        Self::sqlite_blobs(options, Some(Blobs::Use(blobs)))
+    }
+
+    fn sqlite_blobs(options: CacheOptions, blobs: Option<Blobs>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!(
             "sqlite://{}",
             dir.path().join("store/index.sqlite").display()
         );
-        Self::build(dir, url, None, options, wrap)
+        Self::build(dir, url, None, options, blobs)
     }
 
     pub fn postgres() -> Option<Self> {
@@ -73,7 +82,7 @@ impl Harness {
         url: String,
         pg: Option<PgSchema>,
         mut options: CacheOptions,
-        wrap: Option<BlobWrap>,
+        wrap: Option<Blobs>,
     ) -> Self {
         for sub in ["store", "ws", "home"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("make dirs");
@@ -236,19 +245,31 @@ impl Harness {
 /// Wraps the real blob store of a harness, e.g. to make writes fail like a full disk.
 pub type BlobWrap = fn(Arc<dyn BlobStore>) -> Arc<dyn BlobStore>;
 
+/// The blobs of a harness other than its local directory.
+enum Blobs {
+    /// The local directory, wrapped.
+    Wrap(BlobWrap),
+    /// This store instead.
+    Use(Arc<dyn BlobStore>),
+}
+
 fn open_cache(
     dir: &Path,
     url: &str,
     clock: &ManualClock,
     options: CacheOptions,
-    wrap: Option<BlobWrap>,
+    blobs: Option<Blobs>,
 ) -> Cache {
     let mut store = Store::open(&dir.join("store"), Some(url), Arc::new(clock.clone()))
         .unwrap_or_else(|e| panic!("open store {url}: {e}"));
-    if let Some(wrap) = wrap {
+    if let Some(blobs) = blobs {
         let index = runner::store::index::Index::open(url, Arc::new(clock.clone()))
             .unwrap_or_else(|e| panic!("open index {url}: {e}"));
-        store = Store::new(index, wrap(store.blobs().clone()));
+        let blobs = match blobs {
+            Blobs::Wrap(wrap) => wrap(store.blobs().clone()),
+            Blobs::Use(blobs) => blobs,
+        };
+        store = Store::new(index, blobs);
     }
     Cache::with_store(store, Arc::new(clock.clone()), options)
 }

@@ -234,3 +234,58 @@ fn cache_backend_server_without_a_server_is_a_usage_error() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `runner exec --cache-server` keeps downloaded archives in a local tier keyed by the digest
+/// the server names: a later restore of the same entry reads the tier, even once the server can
+/// no longer serve the bytes; with the tier off, that restore is a miss.
+#[test]
+fn downloads_are_kept_in_a_local_tier() {
+    let srv = Srv::start();
+    let token = srv.token();
+    let args = ["--cache-server", srv.base.as_str(), "--cache-token", &token];
+    let tier = srv.h.dir.path().join("tier");
+    let tier_dir = tier.display().to_string();
+    let env = [("RUNNER_CACHE_TIER_DIR", tier_dir.as_str())];
+    let saver = workspace(&srv, "tier-1", "tiered");
+    assert!(exec(&saver, &args, &env).ok);
+    let tier_blobs = || -> Vec<String> {
+        let local = runner::store::blob::LocalBlobStore::new(&tier).expect("tier");
+        use runner::store::blob::BlobStore;
+        local
+            .list()
+            .expect("list")
+            .into_iter()
+            .map(|b| b.digest)
+            .collect()
+    };
+    assert!(tier_blobs().is_empty(), "a save does not fill the tier");
+    let first = workspace(&srv, "tier-2", "tiered");
+    let run = exec(&first, &args, &env);
+    assert!(run.log.contains("hit=true"), "{}", run.log);
+    let key = srv.h.keys().into_iter().next().expect("a key");
+    let blob = srv.h.blob_file(&key);
+    let digest = blob
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("digest")
+        .to_string();
+    assert_eq!(tier_blobs(), vec![digest], "the download was kept");
+    // The server loses the bytes; the tier still has them.
+    std::fs::remove_file(&blob).expect("remove the server's blob");
+    let second = workspace(&srv, "tier-3", "tiered");
+    let run = exec(&second, &args, &env);
+    assert!(run.ok, "{}", run.log);
+    assert!(run.log.contains("hit=true"), "{}", run.log);
+    assert_eq!(
+        snapshot(&second.join("deps")),
+        snapshot(&first.join("deps"))
+    );
+    let off = [
+        ("RUNNER_CACHE_TIER_DIR", tier_dir.as_str()),
+        ("RUNNER_CACHE_TIER", "off"),
+    ];
+    let third = workspace(&srv, "tier-4", "tiered");
+    let run = exec(&third, &args, &off);
+    assert!(run.ok, "{}", run.log);
+    assert!(run.log.contains("Failed to restore: "), "{}", run.log);
+}

@@ -4,6 +4,8 @@
 mod auth;
 mod client;
 mod concurrency;
+#[cfg(feature = "s3")]
+mod direct;
 mod metrics;
 mod process;
 mod rest;

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::sync::{Arc, Barrier};
 
 use runner::store::blob::{
-    BlobError, BlobInfo, BlobStore, LocalBlobStore, MemoryBlobStore, Tiered, Verified,
+    BlobError, BlobInfo, BlobStore, LocalBlobStore, MemoryBlobStore, RemoteWrites, Tiered, Verified,
 };
 use sha2::{Digest, Sha256};
 
@@ -27,31 +27,14 @@ fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Bytes that do not compress or repeat, `len` long.
-fn noise(len: usize, seed: u8) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 32);
-    let mut block = Sha256::digest([seed]);
-    while out.len() < len {
-        out.extend_from_slice(&block);
-        block = Sha256::digest(block);
-    }
-    out.truncate(len);
-    out
-}
+use crate::support::{blob_noise as noise, read_blob as read_all, write_blob};
 
+/// [`write_blob`], then background uploads joined, so stat and list answer from the remote's
+/// final state.
 fn put(store: &dyn BlobStore, bytes: &[u8]) -> BlobInfo {
-    let mut w = store.writer().expect("writer");
-    // Uneven writes, as an archiver streams.
-    for chunk in bytes.chunks(64 * 1024 + 7) {
-        w.write_all(chunk).expect("write");
-    }
-    w.finish().expect("finish")
-}
-
-fn read_all(store: &dyn BlobStore, digest: &str) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    store.open(digest).expect("open").read_to_end(&mut out)?;
-    Ok(out)
+    let info = write_blob(store, bytes);
+    store.flush().expect("flush");
+    info
 }
 
 fn digests(store: &dyn BlobStore) -> Vec<String> {
@@ -173,30 +156,39 @@ pub fn s3(_verified: bool) -> Option<Subject> {
     None
 }
 
-/// A local tier in front of `remote` (memory when `None`), optionally verified; tampering alters
-/// both tiers.
-fn tiered_over(remote: Option<Subject>, verified: bool, name: &'static str) -> Option<Subject> {
-    let local = local(false)?;
+/// A local tier in front of `remote` (memory when `None`), optionally verified, writing to the
+/// remote through or in the background; tampering alters both tiers (after the uploads).
+fn tiered_over(
+    remote: Option<Subject>,
+    verified: bool,
+    writes: RemoteWrites,
+    name: &'static str,
+) -> Option<Subject> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = LocalBlobStore::new(dir.path()).expect("local store");
+    let local_paths = local.clone();
     let remote = match remote {
         Some(remote) => remote,
         None => memory(false)?,
     };
-    let tiered = Tiered::new(local.store.clone(), remote.store.clone());
+    let tiered = Tiered::new(local, remote.store.clone()).with_remote_writes(writes);
+    let uploads = tiered.clone();
     let store: Arc<dyn BlobStore> = if verified {
         Arc::new(Verified::new(tiered))
     } else {
         Arc::new(tiered)
     };
-    let (local_tamper, remote_tamper) = (local.tamper, remote.tamper);
+    let remote_tamper = remote.tamper;
     Some(Subject {
         name,
         store,
         verified,
         tamper: Box::new(move |digest, bytes| {
-            local_tamper(digest, bytes);
+            uploads.flush().expect("uploads");
+            std::fs::write(local_paths.path_of(digest).expect("path"), bytes).expect("tamper");
             remote_tamper(digest, bytes);
         }),
-        _dir: local._dir,
+        _dir: Some(dir),
     })
 }
 
@@ -206,11 +198,22 @@ pub fn tiered(verified: bool) -> Option<Subject> {
     } else {
         "tiered(local, memory)"
     };
-    tiered_over(None, verified, name)
+    tiered_over(None, verified, RemoteWrites::Through, name)
+}
+
+pub fn tiered_background() -> Option<Subject> {
+    let name = "verified(tiered(local, memory), background uploads)";
+    tiered_over(None, true, RemoteWrites::Background, name)
 }
 
 pub fn tiered_s3() -> Option<Subject> {
-    tiered_over(Some(s3(false)?), true, "verified(tiered(local, s3))")
+    let name = "verified(tiered(local, s3))";
+    tiered_over(Some(s3(false)?), true, RemoteWrites::Through, name)
+}
+
+pub fn tiered_s3_background() -> Option<Subject> {
+    let name = "verified(tiered(local, s3), background uploads)";
+    tiered_over(Some(s3(false)?), true, RemoteWrites::Background, name)
 }
 
 /// `conformance!(case, ...)` makes `case::local`, `case::verified_local`, `case::memory`, ….
@@ -235,7 +238,11 @@ macro_rules! conformance {
                 #[test]
                 fn verified_tiered() { if let Some(s) = super::tiered(true) { super::$case(&s) } }
                 #[test]
+                fn verified_tiered_background() { if let Some(s) = super::tiered_background() { super::$case(&s) } }
+                #[test]
                 fn verified_tiered_s3() { if let Some(s) = super::tiered_s3() { super::$case(&s) } }
+                #[test]
+                fn verified_tiered_s3_background() { if let Some(s) = super::tiered_s3_background() { super::$case(&s) } }
             }
         )*
     };
@@ -617,40 +624,4 @@ fn unusable_blob_urls_are_refused() {
             "{url}: {err}"
         );
     }
-}
-
-/// A read the local tier misses streams from the remote and leaves a local copy, so the next read
-/// is a local hit; a copy is kept only when the whole blob was read.
-#[test]
-fn tiered_reads_fill_the_local_tier() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let local = LocalBlobStore::new(dir.path()).expect("local");
-    let remote = MemoryBlobStore::new();
-    let tiered = Tiered::new(local.clone(), remote.clone());
-    let bytes = noise(300_000, 7);
-    let info = put(&remote, &bytes);
-    // A reader dropped half-way leaves no local copy.
-    let mut half = vec![0u8; 1000];
-    tiered
-        .open(&info.digest)
-        .expect("open")
-        .read_exact(&mut half)
-        .expect("read");
-    assert!(local.stat(&info.digest).expect("stat").is_none());
-    assert_eq!(read_all(&tiered, &info.digest).expect("read"), bytes);
-    assert!(local.stat(&info.digest).expect("stat").is_some(), "copied");
-    assert_eq!(read_all(&tiered, &info.digest).expect("read"), bytes);
-    assert!(matches!(
-        tiered.open(&"0".repeat(64)),
-        Err(BlobError::NotFound { .. })
-    ));
-    let stats = tiered.stats();
-    assert_eq!(
-        (stats.local_hits, stats.remote_hits, stats.misses),
-        (1, 2, 1)
-    );
-    // Writes reach both tiers.
-    let written = put(&tiered, b"written through");
-    assert!(remote.stat(&written.digest).expect("stat").is_some());
-    assert!(local.stat(&written.digest).expect("stat").is_some());
 }

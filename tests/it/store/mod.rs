@@ -11,10 +11,15 @@ mod kill;
 mod races;
 mod read_only;
 mod reclaim;
+#[cfg(feature = "s3")]
+mod s3_faults;
 mod schema;
+mod tiered;
 mod verify;
 
 pub use crate::support::PgSchema;
+/// `RUNNER_TEST_S3_URL` and a fresh prefix in it (see [`blob_conformance::s3_test_url`]).
+pub use blob_conformance::s3_test_url as blob_conformance_s3_url;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -92,14 +97,19 @@ impl Harness {
 
     /// Saves an entry with real blob bytes; returns it committed.
     pub fn save(&self, spec: &Spec<'_>, bytes: &[u8]) -> Entry {
-        let new = spec.new_entry();
-        let Reservation::Reserved(id) = self.index().reserve(&new).expect("reserve") else {
-            panic!("{spec:?} already exists");
-        };
-        let mut writer = self.store.blobs().writer().expect("blob writer");
-        std::io::Write::write_all(&mut writer, bytes).expect("write blob");
-        self.store.commit_blob(&id, writer).expect("commit")
+        save_into(&self.store, spec, bytes)
     }
+}
+
+/// Saves an entry with real blob bytes into `store`; returns it committed.
+pub fn save_into(store: &Store, spec: &Spec<'_>, bytes: &[u8]) -> Entry {
+    let new = spec.new_entry();
+    let Reservation::Reserved(id) = store.index().reserve(&new).expect("reserve") else {
+        panic!("{spec:?} already exists");
+    };
+    let mut writer = store.blobs().writer().expect("blob writer");
+    std::io::Write::write_all(&mut writer, bytes).expect("write blob");
+    store.commit_blob(&id, writer).expect("commit")
 }
 
 /// What an entry is, for table-driven setups.

@@ -190,6 +190,19 @@ impl runner::store::blob::BlobStore for CleanedUnderfoot {
     fn remove_stale_temp(&self, older_than: i64) -> Result<usize, runner::store::blob::BlobError> {
         self.0.remove_stale_temp(older_than)
     }
+    fn flush(&self) -> Result<(), runner::store::blob::BlobError> {
+        self.0.flush()
+    }
+    fn presigned_get(
+        &self,
+        digest: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, runner::store::blob::BlobError> {
+        self.0.presigned_get(digest, expires_in)
+    }
+    fn tier_stats(&self) -> Option<runner::store::blob::TierStats> {
+        self.0.tier_stats()
+    }
 }
 
 fn a_blob_removed_under_a_commit_withdraws_the_entry(h: &Harness) {
