@@ -56,6 +56,13 @@ pub enum UiError {
         #[source]
         source: Box<CacheError>,
     },
+    /// The analysis could not be computed.
+    #[error("analyzing the cache")]
+    Analyze {
+        /// The cause.
+        #[source]
+        source: crate::cache::analyze::AnalyzeError,
+    },
     /// No such repository entry.
     #[error("no cache entry {id} in {repository}")]
     NotFound {
@@ -96,9 +103,10 @@ impl UiError {
             UiError::NotFound { .. } => StatusCode::NOT_FOUND,
             UiError::Forbidden { .. } | UiError::Csrf => StatusCode::FORBIDDEN,
             UiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            UiError::Index { .. } | UiError::Delete { .. } | UiError::Worker => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            UiError::Index { .. }
+            | UiError::Analyze { .. }
+            | UiError::Delete { .. }
+            | UiError::Worker => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -114,6 +122,7 @@ pub(super) fn routes() -> Router<Server> {
         .route("/ui/sign-out", axum::routing::post(sign_out))
         .route("/ui/r/{owner}/{name}", get(repository))
         .route("/ui/r/{owner}/{name}/e/{id}", get(entry))
+        .route("/ui/r/{owner}/{name}/analysis", get(analysis))
         .route(
             "/ui/r/{owner}/{name}/delete",
             get(confirm_delete).post(delete),
@@ -312,6 +321,39 @@ fn usage_of(inner: &Inner, repo: &str) -> Result<RepoUsage, UiError> {
         entries: 0,
         size_bytes: 0,
     }))
+}
+
+/// How many days of events the analysis page judges (as `runner cache analyze --since 7d`).
+const ANALYSIS_DAYS: i64 = 7;
+
+/// `runner cache analyze` for one repository, as a page: hit rates per key prefix and per
+/// restore level, and each finding with its recommendation.
+async fn analysis(
+    State(server): State<Server>,
+    Path((owner, name)): Path<(String, String)>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let req = request(&server, &headers, here(uri.path(), uri.query()));
+    let repo = format!("{owner}/{name}");
+    let data = read(&server, move |inner| {
+        let options = crate::cache::analyze::AnalyzeOptions {
+            repository: Some(repo),
+            since: inner.clock.now_millis() - ANALYSIS_DAYS * crate::store::index::DAY_MILLIS,
+            budget_bytes: budget(inner),
+            ..Default::default()
+        };
+        crate::cache::analyze::analyze(inner.cache.store(), &options)
+            .map_err(|source| UiError::Analyze { source })
+    })
+    .await;
+    match data {
+        Ok(report) => html_response(
+            StatusCode::OK,
+            pages::analysis(&report, ANALYSIS_DAYS, &req.chrome),
+        ),
+        Err(err) => fail(&err, &req.chrome),
+    }
 }
 
 async fn repository(

@@ -373,6 +373,11 @@ pub fn repository(v: &RepoView, chrome: &Chrome) -> String {
         html::bytes(v.budget)
     );
     usage_meter(&mut out, &v.usage, v.budget);
+    let _ = write!(
+        out,
+        "<p><a href=\"{}/analysis\">Analysis: hit rates per key prefix and restore level, and what to change</a></p>",
+        Esc(&href)
+    );
     let q = &v.query;
     let _ = write!(
         out,
@@ -688,6 +693,89 @@ pub fn sign_in(next: &str, error: Option<&str>, chrome: &Chrome) -> String {
 }
 
 /// An error page.
+/// The analysis page of one repository: what `runner cache analyze -R` prints.
+pub fn analysis(r: &crate::cache::analyze::Report, days: i64, chrome: &Chrome) -> String {
+    use crate::cache::analyze::Severity;
+    let repo = r.repository.as_deref().unwrap_or("all repositories");
+    let href = repo_href(repo);
+    let mut out = String::new();
+    let t = &r.totals;
+    let _ = write!(
+        out,
+        "<p class=\"lead\">Last {days} days: {} lookups, {} exact and {} partial hits, {} misses \
+         ({:.0}% hit rate); {} restored, {} saved.</p>",
+        t.lookups,
+        t.hits_exact,
+        t.hits_partial,
+        t.misses,
+        t.hit_rate * 100.0,
+        html::bytes(t.bytes_restored),
+        html::bytes(t.bytes_saved)
+    );
+    out.push_str("<section aria-labelledby=\"findings\"><h2 id=\"findings\">Findings</h2>");
+    if r.findings.is_empty() {
+        out.push_str("<p>Nothing to change: every key and restore key earns its keep.</p>");
+    } else {
+        out.push_str("<ul class=\"findings\">");
+        for f in &r.findings {
+            let level = match f.severity {
+                Severity::Warning => "warning",
+                Severity::Info => "info",
+            };
+            let _ = write!(
+                out,
+                "<li class=\"finding {level}\"><p><span class=\"badge\">{level}</span> {}</p>\
+                 <p class=\"muted\">{}</p></li>",
+                Esc(&f.summary),
+                Esc(&f.recommendation)
+            );
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str("</section>");
+    out.push_str(
+        "<section aria-labelledby=\"prefixes\"><h2 id=\"prefixes\">Hit rate per key prefix</h2>\
+         <table><thead><tr><th scope=\"col\">Prefix</th><th scope=\"col\">Lookups</th>\
+         <th scope=\"col\">Exact</th><th scope=\"col\">Partial</th><th scope=\"col\">Miss</th>\
+         <th scope=\"col\">Hit rate</th></tr></thead><tbody>",
+    );
+    for p in &r.prefixes {
+        let _ = write!(
+            out,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}%</td></tr>",
+            Esc(&p.prefix),
+            p.lookups,
+            p.hits_exact,
+            p.hits_partial,
+            p.misses,
+            p.hit_rate * 100.0
+        );
+    }
+    out.push_str("</tbody></table></section>");
+    out.push_str(
+        "<section aria-labelledby=\"levels\"><h2 id=\"levels\">Which level served the hits</h2>\
+         <table><thead><tr><th scope=\"col\">Level</th><th scope=\"col\">Exact matches</th>\
+         <th scope=\"col\">Prefix matches</th><th scope=\"col\">Share</th></tr></thead><tbody>",
+    );
+    for l in &r.levels {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0}%</td></tr>",
+            Esc(&l.label),
+            l.exact_matches,
+            l.prefix_matches,
+            l.share * 100.0
+        );
+    }
+    out.push_str("</tbody></table></section>");
+    html::page(
+        "Analysis",
+        &[("Overview", "/ui"), (repo, &href), ("Analysis", "")],
+        chrome,
+        &out,
+    )
+}
+
 pub fn failure(title: &str, message: &str, chrome: &Chrome) -> String {
     let body = format!(
         "<p class=\"flash error\" role=\"alert\">{}</p><p><a href=\"/ui\">Back to the overview</a></p>",

@@ -695,3 +695,27 @@ fn ui_in_headless_chromium_search_and_delete_through_the_confirmation() {
             .is_empty()
     );
 }
+
+/// The analysis page shows `runner cache analyze`'s findings for the repository, linked from
+/// its entries page.
+#[test]
+fn ui_analysis_page_shows_the_findings_of_runner_cache_analyze() {
+    let s = Srv::start();
+    // Same size and same key length: byte-identical archives under two keys.
+    save(&s, MAIN, "lint-a", 5000);
+    save(&s, MAIN, "lint-b", 5000);
+    let repo_page = get(&s, "/ui/r/octo/app").text();
+    assert!(
+        repo_page.contains("href=\"/ui/r/octo/app/analysis\""),
+        "{repo_page}"
+    );
+    let page = get(&s, "/ui/r/octo/app/analysis");
+    assert_eq!(page.status, 200, "{}", page.text());
+    let text = page.text();
+    assert!(
+        text.contains("2 distinct keys hold byte-identical archives"),
+        "{text}"
+    );
+    assert!(text.contains("lint-a") && text.contains("lint-b"), "{text}");
+    assert!(text.contains("Hit rate per key prefix"), "{text}");
+}
