@@ -3,10 +3,14 @@
 // against its GitHub-compatible REST caches API. Run by .ci/run:
 //   npm ci --prefix tests/compat && node tests/compat/compat.mjs path/to/runner
 // Prints one line per scenario and "N passed, N failed"; exits 1 on any failure.
+// COMPAT_NODES=N (with RUNNER_CACHE_DB=postgres://… and RUNNER_CACHE_BLOBS=s3://… in the
+// environment) runs N `runner serve` nodes on that one index and bucket behind a round-robin
+// proxy, so each request of a save or restore may reach a different node (.ci/run does 3).
 
 import {spawn, spawnSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
+import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
 import {freePort, mintToken} from './harness.mjs'
@@ -79,21 +83,50 @@ function assert(cond, message) {
   if (!cond) throw new Error(message)
 }
 
+const nodeCount = Math.max(1, Number(process.env.COMPAT_NODES || 1))
 const port = await freePort()
 const base = `http://127.0.0.1:${port}`
-const server = spawn(runner, ['serve', '--listen', `127.0.0.1:${port}`], {
-  env: {
-    ...process.env,
-    RUNNER_CACHE_DIR: store,
-    RUNNER_SERVE_TOKEN_SECRET: secret
-  },
-  stdio: ['ignore', 'ignore', 'pipe']
-})
+// One node listens on `port` itself; several listen on their own ports behind a proxy on `port`
+// that hands each request to the next node in turn (signed URLs name the proxy).
+const nodePorts = nodeCount === 1 ? [port] : await Promise.all(Array.from({length: nodeCount}, freePort))
+const servers = nodePorts.map((p, i) =>
+  spawn(runner, ['serve', '--listen', `127.0.0.1:${p}`], {
+    env: {
+      ...process.env,
+      RUNNER_CACHE_DIR: i === 0 ? store : `${store}-${i}`,
+      RUNNER_SERVE_TOKEN_SECRET: secret,
+      ...(nodeCount > 1 ? {RUNNER_SERVE_PUBLIC_URL: base} : {})
+    },
+    stdio: ['ignore', 'ignore', 'pipe']
+  })
+)
+const served = nodePorts.map(() => 0)
+let proxy
+if (nodeCount > 1) {
+  let next = 0
+  proxy = http.createServer((req, res) => {
+    const i = next++ % nodePorts.length
+    served[i]++
+    const upstream = http.request(
+      {host: '127.0.0.1', port: nodePorts[i], method: req.method, path: req.url, headers: req.headers},
+      answer => {
+        res.writeHead(answer.statusCode, answer.headers)
+        answer.pipe(res)
+      }
+    )
+    upstream.on('error', err => {
+      res.writeHead(502)
+      res.end(String(err))
+    })
+    req.pipe(upstream)
+  })
+  await new Promise(r => proxy.listen(port, '127.0.0.1', r))
+}
 let serverLog = ''
-server.stderr.on('data', d => (serverLog += d))
+for (const server of servers) server.stderr.on('data', d => (serverLog += d))
 
 try {
-  await waitHealthy(base)
+  for (const p of nodePorts) await waitHealthy(`http://127.0.0.1:${p}`)
   const cache = await import('@actions/cache')
   const main = token(['--repo', 'octo/app', '--ref', 'refs/heads/main'])
   const feature = token([
@@ -240,14 +273,23 @@ try {
     const hit = await cache.restoreCache(['deps'], 'small-v2')
     assert(hit === undefined, `restored a deleted entry: ${hit}`)
   })
+  if (nodeCount > 1) {
+    await scenario(`every one of the ${nodeCount} nodes took part`, async () => {
+      assert(served.every(n => n > 0), `requests per node: ${served.join(', ')}`)
+    })
+  }
 } finally {
-  server.kill('SIGTERM')
-  await new Promise(r => server.on('exit', r))
+  proxy?.close()
+  for (const server of servers) {
+    server.kill('SIGTERM')
+    await new Promise(r => server.on('exit', r))
+  }
 }
 
 const passed = results.filter(([, ok]) => ok).length
 const failed = results.length - passed
 if (failed > 0) write(`runner serve log:\n${serverLog.slice(-4000)}\n`)
 fs.rmSync(root, {recursive: true, force: true})
-write(`compat: ${passed} passed, ${failed} failed\n`)
+const where = nodeCount > 1 ? ` (${nodeCount} nodes: ${served.join(' + ')} requests)` : ''
+write(`compat: ${passed} passed, ${failed} failed${where}\n`)
 process.exit(failed > 0 ? 1 : 0)
