@@ -752,6 +752,46 @@ fn cache_progress_off_a_terminal() {
     assert_eq!(done[0]["bytes"], done[0]["total"]);
 }
 
+/// On a terminal a transfer is a bar, not the lines CI logs get: run under `script`, which gives
+/// the process a pseudo-terminal.
+#[test]
+fn cache_progress_on_a_terminal_is_a_bar() {
+    let script = std::path::Path::new("/usr/bin/script");
+    if !script.is_file() {
+        eprintln!("skipped: no /usr/bin/script to give the runner a pseudo-terminal");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // 64 MiB, so the transfer lasts past the bar's first frame even on fast disks.
+    let workflow = "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: actions/cache@v4\n        with:\n          path: deps\n          key: big-1\n      - run: test -f deps/big || (mkdir -p deps && head -c 67108864 /dev/urandom > deps/big)\n";
+    write_tree(dir.path(), &[("ci.yml", workflow)]);
+    let inner = crate::support::runner_command(dir.path(), &["exec", "ci.yml"]);
+    let line = format!("'{}' exec ci.yml", inner.get_program().to_string_lossy());
+    let mut cmd = std::process::Command::new(script);
+    cmd.args(["-qec", &line, "/dev/null"])
+        .current_dir(dir.path());
+    for (name, value) in inner.get_envs() {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
+    let out = cmd.output().expect("run script");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    // The save's total is unknown until it ends, so its bar counts bytes and rate, redrawn in
+    // place (each frame clears the line).
+    assert!(
+        shown.contains("  Saving ") && shown.contains("B/s)") && shown.contains("\u{1b}[2K"),
+        "no bar on the terminal: {shown}"
+    );
+    assert!(
+        !shown.contains("  Sent "),
+        "the CI log lines are for pipes, not terminals: {shown}"
+    );
+    assert!(shown.contains("Cache saved with key: big-1"), "{shown}");
+}
+
 /// `--clean-env` starts steps from PATH, HOME, USER, LANG, TERM and TMPDIR only.
 #[test]
 fn clean_env() {

@@ -65,6 +65,46 @@ pub fn copy_dir(from: &Path, to: &Path, skip: &[&str]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The one way a test gets an index backend: a temporary directory, and either a SQLite file in
+/// it or a PostgreSQL schema of its own (`None` from [`TestBackend::postgres`] when no server is
+/// configured; it prints why). The store-level and cache-level harnesses are layers on it, and
+/// [`backend_matrix!`] runs one test body over both.
+pub struct TestBackend {
+    /// Files of the test: the store, workspaces, homes.
+    pub dir: tempfile::TempDir,
+    /// The index URL (`sqlite://…` or `postgres://…?options=-csearch_path…`).
+    pub url: String,
+    /// `"sqlite"` or `"postgres"`, for messages.
+    pub name: &'static str,
+    /// Dropped by whoever holds it last, after the store's connections.
+    pub pg: Option<PgSchema>,
+}
+
+impl TestBackend {
+    /// A SQLite index at `index_file` inside a new temporary directory.
+    pub fn sqlite(index_file: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join(index_file).display());
+        Self {
+            dir,
+            url,
+            name: "sqlite",
+            pg: None,
+        }
+    }
+
+    /// A fresh PostgreSQL schema, or `None` (with the printed reason) when none is configured.
+    pub fn postgres() -> Option<Self> {
+        let pg = PgSchema::create()?;
+        Some(Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            url: pg.url(),
+            name: "postgres",
+            pg: Some(pg),
+        })
+    }
+}
+
 /// A PostgreSQL schema that exists for one test and is dropped after it.
 pub struct PgSchema {
     admin_url: String,

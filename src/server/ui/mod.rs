@@ -1,7 +1,7 @@
 //! The web UI under `/ui`: what is in the cache, whether it works, and cleaning it. Readable by
 //! anyone who can reach the server and without JavaScript; deleting needs an admin token (see
 //! [`session`]) and goes through a confirmation page whose form carries a CSRF token. Pages are
-//! rendered on the server ([`pages`], charts as SVG in [`chart`]); the stylesheet and icon are
+//! rendered on the server (`pages`, charts as SVG in `chart`); the stylesheet and icon are
 //! embedded in the binary. Every index call is bounded (a page, a top-N, a window).
 
 mod chart;

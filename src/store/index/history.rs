@@ -328,6 +328,7 @@ impl Index {
                 // A multi-row VALUES is per backend in diesel (no DEFAULT keyword on SQLite).
                 match conn {
                     AnyConnection::Sqlite(c) => insert.execute(c),
+                    #[cfg(feature = "postgres")]
                     AnyConnection::Postgres(c) => insert.execute(c),
                 }
                 .map_err(self.q(OP))?;

@@ -9,7 +9,7 @@ mod engine;
 mod integrity;
 mod processes;
 
-use crate::support::PgSchema;
+use crate::support::{PgSchema, TestBackend};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -58,12 +58,7 @@ impl Harness {
     }
 
     fn sqlite_blobs(options: CacheOptions, blobs: Option<Blobs>) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!(
-            "sqlite://{}",
-            dir.path().join("store/index.sqlite").display()
-        );
-        Self::build(dir, url, None, options, blobs)
+        Self::build(TestBackend::sqlite("store/index.sqlite"), options, blobs)
     }
 
     pub fn postgres() -> Option<Self> {
@@ -71,19 +66,11 @@ impl Harness {
     }
 
     pub fn postgres_with(options: CacheOptions) -> Option<Self> {
-        let pg = PgSchema::create()?;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = pg.url();
-        Some(Self::build(dir, url, Some(pg), options, None))
+        TestBackend::postgres().map(|backend| Self::build(backend, options, None))
     }
 
-    fn build(
-        dir: tempfile::TempDir,
-        url: String,
-        pg: Option<PgSchema>,
-        mut options: CacheOptions,
-        wrap: Option<Blobs>,
-    ) -> Self {
+    fn build(backend: TestBackend, mut options: CacheOptions, wrap: Option<Blobs>) -> Self {
+        let TestBackend { dir, url, pg, .. } = backend;
         for sub in ["store", "ws", "home"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("make dirs");
         }

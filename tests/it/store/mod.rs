@@ -18,6 +18,7 @@ mod tiered;
 mod verify;
 
 pub use crate::support::PgSchema;
+use crate::support::TestBackend;
 /// `RUNNER_TEST_S3_URL` and a fresh prefix in it (see [`blob_conformance::s3_test_url`]).
 pub use blob_conformance::s3_test_url as blob_conformance_s3_url;
 use std::path::PathBuf;
@@ -46,33 +47,24 @@ pub struct Harness {
 
 impl Harness {
     pub fn sqlite() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("index.sqlite").display());
-        Self::build(dir, url, "sqlite", None)
+        Self::build(TestBackend::sqlite("index.sqlite"))
     }
 
     pub fn postgres() -> Option<Self> {
-        let pg = PgSchema::create()?;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = pg.url();
-        Some(Self::build(dir, url, "postgres", Some(pg)))
+        TestBackend::postgres().map(Self::build)
     }
 
-    fn build(
-        dir: tempfile::TempDir,
-        url: String,
-        backend: &'static str,
-        pg: Option<PgSchema>,
-    ) -> Self {
+    fn build(backend: TestBackend) -> Self {
+        let TestBackend { dir, url, name, pg } = backend;
         let clock = ManualClock::new(T0);
         let store = Store::open(dir.path(), Some(&url), Arc::new(clock.clone()))
-            .unwrap_or_else(|e| panic!("open {backend} store: {e}"));
+            .unwrap_or_else(|e| panic!("open {name} store: {e}"));
         Self {
             store,
             clock,
             dir,
             url,
-            backend,
+            backend: name,
             _pg: pg,
         }
     }
