@@ -140,6 +140,37 @@ pub struct StoreArgs {
         global = true
     )]
     pub cache_compression: CompressionArg,
+    /// The local tier in front of `s3://` blobs: `on` (the default for them) or `off`.
+    #[arg(long, value_name = "on|off", env = "RUNNER_CACHE_TIER", global = true)]
+    pub cache_tier: Option<String>,
+    /// Where the local tier keeps its copies [default: <cache dir>/tier].
+    #[arg(long, value_name = "DIR", env = "RUNNER_CACHE_TIER_DIR", global = true)]
+    pub cache_tier_dir: Option<String>,
+    /// The local tier's size bound (`10G`, `500M`, bytes) [default: 10G].
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "RUNNER_CACHE_TIER_MAX_SIZE",
+        global = true
+    )]
+    pub cache_tier_max_size: Option<String>,
+    /// Days a blob unused stays in the local tier [default: 7].
+    #[arg(
+        long,
+        value_name = "DAYS",
+        env = "RUNNER_CACHE_TIER_TTL_DAYS",
+        global = true
+    )]
+    pub cache_tier_ttl_days: Option<String>,
+    /// When writes reach the remote: `through` (the default) or `background` (never on `runner
+    /// serve` nodes).
+    #[arg(
+        long,
+        value_name = "through|background",
+        env = "RUNNER_CACHE_TIER_UPLOADS",
+        global = true
+    )]
+    pub cache_tier_uploads: Option<String>,
 }
 
 /// `--cache-compression` values.
@@ -161,7 +192,14 @@ impl StoreArgs {
                 .context("no cache directory: set RUNNER_CACHE_DIR or --cache-dir")?,
         };
         // The local tier in front of remote blobs: RUNNER_CACHE_TIER* (docs: README, Settings).
-        let tier = runner::store::blob::TierConfig::from_env(&dir)?;
+        let tier = runner::store::blob::TierConfig::from_settings(&dir, |name| match name {
+            "RUNNER_CACHE_TIER" => self.cache_tier.clone(),
+            "RUNNER_CACHE_TIER_DIR" => self.cache_tier_dir.clone(),
+            "RUNNER_CACHE_TIER_MAX_SIZE" => self.cache_tier_max_size.clone(),
+            "RUNNER_CACHE_TIER_TTL_DAYS" => self.cache_tier_ttl_days.clone(),
+            "RUNNER_CACHE_TIER_UPLOADS" => self.cache_tier_uploads.clone(),
+            _ => None,
+        })?;
         Ok(StoreLocation {
             dir,
             database_url: nonempty(&self.cache_db),

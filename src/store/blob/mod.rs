@@ -279,12 +279,17 @@ pub struct TierConfig {
 }
 
 impl TierConfig {
-    /// The tier from the environment, `None` when `RUNNER_CACHE_TIER=off`: in `$RUNNER_CACHE_TIER_DIR`
-    /// (else `<cache_dir>/tier`), bounded by `RUNNER_CACHE_TIER_MAX_SIZE` (`10G`, `500M`, bytes;
-    /// default 10 GiB) and `RUNNER_CACHE_TIER_TTL_DAYS` (default 7), remote writes per
-    /// `RUNNER_CACHE_TIER_UPLOADS` (`through`, the default, or `background`).
-    pub fn from_env(cache_dir: &std::path::Path) -> Result<Option<Self>, BlobError> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    /// The tier its settings describe, `None` when `RUNNER_CACHE_TIER=off`: in
+    /// `RUNNER_CACHE_TIER_DIR` (else `<cache_dir>/tier`), bounded by `RUNNER_CACHE_TIER_MAX_SIZE`
+    /// (`10G`, `500M`, bytes; default 10 GiB) and `RUNNER_CACHE_TIER_TTL_DAYS` (default 7), remote
+    /// writes per `RUNNER_CACHE_TIER_UPLOADS` (`through`, the default, or `background`). `setting`
+    /// gives each named setting's value (the CLI passes its flags, whose defaults are those
+    /// variables); the library itself reads no environment.
+    pub fn from_settings(
+        cache_dir: &std::path::Path,
+        setting: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, BlobError> {
+        let var = |name: &str| setting(name).filter(|v| !v.trim().is_empty());
         let bad = |name: &'static str, value: &str, reason: String| BlobError::BadSetting {
             name,
             value: value.to_string(),
