@@ -388,7 +388,7 @@ fn version_2_events_are_kept_and_analyzed() {
     use diesel::connection::SimpleConnection as _;
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("index.sqlite");
-    let v2 = std::fs::read_to_string(repo_root().join("tests/fixtures/analyze/schema_v2.sql"))
+    let v2 = std::fs::read_to_string(repo_root().join("tests/it/store/schema_v2.sql"))
         .expect("schema_v2.sql");
     let mut conn =
         diesel::SqliteConnection::establish(&path.display().to_string()).expect("open sqlite");
