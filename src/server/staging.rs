@@ -51,6 +51,14 @@ pub enum StagingError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The staging bucket's URL or client is unusable.
+    #[cfg(feature = "s3")]
+    #[error("staging in the blob store's bucket")]
+    Connect {
+        /// Why (the blob store's own connection error).
+        #[source]
+        source: crate::store::blob::BlobError,
+    },
     /// The object store refused or failed a request (after its retries).
     #[cfg(feature = "s3")]
     #[error("object storage: {operation} {key}")]
@@ -533,17 +541,15 @@ mod object {
     use std::io::{self, Read};
     use std::path::PathBuf;
     use std::sync::Arc;
-    use std::time::Duration;
 
     use futures_util::StreamExt as _;
     use futures_util::stream::BoxStream;
-    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+    use object_store::aws::AmazonS3;
     use object_store::path::Path as ObjectPath;
-    use object_store::{
-        BackoffConfig, ClientOptions, ObjectStore, PutPayload, RetryConfig, WriteMultipart,
-    };
+    use object_store::{ObjectStore, PutPayload, WriteMultipart};
 
     use crate::clock::Clock as _;
+    use crate::store::blob::{S3Connection, S3Options};
 
     use super::{META_FILE, Part, SHARED_DIR, Staging, StagingError, UploadMeta, is_body_error};
 
@@ -558,81 +564,25 @@ mod object {
     #[derive(Debug, Clone)]
     pub struct ObjectStaging(Arc<Shared>);
 
-    /// The client and its runtime, shared with open part readers.
+    /// The bucket's connection (the S3 blob store's), shared with open part readers.
     #[derive(Debug)]
     struct Shared {
-        client: Arc<dyn ObjectStore>,
-        rt: Option<tokio::runtime::Runtime>,
+        conn: S3Connection,
+        client: Arc<AmazonS3>,
         root: String,
-        url: String,
-    }
-
-    impl Drop for Shared {
-        fn drop(&mut self) {
-            // May be dropped inside the server's runtime, where a blocking shutdown panics.
-            if let Some(rt) = self.rt.take() {
-                rt.shutdown_background();
-            }
-        }
     }
 
     impl ObjectStaging {
-        /// Staging in `s3://bucket/prefix`, with credentials, region and endpoint from the
-        /// usual `AWS_*` variables, like the S3 blob store of the same URL.
+        /// Staging in `s3://bucket/prefix`, connected as the S3 blob store of the same URL is
+        /// (credentials, region and endpoint from the usual `AWS_*` variables; the same timeouts
+        /// and retries).
         pub fn from_url(url: &str) -> Result<Self, StagingError> {
-            let bad = |reason: &str| StagingError::Url {
-                url: url.to_string(),
-                reason: reason.to_string(),
-            };
-            let rest = url
-                .strip_prefix("s3://")
-                .ok_or_else(|| bad("expected s3://"))?;
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(bad("no bucket"));
-            }
-            let mut builder = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_client_options(
-                    ClientOptions::new()
-                        .with_timeout(Duration::from_secs(120))
-                        .with_connect_timeout(Duration::from_secs(10)),
-                )
-                .with_retry(RetryConfig {
-                    backoff: BackoffConfig::default(),
-                    max_retries: 6,
-                    retry_timeout: Duration::from_secs(180),
-                });
-            if builder
-                .get_config_value(&AmazonS3ConfigKey::Endpoint)
-                .is_some_and(|e| e.starts_with("http://"))
-            {
-                builder = builder.with_allow_http(true);
-            }
-            let client = builder.build().map_err(|source| StagingError::Remote {
-                operation: "connect",
-                key: url.to_string(),
-                source,
-            })?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("runner-staging")
-                .enable_all()
-                .build()
-                .map_err(|source| StagingError::Io {
-                    path: PathBuf::from("tokio runtime for S3 staging"),
-                    source,
-                })?;
-            let prefix = prefix.trim_matches('/');
+            let conn = S3Connection::connect(url, &S3Options::default())
+                .map_err(|source| StagingError::Connect { source })?;
             Ok(Self(Arc::new(Shared {
-                client: Arc::new(client),
-                rt: Some(rt),
-                root: if prefix.is_empty() {
-                    SHARED_DIR.to_string()
-                } else {
-                    format!("{prefix}/{SHARED_DIR}")
-                },
-                url: url.to_string(),
+                client: conn.client.clone(),
+                root: conn.root(SHARED_DIR),
+                conn,
             })))
         }
     }
@@ -640,17 +590,9 @@ mod object {
     impl Shared {
         /// Runs `fut` from sync code (a blocking thread of the server, or none at all).
         fn run<F: Future>(&self, fut: F) -> Result<F::Output, StagingError> {
-            let rt = self.rt.as_ref().ok_or_else(|| StagingError::Io {
-                path: PathBuf::from(&self.url),
+            self.conn.block_on(fut).ok_or_else(|| StagingError::Io {
+                path: PathBuf::from(&self.conn.url),
                 source: io::Error::other("the staging runtime has shut down"),
-            })?;
-            Ok(match tokio::runtime::Handle::try_current() {
-                Ok(current)
-                    if current.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
-                {
-                    tokio::task::block_in_place(|| rt.block_on(fut))
-                }
-                _ => rt.block_on(fut),
             })
         }
 
@@ -694,17 +636,14 @@ mod object {
         }
 
         fn list_under(&self, prefix: &str) -> Result<Vec<object_store::ObjectMeta>, StagingError> {
-            let path = ObjectPath::from(prefix);
-            let client = self.client.clone();
-            self.run(async move {
-                let mut out = Vec::new();
-                let mut stream = client.list(Some(&path));
-                while let Some(meta) = stream.next().await {
-                    out.push(meta?);
-                }
-                Ok(out)
-            })?
-            .map_err(Self::remote("list", prefix))
+            let listed = self
+                .conn
+                .list_under(prefix)
+                .ok_or_else(|| StagingError::Io {
+                    path: PathBuf::from(&self.conn.url),
+                    source: io::Error::other("the staging runtime has shut down"),
+                })?;
+            listed.map_err(Self::remote("list", prefix))
         }
 
         fn delete_key(&self, key: &str) -> Result<(), StagingError> {
@@ -763,7 +702,7 @@ mod object {
                     async move { client.put_multipart(&path).await }
                 })?
                 .map_err(Self::remote("start upload", key))?;
-            let rt = self.rt.as_ref().map(tokio::runtime::Runtime::enter);
+            let rt = self.conn.enter();
             let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
             let mut total = n as u64;
             writer.write(&first);

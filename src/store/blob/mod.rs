@@ -21,6 +21,8 @@ use crate::clock::EpochMillis;
 pub use local::LocalBlobStore;
 pub use memory::MemoryBlobStore;
 #[cfg(feature = "s3")]
+pub(crate) use s3::S3Connection;
+#[cfg(feature = "s3")]
 pub use s3::{S3BlobStore, S3Options};
 pub use tiered::{
     FillingReader, LocalTier, RemoteWrites, TierLimits, TierStats, Tiered, trim_local,

@@ -108,39 +108,24 @@ impl Default for S3Options {
     }
 }
 
-/// Content-addressed blobs in an S3-compatible bucket.
+/// A client for one `s3://bucket/prefix` and the private runtime it runs on, called from sync
+/// code. The blob store and the server's shared staging both talk to the bucket through it.
 #[derive(Debug, Clone)]
-pub struct S3BlobStore {
-    client: Arc<AmazonS3>,
+pub(crate) struct S3Connection {
+    /// The bucket's client.
+    pub(crate) client: Arc<AmazonS3>,
     rt: Arc<Runtime>,
-    /// `<prefix>/blobs-v1` (or `blobs-v1`).
-    root: String,
-    url: String,
+    /// The URL's prefix, without slashes at either end (maybe empty).
+    pub(crate) prefix: String,
+    /// The URL, for messages.
+    pub(crate) url: String,
 }
 
-fn remote(operation: &'static str, key: &str) -> impl FnOnce(object_store::Error) -> BlobError {
-    let key = key.to_string();
-    move |source| BlobError::Remote {
-        operation,
-        key,
-        source,
-    }
-}
-
-fn millis(meta: &object_store::ObjectMeta) -> EpochMillis {
-    meta.last_modified.timestamp_millis()
-}
-
-impl S3BlobStore {
+impl S3Connection {
     /// Connects to `s3://bucket/prefix`, with credentials, region and endpoint from the usual
     /// `AWS_*` variables (`AWS_ENDPOINT_URL` for S3-compatible servers; `http://` endpoints are
-    /// allowed). Nothing is requested until the first call.
-    pub fn from_url(url: &str) -> Result<Self, BlobError> {
-        Self::from_url_with(url, &S3Options::default())
-    }
-
-    /// [`S3BlobStore::from_url`] with explicit timeouts, retries and endpoint.
-    pub fn from_url_with(url: &str, options: &S3Options) -> Result<Self, BlobError> {
+    /// allowed), waiting and retrying as `options` say. Nothing is requested yet.
+    pub(crate) fn connect(url: &str, options: &S3Options) -> Result<Self, BlobError> {
         let bad = |reason: &str| BlobError::BadUrl {
             url: url.to_string(),
             reason: reason.to_string(),
@@ -152,7 +137,6 @@ impl S3BlobStore {
         if bucket.is_empty() {
             return Err(bad("no bucket"));
         }
-        let prefix = prefix.trim_matches('/');
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_client_options(
@@ -188,16 +172,99 @@ impl S3BlobStore {
                 path: "tokio runtime for S3".into(),
                 source,
             })?;
-        let root = if prefix.is_empty() {
-            LAYOUT_DIR.to_string()
-        } else {
-            format!("{prefix}/{LAYOUT_DIR}")
-        };
         Ok(Self {
             client: Arc::new(client),
             rt: Arc::new(Runtime(Some(rt))),
-            root,
+            prefix: prefix.trim_matches('/').to_string(),
             url: url.to_string(),
+        })
+    }
+
+    /// `<prefix>/<dir>`, or `dir` alone without a prefix.
+    pub(crate) fn root(&self, dir: &str) -> String {
+        if self.prefix.is_empty() {
+            dir.to_string()
+        } else {
+            format!("{}/{dir}", self.prefix)
+        }
+    }
+
+    /// Runs `fut` to completion; `None` once the runtime has shut down.
+    pub(crate) fn block_on<F: Future>(&self, fut: F) -> Option<F::Output> {
+        self.rt.block_on(fut)
+    }
+
+    /// Enters the runtime, for futures that spawn on it while sync code drives them.
+    pub(crate) fn enter(&self) -> Option<tokio::runtime::EnterGuard<'_>> {
+        self.rt.0.as_ref().map(tokio::runtime::Runtime::enter)
+    }
+
+    /// Starts `fut` on the runtime without waiting for it; `None` once it has shut down.
+    fn spawn<F>(&self, fut: F) -> Option<JoinHandle<F::Output>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        Some(self.rt.handle()?.spawn(fut))
+    }
+
+    /// Every object under `prefix`; `None` once the runtime has shut down.
+    pub(crate) fn list_under(
+        &self,
+        prefix: &str,
+    ) -> Option<object_store::Result<Vec<object_store::ObjectMeta>>> {
+        let path = ObjectPath::from(prefix);
+        let client = self.client.clone();
+        self.block_on(async move {
+            let mut out = Vec::new();
+            let mut stream = client.list(Some(&path));
+            while let Some(meta) = stream.next().await {
+                out.push(meta?);
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Content-addressed blobs in an S3-compatible bucket.
+#[derive(Debug, Clone)]
+pub struct S3BlobStore {
+    conn: S3Connection,
+    client: Arc<AmazonS3>,
+    /// `<prefix>/blobs-v1` (or `blobs-v1`).
+    root: String,
+    url: String,
+}
+
+fn remote(operation: &'static str, key: &str) -> impl FnOnce(object_store::Error) -> BlobError {
+    let key = key.to_string();
+    move |source| BlobError::Remote {
+        operation,
+        key,
+        source,
+    }
+}
+
+fn millis(meta: &object_store::ObjectMeta) -> EpochMillis {
+    meta.last_modified.timestamp_millis()
+}
+
+impl S3BlobStore {
+    /// Connects to `s3://bucket/prefix`, with credentials, region and endpoint from the usual
+    /// `AWS_*` variables (`AWS_ENDPOINT_URL` for S3-compatible servers; `http://` endpoints are
+    /// allowed). Nothing is requested until the first call.
+    pub fn from_url(url: &str) -> Result<Self, BlobError> {
+        Self::from_url_with(url, &S3Options::default())
+    }
+
+    /// [`S3BlobStore::from_url`] with explicit timeouts, retries and endpoint.
+    pub fn from_url_with(url: &str, options: &S3Options) -> Result<Self, BlobError> {
+        let conn = S3Connection::connect(url, options)?;
+        Ok(Self {
+            client: conn.client.clone(),
+            root: conn.root(LAYOUT_DIR),
+            url: url.to_string(),
+            conn,
         })
     }
 
@@ -219,7 +286,7 @@ impl S3BlobStore {
     }
 
     fn run<F: Future>(&self, fut: F) -> Result<F::Output, BlobError> {
-        self.rt.block_on(fut).ok_or_else(|| self.shut_down())
+        self.conn.block_on(fut).ok_or_else(|| self.shut_down())
     }
 
     /// Starts `fut` on the store's runtime without waiting for it.
@@ -228,22 +295,14 @@ impl S3BlobStore {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let handle = self.rt.handle().ok_or_else(|| self.shut_down())?;
-        Ok(handle.spawn(fut))
+        self.conn.spawn(fut).ok_or_else(|| self.shut_down())
     }
 
     fn list_under(&self, prefix: &str) -> Result<Vec<object_store::ObjectMeta>, BlobError> {
-        let path = ObjectPath::from(prefix);
-        let client = self.client.clone();
-        self.run(async move {
-            let mut out = Vec::new();
-            let mut stream = client.list(Some(&path));
-            while let Some(meta) = stream.next().await {
-                out.push(meta?);
-            }
-            Ok(out)
-        })?
-        .map_err(remote("list", prefix))
+        self.conn
+            .list_under(prefix)
+            .ok_or_else(|| self.shut_down())?
+            .map_err(remote("list", prefix))
     }
 }
 
