@@ -542,7 +542,12 @@ fn a_full_disk_names_the_destination_not_the_staging_path() {
     let err = archive::extract(&mut &bytes[..], &ws, &[ws.join("cache")]).unwrap_err();
     match &err {
         ArchiveError::Io { path, source } => {
-            assert_eq!(path, &ws.join("cache/big"), "{err}");
+            // Two writers fill the disk together, so whichever file's write meets the full
+            // disk first is named; either way it is that file's destination, never staging.
+            assert!(
+                [ws.join("cache/big"), ws.join("cache/small")].contains(path),
+                "{err}"
+            );
             assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{err}");
         }
         other => panic!("{other}"),
