@@ -10,6 +10,11 @@
 #   flushed:      `sync` before, and the command's own `sync` after counted in its time (a restore
 #                 is bound by writing, so its writeback is part of its cost);
 #   back-to-back: no sync at all, so the previous command's writeback overlaps this one.
+# A save is timed two ways too (each under a fresh key, so it misses and saves):
+#   save-cold:    into an empty store: every chunk of the tree is compressed;
+#   save-warm:    into the store that holds this tree under another key (a rolling key such as
+#                 `index-${{ github.run_number }}`, or a key whose lock file changed): chunks the
+#                 store compressed before are copied, not compressed again.
 #
 # Usage: bench/exec-cache/run.sh [runs]   (default 3; medians of wall and cpu time are reported)
 # Env:   RUNNER_BENCH_WORK=<dir> (default /var/tmp/runner-bench/exec-cache),
@@ -72,9 +77,13 @@ timed() {
 }
 
 save_tar() { timed "$1" save-tar "cd '$SRC' && tar --posix -cf - node_modules | zstd -q -T0 -f -o '$OUT/tar.tzst'"; }
-# save_ours MODE RUN [BINARY NAME]: a save under a fresh key.
+# save_ours MODE RUN [BINARY NAME]: a save under a fresh key, into the shared store (warm: it
+# holds this tree from the first save) and into an empty one (cold).
 save_ours() {
   timed "$1" "save-${4:-ours}" "'${3:-$RUNNER}' exec '$HERE/workflow.yml' --workspace '$SRC' ${ARGS[*]} --var RUN=${4:-ours}-$1-$2 2>> '$OUT/save.log'"
+  local cold=$OUT/cold-${4:-ours}-$1-$2
+  timed "$1" "save-cold-${4:-ours}" "RUNNER_CACHE_DIR='$cold' '${3:-$RUNNER}' exec '$HERE/workflow.yml' --workspace '$SRC' ${ARGS[*]} --var RUN=${4:-ours}-$1-$2 2>> '$OUT/save-cold.log'"
+  mv "$cold" "$TRASH/"
 }
 restore_tar() {
   mkdir -p "$OUT/rt-$1-$2"
@@ -108,6 +117,10 @@ done
 builds=1
 if [ -n "${RUNNER_BASE:-}" ]; then builds=2; fi
 saves=$(grep -c 'Cache saved' "$OUT/save.log" || true)
+cold_saves=$(grep -c 'Cache saved' "$OUT/save-cold.log" || true)
+if [ "$cold_saves" != $((2 * RUNS * builds)) ]; then
+  echo "!! expected $((2 * RUNS * builds)) saves into empty stores, the log shows $cold_saves" >&2
+fi
 hits=$(grep -c 'Cache restored from key' "$OUT/restore.log" || true)
 if [ "$saves" != $((2 * RUNS * builds)) ] || [ "$hits" != $((2 * RUNS * builds)) ]; then
   echo "!! expected $((2 * RUNS * builds)) saves and restores, the logs show $saves and $hits" >&2
@@ -121,21 +134,27 @@ done
 files=$(find "$SRC/node_modules" -type f | wc -l)
 entries=$(find "$SRC/node_modules" | wc -l)
 bytes=$(du -sb "$SRC/node_modules" | cut -f1)
-# The first save's size line is the runner's (RUNNER_BASE saves after it).
+# The first save's size line is the runner's (RUNNER_BASE saves after it); warm saves write the
+# same archive (the bench checks that), so one size is the size.
 ours_size=$(grep -o 'Cache Size: ~[0-9]* MB ([0-9]* B)' "$OUT/save.log" | head -1 | grep -o '([0-9]*' | tr -d '(')
+sizes=$(cat "$OUT/save.log" "$OUT/save-cold.log" | grep -o 'Cache Size: ~[0-9]* MB ([0-9]* B)' | sort -u | wc -l)
+if [ -z "${RUNNER_BASE:-}" ] && [ "$sizes" != 1 ]; then
+  echo "!! cold and warm saves wrote archives of $sizes different sizes" >&2
+fi
 echo "== $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $RUNS runs, medians; $("$RUNNER" --version 2>/dev/null || echo runner), zstd $(zstd --version | grep -o 'v[0-9.]*'), $(tar --version | head -1)"
 printf 'node_modules: %d files (%d entries), %.1f MB\n' "$files" "$entries" "$(echo "$bytes / 1000000" | bc -l)"
 printf '  size                    tar|zstd %6.1f MB  runner %6.1f MB  ratio %.3f\n' \
   "$(echo "$(stat -c %s "$OUT/tar.tzst") / 1000000" | bc -l)" "$(echo "$ours_size / 1000000" | bc -l)" \
   "$(echo "$ours_size / $(stat -c %s "$OUT/tar.tzst")" | bc -l)"
 for mode in flushed back-to-back; do
-  for side in save restore; do
+  for side in save-cold save restore; do
     for build in ours base; do
-      t=$OUT/$side-tar.$mode o=$OUT/$side-$build.$mode
+      t=$OUT/${side%-cold}-tar.$mode o=$OUT/$side-$build.$mode
       if [ ! -f "$o" ]; then continue; fi
       label=runner; if [ "$build" = base ]; then label=base; fi
-      awk -v s="$side" -v m="$mode" -v l="$label" -v tw="$(col "$t" 1)" -v ow="$(col "$o" 1)" -v tc="$(col "$t" 2)" -v oc="$(col "$o" 2)" \
-        'BEGIN { printf "  %-7s %-12s wall: tar %6.2fs  %-6s %6.2fs  ratio %.2f   cpu: %6.2fs vs %6.2fs  ratio %.2f\n", s, m, tw, l, ow, ow / tw, tc, oc, oc / tc }'
+      name=$side; if [ "$side" = save ]; then name=save-warm; fi
+      awk -v s="$name" -v m="$mode" -v l="$label" -v tw="$(col "$t" 1)" -v ow="$(col "$o" 1)" -v tc="$(col "$t" 2)" -v oc="$(col "$o" 2)" \
+        'BEGIN { printf "  %-9s %-12s wall: tar %6.2fs  %-6s %6.2fs  ratio %.2f   cpu: %6.2fs vs %6.2fs  ratio %.2f\n", s, m, tw, l, ow, ow / tw, tc, oc, oc / tc }'
     done
   done
 done

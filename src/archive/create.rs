@@ -1,6 +1,7 @@
 //! Creating archives: walk the paths (directory listing only), then reader threads stat and read
 //! batches of entries into ready-made tar bytes while this thread splices them, in order, into
-//! the encoder (zstd multithreaded, or gzip).
+//! the encoder (zstd as independent frames compressed on every core, see [`super::frames`];
+//! one multithreaded zstd frame; or gzip).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::{File, Metadata};
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 
+use super::frames::{Compressors, FrameParams, FrameRecord, FrameSource, Framed, is_cut_point};
 use super::tarfmt::{self, BLOCK, Kind, Meta};
 use super::{ArchiveError, Compression, CreateStats, default_threads, io_err, paths};
 
@@ -23,7 +25,7 @@ const STREAM_MIN: u64 = 1 << 20;
 /// Files up to this size are read without zero-filling the buffer first.
 const SMALL_READ: u64 = 64 << 10;
 /// zstd level `zstd -T0` uses by default.
-const ZSTD_LEVEL: i32 = 3;
+const ZSTD_LEVEL: i32 = super::frames::LEVEL;
 /// Default for [`CreateOptions::zstd_long_after`]. Below it, long-distance matching costs more
 /// than the few long matches it finds; above it are the caches where it can pay: build trees
 /// holding several copies of the same libraries and objects.
@@ -60,6 +62,13 @@ pub struct CreateOptions<'a> {
     /// long-distance matching, from the first point where repeated files make it pay;
     /// `None` means `LONG_AFTER`, `Some(0)` one long-distance frame, `Some(u64::MAX)` never.
     pub zstd_long_after: Option<u64>,
+    /// Whether zstd archives are written as independent frames per chunk of tar bytes
+    /// (default), compressed in parallel and reusable from `frames`; `false` writes one
+    /// multithreaded frame as `zstd -T0` does (the `zstd_job_size`/`zstd_overlap_log` settings
+    /// apply to that frame only).
+    pub zstd_frames: bool,
+    /// Frames compressed by earlier saves: a chunk found there is copied, not compressed.
+    pub frames: Option<&'a dyn FrameSource>,
     /// Called on this thread with the content bytes written so far, after each batch.
     pub progress: Option<&'a dyn Fn(u64)>,
     /// Absolute paths never archived, with everything under them (the cache's own store).
@@ -78,6 +87,8 @@ impl CreateOptions<'_> {
             zstd_job_size: None,
             zstd_overlap_log: None,
             zstd_long_after: None,
+            zstd_frames: true,
+            frames: None,
             progress: None,
             exclude: Vec::new(),
         }
@@ -94,6 +105,8 @@ impl std::fmt::Debug for CreateOptions<'_> {
             .field("zstd_job_size", &self.zstd_job_size)
             .field("zstd_overlap_log", &self.zstd_overlap_log)
             .field("zstd_long_after", &self.zstd_long_after)
+            .field("zstd_frames", &self.zstd_frames)
+            .field("frames", &self.frames.is_some())
             .field("progress", &self.progress.is_some())
             .field("exclude", &self.exclude)
             .finish()
@@ -108,8 +121,9 @@ struct Item {
 
 /// A piece of a serialised batch.
 enum Seg {
-    /// Finished tar bytes `buf[start..end]`.
-    Bytes(usize, usize),
+    /// Finished tar bytes `buf[start..end]` of one entry, and whether its end is a cut point
+    /// between frames ([`is_cut_point`] of its name).
+    Bytes(usize, usize, bool),
     /// A file the writer decides on: a hard link to an earlier entry with the same inode, or
     /// content (buffered in `buf[start..end]` including header, or streamed from `path`).
     File {
@@ -180,21 +194,8 @@ pub fn create_with(
     let mut out = BufWriter::with_capacity(1 << 20, out);
     let long_after = opts.zstd_long_after.unwrap_or(LONG_AFTER);
     let (mut enc, used) = match opts.compression {
-        Compression::Zstd => match zstd_params(opts, cores as u32, long_after == 0) {
-            Ok(params) => (
-                Encoder::Zstd {
-                    z: Some(zstd::stream::write::Encoder::with_encoder(
-                        &mut out as &mut dyn Write,
-                        params,
-                    )),
-                    fed: 0,
-                    switch_at: (long_after > 0).then_some(long_after),
-                    repeats: false,
-                    workers: cores as u32,
-                    opts,
-                },
-                Compression::Zstd,
-            ),
+        Compression::Zstd => match ZstdSetup::new(opts, cores as u32, long_after) {
+            Ok(setup) => (setup.start(&mut out), Compression::Zstd),
             Err(_) => (gzip_encoder(&mut out), Compression::Gzip),
         },
         Compression::Gzip => (gzip_encoder(&mut out), Compression::Gzip),
@@ -212,15 +213,102 @@ pub fn create_with(
     let mut stats = write_items(roots, &exclude, threads, &mut enc, opts.progress)?;
     enc.write_all(&[0u8; 2 * BLOCK])
         .map_err(io_err("<archive output>"))?;
-    enc.finish().map_err(io_err("<archive output>"))?;
+    let (frames, reused) = enc.finish().map_err(io_err("<archive output>"))?;
     out.flush().map_err(io_err("<archive output>"))?;
+    stats.frames = frames;
+    stats.reused_bytes = reused;
     stats.compression = Some(used);
     Ok(stats)
 }
 
+/// The zstd encoder `opts` ask for, its settings checked before the archive's writer is taken
+/// (so a refusal can still fall back to gzip): independent frames unless the caller wants one
+/// multithreaded frame, or a long-distance frame from the start.
+struct ZstdSetup<'w> {
+    kind: SetupKind,
+    workers: u32,
+    long_after: u64,
+    opts: &'w CreateOptions<'w>,
+}
+
+enum SetupKind {
+    Framed(Compressors),
+    Single(zstd::stream::raw::Encoder<'static>),
+}
+
+impl<'w> ZstdSetup<'w> {
+    fn new(opts: &'w CreateOptions<'w>, cores: u32, long_after: u64) -> std::io::Result<Self> {
+        let framed = opts.zstd_frames
+            && long_after > 0
+            && opts.zstd_job_size.is_none()
+            && opts.zstd_overlap_log.is_none();
+        let workers = opts.zstd_workers.unwrap_or(cores);
+        let kind = if framed {
+            // The long-distance frame may follow: its settings are checked now too.
+            zstd_params(opts, workers, true)?;
+            SetupKind::Framed(Compressors::new(FrameParams {
+                workers: workers.max(1) as usize,
+                window_log: opts.zstd_window_log,
+            })?)
+        } else {
+            SetupKind::Single(zstd_params(opts, workers, long_after == 0)?)
+        };
+        Ok(ZstdSetup {
+            kind,
+            workers,
+            long_after,
+            opts,
+        })
+    }
+
+    fn start(self, out: &'w mut BufWriter<&mut dyn Write>) -> Encoder<'w> {
+        let ZstdSetup {
+            kind,
+            workers,
+            long_after,
+            opts,
+        } = self;
+        match kind {
+            SetupKind::Framed(compressors) => Encoder::Framed {
+                f: Some(Framed::new(out, compressors, opts.frames)),
+                fed: 0,
+                switch_at: long_after,
+                repeats: false,
+                workers,
+                opts,
+            },
+            SetupKind::Single(params) => Encoder::Zstd {
+                z: Some(zstd::stream::write::Encoder::with_encoder(
+                    out as &mut dyn Write,
+                    params,
+                )),
+                fed: 0,
+                switch_at: (long_after > 0).then_some(long_after),
+                repeats: false,
+                workers,
+                opts,
+                frames: Vec::new(),
+                reused: 0,
+            },
+        }
+    }
+}
+
 enum Encoder<'w> {
-    /// zstd, going on in a long-distance frame once `fed` reaches `switch_at` and files repeat
-    /// (a zstd stream may hold any number of frames; decoders read them as one stream).
+    /// Independent frames, going on in one long-distance frame once `fed` reaches `switch_at`
+    /// and files repeat.
+    Framed {
+        /// `None` only while being swapped for the long-distance frame.
+        f: Option<Framed<'w>>,
+        fed: u64,
+        switch_at: u64,
+        repeats: bool,
+        workers: u32,
+        opts: &'w CreateOptions<'w>,
+    },
+    /// One multithreaded zstd frame, going on in a long-distance frame once `fed` reaches
+    /// `switch_at` and files repeat (a zstd stream may hold any number of frames; decoders read
+    /// them as one stream).
     Zstd {
         /// `None` only while one frame is being swapped for the next.
         z: Option<zstd::stream::write::Encoder<'static, &'w mut dyn Write>>,
@@ -231,13 +319,52 @@ enum Encoder<'w> {
         repeats: bool,
         workers: u32,
         opts: &'w CreateOptions<'w>,
+        /// The independent frames written before this one.
+        frames: Vec<FrameRecord>,
+        /// Tar bytes of those frames that were copied rather than compressed.
+        reused: u64,
     },
     Gzip(flate2::write::GzEncoder<&'w mut dyn Write>),
 }
 
-impl Encoder<'_> {
+impl<'w> Encoder<'w> {
     fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
         match self {
+            Encoder::Framed {
+                f,
+                fed,
+                switch_at,
+                repeats,
+                workers,
+                opts,
+            } => {
+                if *repeats && *fed + b.len() as u64 >= *switch_at {
+                    let done = f
+                        .take()
+                        .ok_or_else(|| std::io::Error::other("zstd encoder lost"))?
+                        .finish()?;
+                    // If zstd refuses the long settings, the rest is one more plain frame.
+                    let params = zstd_params(opts, *workers, true)
+                        .or_else(|_| zstd_params(opts, *workers, false))?;
+                    let mut next = Encoder::Zstd {
+                        z: Some(zstd::stream::write::Encoder::with_encoder(done.out, params)),
+                        fed: *fed,
+                        switch_at: None,
+                        repeats: true,
+                        workers: *workers,
+                        opts,
+                        frames: done.records,
+                        reused: done.reused,
+                    };
+                    std::mem::swap(self, &mut next);
+                    return self.write_all(b);
+                }
+                *fed += b.len() as u64;
+                match f {
+                    Some(f) => f.write_all(b),
+                    None => Err(std::io::Error::other("zstd encoder lost")),
+                }
+            }
             Encoder::Zstd {
                 z,
                 fed,
@@ -245,6 +372,7 @@ impl Encoder<'_> {
                 repeats,
                 workers,
                 opts,
+                ..
             } => {
                 if *repeats && switch_at.is_some_and(|at| *fed + b.len() as u64 >= at) {
                     *switch_at = None;
@@ -266,18 +394,39 @@ impl Encoder<'_> {
         }
     }
 
-    /// Tells a zstd encoder whether files repeat enough for the long-distance frame to pay.
-    fn set_repeats(&mut self, pay_off: bool) {
-        if let Encoder::Zstd { repeats, .. } = self {
-            *repeats = pay_off;
+    /// The end of an entry whose name makes it a cut point between independent frames.
+    fn cut_point(&mut self) -> std::io::Result<()> {
+        match self {
+            Encoder::Framed { f: Some(f), .. } => f.cut_point(),
+            _ => Ok(()),
         }
     }
 
-    fn finish(self) -> std::io::Result<()> {
+    /// Tells a zstd encoder whether files repeat enough for the long-distance frame to pay.
+    fn set_repeats(&mut self, pay_off: bool) {
         match self {
-            Encoder::Zstd { z: Some(z), .. } => z.finish().map(drop),
-            Encoder::Zstd { z: None, .. } => Err(std::io::Error::other("zstd encoder lost")),
-            Encoder::Gzip(g) => g.finish().map(drop),
+            Encoder::Zstd { repeats, .. } | Encoder::Framed { repeats, .. } => *repeats = pay_off,
+            Encoder::Gzip(_) => {}
+        }
+    }
+
+    /// Ends the stream; gives the independent frames written and the tar bytes they reused.
+    fn finish(self) -> std::io::Result<(Vec<FrameRecord>, u64)> {
+        match self {
+            Encoder::Framed { f: Some(f), .. } => {
+                let done = f.finish()?;
+                Ok((done.records, done.reused))
+            }
+            Encoder::Framed { f: None, .. } | Encoder::Zstd { z: None, .. } => {
+                Err(std::io::Error::other("zstd encoder lost"))
+            }
+            Encoder::Zstd {
+                z: Some(z),
+                frames,
+                reused,
+                ..
+            } => z.finish().map(|_| (frames, reused)),
+            Encoder::Gzip(g) => g.finish().map(|_| (Vec::new(), 0)),
         }
     }
 }
@@ -474,7 +623,8 @@ fn build_batch(items: &[Item], mut buf: Vec<u8>) -> Result<Batch, ArchiveError> 
                 print = print_of(&b.buf[b.buf.len() - len as usize..], len);
                 tarfmt::pad(&mut b.buf, len);
                 if inode.is_none() {
-                    b.segs.push(Seg::Bytes(start, b.buf.len()));
+                    b.segs
+                        .push(Seg::Bytes(start, b.buf.len(), is_cut_point(&item.name)));
                     b.entries += 1;
                     b.content += len;
                     b.prints.extend(print);
@@ -495,7 +645,8 @@ fn build_batch(items: &[Item], mut buf: Vec<u8>) -> Result<Batch, ArchiveError> 
         } else {
             continue;
         }
-        b.segs.push(Seg::Bytes(start, b.buf.len()));
+        b.segs
+            .push(Seg::Bytes(start, b.buf.len(), is_cut_point(&item.name)));
         b.entries += 1;
     }
     Ok(b)
@@ -705,7 +856,12 @@ fn writer(
         enc.set_repeats(repeats.pay_off(stats.content_bytes));
         for seg in &batch.segs {
             match seg {
-                Seg::Bytes(a, b) => enc.write_all(&batch.buf[*a..*b]).map_err(out_err)?,
+                Seg::Bytes(a, b, cut) => {
+                    enc.write_all(&batch.buf[*a..*b]).map_err(out_err)?;
+                    if *cut {
+                        enc.cut_point().map_err(out_err)?;
+                    }
+                }
                 Seg::File {
                     name,
                     path,
@@ -726,6 +882,9 @@ fn writer(
                             Some(first),
                         );
                         enc.write_all(&scratch).map_err(out_err)?;
+                        if is_cut_point(name) {
+                            enc.cut_point().map_err(out_err)?;
+                        }
                         stats.entries += 1;
                         continue;
                     }
@@ -751,6 +910,9 @@ fn writer(
                             stream_file(enc, &file, &mut repeats, &mut scratch, &mut copy_buf)?
                         }
                     };
+                    if is_cut_point(name) {
+                        enc.cut_point().map_err(out_err)?;
+                    }
                     stats.entries += 1;
                     stats.content_bytes += written;
                 }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 mod commit;
 mod create;
 mod extract;
+mod frames;
 mod fsat;
 mod paths;
 pub mod policy;
@@ -23,6 +24,7 @@ mod tarfmt;
 
 pub use create::{CreateOptions, create_with};
 pub use extract::{ExtractOptions, Root, extract_with};
+pub use frames::{Digest, Frame, FrameRecord, FrameSource};
 
 /// How an archive is compressed. The method name is part of the cache version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +90,11 @@ pub struct CreateStats {
     pub entries: u64,
     /// Uncompressed bytes of file content.
     pub content_bytes: u64,
+    /// The independent zstd frames written, in order (empty for gzip or one multithreaded
+    /// frame; a long-distance frame at the end is not among them).
+    pub frames: Vec<FrameRecord>,
+    /// Tar bytes whose frames were copied from [`CreateOptions::frames`] instead of compressed.
+    pub reused_bytes: u64,
 }
 
 /// What [`extract`] restored.

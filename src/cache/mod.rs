@@ -637,7 +637,14 @@ impl Cache {
             return Ok(SaveOutcome::AlreadyExists);
         };
         let mut writer = self.store.blobs().writer()?;
-        let stats = transfer::write_archive(&plan, planned, &self.options, writer.as_mut())?;
+        let frames = self.store.frames();
+        let stats = transfer::write_archive(
+            &plan,
+            planned,
+            &self.options,
+            frames.map(|f| f as &dyn crate::archive::FrameSource),
+            writer.as_mut(),
+        )?;
         let actual = stats.compression.unwrap_or(planned);
         if actual != planned {
             // zstd failed and the archive fell back to gzip: the version must say gzip.
@@ -654,6 +661,24 @@ impl Cache {
         // The blob is made durable before its row is committed.
         let entry = self.store.commit_blob(guard.id(), writer)?;
         guard.disarm();
+        if stats.reused_bytes > 0 {
+            log(
+                LogLevel::Debug,
+                &format!(
+                    "{} bytes of the archive were compressed by an earlier save; their frames were copied",
+                    stats.reused_bytes
+                ),
+            );
+        }
+        if let (Some(map), Some(digest)) = (frames, entry.blob_digest.as_deref()) {
+            // Only a hint for later saves: failing to write it loses nothing.
+            if let Err(err) = map.record(digest, &stats.frames) {
+                log(
+                    LogLevel::Debug,
+                    &format!("could not record the archive's frames: {err}"),
+                );
+            }
+        }
         log(LogLevel::Info, &size_line(entry.size_bytes));
         Ok(SaveOutcome::Saved(Box::new(entry)))
     }

@@ -497,7 +497,7 @@ impl RemoteCache {
         // one Put Blob or blocks, and to finalize.
         let mut file = tempfile::tempfile().map_err(|source| RemoteError::Temp { source })?;
         let compression = self.options.compression;
-        let stats = transfer::write_archive(&plan, compression, &self.options, &mut file)?;
+        let stats = transfer::write_archive(&plan, compression, &self.options, None, &mut file)?;
         let compression = stats.compression.unwrap_or(compression);
         let size = file
             .seek(SeekFrom::End(0))

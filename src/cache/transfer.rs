@@ -11,7 +11,7 @@ use super::{
     CacheError, CacheOptions, Location, Log, RestoreRequest, SaveRequest, allowed_roots,
     cache_version, check_roots, expand_tilde,
 };
-use crate::archive::{self, Compression, CreateOptions, CreateStats, ExtractOptions};
+use crate::archive::{self, Compression, CreateOptions, CreateStats, ExtractOptions, FrameSource};
 use crate::exec::{Direction, LogLevel};
 
 /// What a save will archive, decided before anything is reserved.
@@ -81,6 +81,7 @@ pub(crate) fn write_archive(
     plan: &SavePlan,
     compression: Compression,
     options: &CacheOptions,
+    frames: Option<&dyn FrameSource>,
     out: &mut dyn Write,
 ) -> Result<CreateStats, CacheError> {
     let mut progress = Progress::new(Direction::Save, None, &plan.progress, options.progress)
@@ -92,6 +93,7 @@ pub(crate) fn write_archive(
         };
         let mut create = CreateOptions::new(compression);
         create.exclude = plan.exclude.clone();
+        create.frames = frames;
         archive::create_with(&plan.location.workspace, &plan.files, &create, &mut out)
     };
     progress.finish();

@@ -6,12 +6,14 @@
 //!
 //! On disk ([`StoreLocation`]): `index.sqlite` (unless `database_url` names another index,
 //! e.g. PostgreSQL) and `blobs-v1/ab/abcdef…` with `blobs-v1/tmp/` for writes in
-//! progress. A save is: `index().reserve` → `blobs().writer()` + write → [`Store::commit_blob`]
+//! progress; with local blobs, `frames-v1/` says where each archive's zstd frames lie, so a save
+//! copies frames it would compress again ([`frames`]). A save is: `index().reserve` → `blobs().writer()` + write → [`Store::commit_blob`]
 //! (blob durable, then row committed) or `index().abort` on failure. Reservations and temporary
 //! files carry their [`owner`], so a killed save's leftovers are reclaimed at once.
 //! [`Store::read_only`] says when the store could only be opened for restoring.
 
 pub mod blob;
+pub mod frames;
 pub mod index;
 pub mod owner;
 
@@ -198,6 +200,9 @@ pub struct Store {
     dir: Option<PathBuf>,
     /// Why the blob directory could not be opened for writing.
     blobs_read_only: Option<String>,
+    /// Where the frames of local blobs lie, for saves to reuse (local blob stores only: over
+    /// the network, compressing a chunk again is cheaper than fetching its frame).
+    frames: Option<frames::FrameMap>,
 }
 
 impl Store {
@@ -209,6 +214,7 @@ impl Store {
             blob_grace_ms: DEFAULT_BLOB_GRACE_MS,
             dir: None,
             blobs_read_only: None,
+            frames: None,
         }
     }
 
@@ -266,18 +272,28 @@ impl Store {
         tier: Option<&blob::TierConfig>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StoreError> {
-        let (blobs, blobs_read_only): (Arc<dyn BlobStore>, _) = match blobs_url {
-            Some(url) => blob::open_url_tiered(url, tier)?,
+        let (blobs, blobs_read_only, local): (Arc<dyn BlobStore>, _, _) = match blobs_url {
+            Some(url) => {
+                let (blobs, read_only) = blob::open_url_tiered(url, tier)?;
+                (blobs, read_only, false)
+            }
             None => {
                 let local = LocalBlobStore::new(dir)?;
                 let read_only = local.read_only().map(str::to_string);
-                (Arc::new(Verified::new(local)), read_only)
+                (
+                    Arc::new(Verified::new(local)) as Arc<dyn BlobStore>,
+                    read_only,
+                    true,
+                )
             }
         };
+        let frames =
+            (local && blobs_read_only.is_none()).then(|| frames::FrameMap::new(dir, blobs.clone()));
         let url = db_url.map_or_else(|| sqlite_url(&dir.join(INDEX_FILE)), str::to_string);
         let index = Index::open(&url, clock)?;
         Ok(Self {
             blobs_read_only,
+            frames,
             ..Self::new(index, blobs).with_local_dir(dir)
         })
     }
@@ -326,6 +342,11 @@ impl Store {
             }
             other => Ok(other?),
         }
+    }
+
+    /// Where the frames of local blobs lie, when this store keeps that (local blobs, writable).
+    pub fn frames(&self) -> Option<&frames::FrameMap> {
+        self.frames.as_ref()
     }
 
     /// The index.
@@ -428,6 +449,10 @@ impl Store {
             // The temporary files of killed saves go with their reservations.
             let cutoff = SystemClock.now_millis().saturating_sub(self.blob_grace_ms);
             self.blobs.remove_stale_temp(cutoff)?;
+            if let Some(frames) = &self.frames {
+                // Records of deleted blobs can never be used; an unreadable store keeps them.
+                frames.prune(&|digest| self.blobs.contains(digest).unwrap_or(true))?;
+            }
         }
         Ok(removed)
     }

@@ -10,7 +10,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::support::{Node, Raw, craft, create_bytes, file, snapshot, special, staging_leftovers};
 use runner::archive::{
-    self, ArchiveError, Compression, CreateOptions, ExtractOptions, create_with, extract_with,
+    self, ArchiveError, Compression, CreateOptions, Digest, ExtractOptions, Frame, FrameRecord,
+    FrameSource, create_with, extract_with,
 };
 
 fn set_mtime(p: &Path, secs: u64, nanos: u32) {
@@ -1124,4 +1125,144 @@ fn safety_policy_places_plain_names_under_their_root_and_refuses_escapes() {
     for (name, kind, link, want) in rows {
         assert_eq!(decide(name, kind, link), want, "{name} {kind:?} {link:?}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Independent frames, and frames copied from earlier archives.
+
+/// `ws/deps`: 3,000 files of 8 KB text (24 MB of tar), enough for several chunks.
+fn many_files_tree(ws: &Path) {
+    for i in 0..3000u64 {
+        let dir = ws.join(format!("deps/pkg{:03}", i / 20));
+        fs::create_dir_all(&dir).unwrap();
+        let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let text: String = (0..8000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Words from a small alphabet: compressible, but not trivially.
+                char::from(b"abcdefgh ;\n"[(x % 11) as usize])
+            })
+            .collect();
+        fs::write(dir.join(format!("f{i}.js")), text).unwrap();
+    }
+}
+
+fn create_framed(ws: &Path, source: Option<&dyn FrameSource>) -> (Vec<u8>, archive::CreateStats) {
+    let mut opts = CreateOptions::new(Compression::Zstd);
+    opts.frames = source;
+    let mut out = Vec::new();
+    let stats = create_with(ws, &[PathBuf::from("deps")], &opts, &mut out).unwrap();
+    (out, stats)
+}
+
+/// The frames of earlier archives, by the digest of what they decompress to.
+#[derive(Default)]
+struct SeenFrames(std::collections::HashMap<Digest, Vec<u8>>);
+
+impl SeenFrames {
+    fn learn(&mut self, bytes: &[u8], records: &[FrameRecord]) {
+        for r in records {
+            let frame = &bytes[r.offset as usize..(r.offset + r.len) as usize];
+            self.0.insert(r.chunk, frame.to_vec());
+        }
+    }
+}
+
+impl FrameSource for SeenFrames {
+    fn frame(&self, chunk: &Digest) -> Option<Frame> {
+        self.0.get(chunk).map(|bytes| Frame {
+            bytes: bytes.clone(),
+            digest: *blake3::hash(bytes).as_bytes(),
+        })
+    }
+}
+
+#[test]
+fn zstd_archives_are_independent_frames_recorded_where_they_lie() {
+    let dir = tempfile::tempdir().unwrap();
+    many_files_tree(dir.path());
+    let (bytes, stats) = create_framed(dir.path(), None);
+    assert!(stats.frames.len() >= 3, "{} frames", stats.frames.len());
+    assert_eq!(zstd_frames(&bytes), stats.frames.len());
+    assert_eq!(stats.reused_bytes, 0);
+    let mut offset = 0;
+    let mut tar = Vec::new();
+    for r in &stats.frames {
+        assert_eq!(r.offset, offset, "frames follow each other");
+        let frame = &bytes[r.offset as usize..(r.offset + r.len) as usize];
+        assert_eq!(blake3::hash(frame).as_bytes(), &r.frame);
+        let chunk = zstd::decode_all(frame).unwrap();
+        assert_eq!(blake3::hash(&chunk).as_bytes(), &r.chunk);
+        // Chunks end at entry boundaries or at 16 MiB: always whole 512-byte blocks.
+        assert_eq!(chunk.len() % 512, 0);
+        tar.extend_from_slice(&chunk);
+        offset += r.len;
+    }
+    assert_eq!(offset, bytes.len() as u64);
+    assert_eq!(
+        tar,
+        zstd::decode_all(&bytes[..]).unwrap(),
+        "frames are the stream"
+    );
+    if have("tar") && have("unzstd") {
+        let file = dir.path().join("a.tzst");
+        fs::write(&file, &bytes).unwrap();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg("tar --use-compress-program unzstd -tf a.tzst | wc -l")
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        // 3,000 files, 150 package directories and `deps/` itself.
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3151");
+    } else {
+        eprintln!("skipped: GNU tar listing (tar and unzstd are needed)");
+    }
+}
+
+#[test]
+fn frames_seen_before_are_copied_and_the_archive_is_what_compressing_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    many_files_tree(&ws);
+    let (first, stats) = create_framed(&ws, None);
+    let tar_len = zstd::decode_all(&first[..]).unwrap().len() as u64;
+    let mut seen = SeenFrames::default();
+    seen.learn(&first, &stats.frames);
+
+    // The same tree: every frame copied, the same bytes.
+    let (again, again_stats) = create_framed(&ws, Some(&seen));
+    assert_eq!(again_stats.reused_bytes, tar_len);
+    assert!(again == first, "a copied archive equals the compressed one");
+
+    // One file changed in the middle, one added near the front: only their chunks are
+    // compressed, and the archive is byte for byte what compressing everything writes.
+    fs::write(ws.join("deps/pkg075/f1500.js"), "changed").unwrap();
+    fs::write(ws.join("deps/pkg001/new.js"), "added").unwrap();
+    let (fresh, fresh_stats) = create_framed(&ws, None);
+    let (copied, copied_stats) = create_framed(&ws, Some(&seen));
+    assert!(copied == fresh, "copied frames make the same archive");
+    assert_eq!(copied_stats.frames, fresh_stats.frames);
+    let fresh_tar = zstd::decode_all(&fresh[..]).unwrap().len() as u64;
+    assert!(
+        copied_stats.reused_bytes > 0 && copied_stats.reused_bytes < fresh_tar,
+        "reused {} of {fresh_tar}",
+        copied_stats.reused_bytes
+    );
+    // Two chunks changed; cut points follow names, so the rest line up again.
+    let chunks = copied_stats.frames.len() as u64;
+    assert!(
+        copied_stats.reused_bytes * chunks >= fresh_tar * (chunks - 3),
+        "reused {} of {fresh_tar} in {chunks} chunks",
+        copied_stats.reused_bytes
+    );
+    let dst = tempfile::tempdir().unwrap();
+    archive::extract(&mut &copied[..], dst.path(), &[dst.path().join("deps")]).unwrap();
+    assert_eq!(
+        snapshot(&dst.path().join("deps")),
+        snapshot(&ws.join("deps"))
+    );
 }

@@ -344,3 +344,81 @@ fn nested_matches_reached_through_workspace_links_restore() {
     assert_eq!(read("node_modules/left-pad/index.js"), "pad");
     assert_eq!(read("packages/lib/node_modules/dep/index.js"), "dep");
 }
+
+/// Saves `deps` under `key`, returning the debug lines logged.
+fn save_logged(h: &Harness, key: &str) -> Vec<String> {
+    let request = SaveRequest {
+        scope: scope(),
+        location: location(h),
+        paths: vec!["deps".into()],
+        key: key.into(),
+        run_id: "1".into(),
+        ..Default::default()
+    };
+    let mut lines = Vec::new();
+    let mut log = |level: LogLevel, line: &str| {
+        if level == LogLevel::Debug {
+            lines.push(line.to_string());
+        }
+    };
+    let outcome = h.cache.save(&request, &mut log).expect("save");
+    assert!(matches!(outcome, SaveOutcome::Saved(_)), "{outcome:?}");
+    lines
+}
+
+fn frame_records(h: &Harness) -> usize {
+    let dir = h.store_dir().join("frames-v1");
+    let Ok(shards) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
+    shards
+        .flatten()
+        .filter(|s| s.file_name() != "tmp")
+        .map(|s| std::fs::read_dir(s.path()).map_or(0, |d| d.count()))
+        .sum()
+}
+
+#[test]
+fn a_save_of_a_tree_saved_before_copies_its_frames_and_prune_drops_stale_records() {
+    let h = Harness::sqlite();
+    let files: Vec<(String, String)> = (0..900u64)
+        .map(|i| (format!("deps/p{}/f{i}.js", i / 30), noise(6000, i) + "\n"))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    write_tree(&h.workspace(), &refs);
+    let reused = |lines: &[String]| {
+        lines
+            .iter()
+            .any(|l| l.contains("compressed by an earlier save; their frames were copied"))
+    };
+    assert!(!reused(&save_logged(&h, "deps-1")));
+    assert!(frame_records(&h) >= 1);
+    // A rolling key: the same tree under the next key copies every frame.
+    assert!(reused(&save_logged(&h, "deps-2")));
+    let entries = h.cache.index().list(&Default::default()).expect("list");
+    let digests: std::collections::BTreeSet<_> =
+        entries.iter().map(|e| e.blob_digest.clone()).collect();
+    assert_eq!(digests.len(), 1, "the same archive: {entries:?}");
+    let ws = h.workspace();
+    std::fs::remove_dir_all(ws.join("deps")).unwrap();
+    assert!(matches!(
+        restore(&h, &h.cache, &["deps"], "deps-2"),
+        RestoreOutcome::Hit { exact: true, .. }
+    ));
+    assert_eq!(
+        std::fs::read_to_string(ws.join("deps/p29/f899.js")).unwrap(),
+        files[899].1
+    );
+
+    // Both entries deleted, the blob with them: prune drops the records that point into it,
+    // and the next save compresses again.
+    for e in &entries {
+        h.cache.delete(&e.id).expect("delete");
+    }
+    h.cache.prune(false).expect("prune");
+    assert_eq!(frame_records(&h), 0);
+    assert!(!reused(&save_logged(&h, "deps-3")));
+}

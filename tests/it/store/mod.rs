@@ -6,6 +6,7 @@ pub(crate) mod blob_conformance;
 mod concurrency;
 mod eviction;
 mod extras;
+mod frames;
 mod index;
 mod kill;
 mod races;
