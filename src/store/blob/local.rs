@@ -102,16 +102,29 @@ impl BlobWriter for LocalWriter {
             path: tmp_path.clone(),
             source: e.into_error(),
         })?;
+        let dest = store.path_of(&digest)?;
+        // The same bytes are stored already (another entry's archive, or the same tree saved
+        // under another key): keep that file and drop this one before it is ever written back,
+        // so a duplicate save costs no disk writes. Its mtime is refreshed, which protects it
+        // from orphan removal until the row is committed; if that fails (it was removed a
+        // moment ago), this copy is stored as usual.
+        if fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size)
+            && File::options()
+                .write(true)
+                .open(&dest)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+                .is_ok()
+        {
+            drop(temp);
+            return Ok(BlobInfo { digest, size });
+        }
         // Data on disk before the name points at it, so a crash never exposes a short blob.
         temp.as_file().sync_all().map_err(io_err(temp.path()))?;
-        let dest = store.path_of(&digest)?;
         let shard = dest
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| store.root.clone());
         fs::create_dir_all(&shard).map_err(io_err(&shard))?;
-        // Replacing an existing blob of the same digest is harmless (same bytes) and refreshes
-        // its mtime, which protects it from orphan removal until its row is committed.
         temp.persist(&dest).map_err(|e| BlobError::Io {
             path: dest.clone(),
             source: e.error,

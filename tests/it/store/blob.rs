@@ -142,3 +142,38 @@ fn blobs_are_created_with_the_process_umask() {
     let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode, 0o666 & !umask, "{}", path.display());
 }
+
+/// Storing bytes already stored keeps the stored file (no second copy is written back to disk)
+/// and refreshes its mtime, which keeps orphan removal off it until the new row is committed.
+#[test]
+fn a_blob_stored_again_keeps_its_file_and_refreshes_its_mtime() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalBlobStore::new(dir.path()).expect("store");
+    let first = put(&store, b"the same archive twice");
+    let path = store.path_of(&first.digest).expect("path");
+    let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_modified(day_ago))
+        .expect("set mtime");
+    let inode = std::fs::metadata(&path).expect("stat").ino();
+    let again = put(&store, b"the same archive twice");
+    assert_eq!(again, first);
+    let meta = std::fs::metadata(&path).expect("stat");
+    assert_eq!(meta.ino(), inode, "the stored file is kept, not replaced");
+    let age = std::time::SystemTime::now()
+        .duration_since(meta.modified().expect("mtime"))
+        .unwrap_or_default();
+    assert!(age.as_secs() < 3600, "mtime refreshed: {age:?} old");
+    assert_eq!(
+        tmp_files(dir.path()),
+        0,
+        "the duplicate's temporary file is gone"
+    );
+    assert_eq!(
+        read_all(&store, &first.digest).expect("read"),
+        b"the same archive twice"
+    );
+}
