@@ -9,6 +9,9 @@
 //!   to another place ([`Root`]), and skips excluded paths.
 //! - [`policy::Policy::decide`] is the extraction safety policy on its own: from an entry's
 //!   header and the declared roots to a [`policy::Decision`], no file system involved.
+//! - zstd archives are independent frames, one per content-defined chunk of tar bytes, listed in
+//!   [`CreateStats::frames`]; [`CreateOptions::frames`] ([`FrameSource`]) hands a save the frames
+//!   of chunks compressed before, which it copies instead of compressing.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
