@@ -17,6 +17,7 @@ pub mod analyze;
 #[cfg(feature = "remote")]
 mod backend;
 mod config;
+mod deferred;
 pub mod inputs;
 mod key;
 mod paths;
@@ -322,6 +323,8 @@ pub struct Cache {
     options: CacheOptions,
     /// Whether the read-only warning was shown (once per cache, not per step).
     read_only_warned: std::sync::atomic::AtomicBool,
+    /// Set by [`Cache::defer_lookup_records`]: lookups' writes go to a background writer.
+    recorder: std::sync::OnceLock<deferred::Recorder>,
 }
 
 /// Aborts a reservation unless it was committed, so no error path leaves a stuck row.
@@ -366,7 +369,17 @@ impl Cache {
             clock,
             options,
             read_only_warned: std::sync::atomic::AtomicBool::new(false),
+            recorder: std::sync::OnceLock::new(),
         }
+    }
+
+    /// From now on [`Cache::lookup_entry`] answers from one read and leaves marking the entry
+    /// used and recording the lookup's event to a background writer that batches them (a server
+    /// answering many lookups). [`Cache::index`] waits for that writer, so readers in this
+    /// process see every lookup answered before they asked.
+    pub fn defer_lookup_records(&self) {
+        self.recorder
+            .get_or_init(|| deferred::Recorder::start(self.store.index().clone()));
     }
 
     /// `Some(warning)` when the store cannot be written; logged the first time only.
@@ -386,8 +399,12 @@ impl Cache {
         &self.store
     }
 
-    /// The index.
+    /// The index, once the lookups answered so far are recorded
+    /// ([`Cache::defer_lookup_records`]).
     pub fn index(&self) -> &Index {
+        if let Some(recorder) = self.recorder.get() {
+            recorder.flush();
+        }
         self.store.index()
     }
 

@@ -7,8 +7,8 @@ use crate::clock::EpochMillis;
 use crate::exec::LogLevel;
 use crate::store::blob::BlobWriter;
 use crate::store::index::{
-    Deletion, Entry, EventDetail, EventKind, LookupHit, LookupQuery, NewEntry, NewEvent,
-    Reservation,
+    Deletion, Entry, EntryUse, EventDetail, EventKind, LookupHit, LookupQuery, LookupRecord,
+    NewEntry, NewEvent, Reservation,
 };
 
 /// What the server stores as an entry's compression: the client compressed the archive and the
@@ -34,7 +34,12 @@ impl Cache {
             keys,
             version,
         };
-        Ok(self.index().lookup(&query)?)
+        // The lookup's own writes: now, or by the deferred writer.
+        if self.recorder.get().is_some() {
+            Ok(self.store.index().find(&query)?)
+        } else {
+            Ok(self.store.index().lookup(&query)?)
+        }
     }
 
     /// The metrics event of a lookup: a hit (exact when the match is the primary key) carrying
@@ -79,7 +84,33 @@ impl Cache {
             level: matched.and_then(|m| super::analyze::served_level(keys, m)),
             steps_ms: None,
         };
-        self.record_detailed(event, &detail, log);
+        if let Some(recorder) = self.recorder.get() {
+            let at = self.clock.now_millis();
+            let record = LookupRecord {
+                used: found
+                    .as_ref()
+                    .ok()
+                    .and_then(Option::as_ref)
+                    .map(|hit| EntryUse {
+                        id: hit.entry.id.clone(),
+                        at,
+                    }),
+                event,
+                detail,
+                at,
+            };
+            if let Err(record) = recorder.push(record) {
+                // The writer is gone: write it here.
+                if let Err(err) = self.store.index().record_lookups(&[*record]) {
+                    log(
+                        LogLevel::Debug,
+                        &format!("could not record cache event: {err}"),
+                    );
+                }
+            }
+        } else {
+            self.record_detailed(event, &detail, log);
+        }
         found
     }
 

@@ -99,7 +99,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
     config.max_concurrent_uploads = args.max_concurrent_uploads;
     config.url_ttl_secs = args.url_ttl;
     config.direct_downloads = args.direct_downloads;
-    let server = Server::new(Arc::new(cache), config, clock).context("starting the server")?;
+    let cache = Arc::new(cache);
+    let server = Server::new(Arc::clone(&cache), config, clock).context("starting the server")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -116,6 +117,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
     });
     // A store call still running on a blocking thread is left to the OS: exit within 10 s.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    // The lookups answered before the signal are recorded before the process ends.
+    cache.index();
     served?;
     tracing::info!("stopped");
     Ok(EXIT_OK)

@@ -171,9 +171,9 @@ struct Inner {
     /// racing the first for its staged parts.
     finalizing: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Set over a SQLite index. SQLite takes one writer at a time and puts the others to sleep
-    /// in its busy handler (1, 2, 5, 10 ms …), and every lookup writes (last use, an event):
-    /// queueing this server's index calls here instead bounds a lookup's wait by the calls
-    /// ahead of it, not by those sleeps.
+    /// in its busy handler (1, 2, 5, 10 ms …): queueing this server's writing index calls here
+    /// bounds their wait by the calls ahead of them, not by those sleeps. Lookups only read
+    /// (their writes are deferred and batched) and take no turn.
     index_gate: Option<std::sync::Mutex<()>>,
     /// Admin token keys (REST API, UI).
     keys: auth::Keys,
@@ -208,6 +208,8 @@ impl Server {
     ) -> Result<Self, ServerError> {
         let (staging, shared_staging) =
             staging::open(config.blobs_url.as_deref(), &config.staging_dir)?;
+        // A lookup answers from one read; its writes go to a background writer, in batches.
+        cache.defer_lookup_records();
         let secret = match &config.auth {
             AuthMode::Secret(secret) => secret.clone(),
             // URLs are still signed, with a key that lives as long as this process.

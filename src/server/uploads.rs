@@ -616,12 +616,11 @@ pub fn lookup(
         )));
     }
     check_version(version)?;
+    // A lookup only reads (its writes are deferred, see `Cache::defer_lookup_records`), and
+    // SQLite readers do not wait on each other or on the writer: no turn to take.
     let hit = inner
-        .with_index(|| {
-            inner
-                .cache
-                .lookup_entry(&principal.read_scope(), keys, version, &mut cache_log)
-        })
+        .cache
+        .lookup_entry(&principal.read_scope(), keys, version, &mut cache_log)
         .map_err(|err| ApiError::internal(&err))?;
     Ok(hit
         .map(|h| h.entry)

@@ -32,7 +32,7 @@ pub struct DetailedEvent {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = cache_events)]
-struct DetailRow {
+pub(super) struct DetailRow {
     restore_keys: Option<String>,
     match_level: Option<i64>,
     steps_ms: Option<i64>,
@@ -140,4 +140,26 @@ impl Index {
             })
             .collect()
     }
+}
+
+/// The columns of `event` (recorded at `at`) with its details.
+pub(super) fn event_values(
+    event: &NewEvent,
+    detail: &EventDetail,
+    at: crate::clock::EpochMillis,
+) -> Result<(EventRow, DetailRow), IndexError> {
+    Ok((event_row(event, at, None)?, DetailRow::new(detail)?))
+}
+
+/// Inserts events made by [`event_values`] on `conn`.
+pub(super) fn insert_events(
+    conn: &mut super::AnyConnection,
+    events: &[(EventRow, DetailRow)],
+) -> diesel::QueryResult<()> {
+    for (row, detail) in events {
+        diesel::insert_into(cache_events::table)
+            .values((row, detail))
+            .execute(conn)?;
+    }
+    Ok(())
 }

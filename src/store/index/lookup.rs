@@ -8,8 +8,8 @@ use diesel::prelude::*;
 use super::rows::{COMMITTED, EntryRow, key_lower};
 use super::schema::cache_entries;
 use super::{
-    AnyConnection, Entry, Index, IndexError, ListFilter, LookupHit, LookupQuery, conn,
-    prefix_upper_bound,
+    AnyConnection, Entry, Index, IndexError, ListFilter, LookupHit, LookupQuery, LookupRecord,
+    conn, prefix_upper_bound,
 };
 
 impl Index {
@@ -17,13 +17,51 @@ impl Index {
     /// order. Empty keys are ignored.
     pub fn lookup(&self, query: &LookupQuery) -> Result<Option<LookupHit>, IndexError> {
         let mut conn = self.conn()?;
-        self.lookup_on(&mut conn, query)
+        self.lookup_on(&mut conn, query, true)
+    }
+
+    /// [`Index::lookup`] without marking the entry used: a read only, for a caller that records
+    /// the use later with [`Index::record_lookups`] (a server answering before it writes).
+    pub fn find(&self, query: &LookupQuery) -> Result<Option<LookupHit>, IndexError> {
+        let mut conn = self.conn()?;
+        self.lookup_on(&mut conn, query, false)
+    }
+
+    /// Applies lookups answered by [`Index::find`]: marks each found entry used at its time and
+    /// inserts each lookup's event, in one write transaction, so a batch of lookups costs one
+    /// commit. An entry deleted meanwhile is passed over.
+    pub fn record_lookups(&self, records: &[LookupRecord]) -> Result<(), IndexError> {
+        use cache_entries::dsl as e;
+        const OP: &str = "record lookups";
+        if self.read_only.is_some() || records.is_empty() {
+            return Ok(());
+        }
+        let events = records
+            .iter()
+            .map(|r| super::analytics::event_values(&r.event, &r.detail, r.at))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut conn = self.conn()?;
+        let _gate = self.write_gate();
+        conn::write_tx(&mut conn, &self.url, OP, |conn| {
+            for used in records.iter().filter_map(|r| r.used.as_ref()) {
+                diesel::update(e::cache_entries.filter(e::id.eq(&used.id)))
+                    .set((
+                        e::last_accessed_at.eq(used.at),
+                        e::access_count.eq(e::access_count + 1),
+                    ))
+                    .execute(conn)
+                    .map_err(self.q(OP))?;
+            }
+            super::analytics::insert_events(conn, &events).map_err(self.q(OP))?;
+            Ok(())
+        })
     }
 
     pub(super) fn lookup_on(
         &self,
         conn: &mut AnyConnection,
         query: &LookupQuery,
+        record: bool,
     ) -> Result<Option<LookupHit>, IndexError> {
         use cache_entries::dsl as e;
         const OP: &str = "lookup";
@@ -43,7 +81,7 @@ impl Index {
                     .optional()
                     .map_err(self.q(OP))?;
                 if let Some(id) = exact
-                    && let Some(hit) = self.touch(conn, &id, *position == 0)?
+                    && let Some(hit) = self.touch(conn, &id, *position == 0, record)?
                 {
                     return Ok(Some(hit));
                 }
@@ -57,7 +95,7 @@ impl Index {
                     .optional()
                     .map_err(self.q(OP))?;
                 if let Some(id) = newest
-                    && let Some(hit) = self.touch(conn, &id, false)?
+                    && let Some(hit) = self.touch(conn, &id, false, record)?
                 {
                     return Ok(Some(hit));
                 }
@@ -66,12 +104,14 @@ impl Index {
         Ok(None)
     }
 
-    /// Marks a found row used; `None` if it vanished meanwhile (deleted or evicted).
+    /// Marks a found row used (unless `record` is false); `None` if it vanished meanwhile
+    /// (deleted or evicted).
     fn touch(
         &self,
         conn: &mut AnyConnection,
         id: &str,
         exact: bool,
+        record: bool,
     ) -> Result<Option<LookupHit>, IndexError> {
         use cache_entries::dsl as e;
         let now = self.clock.now_millis();
@@ -82,9 +122,10 @@ impl Index {
                 .filter(e::broken_at.is_null())
         };
         // Recording the use is best effort: a read-only or full store still restores.
-        let gate = self.write_gate();
+        let gate = record.then(|| self.write_gate());
         let updated = match self.read_only {
             Some(_) => None,
+            None if !record => None,
             None => diesel::update(found())
                 .set((
                     e::last_accessed_at.eq(now),

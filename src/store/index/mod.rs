@@ -51,9 +51,9 @@ use conn::{Manager, Target};
 pub use evict::MaintenanceLease;
 pub use history::{BulkEntry, DAY_MILLIS, DayActivity, Eviction, KeyMatch, RestoredKey};
 pub use model::{
-    Backend, ColumnDescription, Entry, EntryState, Event, EventKind, IndexDescription, KeyHits,
-    ListFilter, ListSort, LookupHit, LookupQuery, NewEntry, NewEvent, Reservation,
-    SchemaDescription, Stats,
+    Backend, ColumnDescription, Entry, EntryState, EntryUse, Event, EventKind, IndexDescription,
+    KeyHits, ListFilter, ListSort, LookupHit, LookupQuery, LookupRecord, NewEntry, NewEvent,
+    Reservation, SchemaDescription, Stats,
 };
 pub use page::EntryPage;
 pub use policy::{
@@ -189,7 +189,8 @@ impl IndexError {
 }
 
 /// A handle on the index database: a connection pool plus the injected clock. Cheap to share by
-/// reference across threads.
+/// reference across threads; a clone shares the pool and this process's write gate.
+#[derive(Clone)]
 pub struct Index {
     pool: Pool<Manager>,
     clock: Arc<dyn Clock>,
@@ -436,7 +437,7 @@ mod tests {
                 seen.push(query.to_string());
             }
         });
-        assert_eq!(index.lookup_on(&mut conn, &query)?, None);
+        assert_eq!(index.lookup_on(&mut conn, &query, true)?, None);
         let statements = seen.lock().map(|s| s.clone()).unwrap_or_default();
         let sql = statements
             .iter()

@@ -115,6 +115,30 @@ pub struct LookupQuery {
     pub version: String,
 }
 
+/// A use of an entry found by [`super::Index::find`], recorded later by
+/// [`super::Index::record_lookups`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryUse {
+    /// The entry's id.
+    pub id: String,
+    /// When it was used.
+    pub at: EpochMillis,
+}
+
+/// A lookup answered by [`super::Index::find`], to be recorded by
+/// [`super::Index::record_lookups`]: the entry it used, if any, and its event.
+#[derive(Debug, Clone)]
+pub struct LookupRecord {
+    /// The entry found.
+    pub used: Option<EntryUse>,
+    /// The lookup's event.
+    pub event: NewEvent,
+    /// The event's analytics details.
+    pub detail: super::EventDetail,
+    /// When the lookup happened.
+    pub at: EpochMillis,
+}
+
 /// A lookup result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupHit {

@@ -568,3 +568,38 @@ fn a_put_blob_is_written_once_straight_into_the_blob_store() {
     assert_eq!(s.restore_v2(&token, &["once"], &v), Some(data));
     assert_eq!(s.staged_uploads(), 0);
 }
+
+/// Lookups answer from a read and record the entry's use and their events afterwards, in
+/// batches: once answered, the index this process reads shows every one of them.
+#[test]
+fn lookups_answered_at_once_are_all_recorded_before_the_index_is_read() {
+    let s = Srv::start();
+    let token = s.token();
+    let data = bytes(2048, 9);
+    assert_eq!(s.save_v2(&token, "rec", &version(1), &data).status, 200);
+    let entry = s.h.cache.index().list(&Default::default()).expect("list")[0].clone();
+    let events_before = s.h.cache.index().events(0).expect("events").len();
+    s.h.clock.advance(60_000);
+    thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                for _ in 0..5 {
+                    let found = s.download_url(&token, &["rec"], &version(1));
+                    assert_eq!(found["ok"], json!(true), "{found}");
+                }
+            });
+        }
+    });
+    let miss = s.download_url(&token, &["none"], &version(1));
+    assert_eq!(miss["ok"], json!(false));
+    let used =
+        s.h.cache
+            .index()
+            .get(&entry.id)
+            .expect("get")
+            .expect("entry");
+    assert_eq!(used.access_count, entry.access_count + 40);
+    assert_eq!(used.last_accessed_at, entry.last_accessed_at + 60_000);
+    let events = s.h.cache.index().events(0).expect("events");
+    assert_eq!(events.len(), events_before + 41);
+}

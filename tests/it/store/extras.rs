@@ -2,7 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use runner::store::index::{EventKind, EvictionPolicy, LookupQuery, NewEntry, Reservation};
+use runner::store::index::{
+    EntryUse, EventDetail, EventKind, EvictionPolicy, LookupQuery, LookupRecord, NewEntry,
+    NewEvent, Reservation,
+};
 
 use super::{Harness, MINUTE, Spec};
 
@@ -10,6 +13,7 @@ crate::backend_matrix!(crate::store::Harness:
     broken_entries_are_skipped_evicted_and_replaced,
     roots_are_kept_from_reserve_to_lookup,
     run_numbers_count_per_workflow,
+    found_lookups_are_recorded_later_in_one_batch,
 );
 
 fn query(keys: &[&str]) -> LookupQuery {
@@ -155,5 +159,66 @@ fn run_numbers_count_per_workflow(h: &Harness) {
         (1..=(THREADS * EACH) as u64).collect::<BTreeSet<_>>(),
         "{}",
         h.backend
+    );
+}
+
+/// `find` answers like `lookup` without writing; `record_lookups` then marks the entries used
+/// and records the events, all in one transaction, passing over an entry deleted meanwhile.
+fn found_lookups_are_recorded_later_in_one_batch(h: &Harness) {
+    let a = h.save(&Spec::new("refs/heads/main", "deps-a"), b"a");
+    let b = h.save(&Spec::new("refs/heads/main", "deps-b"), b"b");
+    let before = h.index().get(&a.id).expect("get").expect("a");
+    h.clock.advance(MINUTE);
+    let found = h
+        .index()
+        .find(&query(&["deps-a"]))
+        .expect("find")
+        .expect("hit");
+    assert_eq!(found.entry.id, a.id);
+    let after_find = h.index().get(&a.id).expect("get").expect("a");
+    assert_eq!(
+        after_find.last_accessed_at, before.last_accessed_at,
+        "find writes nothing"
+    );
+    assert_eq!(after_find.access_count, before.access_count);
+    let events_before = h.index().events(0).expect("events").len();
+
+    let at = runner::clock::Clock::now_millis(&h.clock);
+    let record = |id: &str, key: &str| LookupRecord {
+        used: Some(EntryUse {
+            id: id.to_string(),
+            at,
+        }),
+        event: NewEvent {
+            repository: "octo/repo".into(),
+            scope: "refs/heads/main".into(),
+            kind: EventKind::HitExact,
+            key: key.into(),
+            matched_key: Some(key.into()),
+            bytes: Some(1),
+            duration_ms: Some(0),
+        },
+        detail: EventDetail::default(),
+        at,
+    };
+    // b is deleted before its lookup is recorded: its event stays, its use is passed over.
+    h.index().delete(&b.id).expect("delete");
+    h.index()
+        .record_lookups(&[
+            record(&a.id, "deps-a"),
+            record(&b.id, "deps-b"),
+            record(&a.id, "deps-a"),
+        ])
+        .expect("record");
+    let used = h.index().get(&a.id).expect("get").expect("a");
+    assert_eq!(used.last_accessed_at, at);
+    assert_eq!(used.access_count, before.access_count + 2);
+    let events = h.index().events(0).expect("events");
+    assert_eq!(events.len(), events_before + 3, "{}", h.backend);
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.at == at)
+            .all(|e| e.event.kind == EventKind::HitExact)
     );
 }
