@@ -41,23 +41,9 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
 fn unhex(s: &str) -> Option<Digest> {
-    if s.len() != 64 {
-        return None;
-    }
     let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(s, &mut out).ok()?;
     Some(out)
 }
 
@@ -96,7 +82,7 @@ impl FrameMap {
     }
 
     fn path_of(&self, chunk: &Digest) -> PathBuf {
-        let name = hex(chunk);
+        let name = hex::encode(chunk);
         self.dir.join(&name[..2]).join(name)
     }
 
@@ -115,7 +101,7 @@ impl FrameMap {
                 std::process::id(),
                 self.seq.fetch_add(1, Ordering::Relaxed)
             ));
-            let line = format!("{blob} {} {} {}\n", f.offset, f.len, hex(&f.frame));
+            let line = format!("{blob} {} {} {}\n", f.offset, f.len, hex::encode(f.frame));
             let written = fs::File::create(&tmp)
                 .and_then(|mut file| file.write_all(line.as_bytes()))
                 .and_then(|()| fs::rename(&tmp, &path));
