@@ -113,7 +113,8 @@ impl FrameMap {
         Ok(())
     }
 
-    /// Removes the records whose blob `live` says is gone; returns how many.
+    /// Removes the records whose blob `live` says is gone; returns how many. Reads every record:
+    /// for maintenance, and for evictions that deleted blobs.
     pub fn prune(&self, live: &dyn Fn(&str) -> bool) -> Result<u64, BlobError> {
         let mut removed = 0;
         let shards = match fs::read_dir(&self.dir) {

@@ -449,10 +449,6 @@ impl Store {
             // The temporary files of killed saves go with their reservations.
             let cutoff = SystemClock.now_millis().saturating_sub(self.blob_grace_ms);
             self.blobs.remove_stale_temp(cutoff)?;
-            if let Some(frames) = &self.frames {
-                // Records of deleted blobs can never be used; an unreadable store keeps them.
-                frames.prune(&|digest| self.blobs.contains(digest).unwrap_or(true))?;
-            }
         }
         Ok(removed)
     }
@@ -463,6 +459,7 @@ impl Store {
             .iter()
             .filter_map(|e| e.blob_digest.as_deref())
             .collect();
+        let mut deleted = BTreeSet::new();
         for digest in digests {
             if self.index.is_referenced(digest)? {
                 continue;
@@ -472,6 +469,20 @@ impl Store {
                 continue;
             }
             self.blobs.delete(digest)?;
+            deleted.insert(digest);
+        }
+        // Only when blobs went: a save's eviction usually deletes none, and the walk is over
+        // every record.
+        if !deleted.is_empty() {
+            self.forget_frames(&|digest| !deleted.contains(digest))?;
+        }
+        Ok(())
+    }
+
+    /// Drops the frame records of blobs `live` says are gone (they can never be used).
+    fn forget_frames(&self, live: &dyn Fn(&str) -> bool) -> Result<(), StoreError> {
+        if let Some(frames) = &self.frames {
+            frames.prune(live)?;
         }
         Ok(())
     }
@@ -552,6 +563,8 @@ impl Store {
         }
         if !options.dry_run {
             report.temp_files_removed = self.blobs.remove_stale_temp(cutoff)?;
+            // An unreadable store keeps its records.
+            self.forget_frames(&|digest| self.blobs.contains(digest).unwrap_or(true))?;
         }
         Ok(report)
     }
