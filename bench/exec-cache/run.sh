@@ -13,8 +13,11 @@
 # A save is timed two ways too (each under a fresh key, so it misses and saves):
 #   save-cold:    into an empty store: every chunk of the tree is compressed;
 #   save-warm:    into the store that holds this tree under another key (a rolling key such as
-#                 `index-${{ github.run_number }}`, or a key whose lock file changed): chunks the
-#                 store compressed before are copied, not compressed again.
+#                 `index-${{ github.run_number }}`): chunks the store compressed before are
+#                 copied, not compressed again.
+# and once more for a tree with one dependency changed (a copy of the tree with a line appended
+# to each `.js` file of `@babel/core`, against tar of that copy):
+#   save-changed: into a store holding the original tree only (seeded, untimed, for each run).
 #
 # Usage: bench/exec-cache/run.sh [runs]   (default 3; medians of wall and cpu time are reported)
 # Env:   RUNNER_BENCH_WORK=<dir> (default /var/tmp/runner-bench/exec-cache),
@@ -53,6 +56,18 @@ if ! cmp -s "$HERE/package-lock.json" "$SRC/package-lock.json" || [ ! -d "$SRC/n
   touch "$WORK/.last-delete"
 fi
 
+# The changed tree, made once from the tree (and again when the tree is rebuilt).
+CHG=$WORK/changed
+if [ ! -d "$CHG/node_modules" ] || [ "$SRC/package-lock.json" -nt "$CHG/.made" ]; then
+  echo "== copying the tree to $CHG with @babel/core changed" >&2
+  if [ -e "$CHG" ]; then mv "$CHG" "$WORK/old-changed.$$"; fi
+  cp -a "$SRC" "$CHG"
+  find "$CHG/node_modules/@babel/core" -name '*.js' -exec sh -c 'echo "// bumped" >> "$1"' _ {} \;
+  touch "$CHG/.made"
+  rm -rf "$WORK/old-changed.$$"
+  touch "$WORK/.last-delete"
+fi
+
 # Trees are deleted only at exit, and a run waits out the last one's deletions (see common.sh).
 STAMP=$WORK/.last-delete
 wait_out_deletions "$STAMP"
@@ -76,7 +91,10 @@ timed() {
   /usr/bin/time -a -o "$OUT/$name.$mode" -f "%e %U %S" bash -c "$cmd" > /dev/null
 }
 
-save_tar() { timed "$1" save-tar "cd '$SRC' && tar --posix -cf - node_modules | zstd -q -T0 -f -o '$OUT/tar.tzst'"; }
+save_tar() {
+  timed "$1" save-tar "cd '$SRC' && tar --posix -cf - node_modules | zstd -q -T0 -f -o '$OUT/tar.tzst'"
+  timed "$1" save-changed-tar "cd '$CHG' && tar --posix -cf - node_modules | zstd -q -T0 -f -o '$OUT/changed.tzst'"
+}
 # save_ours MODE RUN [BINARY NAME]: a save under a fresh key, into the shared store (warm: it
 # holds this tree from the first save) and into an empty one (cold).
 save_ours() {
@@ -84,6 +102,10 @@ save_ours() {
   local cold=$OUT/cold-${4:-ours}-$1-$2
   timed "$1" "save-cold-${4:-ours}" "RUNNER_CACHE_DIR='$cold' '${3:-$RUNNER}' exec '$HERE/workflow.yml' --workspace '$SRC' ${ARGS[*]} --var RUN=${4:-ours}-$1-$2 2>> '$OUT/save-cold.log'"
   mv "$cold" "$TRASH/"
+  local seeded=$OUT/seeded-${4:-ours}-$1-$2
+  RUNNER_CACHE_DIR=$seeded "${3:-$RUNNER}" exec "$HERE/workflow.yml" --workspace "$SRC" "${ARGS[@]}" --var RUN=seed > /dev/null 2>&1
+  timed "$1" "save-changed-${4:-ours}" "RUNNER_CACHE_DIR='$seeded' '${3:-$RUNNER}' exec -v '$HERE/workflow.yml' --workspace '$CHG' ${ARGS[*]} --var RUN=${4:-ours}-$1-$2 2>> '$OUT/save-changed.log'"
+  mv "$seeded" "$TRASH/"
 }
 restore_tar() {
   mkdir -p "$OUT/rt-$1-$2"
@@ -137,6 +159,10 @@ bytes=$(du -sb "$SRC/node_modules" | cut -f1)
 # The first save's size line is the runner's (RUNNER_BASE saves after it); warm saves write the
 # same archive (the bench checks that), so one size is the size.
 ours_size=$(grep -o 'Cache Size: ~[0-9]* MB ([0-9]* B)' "$OUT/save.log" | head -1 | grep -o '([0-9]*' | tr -d '(')
+changed_saves=$(grep -c 'Cache saved' "$OUT/save-changed.log" || true)
+if [ "$changed_saves" != $((2 * RUNS * builds)) ]; then
+  echo "!! expected $((2 * RUNS * builds)) saves of the changed tree, the log shows $changed_saves" >&2
+fi
 sizes=$(cat "$OUT/save.log" "$OUT/save-cold.log" | grep -o 'Cache Size: ~[0-9]* MB ([0-9]* B)' | sort -u | wc -l)
 if [ -z "${RUNNER_BASE:-}" ] && [ "$sizes" != 1 ]; then
   echo "!! cold and warm saves wrote archives of $sizes different sizes" >&2
@@ -146,15 +172,19 @@ printf 'node_modules: %d files (%d entries), %.1f MB\n' "$files" "$entries" "$(e
 printf '  size                    tar|zstd %6.1f MB  runner %6.1f MB  ratio %.3f\n' \
   "$(echo "$(stat -c %s "$OUT/tar.tzst") / 1000000" | bc -l)" "$(echo "$ours_size / 1000000" | bc -l)" \
   "$(echo "$ours_size / $(stat -c %s "$OUT/tar.tzst")" | bc -l)"
+reused=$(grep -o '[0-9]* bytes of the archive were compressed by an earlier save' "$OUT/save-changed.log" | head -1 | cut -d' ' -f1)
+changed_tar=$(zstd -q -dc "$OUT/changed.tzst" | wc -c)
+printf '  changed tree: %.1f of %.1f MB of tar copied from the earlier save'"'"'s frames\n' \
+  "$(echo "${reused:-0} / 1000000" | bc -l)" "$(echo "$changed_tar / 1000000" | bc -l)"
 for mode in flushed back-to-back; do
-  for side in save-cold save restore; do
+  for side in save-cold save save-changed restore; do
     for build in ours base; do
       t=$OUT/${side%-cold}-tar.$mode o=$OUT/$side-$build.$mode
       if [ ! -f "$o" ]; then continue; fi
       label=runner; if [ "$build" = base ]; then label=base; fi
       name=$side; if [ "$side" = save ]; then name=save-warm; fi
       awk -v s="$name" -v m="$mode" -v l="$label" -v tw="$(col "$t" 1)" -v ow="$(col "$o" 1)" -v tc="$(col "$t" 2)" -v oc="$(col "$o" 2)" \
-        'BEGIN { printf "  %-9s %-12s wall: tar %6.2fs  %-6s %6.2fs  ratio %.2f   cpu: %6.2fs vs %6.2fs  ratio %.2f\n", s, m, tw, l, ow, ow / tw, tc, oc, oc / tc }'
+        'BEGIN { printf "  %-12s %-12s wall: tar %6.2fs  %-6s %6.2fs  ratio %.2f   cpu: %6.2fs vs %6.2fs  ratio %.2f\n", s, m, tw, l, ow, ow / tw, tc, oc, oc / tc }'
     done
   done
 done
