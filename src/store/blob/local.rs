@@ -109,11 +109,7 @@ impl BlobWriter for LocalWriter {
         // from orphan removal until the row is committed; if that fails (it was removed a
         // moment ago), this copy is stored as usual.
         if fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size)
-            && File::options()
-                .write(true)
-                .open(&dest)
-                .and_then(|f| f.set_modified(std::time::SystemTime::now()))
-                .is_ok()
+            && refresh_mtime(&dest).is_ok()
         {
             drop(temp);
             return Ok(BlobInfo { digest, size });
@@ -324,12 +320,18 @@ impl BlobStore for LocalBlobStore {
 impl super::LocalTier for LocalBlobStore {
     fn touch(&self, digest: &str) -> Result<(), BlobError> {
         let path = self.path_of(digest)?;
-        let file = match File::options().write(true).open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(source) => return Err(BlobError::Io { path, source }),
-        };
-        file.set_modified(std::time::SystemTime::now())
-            .map_err(io_err(&path))
+        match refresh_mtime(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other.map_err(io_err(&path)),
+        }
     }
+}
+
+/// Sets a blob file's mtime to now: its last use, which keeps orphan removal and the local
+/// tier's LRU off it.
+fn refresh_mtime(path: &Path) -> io::Result<()> {
+    File::options()
+        .write(true)
+        .open(path)?
+        .set_modified(std::time::SystemTime::now())
 }
