@@ -343,9 +343,7 @@ impl<'w> Encoder<'w> {
                         .take()
                         .ok_or_else(|| std::io::Error::other("zstd encoder lost"))?
                         .finish()?;
-                    // If zstd refuses the long settings, the rest is one more plain frame.
-                    let params = zstd_params(opts, *workers, true)
-                        .or_else(|_| zstd_params(opts, *workers, false))?;
+                    let params = long_frame_params(opts, *workers)?;
                     let mut next = Encoder::Zstd {
                         z: Some(zstd::stream::write::Encoder::with_encoder(done.out, params)),
                         fed: *fed,
@@ -378,9 +376,7 @@ impl<'w> Encoder<'w> {
                     *switch_at = None;
                     if let Some(old) = z.take() {
                         let out = old.finish()?;
-                        // If zstd refuses the long settings, the rest is one more plain frame.
-                        let params = zstd_params(opts, *workers, true)
-                            .or_else(|_| zstd_params(opts, *workers, false))?;
+                        let params = long_frame_params(opts, *workers)?;
                         *z = Some(zstd::stream::write::Encoder::with_encoder(out, params));
                     }
                 }
@@ -469,6 +465,15 @@ fn zstd_params(
         z.set_parameter(CParameter::WindowLog(log))?;
     }
     Ok(z)
+}
+
+/// The settings of the long-distance frame; if zstd refuses them, the rest is one more plain
+/// frame.
+fn long_frame_params(
+    opts: &CreateOptions<'_>,
+    workers: u32,
+) -> std::io::Result<zstd::stream::raw::Encoder<'static>> {
+    zstd_params(opts, workers, true).or_else(|_| zstd_params(opts, workers, false))
 }
 
 fn gzip_encoder<'w>(out: &'w mut BufWriter<&mut dyn Write>) -> Encoder<'w> {

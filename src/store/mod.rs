@@ -189,6 +189,16 @@ pub struct VerifyReport {
     pub abandoned_reservations: Vec<Entry>,
 }
 
+/// The digest of a committed entry's blob.
+fn blob_of(entry: &Entry) -> Result<&str, StoreError> {
+    entry
+        .blob_digest
+        .as_deref()
+        .ok_or_else(|| StoreError::NoBlob {
+            id: entry.id.clone(),
+        })
+}
+
 /// The cache store: the index plus the blobs it points at.
 #[derive(Debug)]
 pub struct Store {
@@ -383,13 +393,7 @@ impl Store {
 
     /// Opens a committed entry's bytes; the reader fails at the end if they were altered.
     pub fn open_entry(&self, entry: &Entry) -> Result<Box<dyn Read + Send>, StoreError> {
-        let digest = entry
-            .blob_digest
-            .as_deref()
-            .ok_or_else(|| StoreError::NoBlob {
-                id: entry.id.clone(),
-            })?;
-        Ok(self.blobs.open(digest)?)
+        Ok(self.blobs.open(blob_of(entry)?)?)
     }
 
     /// Opens `len` bytes of an entry's archive from `start` (a ranged download), unchecked: a
@@ -400,13 +404,7 @@ impl Store {
         start: u64,
         len: u64,
     ) -> Result<Box<dyn Read + Send>, StoreError> {
-        let digest = entry
-            .blob_digest
-            .as_deref()
-            .ok_or_else(|| StoreError::NoBlob {
-                id: entry.id.clone(),
-            })?;
-        Ok(self.blobs.open_range(digest, start, len)?)
+        Ok(self.blobs.open_range(blob_of(entry)?, start, len)?)
     }
 
     /// Deletes an entry and its blob unless another entry shares it.
