@@ -87,12 +87,17 @@ impl FrameMap {
     }
 
     /// Records where each of `frames` lies in blob `blob`. Newer records replace older ones
-    /// (the newest blob is the one eviction keeps longest).
+    /// (the newest blob is the one eviction keeps longest); a record that already says this
+    /// (the same archive saved again) is left as it is.
     pub fn record(&self, blob: &str, frames: &[FrameRecord]) -> Result<(), BlobError> {
         let tmp_dir = self.dir.join("tmp");
         fs::create_dir_all(&tmp_dir).map_err(io_at(&tmp_dir))?;
         for f in frames {
             let path = self.path_of(&f.chunk);
+            let line = format!("{blob} {} {} {}\n", f.offset, f.len, hex::encode(f.frame));
+            if fs::read_to_string(&path).is_ok_and(|old| old == line) {
+                continue;
+            }
             if let Some(parent) = path.parent() {
                 fs::create_dir_all(parent).map_err(io_at(parent))?;
             }
@@ -101,7 +106,6 @@ impl FrameMap {
                 std::process::id(),
                 self.seq.fetch_add(1, Ordering::Relaxed)
             ));
-            let line = format!("{blob} {} {} {}\n", f.offset, f.len, hex::encode(f.frame));
             let written = fs::File::create(&tmp)
                 .and_then(|mut file| file.write_all(line.as_bytes()))
                 .and_then(|()| fs::rename(&tmp, &path));
