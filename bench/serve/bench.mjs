@@ -86,7 +86,7 @@ async function startServer() {
     stdio: ['ignore', 'ignore', 'pipe']
   })
   let log = ''
-  child.stderr.on('data', d => (log = (log + d).slice(-20000)))
+  child.stderr.on('data', d => { log = (log + d).slice(-20000); if (process.env.DIAG) process.stderr.write(d) })
   for (let i = 0; i < 100; i++) {
     try {
       if ((await fetch(`${base}/healthz`)).ok) return {base, child, log: () => log}

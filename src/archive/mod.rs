@@ -21,6 +21,7 @@ mod create;
 mod extract;
 mod frames;
 mod fsat;
+pub(crate) use fsat::start_writeback;
 mod paths;
 pub mod policy;
 mod tarfmt;

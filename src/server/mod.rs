@@ -15,6 +15,7 @@
 //! Every cache decision (lookup order, scopes, immutability, eviction, events) is the
 //! [`Cache`]'s; this module moves bytes, checks tokens and speaks HTTP.
 
+mod assembly;
 pub mod auth;
 mod blob;
 mod body;
@@ -170,6 +171,8 @@ struct Inner {
     /// Uploads being finalized now; a second finalize of one of them gets 409 instead of
     /// racing the first for its staged parts.
     finalizing: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Uploads in parts being assembled while they arrive (staging only this node sees).
+    assemblies: assembly::Assemblies,
     /// Set over a SQLite index. SQLite takes one writer at a time and puts the others to sleep
     /// in its busy handler (1, 2, 5, 10 ms …): queueing this server's writing index calls here
     /// bounds their wait by the calls ahead of them, not by those sleeps. Lookups only read
@@ -217,6 +220,7 @@ impl Server {
         };
         let server = Self {
             inner: Arc::new(Inner {
+                assemblies: assembly::Assemblies::new(!shared_staging),
                 staging,
                 shared_staging,
                 signer: auth::UrlSigner::new(&secret),

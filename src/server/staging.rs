@@ -111,7 +111,7 @@ pub struct UploadMeta {
 }
 
 /// One staged piece of an upload.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Part {
     /// The whole archive in one body (Azure Put Blob). Its bytes went straight into the blob
     /// store as they arrived (written once); the part holds only their digest and size.

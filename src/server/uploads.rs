@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, header};
 use sha2::{Digest, Sha256};
 
+use super::assembly::Assemblies;
 use super::auth::{self, Principal, Purpose, ScopeGrant};
 use super::body::stream_into;
 use super::error::ApiError;
@@ -206,6 +207,7 @@ pub fn create(
         let _ = inner.cache.abort_entry(&meta.reservation);
         return Err(ApiError::internal(&err));
     }
+    inner.assemblies.begin(&meta.id, &meta.reservation);
     Ok(meta)
 }
 
@@ -254,6 +256,7 @@ pub fn staged_parts(inner: &Inner, id: &str) -> Result<Vec<(Part, u64)>, ApiErro
 
 /// Drops an upload: its reservation (so no entry appears) and its staged bytes.
 pub fn discard(inner: &Inner, meta: &UploadMeta) {
+    inner.assemblies.forget(&meta.id);
     if let Err(err) = inner.with_index(|| inner.cache.abort_entry(&meta.reservation)) {
         tracing::warn!(upload = %meta.id, error = %super::error::error_chain(&err), "aborting reservation");
     }
@@ -291,7 +294,8 @@ pub async fn receive_part(
     expected_len: Option<u64>,
 ) -> Result<u64, ApiError> {
     let staging = inner.staging.clone();
-    receive(&inner, body, expected_len, move |reader: &mut dyn Read| {
+    let (staged_id, staged_part) = (id.clone(), part.clone());
+    let n = receive(&inner, body, expected_len, move |reader: &mut dyn Read| {
         staging
             .put_part(&id, &part, reader, expected_len)
             .map_err(|err| match err {
@@ -300,7 +304,9 @@ pub async fn receive_part(
                 other => ApiError::internal(&other),
             })
     })
-    .await
+    .await?;
+    Assemblies::received(&inner, &staged_id, &staged_part);
+    Ok(n)
 }
 
 /// Receives the whole archive of upload `id` (a Put Blob) straight into the blob store, hashed
@@ -394,6 +400,9 @@ impl BlobWriter for Stored {
     fn finish(self: Box<Self>) -> Result<BlobInfo, BlobError> {
         Ok(self.0)
     }
+    fn start_writeback(&mut self) -> Result<(), BlobError> {
+        Ok(())
+    }
 }
 
 /// Assembles the parts in order into a new blob and commits the upload's reservation to it.
@@ -464,15 +473,27 @@ fn assemble_and_commit(
         )));
     }
     let info = match blob {
-        Some(info) => info,
+        Some(info) => {
+            inner.assemblies.forget(&meta.id);
+            info
+        }
         None => {
-            let mut writer = inner
-                .cache
-                .store()
-                .blobs()
-                .writer()
-                .map_err(|err| ApiError::internal(&err))?;
-            staging::copy_parts(inner.staging.as_ref(), &meta.id, plan, &mut writer)
+            // The parts copied while the upload arrived, if they are how the plan begins.
+            let (mut writer, done) = match inner.assemblies.take(&meta.id, &meta.reservation, plan)
+            {
+                Some(early) => early,
+                None => (
+                    inner
+                        .cache
+                        .store()
+                        .blobs()
+                        .writer()
+                        .map_err(|err| ApiError::internal(&err))?,
+                    0,
+                ),
+            };
+            tracing::debug!(upload = %meta.id, parts = plan.len(), assembled_early = done, "assembling");
+            staging::copy_parts(inner.staging.as_ref(), &meta.id, &plan[done..], &mut writer)
                 .map_err(|err| ApiError::internal(&err))?;
             // Made durable here, outside the index's turn: an fsync must not hold up lookups.
             writer.finish().map_err(|err| ApiError::internal(&err))?

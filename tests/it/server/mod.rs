@@ -77,6 +77,31 @@ impl Srv {
             .unwrap_or(0)
     }
 
+    /// Waits (up to 10 s) until the blob store's unfinished blobs hold `bytes` in all, and says
+    /// whether they did: an upload being assembled while it arrives writes one.
+    pub fn assembled_early(&self, bytes: u64) -> bool {
+        let tmp = self.h.dir.path().join("store/blobs-v1/tmp");
+        let held = || -> u64 {
+            std::fs::read_dir(&tmp)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|f| f.file_name().to_string_lossy().ends_with(".partial"))
+                .filter_map(|f| f.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        };
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while held() != bytes {
+            if std::time::Instant::now() > until {
+                eprintln!("unfinished blobs hold {} bytes, not {bytes}", held());
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        true
+    }
+
     /// A token for `repo` on `git_ref` (default branch main).
     pub fn token_for(&self, repo: &str, git_ref: &str, read_only: bool) -> String {
         let request = TokenRequest {

@@ -142,6 +142,28 @@ fn chunks_in_any_order_commit_and_download() {
     assert_eq!(s.staged_uploads(), 0);
 }
 
+/// Chunks sent in order are copied into their blob as they arrive (each one starts where the
+/// bytes so far end); the commit stores them as they were sent.
+#[test]
+fn chunks_sent_in_order_are_assembled_as_they_arrive() {
+    let s = Srv::start();
+    let token = s.token();
+    let v = version(40);
+    let data = bytes(600_001, 4);
+    let id = s.reserve(&token, "in-order", &v, None).expect("reserved");
+    for (i, chunk) in data.chunks(100_000).enumerate() {
+        assert_eq!(s.patch(&token, id, i * 100_000, chunk).status, 204);
+    }
+    assert!(s.assembled_early(data.len() as u64));
+    assert_eq!(s.commit(&token, id, data.len()).status, 204);
+    let hit = s.lookup_v1(&token, "in-order", &v);
+    assert_eq!(hit.status, 200, "{}", hit.text());
+    let location = hit.json()["archiveLocation"].as_str().map(str::to_string);
+    let got = http("GET", &location.expect("a location"), &[], None);
+    assert_eq!(got.body, data);
+    assert!(s.assembled_early(0));
+}
+
 #[test]
 fn reserve_conflicts_and_caps() {
     let s = Srv::with(|c| c.max_entry_size = 1000);

@@ -124,6 +124,63 @@ fn blocks_upload_concurrently_and_assemble_in_list_order() {
     assert_eq!(s.staged_uploads(), 0, "staging is emptied at finalize");
 }
 
+/// Blocks are copied into their blob while the upload goes on, in the order their Azure SDK
+/// ids give (a prefix, then the index zero-padded), so finalize has only the rest to copy. A
+/// guess the upload proves wrong costs time only: a block staged again after it was copied, or
+/// a list in another order than the ids, still stores exactly the bytes the list names.
+#[test]
+fn blocks_are_assembled_as_they_arrive_and_a_wrong_guess_still_stores_the_list() {
+    let s = Srv::start();
+    let token = s.token();
+    let id = |i: usize| STANDARD.encode(format!("1b4e28ba-2fa1-11d2-883f-0016d3cca427{i:012}"));
+    let put_block = |url: &str, i: usize, data: &[u8]| {
+        let block = format!("{url}&comp=block&blockid={}", encode(&id(i)));
+        let reply = http("PUT", &block, &[], Some(data));
+        assert_eq!(reply.status, 201, "{}", reply.text());
+    };
+    let put_list = |url: &str, order: &[usize]| {
+        let list: String = order
+            .iter()
+            .map(|&i| format!("<Latest>{}</Latest>", id(i)))
+            .collect();
+        let xml = format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{list}</BlockList>");
+        let reply = http("PUT", &format!("{url}&comp=blocklist"), &[], Some(xml.as_bytes()));
+        assert_eq!(reply.status, 201, "{}", reply.text());
+    };
+    let chunks: Vec<Vec<u8>> = (0..4).map(|i| bytes(200_000 + i * 3, i as u8)).collect();
+    let total: usize = chunks.iter().map(Vec::len).sum();
+    let other = bytes(chunks[1].len(), 99);
+    // (name, what block 1 is staged again with after the copy, the list's order)
+    let cases: [(&str, Option<&[u8]>, &[usize]); 3] = [
+        ("in-order", None, &[0, 1, 2, 3]),
+        ("restaged", Some(&other), &[0, 1, 2, 3]),
+        ("reordered", None, &[1, 0, 2, 3]),
+    ];
+    for (n, (key, again, order)) in cases.into_iter().enumerate() {
+        let v = version(30 + n as u8);
+        let url = s.create(&token, key, &v).expect("created");
+        for (i, chunk) in chunks.iter().enumerate() {
+            put_block(&url, i, chunk);
+        }
+        assert!(
+            s.assembled_early(total as u64),
+            "{key}: the four blocks are in the blob being assembled before finalize"
+        );
+        let mut staged = chunks.clone();
+        if let Some(again) = again {
+            put_block(&url, 1, again);
+            staged[1] = again.to_vec();
+        }
+        put_list(&url, order);
+        let expected: Vec<u8> = order.iter().flat_map(|&i| staged[i].clone()).collect();
+        let done = s.finalize(&token, key, &v, expected.len());
+        assert_eq!(done.status, 200, "{key}: {}", done.text());
+        assert_eq!(s.restore_v2(&token, &[key], &v), Some(expected), "{key}");
+        assert!(s.assembled_early(0), "{key}: no unfinished blob is left");
+    }
+    assert_eq!(s.staged_uploads(), 0);
+}
+
 fn encode(text: &str) -> String {
     text.replace('+', "%2B")
         .replace('/', "%2F")

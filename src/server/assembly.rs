@@ -1,0 +1,269 @@
+//! Assembling an upload while its parts arrive, so finalizing it has little left to do.
+//!
+//! An upload in parts (v1 chunks, Azure blocks) is only ordered by the request that finalizes
+//! it: the block list, or the chunks' offsets. Until then this module guesses the order (a v1
+//! chunk starts where the bytes so far end; an Azure SDK block id ends in its zero-padded
+//! index), and copies each part into a new blob as soon as the part that comes before it is in,
+//! hashing it and starting its writeback on the way. At finalize, if the real order begins with
+//! the parts copied, only the rest is copied ([`Assemblies::take`]); if not, or if any copied
+//! part was staged again since, the early copy is dropped and finalize assembles from the start
+//! as it would have anyway. A guess can only cost time, never change what is stored.
+//!
+//! Only for staging this node alone sees: with shared staging another node may receive a part
+//! again without this one knowing.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::Inner;
+use super::staging::{self, Part};
+use crate::store::blob::BlobWriter;
+
+/// Digits at the end of an Azure SDK block id that hold its index (the SDK pads the index to
+/// at least six, its limit of 100,000 uncommitted blocks).
+const INDEX_DIGITS: usize = 6;
+
+/// The uploads being assembled early on this node.
+#[derive(Debug)]
+pub(super) struct Assemblies {
+    enabled: bool,
+    uploads: Mutex<HashMap<String, Arc<Upload>>>,
+}
+
+/// One upload's early assembly.
+struct Upload {
+    /// The reservation it was begun for: an upload id is reused by the next save of its key.
+    reservation: String,
+    /// Parts the assembler has copied or is copying; one staged again after that spoils it.
+    claimed: Mutex<HashSet<Part>>,
+    spoiled: AtomicBool,
+    /// Set by `take` and `forget`: the assembler stops after the part it is copying.
+    stopped: AtomicBool,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("reservation", &self.reservation)
+            .field("spoiled", &self.spoiled.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// The blob being written; made at the first part.
+    writer: Option<Box<dyn BlobWriter>>,
+    /// Parts copied into it, in order.
+    copied: Vec<Part>,
+    /// Bytes copied.
+    bytes: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An Azure SDK block id's prefix and index (its last [`INDEX_DIGITS`] bytes as a number).
+fn block_index(id: &[u8]) -> Option<(&[u8], u64)> {
+    let split = id.len().checked_sub(INDEX_DIGITS)?;
+    let (prefix, digits) = id.split_at(split);
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let index = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some((prefix, index))
+}
+
+/// The staged part that comes after `copied` (`bytes` long), if exactly one can.
+fn successor(copied: &[Part], bytes: u64, staged: &[(Part, u64)]) -> Option<Part> {
+    let mut candidates = staged.iter().filter(|(part, _)| match part {
+        Part::Range { start, .. } => {
+            *start == bytes && copied.iter().all(|p| matches!(p, Part::Range { .. }))
+        }
+        Part::Block(id) => {
+            let Some((prefix, index)) = block_index(id) else {
+                return false;
+            };
+            let same_prefix = match copied.first() {
+                None => true,
+                Some(Part::Block(first)) => block_index(first).is_some_and(|(p, _)| p == prefix),
+                Some(_) => false,
+            };
+            same_prefix && index == copied.len() as u64
+        }
+        Part::Blob | Part::BlockList => false,
+    });
+    let first = candidates.next()?;
+    candidates.next().is_none().then(|| first.0.clone())
+}
+
+impl Assemblies {
+    /// Early assembly on (`enabled`) or off.
+    pub(super) fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            uploads: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts tracking upload `id` for `reservation` (replacing any earlier upload of the id).
+    pub(super) fn begin(&self, id: &str, reservation: &str) {
+        if !self.enabled {
+            return;
+        }
+        let upload = Arc::new(Upload {
+            reservation: reservation.to_string(),
+            claimed: Mutex::new(HashSet::new()),
+            spoiled: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            state: Mutex::new(State::default()),
+        });
+        if let Some(old) = lock(&self.uploads).insert(id.to_string(), upload) {
+            old.stopped.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Drops upload `id`'s early assembly (its blob, never finished, leaves nothing).
+    pub(super) fn forget(&self, id: &str) {
+        if let Some(old) = lock(&self.uploads).remove(id) {
+            old.stopped.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Part `part` of upload `id` is now staged: copies what can be copied, on a blocking
+    /// thread, and returns at once.
+    pub(super) fn received(inner: &Arc<Inner>, id: &str, part: &Part) {
+        let Some(upload) = lock(&inner.assemblies.uploads).get(id).cloned() else {
+            return;
+        };
+        // Staged again after the assembler read it (or while it reads it): what it copied may
+        // not be what is staged now.
+        if lock(&upload.claimed).contains(part) {
+            upload.spoiled.store(true, Ordering::SeqCst);
+            return;
+        }
+        let inner = Arc::clone(inner);
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || advance(&inner, &id, &upload));
+    }
+
+    /// Upload `id`'s early assembly, if it is the beginning of `plan`: the blob writer holding
+    /// the first `n` parts of `plan`, and `n`. `None` means assemble from the start.
+    pub(super) fn take(
+        &self,
+        id: &str,
+        reservation: &str,
+        plan: &[Part],
+    ) -> Option<(Box<dyn BlobWriter>, usize)> {
+        let upload = lock(&self.uploads).remove(id)?;
+        upload.stopped.store(true, Ordering::SeqCst);
+        // Waits for the part being copied, if any.
+        let mut state = lock(&upload.state);
+        if upload.reservation != reservation
+            || upload.spoiled.load(Ordering::SeqCst)
+            || !plan.starts_with(&state.copied)
+        {
+            return None;
+        }
+        let n = state.copied.len();
+        state.writer.take().map(|writer| (writer, n))
+    }
+}
+
+/// Copies parts into the upload's blob for as long as the next one is staged.
+fn advance(inner: &Inner, id: &str, upload: &Upload) {
+    let mut state = lock(&upload.state);
+    let mut buf = Vec::new();
+    loop {
+        if upload.stopped.load(Ordering::SeqCst) || upload.spoiled.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(staged) = inner.staging.parts(id) else {
+            return;
+        };
+        let Some(next) = successor(&state.copied, state.bytes, &staged) else {
+            return;
+        };
+        lock(&upload.claimed).insert(next.clone());
+        if buf.is_empty() {
+            buf = vec![0u8; staging::COPY_BUFFER];
+        }
+        match copy_part(inner, id, &next, &mut state, &mut buf) {
+            Ok(n) => {
+                state.bytes += n;
+                state.copied.push(next);
+            }
+            Err(()) => {
+                // Finalize copies everything itself, and reports what fails then.
+                state.writer = None;
+                upload.spoiled.store(true, Ordering::SeqCst);
+                return;
+            }
+        }
+    }
+}
+
+fn copy_part(
+    inner: &Inner,
+    id: &str,
+    part: &Part,
+    state: &mut State,
+    buf: &mut [u8],
+) -> Result<u64, ()> {
+    if state.writer.is_none() {
+        state.writer = Some(inner.cache.store().blobs().writer().map_err(drop)?);
+    }
+    let writer = state.writer.as_mut().ok_or(())?;
+    let mut reader = inner.staging.open_part(id, part).map_err(drop)?;
+    let n = staging::copy_large(&mut reader, writer, buf).map_err(drop)?;
+    writer.start_writeback().map_err(drop)?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(prefix: &str, index: usize) -> Part {
+        Part::Block(format!("{prefix}{index:012}").into_bytes())
+    }
+
+    #[test]
+    fn the_next_part_is_the_one_a_client_sends_next() {
+        let p = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
+        let staged = vec![
+            (block(p, 2), 10),
+            (block(p, 0), 10),
+            (block(p, 1), 10),
+        ];
+        assert_eq!(successor(&[], 0, &staged), Some(block(p, 0)));
+        assert_eq!(
+            successor(&[block(p, 0)], 10, &staged),
+            Some(block(p, 1))
+        );
+        assert_eq!(
+            successor(&[block(p, 0), block(p, 1), block(p, 2)], 30, &staged),
+            None
+        );
+        // Another upload's prefix is never next; two candidates for one place are no guess.
+        let other = vec![(block("other", 1), 10)];
+        assert_eq!(successor(&[block(p, 0)], 10, &other), None);
+        let two = vec![(block(p, 0), 10), (block("other", 0), 10)];
+        assert_eq!(successor(&[], 0, &two), None);
+        // Ids that do not end in digits are never guessed.
+        let random = vec![(Part::Block(b"no index here".to_vec()), 10)];
+        assert_eq!(successor(&[], 0, &random), None);
+        // v1 chunks: the one that starts where the bytes end.
+        let ranges = vec![
+            (Part::Range { start: 0, end: 9 }, 10),
+            (Part::Range { start: 10, end: 19 }, 10),
+        ];
+        assert_eq!(
+            successor(&[Part::Range { start: 0, end: 9 }], 10, &ranges),
+            Some(Part::Range { start: 10, end: 19 })
+        );
+    }
+}
