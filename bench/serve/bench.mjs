@@ -8,7 +8,9 @@
 //           JWT, which servers that skip token validation accept);
 //   http    the client's own upload (uploadCacheArchiveSDK: 64 MiB blocks, 8 at once) and
 //           download (downloadCacheHttpClient; and once more discarding the bytes) of that archive
-//           alone, and the client's tar + zstd alone (the floor);
+//           alone, and the client's tar + zstd alone (the floor); with STATIC_URL (a file
+//           served by a static file server, e.g. nginx with sendfile), the same client's
+//           download of it too: the most any server can give this client on this machine;
 //   lookup  p50/p99 of GetCacheEntryDownloadURL and v1 GET cache with SERVE_BENCH_ENTRIES
 //           (100000) rows in the index, SERVE_BENCH_LOOKUPS (4000) requests 1 and 8 at a time;
 //   rss     SERVE_BENCH_UPLOADS (16) concurrent uploads of SERVE_BENCH_UPLOAD_MIB (1024) each
@@ -42,6 +44,7 @@ const UPLOAD_MIB = num('SERVE_BENCH_UPLOAD_MIB', 1024)
 const PHASES = (process.env.SERVE_BENCH_PHASES || 'client,http,lookup,rss').split(',')
 const COMPARE_URL = process.env.COMPARE_URL?.replace(/\/+$/, '')
 const COMPARE_TOKEN = process.env.COMPARE_TOKEN || ''
+const STATIC_URL = process.env.STATIC_URL || ''
 
 const work = fs.mkdtempSync(path.join(path.resolve(workArg), 'serve-'))
 const secret = randomBytes(16).toString('hex')
@@ -86,7 +89,11 @@ async function startServer() {
     stdio: ['ignore', 'ignore', 'pipe']
   })
   let log = ''
-  child.stderr.on('data', d => { log = (log + d).slice(-20000); if (process.env.DIAG) process.stderr.write(d) })
+  // SERVE_BENCH_SERVER_LOG=1 passes the server's request log through.
+  child.stderr.on('data', d => {
+    log = (log + d).slice(-20000)
+    if (process.env.SERVE_BENCH_SERVER_LOG) process.stderr.write(d)
+  })
   for (let i = 0; i < 100; i++) {
     try {
       if ((await fetch(`${base}/healthz`)).ok) return {base, child, log: () => log}
@@ -166,7 +173,7 @@ async function httpRuns(base, tok) {
   const archiveDir = fs.mkdtempSync(path.join(process.env.RUNNER_TEMP, 'archive-'))
   const archive = path.join(archiveDir, 'cache.tzst')
   const back = path.join(archiveDir, 'back.tzst')
-  const out = {tar: [], untar: [], up: [], upfin: [], down: [], raw: []}
+  const out = {tar: [], untar: [], up: [], upfin: [], down: [], raw: [], static: []}
   let size = 0
   let contentLength = null
   for (let run = 0; run < RUNS; run++) {
@@ -195,6 +202,13 @@ async function httpRuns(base, tok) {
     await downloadCacheHttpClient(found.signed_download_url, back)
     out.down.push(now() - t)
     if (fs.statSync(back).size !== size) throw new Error('http: short download')
+    if (STATIC_URL) {
+      const copy = path.join(archiveDir, 'static.bin')
+      t = now()
+      await downloadCacheHttpClient(STATIC_URL, copy)
+      out.static.push({s: now() - t, bytes: fs.statSync(copy).size})
+      fs.rmSync(copy)
+    }
     // The same GET with the bytes dropped on arrival: the server and loopback without the
     // client's file writes.
     t = now()
@@ -215,7 +229,8 @@ async function httpRuns(base, tok) {
     up: median(out.up),
     upfin: median(out.upfin),
     down: median(out.down),
-    raw: median(out.raw)
+    raw: median(out.raw),
+    static: out.static.length ? out.static.sort((a, b) => a.s - b.s)[Math.floor((out.static.length - 1) / 2)] : null
   }
 }
 
@@ -338,6 +353,9 @@ try {
     print(`http    upload + finalize ${secs(h.upfin)}  ${rate(h.size, h.upfin)} (the server's sha256 and fsync included)`)
     print(`http    download ${secs(h.down)}  ${rate(h.size, h.down)} (target >= 1000 MB/s)  Content-Length: ${h.contentLength ?? 'absent'}`)
     print(`http    download ${secs(h.raw)}  ${rate(h.size, h.raw)} with the bytes discarded instead of written to a file`)
+    if (h.static) {
+      print(`http    download ${secs(h.static.s)}  ${rate(h.static.bytes, h.static.s)} of ${h.static.bytes} B from ${STATIC_URL} (a static file server)`)
+    }
     print(`floor   tar+zstd ${secs(h.tar)}  unzstd+untar ${secs(h.untar)}`)
     if (results.client) {
       const c = results.client

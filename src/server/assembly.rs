@@ -234,16 +234,9 @@ mod tests {
     #[test]
     fn the_next_part_is_the_one_a_client_sends_next() {
         let p = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
-        let staged = vec![
-            (block(p, 2), 10),
-            (block(p, 0), 10),
-            (block(p, 1), 10),
-        ];
+        let staged = vec![(block(p, 2), 10), (block(p, 0), 10), (block(p, 1), 10)];
         assert_eq!(successor(&[], 0, &staged), Some(block(p, 0)));
-        assert_eq!(
-            successor(&[block(p, 0)], 10, &staged),
-            Some(block(p, 1))
-        );
+        assert_eq!(successor(&[block(p, 0)], 10, &staged), Some(block(p, 1)));
         assert_eq!(
             successor(&[block(p, 0), block(p, 1), block(p, 2)], 30, &staged),
             None

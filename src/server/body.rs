@@ -120,43 +120,28 @@ const DOWNLOAD_DEPTH: usize = 2;
 
 /// A response body that reads `reader` on a blocking thread and sends at most `take` bytes. A
 /// read error ends the body early, so the client sees a short body against `Content-Length`.
-/// A whole-blob read (`whole`: `take` is its size) holds its last chunk back until the end of
-/// the blob, where the digest is checked, so corrupt bytes are never delivered complete.
-pub fn reader_body(mut reader: Box<dyn Read + Send>, take: u64, whole: bool) -> Body {
+pub fn reader_body(mut reader: Box<dyn Read + Send>, take: u64) -> Body {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(DOWNLOAD_DEPTH);
     tokio::task::spawn_blocking(move || {
-        let fail = |tx: &mpsc::Sender<io::Result<Bytes>>, err: io::Error| {
-            tracing::warn!(error = %err, "download stopped");
-            let _ = tx.blocking_send(Err(err));
-        };
         let mut left = take;
-        let mut pending: Option<Bytes> = None;
-        loop {
-            if left == 0 && !whole {
-                break;
-            }
-            let want = if whole {
-                DOWNLOAD_CHUNK
-            } else {
-                usize::try_from(left.min(DOWNLOAD_CHUNK as u64)).unwrap_or(DOWNLOAD_CHUNK)
-            };
+        while left > 0 {
+            let want = usize::try_from(left.min(DOWNLOAD_CHUNK as u64)).unwrap_or(DOWNLOAD_CHUNK);
             // Each chunk is its own allocation, handed to hyper without another copy.
             let mut chunk = vec![0u8; want];
             let n = match fill(&mut reader, &mut chunk) {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(err) => return fail(&tx, err),
+                Err(err) => {
+                    tracing::warn!(error = %err, "download stopped");
+                    let _ = tx.blocking_send(Err(err));
+                    return;
+                }
             };
             chunk.truncate(n);
             left = left.saturating_sub(n as u64);
-            if let Some(ready) = pending.replace(Bytes::from(chunk))
-                && tx.blocking_send(Ok(ready)).is_err()
-            {
+            if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
                 return;
             }
-        }
-        if let Some(last) = pending {
-            let _ = tx.blocking_send(Ok(last));
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {

@@ -214,6 +214,59 @@ fn a_server_that_is_down_is_a_miss_and_the_job_goes_on() {
     assert!(run.log.contains("INSTALLED"), "{}", run.log);
 }
 
+/// The server sends a blob as it is on disk (its digest was checked when it was written); a
+/// blob damaged since is caught by the archive's own checksum where it is unpacked: a miss
+/// with a warning, and the job goes on to install.
+#[test]
+fn a_blob_damaged_on_the_server_is_a_miss_with_a_warning() {
+    let srv = Srv::start();
+    let token = srv.token();
+    let args = [
+        "--cache-server",
+        srv.base.as_str(),
+        "--cache-token",
+        token.as_str(),
+    ];
+    let first = workspace(&srv, "damaged-1", "damaged");
+    let run = exec(&first, &args, &[]);
+    assert!(
+        run.log.contains("Cache saved with key: deps-"),
+        "{}",
+        run.log
+    );
+    let root = srv.h.dir.path().join("store/blobs-v1");
+    let blobs: Vec<_> = walkdir(&root)
+        .into_iter()
+        .filter(|p| !p.starts_with(root.join("tmp")))
+        .collect();
+    assert_eq!(blobs.len(), 1, "{blobs:?}");
+    let mut bytes = std::fs::read(&blobs[0]).expect("read blob");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&blobs[0], &bytes).expect("damage blob");
+
+    let second = workspace(&srv, "damaged-2", "damaged");
+    let run = exec(&second, &args, &[]);
+    assert!(run.ok, "{}", run.log);
+    assert!(run.log.contains("Failed to restore: "), "{}", run.log);
+    assert!(run.log.contains("INSTALLED"), "{}", run.log);
+    assert!(!run.log.contains("hit=true"), "{}", run.log);
+}
+
+/// Every file below `dir`.
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 #[test]
 fn cache_backend_server_without_a_server_is_a_usage_error() {
     let dir = tempfile::tempdir().expect("tempdir");

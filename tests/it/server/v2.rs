@@ -143,8 +143,14 @@ fn blocks_are_assembled_as_they_arrive_and_a_wrong_guess_still_stores_the_list()
             .iter()
             .map(|&i| format!("<Latest>{}</Latest>", id(i)))
             .collect();
-        let xml = format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{list}</BlockList>");
-        let reply = http("PUT", &format!("{url}&comp=blocklist"), &[], Some(xml.as_bytes()));
+        let xml =
+            format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{list}</BlockList>");
+        let reply = http(
+            "PUT",
+            &format!("{url}&comp=blocklist"),
+            &[],
+            Some(xml.as_bytes()),
+        );
         assert_eq!(reply.status, 201, "{}", reply.text());
     };
     let chunks: Vec<Vec<u8>> = (0..4).map(|i| bytes(200_000 + i * 3, i as u8)).collect();
