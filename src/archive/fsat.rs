@@ -211,22 +211,3 @@ pub(crate) fn hard_link_at(
         }
     }
 }
-
-/// Asks the kernel to start writing `file`'s dirty pages in `offset..offset + len` (`len` 0:
-/// to the end of the file) to disk, and returns at once. Only a hint: a kernel or file
-/// system that refuses it changes nothing.
-#[cfg(target_os = "linux")]
-pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: sync_file_range only reads the descriptor and integers; `file` keeps the
-    // descriptor open for the call.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-/// Other systems have no such hint.
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn start_writeback(_file: &File, _offset: u64, _len: u64) {}

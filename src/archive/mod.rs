@@ -21,7 +21,6 @@ mod create;
 mod extract;
 mod frames;
 mod fsat;
-pub(crate) use fsat::start_writeback;
 mod paths;
 pub mod policy;
 mod tarfmt;

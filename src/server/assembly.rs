@@ -3,8 +3,8 @@
 //! An upload in parts (v1 chunks, Azure blocks) is only ordered by the request that finalizes
 //! it: the block list, or the chunks' offsets. Until then this module guesses the order (a v1
 //! chunk starts where the bytes so far end; an Azure SDK block id ends in its zero-padded
-//! index), and copies each part into a new blob as soon as the part that comes before it is in,
-//! hashing it and starting its writeback on the way. At finalize, if the real order begins with
+//! index), and copies each part into a new blob, hashing it, as soon as the part that comes
+//! before it is in. At finalize, if the real order begins with
 //! the parts copied, only the rest is copied ([`Assemblies::take`]); if not, or if any copied
 //! part was staged again since, the early copy is dropped and finalize assembles from the start
 //! as it would have anyway. A guess can only cost time, never change what is stored.
@@ -219,7 +219,10 @@ fn copy_part(
     let writer = state.writer.as_mut().ok_or(())?;
     let mut reader = inner.staging.open_part(id, part).map_err(drop)?;
     let n = staging::copy_large(&mut reader, writer, buf).map_err(drop)?;
-    writer.start_writeback().map_err(drop)?;
+    // Into the file (the page cache), no further: when the same bytes are stored already (a
+    // rolling key over unchanged content), this copy is dropped at finalize before it was ever
+    // written to disk.
+    writer.flush().map_err(drop)?;
     Ok(n)
 }
 

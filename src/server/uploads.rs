@@ -400,9 +400,6 @@ impl BlobWriter for Stored {
     fn finish(self: Box<Self>) -> Result<BlobInfo, BlobError> {
         Ok(self.0)
     }
-    fn start_writeback(&mut self) -> Result<(), BlobError> {
-        Ok(())
-    }
 }
 
 /// Assembles the parts in order into a new blob and commits the upload's reservation to it.

@@ -772,9 +772,6 @@ impl runner::store::blob::BlobWriter for FaultyWriter {
         drop(faults);
         self.inner.finish()
     }
-    fn start_writeback(&mut self) -> Result<(), runner::store::blob::BlobError> {
-        self.inner.start_writeback()
-    }
 }
 
 impl runner::store::blob::BlobStore for FaultyBlobStore {

@@ -82,8 +82,6 @@ impl LocalBlobStore {
 struct LocalWriter {
     out: DigestWriter<BufWriter<NamedTempFile>>,
     store: LocalBlobStore,
-    /// Bytes of the file whose writeback [`BlobWriter::start_writeback`] has started.
-    written_back: u64,
 }
 
 impl Write for LocalWriter {
@@ -97,7 +95,7 @@ impl Write for LocalWriter {
 
 impl BlobWriter for LocalWriter {
     fn finish(self: Box<Self>) -> Result<BlobInfo, BlobError> {
-        let LocalWriter { out, store, .. } = *self;
+        let LocalWriter { out, store } = *self;
         let (digest, size, buffered) = out.finish();
         let tmp_path = store.tmp.clone();
         let temp = buffered.into_inner().map_err(|e| BlobError::Io {
@@ -133,17 +131,6 @@ impl BlobWriter for LocalWriter {
             .map_err(io_err(&shard))?;
         Ok(BlobInfo { digest, size })
     }
-
-    fn start_writeback(&mut self) -> Result<(), BlobError> {
-        self.out.flush().map_err(io_err(&self.store.tmp))?;
-        let file = self.out.get_mut().get_ref().as_file();
-        let len = file.metadata().map_err(io_err(&self.store.tmp))?.len();
-        if len > self.written_back {
-            crate::archive::start_writeback(file, self.written_back, len - self.written_back);
-            self.written_back = len;
-        }
-        Ok(())
-    }
 }
 
 fn mtime_millis(meta: &fs::Metadata) -> Option<EpochMillis> {
@@ -170,7 +157,6 @@ impl BlobStore for LocalBlobStore {
         Ok(Box::new(LocalWriter {
             out: DigestWriter::new(BufWriter::with_capacity(256 * 1024, temp)),
             store: self.clone(),
-            written_back: 0,
         }))
     }
 

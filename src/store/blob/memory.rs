@@ -113,10 +113,6 @@ impl BlobWriter for MemoryWriter {
         );
         Ok(BlobInfo { digest, size })
     }
-    /// Memory has nothing to write back.
-    fn start_writeback(&mut self) -> Result<(), BlobError> {
-        Ok(())
-    }
 }
 
 impl BlobStore for MemoryBlobStore {

@@ -167,10 +167,6 @@ impl From<ListedBlob> for BlobInfo {
 pub trait BlobWriter: Write + Send {
     /// Makes the blob durable and visible under its digest.
     fn finish(self: Box<Self>) -> Result<BlobInfo, BlobError>;
-    /// Starts making what was written so far durable, without waiting for it: a writer fed
-    /// over a long time (an upload assembled while it arrives) then has little left to wait
-    /// for in [`BlobWriter::finish`]. A hint: stores without such a step do nothing.
-    fn start_writeback(&mut self) -> Result<(), BlobError>;
 }
 
 /// Where archive bytes live. Every method is required (see the module docs).

@@ -430,10 +430,6 @@ impl BlobWriter for S3Writer {
         }
         result.map(|()| BlobInfo { digest, size })
     }
-    /// Parts go out as they fill; there is nothing to start early.
-    fn start_writeback(&mut self) -> Result<(), BlobError> {
-        Ok(())
-    }
 }
 
 impl Drop for S3Writer {

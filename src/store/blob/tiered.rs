@@ -326,16 +326,6 @@ impl<L: LocalTier, R: BlobStore + Clone + 'static> BlobWriter for ThroughWriter<
         }
         Ok(info)
     }
-    fn start_writeback(&mut self) -> Result<(), BlobError> {
-        self.remote.start_writeback()?;
-        // The local copy is best effort, like its writes.
-        if let Some(local) = self.local.as_mut()
-            && local.start_writeback().is_err()
-        {
-            self.local = None;
-        }
-        Ok(())
-    }
 }
 
 /// Writes to the local tier; the remote gets the blob in the background once it is durable.
@@ -361,9 +351,6 @@ impl<L: LocalTier, R: BlobStore + Clone + 'static> BlobWriter for BackgroundWrit
         tiered.upload_in_background(&info.digest);
         tiered.after_insert();
         Ok(info)
-    }
-    fn start_writeback(&mut self) -> Result<(), BlobError> {
-        self.local.start_writeback()
     }
 }
 

@@ -199,9 +199,6 @@ impl BlobWriter for FullWriter {
     fn finish(self: Box<Self>) -> Result<BlobInfo, BlobError> {
         self.inner.finish()
     }
-    fn start_writeback(&mut self) -> Result<(), BlobError> {
-        self.inner.start_writeback()
-    }
 }
 
 impl BlobStore for DiskFullAfter {

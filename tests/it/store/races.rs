@@ -153,9 +153,6 @@ impl runner::store::blob::BlobWriter for CleanedWriter {
         self.store.delete(&info.digest)?;
         Ok(info)
     }
-    fn start_writeback(&mut self) -> Result<(), runner::store::blob::BlobError> {
-        self.inner.start_writeback()
-    }
 }
 
 impl runner::store::blob::BlobStore for CleanedUnderfoot {
