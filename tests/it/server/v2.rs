@@ -157,7 +157,8 @@ fn blocks_are_assembled_as_they_arrive_and_a_wrong_guess_still_stores_the_list()
     let total: usize = chunks.iter().map(Vec::len).sum();
     let other = bytes(chunks[1].len(), 99);
     // (name, what block 1 is staged again with after the copy, the list's order)
-    let cases: [(&str, Option<&[u8]>, &[usize]); 3] = [
+    type Case<'a> = (&'a str, Option<&'a [u8]>, &'a [usize]);
+    let cases: [Case; 3] = [
         ("in-order", None, &[0, 1, 2, 3]),
         ("restaged", Some(&other), &[0, 1, 2, 3]),
         ("reordered", None, &[1, 0, 2, 3]),
