@@ -124,16 +124,18 @@ pub(crate) fn extract_archive(
     let roots = paths::restore_roots(saved.as_deref(), paths, &location.workspace, &location.home);
     let mut progress = Progress::new(Direction::Restore, size, on_progress, options.progress)
         .cancel_on(&options.cancel);
-    let mut input = ProgressReader {
-        inner: reader,
-        progress: &mut progress,
-    };
     let extract = ExtractOptions {
         roots: Some(&roots),
         exclude,
         ..ExtractOptions::default()
     };
-    let result = archive::extract_with(&mut input, &location.workspace, &allowed, &extract);
+    let result = std::thread::scope(|scope| {
+        let mut input = ProgressReader {
+            inner: ReadAhead::spawn(scope, reader),
+            progress: &mut progress,
+        };
+        archive::extract_with(&mut input, &location.workspace, &allowed, &extract)
+    });
     progress.finish();
     let stats = result?;
     if stats.skipped > 0 {
@@ -146,6 +148,98 @@ pub(crate) fn extract_archive(
         );
     }
     Ok(())
+}
+
+/// Bytes the read-ahead thread reads at a time.
+const READ_AHEAD_CHUNK: usize = 1 << 20;
+/// Chunks it may have read before the restore takes them.
+const READ_AHEAD_DEPTH: usize = 4;
+
+/// An archive read on a thread of its own, a few chunks ahead of the restore. The decoder's
+/// thread is a restore's critical path (profiled on bench/exec-cache: 0.6 of 0.8 s); reading
+/// the blob, and checking its digest as it streams, now run beside it instead of in turn.
+struct ReadAhead {
+    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    /// Read buffers go back to the thread (fresh 1 MiB buffers cost page faults).
+    free: std::sync::mpsc::Sender<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl ReadAhead {
+    fn spawn<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        mut reader: Box<dyn Read + Send + 'scope>,
+    ) -> ReadAhead {
+        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD_DEPTH);
+        let (free, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        scope.spawn(move || {
+            loop {
+                let mut buf = free_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(READ_AHEAD_CHUNK));
+                buf.resize(READ_AHEAD_CHUNK, 0);
+                let read = fill(&mut *reader, &mut buf).map(|n| {
+                    buf.truncate(n);
+                    buf
+                });
+                // An error or the end stops the thread; a restore that stopped reading (it
+                // failed, or the archive ended before the blob did) drops the receiver.
+                let stop = !matches!(&read, Ok(b) if !b.is_empty());
+                if tx.send(read).is_err() || stop {
+                    return;
+                }
+            }
+        });
+        ReadAhead {
+            rx,
+            free,
+            chunk: Vec::new(),
+            pos: 0,
+            done: false,
+        }
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            if self.done {
+                return Ok(0);
+            }
+            let used = std::mem::take(&mut self.chunk);
+            // The thread may have ended; then the buffer is simply freed.
+            let _ = self.free.send(used);
+            self.pos = 0;
+            match self.rx.recv() {
+                Ok(Ok(chunk)) if !chunk.is_empty() => self.chunk = chunk,
+                Ok(Ok(_)) | Err(_) => self.done = true,
+                Ok(Err(err)) => {
+                    self.done = true;
+                    return Err(err);
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Reads until `buf` is full or the reader ends; returns the bytes read.
+fn fill(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
 }
 
 /// The keys a restore looks up (primary, then restore keys) and the version it asks for.
