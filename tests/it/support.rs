@@ -32,6 +32,20 @@ pub fn repo_root() -> &'static Path {
 }
 
 /// Writes `files` (relative path → contents) under `root`, creating parent directories.
+/// Every file below `dir`, at any depth (none if it cannot be read).
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_below(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
     for (rel, contents) in files {
         let path = root.join(rel);

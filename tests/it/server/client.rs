@@ -235,7 +235,7 @@ fn a_blob_damaged_on_the_server_is_a_miss_with_a_warning() {
         run.log
     );
     let root = srv.h.dir.path().join("store/blobs-v1");
-    let blobs: Vec<_> = walkdir(&root)
+    let blobs: Vec<_> = crate::support::files_below(&root)
         .into_iter()
         .filter(|p| !p.starts_with(root.join("tmp")))
         .collect();
@@ -251,20 +251,6 @@ fn a_blob_damaged_on_the_server_is_a_miss_with_a_warning() {
     assert!(run.log.contains("Failed to restore: "), "{}", run.log);
     assert!(run.log.contains("INSTALLED"), "{}", run.log);
     assert!(!run.log.contains("hit=true"), "{}", run.log);
-}
-
-/// Every file below `dir`.
-fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walkdir(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]

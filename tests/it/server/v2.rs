@@ -103,19 +103,7 @@ fn blocks_upload_concurrently_and_assemble_in_list_order() {
             }
         });
         // The list names the blocks in their order, which is not the upload order.
-        let list: String = ids
-            .iter()
-            .map(|id| format!("<Latest>{id}</Latest>"))
-            .collect();
-        let xml =
-            format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{list}</BlockList>");
-        let reply = http(
-            "PUT",
-            &format!("{url}&comp=blocklist"),
-            &[],
-            Some(xml.as_bytes()),
-        );
-        assert_eq!(reply.status, 201, "{}", reply.text());
+        put_block_list(&url, &ids);
         let expected: Vec<u8> = chunks.concat();
         let done = s.finalize(&token, &key, &v, expected.len());
         assert_eq!(done.status, 200, "{}", done.text());
@@ -139,19 +127,8 @@ fn blocks_are_assembled_as_they_arrive_and_a_wrong_guess_still_stores_the_list()
         assert_eq!(reply.status, 201, "{}", reply.text());
     };
     let put_list = |url: &str, order: &[usize]| {
-        let list: String = order
-            .iter()
-            .map(|&i| format!("<Latest>{}</Latest>", id(i)))
-            .collect();
-        let xml =
-            format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{list}</BlockList>");
-        let reply = http(
-            "PUT",
-            &format!("{url}&comp=blocklist"),
-            &[],
-            Some(xml.as_bytes()),
-        );
-        assert_eq!(reply.status, 201, "{}", reply.text());
+        let ids: Vec<String> = order.iter().map(|&i| id(i)).collect();
+        put_block_list(url, &ids);
     };
     let chunks: Vec<Vec<u8>> = (0..4).map(|i| bytes(200_000 + i * 3, i as u8)).collect();
     let total: usize = chunks.iter().map(Vec::len).sum();
@@ -186,6 +163,22 @@ fn blocks_are_assembled_as_they_arrive_and_a_wrong_guess_still_stores_the_list()
         assert!(s.assembled_early(0), "{key}: no unfinished blob is left");
     }
     assert_eq!(s.staged_uploads(), 0);
+}
+
+/// Put Block List of `ids` (base64, in list order); it must be accepted.
+fn put_block_list(url: &str, ids: &[String]) {
+    let list: String = ids
+        .iter()
+        .map(|id| format!("<Latest>{id}</Latest>"))
+        .collect();
+    let xml = format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{list}</BlockList>");
+    let reply = http(
+        "PUT",
+        &format!("{url}&comp=blocklist"),
+        &[],
+        Some(xml.as_bytes()),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.text());
 }
 
 fn encode(text: &str) -> String {

@@ -40,7 +40,7 @@ fn recorded_frames_are_read_back_checked_and_dropped_when_their_blob_is_not_inta
     let map = store.frames().expect("a local store keeps frame records");
     map.record(&digest, &stats.frames).unwrap();
     let records = || {
-        walk_files(&store_dir.join("frames-v1"))
+        crate::support::files_below(&store_dir.join("frames-v1"))
             .into_iter()
             .filter(|p| !p.starts_with(store_dir.join("frames-v1/tmp")))
             .count()
@@ -85,19 +85,4 @@ fn stores_over_remote_blobs_keep_no_frame_records() {
     let store = Store::open_with_blobs(dir.path(), None, Some(&url), Arc::new(ManualClock::new(0)))
         .unwrap();
     assert!(store.frames().is_none());
-}
-
-fn walk_files(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk_files(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
