@@ -8,7 +8,10 @@
 # Env:   SERVE_BENCH_MIB (200), SERVE_BENCH_RUNS (3), SERVE_BENCH_ENTRIES (100000),
 #        SERVE_BENCH_LOOKUPS (4000), SERVE_BENCH_UPLOADS (16), SERVE_BENCH_UPLOAD_MIB (1024: needs
 #        about 2 x uploads x MiB of free disk), SERVE_BENCH_PHASES (client,http,lookup,rss),
-#        COMPARE_URL + COMPARE_TOKEN: another running cache server (v2) to time side by side.
+#        COMPARE_URL + COMPARE_TOKEN: another running cache server (v2) to time side by side,
+#        STATIC_URL: a file on a static file server (e.g. nginx, `sendfile on`) the same client
+#        downloads too, the most any server can give it here; SERVE_BENCH_SERVER_LOG=1 passes
+#        the server's request log through.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$ROOT/bench/serve
