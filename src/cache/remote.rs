@@ -303,6 +303,43 @@ impl RemoteCache {
             .filter(|s| !s.is_empty())
     }
 
+    /// After a restore failed for the entry's own reason: asks a `runner serve` (one that names
+    /// its blobs' digests, so not GitHub's service) to check the entry and, if its blob is
+    /// damaged, mark it broken, so the post-job save can replace it. Best effort: any failure
+    /// is a debug line.
+    fn report_broken(&self, key: &str, version: &str, download_url: &str, log: Log<'_>) {
+        if self.blob_digest(download_url).is_none() {
+            return;
+        }
+        let url = format!("{}_runner/v1/report-broken", self.config.url);
+        let body = json!({"key": key, "version": version});
+        let answer = self
+            .agent
+            .post(&url)
+            .header("Authorization", &format!("Bearer {}", self.config.token))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .map_err(Self::http_err("POST", &url))
+            .and_then(|response| Self::check("POST", &url, response))
+            .and_then(|response| Self::json_body(&url, response));
+        match answer {
+            Ok(answer) if answer.get("broken").and_then(Value::as_bool) == Some(true) => log(
+                LogLevel::Info,
+                &format!(
+                    "Cache entry {key} cannot be restored; the server marked it broken and the next save of this key replaces it"
+                ),
+            ),
+            Ok(_) => {}
+            Err(err) => log(
+                LogLevel::Debug,
+                &format!(
+                    "reporting cache entry {key} as broken: {}",
+                    crate::error::chain(&err)
+                ),
+            ),
+        }
+    }
+
     /// Finds the entry: `(matched key, download URL)`.
     fn lookup(
         &self,
@@ -467,7 +504,12 @@ impl RemoteCache {
                 Ok(()) => tier.local.touch(digest),
             };
         }
-        extracted?;
+        if let Err(err) = extracted {
+            if err.is_entry_fault() {
+                self.report_broken(&matched_key, &version, &url, log);
+            }
+            return Err(err);
+        }
         log(LogLevel::Info, "Cache restored successfully");
         Ok(RestoreOutcome::Hit {
             matched_key,

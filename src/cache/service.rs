@@ -42,6 +42,31 @@ impl Cache {
         }
     }
 
+    /// A client could not restore the entry `key` (exactly) and `version` name in the scope's
+    /// readable refs. The client's word alone is not enough (any job that can read an entry
+    /// could then break it for every other), so the blob is checked here, as a local restore
+    /// checks it after a failure: when it is gone or no longer matches its digest the entry
+    /// is marked broken, so the next save of its key replaces it. `None`: no such entry;
+    /// `Some(broken)` otherwise.
+    pub fn check_reported_entry(
+        &self,
+        scope: &Scope,
+        key: &str,
+        version: &str,
+        log: Log<'_>,
+    ) -> Result<Option<bool>, CacheError> {
+        key::validate_key(key)?;
+        let found = self.find_entry(scope, vec![key.to_string()], version.to_string())?;
+        let Some(hit) = found.filter(|hit| hit.entry.key == key) else {
+            return Ok(None);
+        };
+        let broken = self.blob_is_broken(&hit.entry);
+        if broken {
+            self.mark_broken(&hit.entry, log);
+        }
+        Ok(Some(broken))
+    }
+
     /// The metrics event of a lookup: a hit (exact when the match is the primary key) carrying
     /// `bytes`, or a miss.
     pub(crate) fn lookup_event_kind(primary: &str, matched: Option<&str>) -> EventKind {

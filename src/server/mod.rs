@@ -173,6 +173,9 @@ struct Inner {
     finalizing: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Uploads in parts being assembled while they arrive (staging only this node sees).
     assemblies: assembly::Assemblies,
+    /// When each reported entry was last checked (repository, key, version), so a report is
+    /// checked at most once a minute.
+    reports: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Set over a SQLite index. SQLite takes one writer at a time and puts the others to sleep
     /// in its busy handler (1, 2, 5, 10 ms …): queueing this server's writing index calls here
     /// bounds their wait by the calls ahead of them, not by those sleeps. Lookups only read
@@ -221,6 +224,7 @@ impl Server {
         let server = Self {
             inner: Arc::new(Inner {
                 assemblies: assembly::Assemblies::new(!shared_staging),
+                reports: Default::default(),
                 staging,
                 shared_staging,
                 signer: auth::UrlSigner::new(&secret),
@@ -257,7 +261,8 @@ impl Server {
             .route(
                 "/twirp/github.actions.results.api.v1.CacheService/{method}",
                 post(v2::dispatch),
-            );
+            )
+            .route("/_runner/v1/report-broken", post(v2::report_broken));
         let blobs = Router::new().route(
             "/blobs/{container}/{blob}",
             get(blob::download).head(blob::download).put(blob::upload),

@@ -227,3 +227,74 @@ async fn download_url(
     };
     Ok(Json(body).into_response())
 }
+
+/// What `POST /_runner/v1/report-broken` takes: the entry a restore could not use.
+#[derive(Debug, Deserialize)]
+struct ReportRequest {
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    version: String,
+}
+
+/// How long after checking an entry's blob a report of it is not checked again: a check reads
+/// the whole blob, so reports must not be a way to keep the server busy.
+const RECHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `POST /_runner/v1/report-broken` (ours, not GitHub's; `runner exec --cache-server` sends
+/// it): a client could not restore the entry `key` and `version` name in its readable scopes.
+/// The server checks the blob itself and marks the entry broken only if the bytes are gone or
+/// damaged, so the next save of the key replaces it instead of meeting "another job may be
+/// creating this cache" until the entry is evicted. Answers `{"checked", "broken"}`; 404 when
+/// no such entry is readable.
+pub async fn report_broken(
+    State(server): State<Server>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let body = uploads::json_body(body).await?;
+        let principal = principal(&server, &headers)?;
+        let request: ReportRequest = parse(&headers, &body)?;
+        log::note(&principal.repository, &request.key);
+        uploads::check_key(&request.key)?;
+        uploads::check_version(&request.version)?;
+        let inner = server.inner.clone();
+        let scope = principal.read_scope();
+        blocking(move || {
+            let seen = format!("{}\0{}\0{}", scope.repository, request.key, request.version);
+            {
+                let mut checked = inner
+                    .reports
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let now = std::time::Instant::now();
+                checked.retain(|_, at| now.duration_since(*at) < RECHECK_AFTER);
+                if checked.contains_key(&seen) {
+                    return Ok(json!({"checked": false, "broken": false}));
+                }
+                checked.insert(seen, now);
+            }
+            // Not in the index's turn: the check reads the whole blob, and its one write is
+            // rare enough to take its chance with SQLite's busy handler.
+            let broken = inner
+                .cache
+                .check_reported_entry(
+                    &scope,
+                    &request.key,
+                    &request.version,
+                    &mut uploads::cache_log,
+                )
+                .map_err(|err| ApiError::internal(&err))?
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("no entry {} readable by this job", request.key))
+                })?;
+            Ok(json!({"checked": true, "broken": broken}))
+        })
+        .await
+    };
+    match result.await {
+        Ok(body) => Json(body).into_response(),
+        Err(err) => err.in_dialect(Dialect::Twirp).into_response(),
+    }
+}

@@ -216,7 +216,8 @@ fn a_server_that_is_down_is_a_miss_and_the_job_goes_on() {
 
 /// The server sends a blob as it is on disk (its digest was checked when it was written); a
 /// blob damaged since is caught by the archive's own checksum where it is unpacked: a miss
-/// with a warning, and the job goes on to install.
+/// with a warning, and the job goes on to install. The client reports the entry, the server
+/// checks the blob and marks the entry broken, and the job's save replaces it.
 #[test]
 fn a_blob_damaged_on_the_server_is_a_miss_with_a_warning() {
     let srv = Srv::start();
@@ -251,6 +252,26 @@ fn a_blob_damaged_on_the_server_is_a_miss_with_a_warning() {
     assert!(run.log.contains("Failed to restore: "), "{}", run.log);
     assert!(run.log.contains("INSTALLED"), "{}", run.log);
     assert!(!run.log.contains("hit=true"), "{}", run.log);
+    // The client reported it; the server found the blob damaged and marked the entry broken,
+    // so this run's post-job save replaced it, and the next run restores.
+    assert!(
+        run.log.contains("the server marked it broken"),
+        "{}",
+        run.log
+    );
+    assert!(
+        run.log.contains("Cache saved with key: deps-"),
+        "{}",
+        run.log
+    );
+    let third = workspace(&srv, "damaged-3", "damaged");
+    let run = exec(&third, &args, &[]);
+    assert!(
+        run.log.contains("Cache restored successfully"),
+        "{}",
+        run.log
+    );
+    assert!(run.log.contains("hit=true"), "{}", run.log);
 }
 
 #[test]

@@ -660,3 +660,39 @@ fn lookups_answered_at_once_are_all_recorded_before_the_index_is_read() {
     let events = s.h.cache.index().events(0).expect("events");
     assert_eq!(events.len(), events_before + 41);
 }
+
+/// `POST /_runner/v1/report-broken` checks the blob itself: a report of an intact entry
+/// changes nothing, a second report within a minute is not checked again, an entry the job
+/// cannot read is 404, and bad input is a 4xx JSON error.
+#[test]
+fn a_report_of_an_intact_entry_changes_nothing_and_other_repos_cannot_report() {
+    let s = Srv::start();
+    let token = s.token();
+    let v = version(50);
+    let data = bytes(10_000, 5);
+    assert_eq!(s.save_v2(&token, "intact", &v, &data).status, 200);
+    let report = |token: &str, key: &str, version: &str| {
+        let body = json!({"key": key, "version": version}).to_string();
+        http(
+            "POST",
+            &s.url("/_runner/v1/report-broken"),
+            &[
+                ("Authorization", &format!("Bearer {token}")),
+                ("Content-Type", "application/json"),
+            ],
+            Some(body.as_bytes()),
+        )
+    };
+    let first = report(&token, "intact", &v);
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.json(), json!({"checked": true, "broken": false}));
+    assert_eq!(s.restore_v2(&token, &["intact"], &v), Some(data));
+    let again = report(&token, "intact", &v);
+    assert_eq!(again.json(), json!({"checked": false, "broken": false}));
+    let other = s.token_for("someone/else", MAIN, false);
+    let foreign = report(&other, "intact", &v);
+    assert_eq!(foreign.status, 404, "{}", foreign.text());
+    assert_eq!(report(&token, "intact", "not-hex").status, 400);
+    let anonymous = report("", "intact", &v);
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+}
