@@ -696,3 +696,51 @@ fn a_report_of_an_intact_entry_changes_nothing_and_other_repos_cannot_report() {
     let anonymous = report("", "intact", &v);
     assert_eq!(anonymous.status, 401, "{}", anonymous.text());
 }
+
+/// Blocks staged again while the assembler may be copying them, at every moment of its work:
+/// whatever it copied, the entry holds the bytes each block was last staged with.
+#[test]
+fn blocks_staged_again_while_being_assembled_store_their_last_bytes() {
+    let s = Srv::start();
+    let token = s.token();
+    let id = |i: usize| STANDARD.encode(format!("6fa459ea-ee8a-3ca4-894e-db77e160355e{i:012}"));
+    for round in 0..12u8 {
+        let key = format!("race-{round}");
+        let v = version(60 + round);
+        let url = s.create(&token, &key, &v).expect("created");
+        let first: Vec<Vec<u8>> = (0..6)
+            .map(|i| bytes(150_000 + i, round ^ i as u8))
+            .collect();
+        let again = usize::from(round) % 6;
+        let second = bytes(first[again].len() + 17, 200 - round);
+        let put = |i: usize, data: &[u8]| {
+            let block = format!("{url}&comp=block&blockid={}", encode(&id(i)));
+            let reply = http("PUT", &block, &[], Some(data));
+            assert_eq!(reply.status, 201, "{}", reply.text());
+        };
+        thread::scope(|scope| {
+            for (i, chunk) in first.iter().enumerate() {
+                if i == again {
+                    // Staged, then staged again while the others (and the copying) go on.
+                    let (put, chunk, second) = (&put, chunk, &second);
+                    scope.spawn(move || {
+                        put(i, chunk);
+                        thread::sleep(std::time::Duration::from_millis(u64::from(round)));
+                        put(i, second);
+                    });
+                } else {
+                    let put = &put;
+                    scope.spawn(move || put(i, chunk));
+                }
+            }
+        });
+        let ids: Vec<String> = (0..6).map(id).collect();
+        put_block_list(&url, &ids);
+        let mut expected = first.clone();
+        expected[again] = second.clone();
+        let expected: Vec<u8> = expected.concat();
+        let done = s.finalize(&token, &key, &v, expected.len());
+        assert_eq!(done.status, 200, "{key}: {}", done.text());
+        assert_eq!(s.restore_v2(&token, &[&key], &v), Some(expected), "{key}");
+    }
+}
