@@ -219,9 +219,9 @@ fn copy_part(
     let writer = state.writer.as_mut().ok_or(())?;
     let mut reader = inner.staging.open_part(id, part).map_err(drop)?;
     let n = staging::copy_large(&mut reader, writer, buf).map_err(drop)?;
-    // Into the file (the page cache), no further: when the same bytes are stored already (a
-    // rolling key over unchanged content), this copy is dropped at finalize before it was ever
-    // written to disk.
+    // Into the file (the page cache), no further: nothing starts its writeback, so when the
+    // same bytes are stored already (a rolling key over unchanged content) this copy is
+    // usually dropped at finalize before the kernel writes it out.
     writer.flush().map_err(drop)?;
     Ok(n)
 }
