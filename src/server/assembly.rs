@@ -176,7 +176,6 @@ impl Assemblies {
 /// Copies parts into the upload's blob for as long as the next one is staged.
 fn advance(inner: &Inner, id: &str, upload: &Upload) {
     let mut state = lock(&upload.state);
-    let mut buf = Vec::new();
     loop {
         if upload.stopped.load(Ordering::SeqCst) || upload.spoiled.load(Ordering::SeqCst) {
             return;
@@ -188,10 +187,7 @@ fn advance(inner: &Inner, id: &str, upload: &Upload) {
             return;
         };
         lock(&upload.claimed).insert(next.clone());
-        if buf.is_empty() {
-            buf = vec![0u8; staging::COPY_BUFFER];
-        }
-        match copy_part(inner, id, &next, &mut state, &mut buf) {
+        match copy_part(inner, id, &next, &mut state) {
             Ok(n) => {
                 state.bytes += n;
                 state.copied.push(next);
@@ -206,19 +202,18 @@ fn advance(inner: &Inner, id: &str, upload: &Upload) {
     }
 }
 
-fn copy_part(
-    inner: &Inner,
-    id: &str,
-    part: &Part,
-    state: &mut State,
-    buf: &mut [u8],
-) -> Result<u64, ()> {
+fn copy_part(inner: &Inner, id: &str, part: &Part, state: &mut State) -> Result<u64, ()> {
     if state.writer.is_none() {
         state.writer = Some(inner.cache.store().blobs().writer().map_err(drop)?);
     }
     let writer = state.writer.as_mut().ok_or(())?;
-    let mut reader = inner.staging.open_part(id, part).map_err(drop)?;
-    let n = staging::copy_large(&mut reader, writer, buf).map_err(drop)?;
+    let n = staging::copy_parts(
+        inner.staging.as_ref(),
+        id,
+        std::slice::from_ref(part),
+        writer,
+    )
+    .map_err(drop)?;
     // Into the file (the page cache), no further: nothing starts its writeback, so when the
     // same bytes are stored already (a rolling key over unchanged content) this copy is
     // usually dropped at finalize before the kernel writes it out.
