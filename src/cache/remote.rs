@@ -282,18 +282,26 @@ impl RemoteCache {
     /// A Twirp call: `Ok(Err(status, message))` for the error statuses the caller handles.
     fn twirp(&self, method: &str, body: &Value) -> Result<Result<Value, u16>, CacheError> {
         let url = format!("{}{TWIRP}{method}", self.config.url);
-        let response = self
-            .agent
-            .post(&url)
-            .header("Authorization", &format!("Bearer {}", self.config.token))
-            .header("Content-Type", "application/json")
-            .send(body.to_string())
-            .map_err(Self::http_err("POST", &url))?;
+        let response = self.post_json(&url, body)?;
         if response.status().as_u16() == 409 {
             return Ok(Err(409));
         }
         let response = Self::check("POST", &url, response)?;
         Ok(Ok(Self::json_body(&url, response)?))
+    }
+
+    /// `POST`s `body` as JSON to `url` with the job's token; any status comes back.
+    fn post_json(
+        &self,
+        url: &str,
+        body: &Value,
+    ) -> Result<ureq::http::Response<ureq::Body>, CacheError> {
+        self.agent
+            .post(url)
+            .header("Authorization", &format!("Bearer {}", self.config.token))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .map_err(Self::http_err("POST", url))
     }
 
     fn str_field<'v>(value: &'v Value, names: &[&str]) -> Option<&'v str> {
@@ -314,12 +322,7 @@ impl RemoteCache {
         let url = format!("{}_runner/v1/report-broken", self.config.url);
         let body = json!({"key": key, "version": version});
         let answer = self
-            .agent
-            .post(&url)
-            .header("Authorization", &format!("Bearer {}", self.config.token))
-            .header("Content-Type", "application/json")
-            .send(body.to_string())
-            .map_err(Self::http_err("POST", &url))
+            .post_json(&url, &body)
             .and_then(|response| Self::check("POST", &url, response))
             .and_then(|response| Self::json_body(&url, response));
         match answer {
