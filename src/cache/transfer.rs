@@ -179,11 +179,11 @@ impl ReadAhead {
                 let mut buf = free_rx
                     .try_recv()
                     .unwrap_or_else(|_| Vec::with_capacity(READ_AHEAD_CHUNK));
-                buf.resize(READ_AHEAD_CHUNK, 0);
-                let read = fill(&mut *reader, &mut buf).map(|n| {
-                    buf.truncate(n);
-                    buf
-                });
+                buf.clear();
+                let read = (&mut reader)
+                    .take(READ_AHEAD_CHUNK as u64)
+                    .read_to_end(&mut buf)
+                    .map(|_| buf);
                 // An error or the end stops the thread; a restore that stopped reading (it
                 // failed, or the archive ended before the blob did) drops the receiver.
                 let stop = !matches!(&read, Ok(b) if !b.is_empty());
@@ -226,20 +226,6 @@ impl Read for ReadAhead {
         self.pos += n;
         Ok(n)
     }
-}
-
-/// Reads until `buf` is full or the reader ends; returns the bytes read.
-fn fill(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(filled)
 }
 
 /// The keys a restore looks up (primary, then restore keys) and the version it asks for.

@@ -127,8 +127,8 @@ pub fn reader_body(mut reader: Box<dyn Read + Send>, take: u64) -> Body {
         while left > 0 {
             let want = usize::try_from(left.min(DOWNLOAD_CHUNK as u64)).unwrap_or(DOWNLOAD_CHUNK);
             // Each chunk is its own allocation, handed to hyper without another copy.
-            let mut chunk = vec![0u8; want];
-            let n = match fill(&mut reader, &mut chunk) {
+            let mut chunk = Vec::with_capacity(want);
+            let n = match (&mut reader).take(want as u64).read_to_end(&mut chunk) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(err) => {
@@ -137,7 +137,6 @@ pub fn reader_body(mut reader: Box<dyn Read + Send>, take: u64) -> Body {
                     return;
                 }
             };
-            chunk.truncate(n);
             left = left.saturating_sub(n as u64);
             if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
                 return;
@@ -148,18 +147,4 @@ pub fn reader_body(mut reader: Box<dyn Read + Send>, take: u64) -> Body {
         rx.recv().await.map(|item| (item, rx))
     });
     Body::from_stream(stream)
-}
-
-/// Reads until `buf` is full or the reader ends; returns the bytes read.
-fn fill(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(filled)
 }
