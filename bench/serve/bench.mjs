@@ -174,6 +174,7 @@ async function httpRuns(base, tok) {
   const archive = path.join(archiveDir, 'cache.tzst')
   const back = path.join(archiveDir, 'back.tzst')
   const out = {tar: [], untar: [], up: [], upfin: [], down: [], raw: [], static: []}
+  let staticBytes = 0
   let size = 0
   let contentLength = null
   for (let run = 0; run < RUNS; run++) {
@@ -206,7 +207,8 @@ async function httpRuns(base, tok) {
       const copy = path.join(archiveDir, 'static.bin')
       t = now()
       await downloadCacheHttpClient(STATIC_URL, copy)
-      out.static.push({s: now() - t, bytes: fs.statSync(copy).size})
+      out.static.push(now() - t)
+      staticBytes = fs.statSync(copy).size
       fs.rmSync(copy)
     }
     // The same GET with the bytes dropped on arrival: the server and loopback without the
@@ -230,7 +232,7 @@ async function httpRuns(base, tok) {
     upfin: median(out.upfin),
     down: median(out.down),
     raw: median(out.raw),
-    static: out.static.length ? out.static.sort((a, b) => a.s - b.s)[Math.floor((out.static.length - 1) / 2)] : null
+    static: out.static.length ? {s: median(out.static), bytes: staticBytes} : null
   }
 }
 
