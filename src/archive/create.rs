@@ -343,9 +343,8 @@ impl<'w> Encoder<'w> {
                         .take()
                         .ok_or_else(|| std::io::Error::other("zstd encoder lost"))?
                         .finish()?;
-                    let params = long_frame_params(opts, *workers)?;
                     let mut next = Encoder::Zstd {
-                        z: Some(zstd::stream::write::Encoder::with_encoder(done.out, params)),
+                        z: Some(long_frame(done.out, opts, *workers)?),
                         fed: *fed,
                         switch_at: None,
                         repeats: true,
@@ -375,9 +374,7 @@ impl<'w> Encoder<'w> {
                 if *repeats && switch_at.is_some_and(|at| *fed + b.len() as u64 >= at) {
                     *switch_at = None;
                     if let Some(old) = z.take() {
-                        let out = old.finish()?;
-                        let params = long_frame_params(opts, *workers)?;
-                        *z = Some(zstd::stream::write::Encoder::with_encoder(out, params));
+                        *z = Some(long_frame(old.finish()?, opts, *workers)?);
                     }
                 }
                 *fed += b.len() as u64;
@@ -467,13 +464,15 @@ fn zstd_params(
     Ok(z)
 }
 
-/// The settings of the long-distance frame; if zstd refuses them, the rest is one more plain
+/// The long-distance frame, writing to `out`; if zstd refuses its settings, the rest is one more plain
 /// frame.
-fn long_frame_params(
+fn long_frame<W: Write>(
+    out: W,
     opts: &CreateOptions<'_>,
     workers: u32,
-) -> std::io::Result<zstd::stream::raw::Encoder<'static>> {
-    zstd_params(opts, workers, true).or_else(|_| zstd_params(opts, workers, false))
+) -> std::io::Result<zstd::stream::write::Encoder<'static, W>> {
+    let params = zstd_params(opts, workers, true).or_else(|_| zstd_params(opts, workers, false))?;
+    Ok(zstd::stream::write::Encoder::with_encoder(out, params))
 }
 
 fn gzip_encoder<'w>(out: &'w mut BufWriter<&mut dyn Write>) -> Encoder<'w> {
