@@ -5,7 +5,9 @@
 //   client  saveCache / restoreCache of one random file (SERVE_BENCH_MIB, 200), medians of
 //           SERVE_BENCH_RUNS (3), against runner serve and, if COMPARE_URL names another running
 //           cache server, against it in the same run (with COMPARE_TOKEN, else a `runner token`
-//           JWT, which servers that skip token validation accept);
+//           JWT, which servers that skip token validation accept); with SINK_URL (a server that
+//           only stores request bodies, bench/serve/sink.sh; SINK_BODIES: its body directory,
+//           emptied after each save), saveCache against it too: the floor of a save;
 //   http    the client's own upload (uploadCacheArchiveSDK: 64 MiB blocks, 8 at once) and
 //           download (downloadCacheHttpClient; and once more discarding the bytes) of that archive
 //           alone, and the client's tar + zstd alone (the floor); with STATIC_URL (a file
@@ -45,6 +47,8 @@ const PHASES = (process.env.SERVE_BENCH_PHASES || 'client,http,lookup,rss').spli
 const COMPARE_URL = process.env.COMPARE_URL?.replace(/\/+$/, '')
 const COMPARE_TOKEN = process.env.COMPARE_TOKEN || ''
 const STATIC_URL = process.env.STATIC_URL || ''
+const SINK_URL = process.env.SINK_URL?.replace(/\/+$/, '')
+const SINK_BODIES = process.env.SINK_BODIES || ''
 
 const work = fs.mkdtempSync(path.join(path.resolve(workArg), 'serve-'))
 const secret = randomBytes(16).toString('hex')
@@ -164,6 +168,22 @@ async function clientRuns(label, base, tok) {
     if (sha(dataFile) !== want) throw new Error(`${label}: restored bytes differ`)
   }
   return {save: median(save), restore: median(restore)}
+}
+
+// --- sink: the client's save against a server that only stores the bodies (bench/serve/sink.sh)
+async function sinkRuns(base, tok) {
+  useServer(base, tok)
+  const save = []
+  for (let run = 0; run < RUNS; run++) {
+    writeRandom(dataFile, SIZE_MIB)
+    captured = []
+    const t = now()
+    const id = await cache.saveCache(['data'], `bench-sink-${run}-${randomBytes(4).toString('hex')}`)
+    save.push(now() - t)
+    if (!(id > 0)) throw new Error(`sink: saveCache returned ${id}\n${captured.join('')}`)
+    if (SINK_BODIES) for (const f of fs.readdirSync(SINK_BODIES)) fs.rmSync(path.join(SINK_BODIES, f), {force: true})
+  }
+  return median(save)
 }
 
 // --- http: the client's transfer functions alone, and its tar + zstd alone -----------------
@@ -346,6 +366,11 @@ try {
       results.compare = c
       print(`client  ${COMPARE_URL}  save ${secs(c.save)}  restore ${secs(c.restore)}`)
       print(`client  ratio runner/compare  save ${(r.save / c.save).toFixed(2)}x (target <= 0.8)  restore ${(r.restore / c.restore).toFixed(2)}x (target <= 0.4)`)
+    }
+    if (SINK_URL) {
+      const s = await sinkRuns(SINK_URL, tok)
+      const vs = results.compare ? `; ${(s / results.compare.save).toFixed(2)}x of compare's` : ''
+      print(`client  ${SINK_URL} (stores bodies only: no hash, no fsync, no index)  save ${secs(s)}  runner serve ${(r.save / s).toFixed(2)}x of it${vs}`)
     }
   }
   if (PHASES.includes('http')) {

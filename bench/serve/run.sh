@@ -10,7 +10,9 @@
 #        about 2 x uploads x MiB of free disk), SERVE_BENCH_PHASES (client,http,lookup,rss),
 #        COMPARE_URL + COMPARE_TOKEN: another running cache server (v2) to time side by side,
 #        STATIC_URL: a file on a static file server (e.g. nginx, `sendfile on`) the same client
-#        downloads too, the most any server can give it here; SERVE_BENCH_SERVER_LOG=1 passes
+#        downloads too, the most any server can give it here; SINK_URL (+ SINK_BODIES): the
+#        stand-in server bench/serve/sink.sh starts, which only stores request bodies, for the
+#        floor of a save; SERVE_BENCH_SERVER_LOG=1 passes
 #        the server's request log through.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
