@@ -147,19 +147,23 @@ process.env.GITHUB_WORKSPACE = ws
 const results = {}
 
 // --- client: saveCache + restoreCache through the real client -----------------------------
-async function clientRuns(label, base, tok) {
+// `restore: false` only saves (for a server that cannot restore, such as bench/serve/sink.sh);
+// `afterSave` runs after each save, outside the time.
+async function clientRuns(label, base, tok, {restore: restores = true, afterSave} = {}) {
   useServer(base, tok)
   const save = []
   const restore = []
   for (let run = 0; run < RUNS; run++) {
     writeRandom(dataFile, SIZE_MIB)
-    const want = sha(dataFile)
+    const want = restores ? sha(dataFile) : null
     const key = `bench-${label}-${run}-${randomBytes(4).toString('hex')}`
     captured = []
     let t = now()
     const id = await cache.saveCache(['data'], key)
     save.push(now() - t)
     if (!(id > 0)) throw new Error(`${label}: saveCache returned ${id}\n${captured.join('')}`)
+    afterSave?.()
+    if (!restores) continue
     fs.rmSync(path.join(ws, 'data'), {recursive: true})
     t = now()
     const hit = await cache.restoreCache(['data'], key)
@@ -167,23 +171,7 @@ async function clientRuns(label, base, tok) {
     if (hit !== key) throw new Error(`${label}: restoreCache returned ${hit}\n${captured.join('')}`)
     if (sha(dataFile) !== want) throw new Error(`${label}: restored bytes differ`)
   }
-  return {save: median(save), restore: median(restore)}
-}
-
-// --- sink: the client's save against a server that only stores the bodies (bench/serve/sink.sh)
-async function sinkRuns(base, tok) {
-  useServer(base, tok)
-  const save = []
-  for (let run = 0; run < RUNS; run++) {
-    writeRandom(dataFile, SIZE_MIB)
-    captured = []
-    const t = now()
-    const id = await cache.saveCache(['data'], `bench-sink-${run}-${randomBytes(4).toString('hex')}`)
-    save.push(now() - t)
-    if (!(id > 0)) throw new Error(`sink: saveCache returned ${id}\n${captured.join('')}`)
-    if (SINK_BODIES) for (const f of fs.readdirSync(SINK_BODIES)) fs.rmSync(path.join(SINK_BODIES, f), {force: true})
-  }
-  return median(save)
+  return {save: median(save), restore: restores ? median(restore) : null}
 }
 
 // --- http: the client's transfer functions alone, and its tar + zstd alone -----------------
@@ -368,7 +356,10 @@ try {
       print(`client  ratio runner/compare  save ${(r.save / c.save).toFixed(2)}x (target <= 0.8)  restore ${(r.restore / c.restore).toFixed(2)}x (target <= 0.4)`)
     }
     if (SINK_URL) {
-      const s = await sinkRuns(SINK_URL, tok)
+      const emptyBodies = () => {
+        for (const f of fs.readdirSync(SINK_BODIES)) fs.rmSync(path.join(SINK_BODIES, f), {force: true})
+      }
+      const {save: s} = await clientRuns('sink', SINK_URL, tok, {restore: false, afterSave: SINK_BODIES ? emptyBodies : undefined})
       const vs = results.compare ? `; ${(s / results.compare.save).toFixed(2)}x of compare's` : ''
       print(`client  ${SINK_URL} (stores bodies only: no hash, no fsync, no index)  save ${secs(s)}  runner serve ${(r.save / s).toFixed(2)}x of it${vs}`)
     }

@@ -12,8 +12,7 @@
 #        STATIC_URL: a file on a static file server (e.g. nginx, `sendfile on`) the same client
 #        downloads too, the most any server can give it here; SINK_URL (+ SINK_BODIES): the
 #        stand-in server bench/serve/sink.sh starts, which only stores request bodies, for the
-#        floor of a save; SERVE_BENCH_SERVER_LOG=1 passes
-#        the server's request log through.
+#        floor of a save; SERVE_BENCH_SERVER_LOG=1 passes the server's request log through.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$ROOT/bench/serve
