@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{REPO, Srv, bytes, put_blob, version};
 use crate::cache::MAIN;
-use crate::support::http;
+use crate::support::{HttpReply, http};
 
 #[test]
 fn single_put_round_trip_with_range_and_head() {
@@ -167,18 +167,23 @@ fn blocks_are_assembled_as_they_arrive_and_a_wrong_guess_still_stores_the_list()
 
 /// Put Block List of `ids` (base64, in list order); it must be accepted.
 fn put_block_list(url: &str, ids: &[String]) {
+    let reply = block_list_reply(url, ids);
+    assert_eq!(reply.status, 201, "{}", reply.text());
+}
+
+/// The answer to a Put Block List of `ids` (base64, in list order).
+fn block_list_reply(url: &str, ids: &[String]) -> HttpReply {
     let list: String = ids
         .iter()
         .map(|id| format!("<Latest>{id}</Latest>"))
         .collect();
     let xml = format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{list}</BlockList>");
-    let reply = http(
+    http(
         "PUT",
         &format!("{url}&comp=blocklist"),
         &[],
         Some(xml.as_bytes()),
-    );
-    assert_eq!(reply.status, 201, "{}", reply.text());
+    )
 }
 
 fn encode(text: &str) -> String {
@@ -202,13 +207,7 @@ fn block_list_naming_an_unknown_block_is_refused() {
     );
     assert_eq!(put.status, 201);
     let unknown = STANDARD.encode([2u8; 48]);
-    let xml = format!("<BlockList><Latest>{known}</Latest><Latest>{unknown}</Latest></BlockList>");
-    let reply = http(
-        "PUT",
-        &format!("{url}&comp=blocklist"),
-        &[],
-        Some(xml.as_bytes()),
-    );
+    let reply = block_list_reply(&url, &[known, unknown]);
     assert_eq!(reply.status, 400);
     assert_eq!(reply.header("x-ms-error-code"), Some("InvalidInput"));
     assert!(reply.text().contains("never uploaded"), "{}", reply.text());
