@@ -17,12 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::Inner;
-use super::staging::{self, Part};
+use super::staging::{self, Part, block_index};
 use crate::store::blob::BlobWriter;
-
-/// Digits at the end of an Azure SDK block id that hold its index (the SDK pads the index to
-/// at least six, its limit of 100,000 uncommitted blocks).
-const INDEX_DIGITS: usize = 6;
 
 /// The uploads being assembled early on this node.
 #[derive(Debug)]
@@ -66,17 +62,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// An Azure SDK block id's prefix and index (its last [`INDEX_DIGITS`] bytes as a number).
-fn block_index(id: &[u8]) -> Option<(&[u8], u64)> {
-    let split = id.len().checked_sub(INDEX_DIGITS)?;
-    let (prefix, digits) = id.split_at(split);
-    if !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let index = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    Some((prefix, index))
-}
-
 /// The staged part that comes after `copied` (`bytes` long), if exactly one can.
 fn successor(copied: &[Part], bytes: u64, staged: &[(Part, u64)]) -> Option<Part> {
     let mut candidates = staged.iter().filter(|(part, _)| match part {
@@ -107,6 +92,11 @@ impl Assemblies {
             enabled,
             uploads: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether uploads are assembled early (and their blocks written in place) here.
+    pub(super) fn enabled(&self) -> bool {
+        self.enabled
     }
 
     /// Starts tracking upload `id` for `reservation` (replacing any earlier upload of the id).

@@ -4,9 +4,12 @@
 //! S3-compatible bucket ([`ObjectStaging`]). Uploads of one entry may reach different servers,
 //! so with shared blobs the staging is shared too ([`open`]), and any node can finalize.
 
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -184,15 +187,71 @@ pub trait Staging: Send + Sync + std::fmt::Debug {
     fn remove(&self, id: &str) -> Result<(), StagingError>;
     /// Every upload's metadata (for expiry and reclaiming).
     fn list(&self) -> Result<Vec<UploadMeta>, StagingError>;
+    /// This staging as a local directory, which can also hold blocks in place
+    /// ([`LocalStaging::put_block_in_place`]); `None` for other stagings.
+    fn local(&self) -> Option<&LocalStaging>;
 }
 
 /// Staging in a local directory: `<dir>/<upload id>/{meta.json, parts}`.
+///
+/// Azure SDK blocks can also be written in place: each at its offset (its index times the
+/// block size) in one `assembly` file, with a `<part>.at` file saying where, so that an upload
+/// sent in the SDK's order is its blob already at finalize ([`LocalStaging::seal_in_place`])
+/// and its bytes are written once instead of twice (staged, then copied). A guess that turns
+/// out wrong only costs the copy: the parts read back from their places like any others.
 #[derive(Debug, Clone)]
 pub struct LocalStaging {
     root: PathBuf,
+    locks: Arc<Mutex<HashMap<String, Arc<InPlaceLocks>>>>,
+}
+
+/// Serialises what touches one upload's `assembly` file: writers of one place take turns, and
+/// sealing waits for every writer and turns later ones away.
+#[derive(Debug, Default)]
+struct InPlaceLocks {
+    /// `true` once finalize took the file; writers then stage as usual.
+    sealed: RwLock<bool>,
+    /// One lock per offset, so two bodies of the same block never interleave.
+    places: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
 }
 
 const META_FILE: &str = "meta.json";
+/// The file blocks are written into at their offsets.
+const ASSEMBLY_FILE: &str = "assembly";
+/// The block size and id prefix in-place offsets are computed from (`<size> <hex prefix>`),
+/// fixed by the first block that arrives.
+const LAYOUT_FILE: &str = "layout";
+/// The suffix of the file saying where an in-place part lies (`<offset> <len>`).
+const IN_PLACE_SUFFIX: &str = ".at";
+
+/// Digits at the end of an Azure SDK block id that hold its index (the SDK pads the index to
+/// at least six, its limit of 100,000 uncommitted blocks).
+const INDEX_DIGITS: usize = 6;
+
+/// An Azure SDK block id's prefix and index (its last [`INDEX_DIGITS`] bytes as a number).
+pub fn block_index(id: &[u8]) -> Option<(&[u8], u64)> {
+    let split = id.len().checked_sub(INDEX_DIGITS)?;
+    let (prefix, digits) = id.split_at(split);
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let index = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some((prefix, index))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An upload's blocks, sealed in place in the order of a plan: the file holds exactly the
+/// plan's bytes. Writers of the upload stage as usual from now on.
+#[derive(Debug)]
+pub struct SealedAssembly {
+    /// The `assembly` file, cut to the plan's length.
+    pub path: PathBuf,
+    /// Its length.
+    pub len: u64,
+}
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StagingError + '_ {
     move |source| StagingError::Io {
@@ -206,7 +265,199 @@ impl LocalStaging {
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, StagingError> {
         let root = root.into();
         fs::create_dir_all(&root).map_err(io_err(&root))?;
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            locks: Arc::default(),
+        })
+    }
+
+    fn in_place_locks(&self, id: &str) -> Arc<InPlaceLocks> {
+        Arc::clone(lock(&self.locks).entry(id.to_string()).or_default())
+    }
+
+    /// Where block `part` of upload `id` goes in place, if it can: an Azure SDK id with the
+    /// prefix of the upload's layout, `len` bytes (no more than the layout's block size), and
+    /// ending within `limit`. The first block whose length is a power of two fixes the layout:
+    /// the SDK cuts a file into blocks of one such size and a last, shorter one, and sends
+    /// several at once, so the short one may well arrive first.
+    pub fn in_place_offset(&self, id: &str, part: &Part, len: u64, limit: u64) -> Option<u64> {
+        let Part::Block(block) = part else {
+            return None;
+        };
+        let (prefix, index) = block_index(block)?;
+        if len == 0 {
+            return None;
+        }
+        let dir = self.dir(id);
+        let path = dir.join(LAYOUT_FILE);
+        // First writer wins, and the file appears whole (written aside, then linked into place
+        // unless one is there already), so a reader never sees a half-written layout.
+        if len.is_power_of_two()
+            && !path.exists()
+            && let Ok(mut temp) = tempfile::Builder::new()
+                .prefix(".layout-")
+                .tempfile_in(&dir)
+            && write!(temp, "{len} {}", hex::encode(prefix)).is_ok()
+        {
+            let _ = temp.persist_noclobber(&path);
+        }
+        let text = fs::read_to_string(&path).ok()?;
+        let (size, layout_prefix) = text.split_once(' ')?;
+        let size: u64 = size.parse().ok()?;
+        if layout_prefix != hex::encode(prefix) || len > size {
+            return None;
+        }
+        let offset = index.checked_mul(size)?;
+        (offset.checked_add(len)? <= limit).then_some(offset)
+    }
+
+    /// Whether upload `id` writes blocks in place (its layout is fixed): finalize then seals the
+    /// assembly file, and copying blocks early would write them twice.
+    pub fn writes_in_place(&self, id: &str) -> bool {
+        self.dir(id).join(LAYOUT_FILE).exists()
+    }
+
+    /// Writes `body` (exactly `len` bytes) as block `part` at `offset` of the upload's
+    /// assembly file, replacing an earlier copy of the part. `Ok(None)` when the upload is
+    /// sealed already: stage the part as usual. A failed body leaves the part absent.
+    pub fn put_block_in_place(
+        &self,
+        id: &str,
+        part: &Part,
+        body: &mut dyn Read,
+        len: u64,
+        offset: u64,
+    ) -> Result<Option<u64>, StagingError> {
+        let locks = self.in_place_locks(id);
+        let sealed = locks.sealed.read().unwrap_or_else(PoisonError::into_inner);
+        if *sealed {
+            return Ok(None);
+        }
+        let place = Arc::clone(lock(&locks.places).entry(offset).or_default());
+        let _turn = lock(&place);
+        let dir = self.dir(id);
+        let marker = dir.join(format!("{}{IN_PLACE_SUFFIX}", part.file_name()));
+        // The old copy's bytes are about to be overwritten: it is gone from here on.
+        remove_if_present(&marker)?;
+        let path = dir.join(ASSEMBLY_FILE);
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let mut buf = vec![0u8; COPY_BUFFER];
+        let mut written = 0u64;
+        loop {
+            let n = match body.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) if is_body_error(&source) => {
+                    return Err(StagingError::Body { source });
+                }
+                Err(source) => return Err(StagingError::Io { path, source }),
+            };
+            if written + n as u64 > len {
+                return Err(StagingError::Length {
+                    expected: len,
+                    actual: written + n as u64,
+                });
+            }
+            file.write_all_at(buf.get(..n).unwrap_or_default(), offset + written)
+                .map_err(io_err(&path))?;
+            written += n as u64;
+        }
+        if written != len {
+            return Err(StagingError::Length {
+                expected: len,
+                actual: written,
+            });
+        }
+        start_writeback(&file, offset, len);
+        Self::write_atomically(
+            &dir,
+            &marker,
+            &mut format!("{offset} {len}").as_bytes(),
+            None,
+        )?;
+        // The newest copy of a part wins, wherever it went.
+        remove_if_present(&dir.join(part.file_name()))?;
+        Ok(Some(written))
+    }
+
+    /// Seals upload `id`'s assembly file as the blob of `plan`, if every part of the plan that
+    /// was written in place lies where the plan puts it (each where the one before it ends):
+    /// parts staged as files (a block that came before the layout was known, say) are copied to
+    /// their places, and the file is cut to the plan's length. Waits for in-place writers;
+    /// later ones stage as usual. `Ok(None)`: nothing is in place, or something is elsewhere;
+    /// assemble by copying.
+    pub fn seal_in_place(
+        &self,
+        id: &str,
+        plan: &[Part],
+    ) -> Result<Option<SealedAssembly>, StagingError> {
+        let locks = self.in_place_locks(id);
+        let mut sealed = locks.sealed.write().unwrap_or_else(PoisonError::into_inner);
+        *sealed = true;
+        let dir = self.dir(id);
+        // (where it goes, and its file if it is not in place there)
+        let mut copies = Vec::new();
+        let mut in_place = 0usize;
+        let mut end = 0u64;
+        for part in plan {
+            let file_path = dir.join(part.file_name());
+            let len = match File::open(&file_path) {
+                Ok(file) => {
+                    let len = file.metadata().map_err(io_err(&file_path))?.len();
+                    copies.push((end, file, file_path));
+                    len
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => match read_place(&dir, part)? {
+                    Some((offset, len)) if offset == end => {
+                        in_place += 1;
+                        len
+                    }
+                    _ => return Ok(None),
+                },
+                Err(source) => {
+                    return Err(StagingError::Io {
+                        path: file_path,
+                        source,
+                    });
+                }
+            };
+            end += len;
+        }
+        if in_place == 0 {
+            return Ok(None);
+        }
+        let path = dir.join(ASSEMBLY_FILE);
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let mut buf = vec![0u8; COPY_BUFFER];
+        for (mut at, mut from, from_path) in copies {
+            loop {
+                let n = match from.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(source) => {
+                        return Err(StagingError::Io {
+                            path: from_path,
+                            source,
+                        });
+                    }
+                };
+                file.write_all_at(buf.get(..n).unwrap_or_default(), at)
+                    .map_err(io_err(&path))?;
+                at += n as u64;
+            }
+        }
+        file.set_len(end).map_err(io_err(&path))?;
+        Ok(Some(SealedAssembly { path, len: end }))
     }
 
     fn dir(&self, id: &str) -> PathBuf {
@@ -264,6 +515,52 @@ impl LocalStaging {
     }
 }
 
+/// Removes `path`; a missing file is not an error.
+fn remove_if_present(path: &Path) -> Result<(), StagingError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(StagingError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Where an in-place part lies (`offset`, `len`), if it is in place.
+fn read_place(dir: &Path, part: &Part) -> Result<Option<(u64, u64)>, StagingError> {
+    let path = dir.join(format!("{}{IN_PLACE_SUFFIX}", part.file_name()));
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StagingError::Io { path, source }),
+    };
+    let place = text
+        .split_once(' ')
+        .and_then(|(offset, len)| Some((offset.parse().ok()?, len.parse().ok()?)));
+    place.map(Some).ok_or_else(|| StagingError::Io {
+        path,
+        source: io::Error::new(io::ErrorKind::InvalidData, "not an offset and a length"),
+    })
+}
+
+/// Starts writing `len` bytes at `offset` of `file` back to disk without waiting, so the fsync
+/// at finalize finds most of an upload on disk already (the blocks arrive over the upload's
+/// whole time; finalize would otherwise wait for all of them). A hint: failure is ignored.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (
+        libc::off64_t::try_from(offset),
+        libc::off64_t::try_from(len),
+    ) else {
+        return;
+    };
+    // SAFETY: sync_file_range only reads the descriptor and integers; no memory is passed.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
 /// Whether a directory was last changed more than ten minutes ago.
 fn is_stale(path: &Path) -> bool {
     fs::metadata(path)
@@ -282,6 +579,10 @@ pub fn is_body_error(err: &io::Error) -> bool {
 }
 
 impl Staging for LocalStaging {
+    fn local(&self) -> Option<&LocalStaging> {
+        Some(self)
+    }
+
     fn create(&self, meta: &UploadMeta) -> Result<(), StagingError> {
         let dir = self.dir(&meta.id);
         match fs::remove_dir_all(&dir) {
@@ -318,16 +619,16 @@ impl Staging for LocalStaging {
         expected_len: Option<u64>,
     ) -> Result<u64, StagingError> {
         let dir = self.dir(id);
-        Self::write_atomically(&dir, &dir.join(part.file_name()), body, expected_len)
+        let n = Self::write_atomically(&dir, &dir.join(part.file_name()), body, expected_len)?;
+        // The newest copy of a part wins, wherever it went.
+        remove_if_present(&dir.join(format!("{}{IN_PLACE_SUFFIX}", part.file_name())))?;
+        Ok(n)
     }
 
     fn remove_part(&self, id: &str, part: &Part) -> Result<(), StagingError> {
-        let path = self.dir(id).join(part.file_name());
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StagingError::Io { path, source }),
-        }
+        let dir = self.dir(id);
+        remove_if_present(&dir.join(format!("{}{IN_PLACE_SUFFIX}", part.file_name())))?;
+        remove_if_present(&dir.join(part.file_name()))
     }
 
     fn parts(&self, id: &str) -> Result<Vec<(Part, u64)>, StagingError> {
@@ -335,7 +636,19 @@ impl Staging for LocalStaging {
         let mut parts = Vec::new();
         for file in fs::read_dir(&dir).map_err(io_err(&dir))? {
             let file = file.map_err(io_err(&dir))?;
-            let Some(part) = file.file_name().to_str().and_then(Part::parse) else {
+            let name = file.file_name();
+            let Some(name) = name.to_str() else {
+                continue;
+            };
+            if let Some(stem) = name.strip_suffix(IN_PLACE_SUFFIX) {
+                if let Some(part) = Part::parse(stem)
+                    && let Some((_, len)) = read_place(&dir, &part)?
+                {
+                    parts.push((part, len));
+                }
+                continue;
+            }
+            let Some(part) = Part::parse(name) else {
                 continue;
             };
             match file.metadata() {
@@ -351,17 +664,37 @@ impl Staging for LocalStaging {
             }
         }
         parts.sort();
+        // A part caught between its two copies (a put replacing the other): one is enough.
+        parts.dedup_by(|a, b| a.0 == b.0);
         Ok(parts)
     }
 
     fn open_part(&self, id: &str, part: &Part) -> Result<Box<dyn Read + Send>, StagingError> {
-        let path = self.dir(id).join(part.file_name());
-        let file = File::open(&path).map_err(io_err(&path))?;
+        let dir = self.dir(id);
+        let path = dir.join(part.file_name());
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let Some((offset, len)) = read_place(&dir, part)? else {
+                    return Err(StagingError::Io { path, source: e });
+                };
+                let path = dir.join(ASSEMBLY_FILE);
+                let mut file = File::open(&path).map_err(io_err(&path))?;
+                file.seek(io::SeekFrom::Start(offset))
+                    .map_err(io_err(&path))?;
+                return Ok(Box::new(io::BufReader::with_capacity(
+                    256 * 1024,
+                    file.take(len),
+                )));
+            }
+            Err(source) => return Err(StagingError::Io { path, source }),
+        };
         Ok(Box::new(io::BufReader::with_capacity(256 * 1024, file)))
     }
 
     fn remove(&self, id: &str) -> Result<(), StagingError> {
         let dir = self.dir(id);
+        lock(&self.locks).remove(id);
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -771,6 +1104,10 @@ mod object {
     }
 
     impl Staging for ObjectStaging {
+        fn local(&self) -> Option<&super::LocalStaging> {
+            None
+        }
+
         fn create(&self, meta: &UploadMeta) -> Result<(), StagingError> {
             self.remove(&meta.id)?;
             let key = self.0.key(&meta.id, META_FILE);

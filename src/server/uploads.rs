@@ -295,17 +295,46 @@ pub async fn receive_part(
 ) -> Result<u64, ApiError> {
     let staging = inner.staging.clone();
     let (staged_id, staged_part) = (id.clone(), part.clone());
+    // Blocks go in place where early assembly runs (this node's staging alone).
+    let in_place_limit = inner
+        .assemblies
+        .enabled()
+        .then_some(inner.config.max_entry_size);
+    // Set when the part went in place, or its upload's others do: no early copy then.
+    let placed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let placed_in_sink = Arc::clone(&placed);
     let n = receive(&inner, body, expected_len, move |reader: &mut dyn Read| {
-        staging
+        let staging_error = |err: StagingError| match err {
+            StagingError::Length { .. } => ApiError::invalid(err.to_string()),
+            StagingError::Body { .. } => ApiError::invalid(super::error::error_chain(&err)),
+            other => ApiError::internal(&other),
+        };
+        if let (Some(local), Some(len), Some(limit)) =
+            (staging.local(), expected_len, in_place_limit)
+            && let Some(offset) = local.in_place_offset(&id, &part, len, limit)
+            && let Some(n) = local
+                .put_block_in_place(&id, &part, reader, len, offset)
+                .map_err(staging_error)?
+        {
+            placed_in_sink.store(true, std::sync::atomic::Ordering::SeqCst);
+            return Ok(n);
+        }
+        let n = staging
             .put_part(&id, &part, reader, expected_len)
-            .map_err(|err| match err {
-                StagingError::Length { .. } => ApiError::invalid(err.to_string()),
-                StagingError::Body { .. } => ApiError::invalid(super::error::error_chain(&err)),
-                other => ApiError::internal(&other),
-            })
+            .map_err(staging_error)?;
+        // Its other blocks go in place: copying this one early would write them twice.
+        if staging
+            .local()
+            .is_some_and(|local| local.writes_in_place(&id))
+        {
+            placed_in_sink.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(n)
     })
     .await?;
-    Assemblies::received(&inner, &staged_id, &staged_part);
+    if !placed.load(std::sync::atomic::Ordering::SeqCst) {
+        Assemblies::received(&inner, &staged_id, &staged_part);
+    }
     Ok(n)
 }
 
@@ -433,6 +462,34 @@ pub fn finalize(
     })
 }
 
+/// The blob of an upload whose blocks were all written in place in the plan's order: its
+/// assembly file, sealed and moved into the blob store without a copy. `None`: copy instead.
+fn adopt_in_place(
+    inner: &Inner,
+    meta: &UploadMeta,
+    plan: &[Part],
+) -> Result<Option<BlobInfo>, ApiError> {
+    let Some(local) = inner.staging.local() else {
+        return Ok(None);
+    };
+    let Some(sealed) = local
+        .seal_in_place(&meta.id, plan)
+        .map_err(|err| ApiError::internal(&err))?
+    else {
+        return Ok(None);
+    };
+    let info = inner
+        .cache
+        .store()
+        .blobs()
+        .adopt_file(&sealed.path)
+        .map_err(|err| ApiError::internal(&err))?;
+    if info.is_some() {
+        tracing::debug!(upload = %meta.id, bytes = sealed.len, "assembled in place");
+    }
+    Ok(info)
+}
+
 fn assemble_and_commit(
     inner: &Inner,
     meta: &UploadMeta,
@@ -469,7 +526,11 @@ fn assemble_and_commit(
             inner.config.max_entry_size
         )));
     }
-    let info = match blob {
+    let in_place = match blob {
+        Some(_) => None,
+        None => adopt_in_place(inner, meta, plan)?,
+    };
+    let info = match blob.or(in_place) {
         Some(info) => {
             inner.assemblies.forget(&meta.id);
             info

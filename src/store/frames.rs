@@ -64,10 +64,7 @@ fn parse(line: &str) -> Option<Record> {
         len: parts.next()?.parse().ok()?,
         frame: unhex(parts.next()?)?,
     };
-    let blob_ok = blob.len() == 64
-        && blob
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let blob_ok = crate::store::blob::is_valid_digest(blob);
     (blob_ok && parts.next().is_none() && record.len <= MAX_FRAME).then_some(record)
 }
 

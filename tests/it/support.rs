@@ -847,6 +847,13 @@ impl runner::store::blob::BlobStore for FaultyBlobStore {
     fn tier_stats(&self) -> Option<runner::store::blob::TierStats> {
         self.inner.tier_stats()
     }
+    // Never takes a file, so every new blob goes through the writer this double wraps.
+    fn adopt_file(
+        &self,
+        _path: &std::path::Path,
+    ) -> Result<Option<runner::store::blob::BlobInfo>, runner::store::blob::BlobError> {
+        Ok(None)
+    }
 }
 
 /// What a [`FaultProxy`] does to the requests it gets.

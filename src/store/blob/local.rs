@@ -1,4 +1,5 @@
-//! Blobs as files in a local directory: `blobs-v1/ab/abcdef…` (two-hex-digit shards), temporary
+//! Blobs as files in a local directory: `blobs-v1/ab/blake3-abcdef…` (two-hex-digit shards, the
+//! first two of the digest; sha256 blobs from before BLAKE3 are `blobs-v1/ab/abcdef…`), temporary
 //! files in `blobs-v1/tmp/` on the same file system so the final rename is atomic. A temporary
 //! file's name carries its writer ([`Owner::file_token`]), so the file of a writer that was
 //! killed is removed by the next writer instead of lingering until it is old.
@@ -10,10 +11,10 @@ use std::time::UNIX_EPOCH;
 
 use tempfile::NamedTempFile;
 
-use super::verify::DigestWriter;
+use super::verify::{ContentHasher, DigestWriter};
 use super::{
-    BlobError, BlobInfo, BlobStat, BlobStore, BlobWriter, LAYOUT_DIR, ListedBlob, check_digest,
-    is_valid_digest,
+    BlobError, BlobInfo, BlobStat, BlobStore, BlobWriter, DigestAlgorithm, LAYOUT_DIR, ListedBlob,
+    check_digest, shard_of,
 };
 use crate::clock::EpochMillis;
 use crate::store::owner::{Liveness, Owner};
@@ -73,8 +74,7 @@ impl LocalBlobStore {
 
     /// Where the blob with this digest lives.
     pub fn path_of(&self, digest: &str) -> Result<PathBuf, BlobError> {
-        check_digest(digest)?;
-        Ok(self.root.join(&digest[..2]).join(digest))
+        Ok(self.root.join(shard_of(digest)?).join(digest))
     }
 }
 
@@ -138,7 +138,64 @@ fn mtime_millis(meta: &fs::Metadata) -> Option<EpochMillis> {
     i64::try_from(since.as_millis()).ok()
 }
 
+impl LocalBlobStore {
+    /// Moves the file at `path` into the store under its digest (see
+    /// [`BlobStore::adopt_file`]); `Ok(None)` if it is on another file system.
+    fn adopt(&self, path: &Path) -> Result<Option<BlobInfo>, BlobError> {
+        let mut file = File::open(path).map_err(io_err(path))?;
+        let mut hasher = ContentHasher::new(DigestAlgorithm::Blake3);
+        let mut buf = vec![0u8; 1024 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(BlobError::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+            };
+            hasher.update(buf.get(..n).unwrap_or_default());
+            size += n as u64;
+        }
+        let digest = hasher.finish();
+        let dest = self.path_of(&digest)?;
+        // Stored already: as in `LocalWriter::finish`, keep that file and drop this one.
+        if fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size)
+            && refresh_mtime(&dest).is_ok()
+        {
+            fs::remove_file(path).map_err(io_err(path))?;
+            return Ok(Some(BlobInfo { digest, size }));
+        }
+        file.sync_all().map_err(io_err(path))?;
+        let shard = dest
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.clone());
+        fs::create_dir_all(&shard).map_err(io_err(&shard))?;
+        match fs::rename(path, &dest) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return Ok(None),
+            Err(source) => return Err(BlobError::Io { path: dest, source }),
+        }
+        File::open(&shard)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&shard))?;
+        Ok(Some(BlobInfo { digest, size }))
+    }
+}
+
 impl BlobStore for LocalBlobStore {
+    fn adopt_file(&self, path: &Path) -> Result<Option<BlobInfo>, BlobError> {
+        if self.read_only.is_some() {
+            return Ok(None);
+        }
+        self.adopt(path)
+    }
+
     fn writer(&self) -> Result<Box<dyn BlobWriter>, BlobError> {
         // A killed writer's file can be the size of a whole archive; the next save clears it.
         self.remove_stale_temp(EpochMillis::MIN)?;
@@ -235,7 +292,7 @@ impl BlobStore for LocalBlobStore {
                 let Some(name) = name.to_str() else {
                     continue;
                 };
-                if !is_valid_digest(name) || !name.starts_with(shard_name) {
+                if shard_of(name).ok() != Some(shard_name) {
                     continue;
                 }
                 let path = file.path();

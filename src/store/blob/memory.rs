@@ -198,6 +198,10 @@ impl BlobStore for MemoryBlobStore {
     fn tier_stats(&self) -> Option<super::TierStats> {
         None
     }
+
+    fn adopt_file(&self, _path: &std::path::Path) -> Result<Option<BlobInfo>, BlobError> {
+        Ok(None)
+    }
 }
 
 impl super::LocalTier for MemoryBlobStore {

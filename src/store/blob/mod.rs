@@ -1,4 +1,5 @@
-//! Archive blobs named by the sha256 of their bytes. The [`BlobStore`] trait, its
+//! Archive blobs named by a digest of their bytes (BLAKE3, `blake3-<hex>`; blobs written before
+//! BLAKE3 keep their bare sha256 hex names and are still read and checked). The [`BlobStore`] trait, its
 //! implementations (a local directory, memory, S3-compatible object storage) and wrappers
 //! ([`Verified`], [`Tiered`]).
 //!
@@ -27,7 +28,7 @@ pub use s3::{S3BlobStore, S3Options};
 pub use tiered::{
     FillingReader, LocalTier, RemoteWrites, TierLimits, TierStats, Tiered, trim_local,
 };
-pub use verify::{DigestWriter, Verified, VerifyingReader};
+pub use verify::{ContentHasher, DigestWriter, Verified, VerifyingReader};
 
 /// The layout directory (and key prefix); bump the version if the layout changes.
 pub const LAYOUT_DIR: &str = "blobs-v1";
@@ -46,7 +47,7 @@ pub enum BlobError {
     /// No blob with this digest.
     #[error("blob {digest} not found")]
     NotFound {
-        /// The sha256 digest asked for.
+        /// The digest asked for.
         digest: String,
     },
     /// The bytes read do not hash to the blob's name.
@@ -57,8 +58,11 @@ pub enum BlobError {
         /// What the bytes actually hash to.
         actual: String,
     },
-    /// A digest that is not 64 lowercase hex characters (never turned into a path).
-    #[error("invalid blob digest {digest:?}: expected 64 lowercase hex characters")]
+    /// A digest that is neither `blake3-` nor nothing (sha256) before 64 lowercase hex
+    /// characters (never turned into a path).
+    #[error(
+        "invalid blob digest {digest:?}: expected `blake3-` and 64 lowercase hex characters (or 64 for a sha256)"
+    )]
     InvalidDigest {
         /// The rejected digest.
         digest: String,
@@ -104,12 +108,59 @@ pub enum BlobError {
     },
 }
 
-/// Whether `digest` is a well-formed lowercase hex sha256.
+/// The prefix of a BLAKE3 blob name; the 64 lowercase hex characters of the digest follow.
+pub const BLAKE3_PREFIX: &str = "blake3-";
+
+/// How a blob's name was computed from its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestAlgorithm {
+    /// BLAKE3 (every blob written now): fast on one core and, being a tree hash, computable in
+    /// parts that arrive in any order (see `server::assembly`).
+    Blake3,
+    /// sha256, the bare hex names of blobs written before BLAKE3; still read and checked.
+    Sha256,
+}
+
+impl DigestAlgorithm {
+    /// The algorithm and the 64 hex characters of a well-formed digest, `None` otherwise.
+    pub fn parse(digest: &str) -> Option<(DigestAlgorithm, &str)> {
+        let (algorithm, hex) = match digest.strip_prefix(BLAKE3_PREFIX) {
+            Some(hex) => (DigestAlgorithm::Blake3, hex),
+            None => (DigestAlgorithm::Sha256, digest),
+        };
+        let well_formed =
+            hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        well_formed.then_some((algorithm, hex))
+    }
+
+    /// The blob name for raw digest bytes computed with this algorithm.
+    pub fn name(self, raw: &[u8]) -> String {
+        match self {
+            DigestAlgorithm::Blake3 => format!("{BLAKE3_PREFIX}{}", hex::encode(raw)),
+            DigestAlgorithm::Sha256 => hex::encode(raw),
+        }
+    }
+}
+
+/// The name of a blob holding `bytes`, as a writer computes it now (BLAKE3).
+pub fn digest_of(bytes: &[u8]) -> String {
+    DigestAlgorithm::Blake3.name(blake3::hash(bytes).as_bytes())
+}
+
+/// Whether `digest` is a well-formed blob name: `blake3-` and 64 lowercase hex characters, or
+/// (a blob written before BLAKE3) the 64 lowercase hex characters of its sha256.
 pub fn is_valid_digest(digest: &str) -> bool {
-    digest.len() == 64
-        && digest
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    DigestAlgorithm::parse(digest).is_some()
+}
+
+/// The two hex characters of the shard directory (or key prefix) a blob lives under: the first
+/// two of its digest, whatever the algorithm, so both kinds share the layout.
+pub fn shard_of(digest: &str) -> Result<&str, BlobError> {
+    DigestAlgorithm::parse(digest)
+        .and_then(|(_, hex)| hex.get(..2))
+        .ok_or_else(|| BlobError::InvalidDigest {
+            digest: digest.to_string(),
+        })
 }
 
 /// `Err(InvalidDigest)` unless `digest` is well formed, so no store turns it into a path or key.
@@ -126,7 +177,7 @@ pub fn check_digest(digest: &str) -> Result<(), BlobError> {
 /// A blob that has been durably stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobInfo {
-    /// Lowercase hex sha256 of the bytes.
+    /// The blob's name: the digest of its bytes (see [`DigestAlgorithm`]).
     pub digest: String,
     /// Size in bytes.
     pub size: u64,
@@ -145,7 +196,7 @@ pub struct BlobStat {
 /// One blob of a listing: its name and what [`BlobStore::stat`] would say about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedBlob {
-    /// Lowercase hex sha256 of the bytes.
+    /// The blob's name: the digest of its bytes (see [`DigestAlgorithm`]).
     pub digest: String,
     /// Size in bytes.
     pub size: u64,
@@ -163,7 +214,7 @@ impl From<ListedBlob> for BlobInfo {
 }
 
 /// An in-progress blob: write bytes, then [`BlobWriter::finish`] to make it durable and visible
-/// under the sha256 of what was written. Dropping it without finishing leaves nothing visible.
+/// under the digest of what was written. Dropping it without finishing leaves nothing visible.
 pub trait BlobWriter: Write + Send {
     /// Makes the blob durable and visible under its digest.
     fn finish(self: Box<Self>) -> Result<BlobInfo, BlobError>;
@@ -211,6 +262,11 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Hit, miss and upload counters of a tiered store (for metrics); `None` for a store with
     /// no tiers.
     fn tier_stats(&self) -> Option<TierStats>;
+    /// Makes the complete file at `path` a blob without copying its bytes (hashed by reading
+    /// them once, made durable, renamed into place; `path` is gone after `Ok(Some)`), so bytes
+    /// an upload wrote where they belong are written once. `Ok(None)`, with `path` untouched,
+    /// when this store cannot take a file (not local, another file system): the caller copies.
+    fn adopt_file(&self, path: &std::path::Path) -> Result<Option<BlobInfo>, BlobError>;
 }
 
 impl dyn BlobStore {
@@ -265,6 +321,9 @@ impl<S: BlobStore + ?Sized> BlobStore for Arc<S> {
     }
     fn tier_stats(&self) -> Option<TierStats> {
         (**self).tier_stats()
+    }
+    fn adopt_file(&self, path: &std::path::Path) -> Result<Option<BlobInfo>, BlobError> {
+        (**self).adopt_file(path)
     }
 }
 

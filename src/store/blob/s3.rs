@@ -1,5 +1,5 @@
 //! Blobs as objects in S3-compatible storage through the `object_store` crate:
-//! `<prefix>/blobs-v1/ab/abcdef…`, like the local layout. The client is async and the library is
+//! `<prefix>/blobs-v1/ab/blake3-abcdef…`, like the local layout. The client is async and the library is
 //! sync, so the store owns a small private tokio runtime and blocks on it per call; reads pull the
 //! response body one chunk per `read`, writes send 8 MiB parts as they fill (at most two in
 //! flight), so an archive is never held whole in memory.
@@ -27,8 +27,7 @@ use tokio::task::JoinHandle;
 
 use super::verify::DigestWriter;
 use super::{
-    BlobError, BlobInfo, BlobStat, BlobStore, BlobWriter, LAYOUT_DIR, ListedBlob, check_digest,
-    is_valid_digest,
+    BlobError, BlobInfo, BlobStat, BlobStore, BlobWriter, LAYOUT_DIR, ListedBlob, shard_of,
 };
 use crate::clock::EpochMillis;
 use crate::store::owner::{Liveness, Owner};
@@ -270,8 +269,7 @@ impl S3BlobStore {
 
     /// The object key of a blob: `<prefix>/blobs-v1/ab/abcd…`.
     pub fn key_of(&self, digest: &str) -> Result<String, BlobError> {
-        check_digest(digest)?;
-        Ok(format!("{}/{}/{digest}", self.root, &digest[..2]))
+        Ok(format!("{}/{}/{digest}", self.root, shard_of(digest)?))
     }
 
     fn tmp_root(&self) -> String {
@@ -571,12 +569,10 @@ impl BlobStore for S3BlobStore {
                     return None;
                 };
                 let (shard, name) = (shard.as_ref(), name.as_ref());
-                (is_valid_digest(name) && name.starts_with(shard) && shard.len() == 2).then(|| {
-                    ListedBlob {
-                        digest: name.to_string(),
-                        size: meta.size,
-                        modified_at: Some(millis(&meta)),
-                    }
+                (shard_of(name).ok() == Some(shard)).then(|| ListedBlob {
+                    digest: name.to_string(),
+                    size: meta.size,
+                    modified_at: Some(millis(&meta)),
                 })
             })
             .collect();
@@ -638,5 +634,10 @@ impl BlobStore for S3BlobStore {
 
     fn tier_stats(&self) -> Option<super::TierStats> {
         None
+    }
+
+    fn adopt_file(&self, _path: &std::path::Path) -> Result<Option<BlobInfo>, BlobError> {
+        // The bytes must travel to the bucket anyway; the caller streams them there.
+        Ok(None)
     }
 }

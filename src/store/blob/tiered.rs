@@ -573,6 +573,11 @@ where
     fn tier_stats(&self) -> Option<TierStats> {
         Some(self.stats())
     }
+
+    fn adopt_file(&self, _path: &std::path::Path) -> Result<Option<BlobInfo>, BlobError> {
+        // A new blob must reach the remote tier too, which a writer arranges; the caller copies.
+        Ok(None)
+    }
 }
 
 impl<L, R> Drop for Tiered<L, R> {

@@ -6,7 +6,9 @@ use std::io::{self, Read, Write};
 
 use sha2::{Digest, Sha256};
 
-use super::{BlobError, BlobStat, BlobStore, BlobWriter, ListedBlob, check_digest};
+use super::{
+    BlobError, BlobStat, BlobStore, BlobWriter, DigestAlgorithm, ListedBlob, check_digest,
+};
 use crate::clock::EpochMillis;
 
 /// A store whose reads fail at end of stream with [`BlobError::DigestMismatch`] (as an
@@ -83,13 +85,58 @@ impl<S: BlobStore> BlobStore for Verified<S> {
     fn tier_stats(&self) -> Option<super::TierStats> {
         self.inner.tier_stats()
     }
+
+    fn adopt_file(&self, path: &std::path::Path) -> Result<Option<super::BlobInfo>, BlobError> {
+        // Named by hashing the bytes, so there is nothing to check against.
+        self.inner.adopt_file(path)
+    }
 }
 
-/// Passes writes through to `inner` while hashing them and counting bytes.
+/// A running digest of one of the [`DigestAlgorithm`]s.
+#[derive(Debug, Clone)]
+pub enum ContentHasher {
+    /// BLAKE3 (boxed: its state is about 2 KiB).
+    Blake3(Box<blake3::Hasher>),
+    /// sha256, for blobs named before BLAKE3.
+    Sha256(Sha256),
+}
+
+impl ContentHasher {
+    /// A hasher of `algorithm`.
+    pub fn new(algorithm: DigestAlgorithm) -> Self {
+        match algorithm {
+            DigestAlgorithm::Blake3 => ContentHasher::Blake3(Box::default()),
+            DigestAlgorithm::Sha256 => ContentHasher::Sha256(Sha256::new()),
+        }
+    }
+
+    /// Hashes `bytes`.
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            ContentHasher::Blake3(hasher) => {
+                hasher.update(bytes);
+            }
+            ContentHasher::Sha256(hasher) => hasher.update(bytes),
+        }
+    }
+
+    /// The blob name of everything hashed.
+    pub fn finish(self) -> String {
+        match self {
+            ContentHasher::Blake3(hasher) => {
+                DigestAlgorithm::Blake3.name(hasher.finalize().as_bytes())
+            }
+            ContentHasher::Sha256(hasher) => DigestAlgorithm::Sha256.name(&hasher.finalize()),
+        }
+    }
+}
+
+/// Passes writes through to `inner` while hashing them (BLAKE3, the name of every blob written
+/// now) and counting bytes.
 #[derive(Debug)]
 pub struct DigestWriter<W> {
     inner: W,
-    hasher: Sha256,
+    hasher: ContentHasher,
     written: u64,
 }
 
@@ -98,7 +145,7 @@ impl<W: Write> DigestWriter<W> {
     pub fn new(inner: W) -> Self {
         Self {
             inner,
-            hasher: Sha256::new(),
+            hasher: ContentHasher::new(DigestAlgorithm::Blake3),
             written: 0,
         }
     }
@@ -108,13 +155,9 @@ impl<W: Write> DigestWriter<W> {
         &mut self.inner
     }
 
-    /// The lowercase hex sha256 and size of everything written, and the wrapped writer.
+    /// The blob name (digest) and size of everything written, and the wrapped writer.
     pub fn finish(self) -> (String, u64, W) {
-        (
-            hex::encode(self.hasher.finalize()),
-            self.written,
-            self.inner,
-        )
+        (self.hasher.finish(), self.written, self.inner)
     }
 }
 
@@ -140,18 +183,22 @@ impl<W: Write> Write for DigestWriter<W> {
 #[derive(Debug)]
 pub struct VerifyingReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: ContentHasher,
     expected: String,
     outcome: Option<Result<(), String>>,
 }
 
 impl<R: Read> VerifyingReader<R> {
-    /// Wraps `inner`, expecting its bytes to hash to `expected` (lowercase hex sha256).
+    /// Wraps `inner`, expecting its bytes to hash to `expected`, a blob name (its algorithm
+    /// says which hash; a malformed one is hashed as BLAKE3 and so never matches).
     pub fn new(inner: R, expected: impl Into<String>) -> Self {
+        let expected = expected.into();
+        let algorithm = DigestAlgorithm::parse(&expected)
+            .map_or(DigestAlgorithm::Blake3, |(algorithm, _)| algorithm);
         Self {
             inner,
-            hasher: Sha256::new(),
-            expected: expected.into(),
+            hasher: ContentHasher::new(algorithm),
+            expected,
             outcome: None,
         }
     }
@@ -184,7 +231,11 @@ impl<R: Read> Read for VerifyingReader<R> {
             }
             return Ok(n);
         }
-        let actual = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        let algorithm = match self.hasher {
+            ContentHasher::Blake3(_) => DigestAlgorithm::Blake3,
+            ContentHasher::Sha256(_) => DigestAlgorithm::Sha256,
+        };
+        let actual = std::mem::replace(&mut self.hasher, ContentHasher::new(algorithm)).finish();
         if actual == self.expected {
             self.outcome = Some(Ok(()));
             Ok(0)
@@ -202,6 +253,29 @@ mod tests {
 
     fn sha(bytes: &[u8]) -> String {
         hex::encode(Sha256::digest(bytes))
+    }
+
+    fn b3(bytes: &[u8]) -> String {
+        super::super::digest_of(bytes)
+    }
+
+    #[test]
+    fn reader_checks_each_algorithm_by_the_name_it_is_given() {
+        let data = b"hello blob";
+        for expected in [sha(data), b3(data)] {
+            let mut out = Vec::new();
+            VerifyingReader::new(&data[..], expected.clone())
+                .read_to_end(&mut out)
+                .unwrap_or_else(|err| panic!("{expected}: {err}"));
+            assert_eq!(out, data);
+        }
+        // The other algorithm's name for the same bytes is a mismatch, reported in the
+        // algorithm the name asked for.
+        let err = VerifyingReader::new(&b"hello blub"[..], b3(data))
+            .read_to_end(&mut Vec::new())
+            .expect_err("altered bytes");
+        assert!(err.to_string().contains(&b3(b"hello blub")), "{err}");
+        assert!(b3(data).starts_with("blake3-") && b3(data).len() == 71);
     }
 
     #[test]
@@ -237,7 +311,7 @@ mod tests {
         let (digest, size, inner) = w.finish();
         assert_eq!(
             (digest, size, inner),
-            (sha(b"hello blob"), 10, b"hello blob".to_vec())
+            (b3(b"hello blob"), 10, b"hello blob".to_vec())
         );
     }
 }

@@ -244,6 +244,13 @@ impl BlobStore for DiskFullAfter {
     fn tier_stats(&self) -> Option<runner::store::blob::TierStats> {
         self.inner.tier_stats()
     }
+    // Never takes a file, so every new blob goes through the writer this double wraps.
+    fn adopt_file(
+        &self,
+        _path: &std::path::Path,
+    ) -> Result<Option<runner::store::blob::BlobInfo>, runner::store::blob::BlobError> {
+        Ok(None)
+    }
 }
 
 /// A save that fails half-way (the disk fills up while the archive streams into the blob

@@ -165,6 +165,128 @@ fn blocks_are_assembled_as_they_arrive_and_a_wrong_guess_still_stores_the_list()
     assert_eq!(s.staged_uploads(), 0);
 }
 
+/// Blocks cut the way the Azure SDK cuts a file (blocks of one power-of-two size, then a
+/// shorter last one, ids ending in the zero-padded index) are written straight to their offset
+/// in one file, which finalize makes the blob without copying: their bytes are written once.
+/// Whatever the order of arrival (the short last block first, before the block size is known),
+/// a block sent again, a list in another order or a block of another size, exactly the bytes
+/// the list names are stored.
+#[test]
+fn blocks_in_the_sdk_layout_are_written_once_where_they_belong() {
+    const BLOCK: usize = 64 * 1024;
+    let s = Srv::start();
+    let token = s.token();
+    let id = |i: usize| STANDARD.encode(format!("1b4e28ba-2fa1-11d2-883f-0016d3cca427{i:012}"));
+    let put_block = |url: &str, i: usize, data: &[u8]| {
+        let block = format!("{url}&comp=block&blockid={}", encode(&id(i)));
+        let reply = http("PUT", &block, &[], Some(data));
+        assert_eq!(reply.status, 201, "{}", reply.text());
+    };
+    let staged_files = || -> Vec<(String, u64)> {
+        let mut files: Vec<(String, u64)> = std::fs::read_dir(s.h.dir.path().join("staging"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|upload| {
+                std::fs::read_dir(upload.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+            })
+            .filter_map(|f| Some((f.file_name().into_string().ok()?, f.metadata().ok()?.len())))
+            .filter(|(name, _)| !name.starts_with('.'))
+            .collect();
+        files.sort();
+        files
+    };
+    let chunks: Vec<Vec<u8>> = vec![
+        bytes(BLOCK, 1),
+        bytes(BLOCK, 2),
+        bytes(BLOCK, 3),
+        bytes(10_000, 4),
+    ];
+    let again = bytes(BLOCK, 77);
+    let longer = bytes(BLOCK + 5_000, 78);
+    // (key, block 1 sent again with, block 2 sent again with, the list's order)
+    type Case<'a> = (&'a str, Option<&'a [u8]>, Option<&'a [u8]>, &'a [usize]);
+    let cases: [Case; 4] = [
+        ("sdk", None, None, &[0, 1, 2, 3]),
+        ("sent-again", Some(&again), None, &[0, 1, 2, 3]),
+        ("reordered", None, None, &[1, 0, 2, 3]),
+        ("other-size", None, Some(&longer), &[0, 1, 2, 3]),
+    ];
+    for (n, (key, again1, again2, order)) in cases.into_iter().enumerate() {
+        let v = version(60 + n as u8);
+        let url = s.create(&token, key, &v).expect("created");
+        // The short last block first: it cannot be placed before the block size is known.
+        put_block(&url, 3, &chunks[3]);
+        thread::scope(|scope| {
+            for i in [2, 0, 1] {
+                let (url, chunk) = (&url, &chunks[i]);
+                scope.spawn(move || put_block(url, i, chunk));
+            }
+        });
+        let files = staged_files();
+        let block_name = |i: usize| {
+            let raw = STANDARD.decode(id(i)).expect("base64");
+            format!("block-{}", hex::encode(raw))
+        };
+        for i in 0..3 {
+            assert!(
+                files
+                    .iter()
+                    .any(|(f, _)| *f == format!("{}.at", block_name(i))),
+                "{key}: block {i} is in place: {files:?}"
+            );
+            assert!(
+                !files.iter().any(|(f, _)| *f == block_name(i)),
+                "{key}: block {i} has no copy of its own: {files:?}"
+            );
+        }
+        assert!(
+            files
+                .iter()
+                .any(|(f, len)| f == "assembly" && *len == 3 * BLOCK as u64),
+            "{key}: the three blocks lie in the assembly file: {files:?}"
+        );
+        assert!(
+            files
+                .iter()
+                .any(|(f, len)| *f == block_name(3) && *len == 10_000),
+            "{key}: the block sent before the size was known is staged as a file: {files:?}"
+        );
+        let mut staged = chunks.clone();
+        if let Some(bytes) = again1 {
+            put_block(&url, 1, bytes);
+            staged[1] = bytes.to_vec();
+        }
+        if let Some(bytes) = again2 {
+            put_block(&url, 2, bytes);
+            staged[2] = bytes.to_vec();
+        }
+        let ids: Vec<String> = order.iter().map(|&i| id(i)).collect();
+        put_block_list(&url, &ids);
+        let expected: Vec<u8> = order.iter().flat_map(|&i| staged[i].clone()).collect();
+        let done = s.finalize(&token, key, &v, expected.len());
+        assert_eq!(done.status, 200, "{key}: {}", done.text());
+        assert_eq!(
+            s.restore_v2(&token, &[key], &v),
+            Some(expected.clone()),
+            "{key}"
+        );
+        assert!(
+            s.h.cache
+                .store()
+                .blobs()
+                .contains(&runner::store::blob::digest_of(&expected))
+                .expect("contains"),
+            "{key}: the blob is named by the digest of the bytes the list names"
+        );
+        assert!(s.assembled_early(0), "{key}: no unfinished blob is left");
+    }
+    assert_eq!(s.staged_uploads(), 0);
+}
+
 /// Put Block List of `ids` (base64, in list order); it must be accepted.
 fn put_block_list(url: &str, ids: &[String]) {
     let reply = block_list_reply(url, ids);
@@ -590,7 +712,6 @@ fn a_streamed_body_over_the_cap_and_a_broken_off_body_store_nothing() {
 
 #[test]
 fn a_put_blob_is_written_once_straight_into_the_blob_store() {
-    use sha2::{Digest, Sha256};
     let s = Srv::start();
     let token = s.token();
     let v = version(11);
@@ -599,7 +720,7 @@ fn a_put_blob_is_written_once_straight_into_the_blob_store() {
     assert_eq!(put_blob(&url, &data).status, 201);
     // Before finalize the bytes already sit in the blob store under their digest, and staging
     // holds no second copy of them.
-    let digest = hex::encode(Sha256::digest(&data));
+    let digest = runner::store::blob::digest_of(&data);
     assert!(
         s.h.cache
             .store()

@@ -4,10 +4,10 @@
 use std::io::{Read, Write};
 
 use runner::store::blob::{BlobStore, LocalBlobStore};
-use sha2::{Digest, Sha256};
 
-fn sha(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+/// The name a store gives `bytes` (BLAKE3).
+fn digest(bytes: &[u8]) -> String {
+    runner::store::blob::digest_of(bytes)
 }
 
 fn put(store: &LocalBlobStore, bytes: &[u8]) -> runner::store::blob::BlobInfo {
@@ -41,16 +41,49 @@ fn blobs_live_in_two_hex_digit_shards() {
         let path = dir
             .path()
             .join("blobs-v1")
-            .join(&info.digest[..2])
+            .join(&info.digest["blake3-".len()..][..2])
             .join(&info.digest);
         assert_eq!(
             std::fs::read(&path).expect("blob file"),
             *bytes,
-            "layout blobs-v1/ab/abcd.."
+            "layout blobs-v1/ab/blake3-abcd.."
         );
         assert_eq!(read_all(&store, &info.digest).expect("read"), *bytes);
     }
     assert_eq!(tmp_files(dir.path()), 0);
+}
+
+/// A blob written before BLAKE3 (named by its bare sha256) is still listed, read and checked.
+#[test]
+fn sha256_blobs_from_before_blake3_are_still_read_and_checked() {
+    use sha2::{Digest as _, Sha256};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalBlobStore::new(dir.path()).expect("store");
+    let data = b"an archive saved by an older runner".to_vec();
+    let sha = hex::encode(Sha256::digest(&data));
+    let shard = dir.path().join("blobs-v1").join(&sha[..2]);
+    std::fs::create_dir_all(&shard).expect("shard");
+    std::fs::write(shard.join(&sha), &data).expect("old blob");
+    let listed: Vec<String> = store
+        .list()
+        .expect("list")
+        .into_iter()
+        .map(|b| b.digest)
+        .collect();
+    assert_eq!(listed, vec![sha.clone()]);
+    let verified = runner::store::blob::Verified::new(store.clone());
+    let read = |digest: &str| {
+        let mut out = Vec::new();
+        verified
+            .open(digest)
+            .expect("open")
+            .read_to_end(&mut out)
+            .map(|_| out)
+    };
+    assert_eq!(read(&sha).expect("read"), data);
+    // Its bytes changed on disk: the sha256 check catches it.
+    std::fs::write(shard.join(&sha), b"an archive saved by an older runneR").expect("flip");
+    assert!(read(&sha).is_err(), "altered sha256 blob is refused");
 }
 
 #[test]
@@ -66,7 +99,7 @@ fn an_unfinished_writer_leaves_nothing() {
     assert!(store.list().expect("list").is_empty());
     assert!(
         store
-            .stat(&sha(b"half an archive"))
+            .stat(&digest(b"half an archive"))
             .expect("stat")
             .is_none()
     );
@@ -83,7 +116,10 @@ fn list_ignores_what_is_not_a_blob() {
         &[
             ("README", "x"),
             ("zz/zz00", "x"),
-            (&format!("{}/{}", &info.digest[..2], "short"), "x"),
+            (
+                &format!("{}/{}", &info.digest["blake3-".len()..][..2], "short"),
+                "x",
+            ),
             (&format!("ff/{}", "0".repeat(64)), "wrong shard"),
         ],
     );

@@ -8,7 +8,6 @@ use std::sync::{Arc, Barrier};
 use runner::store::blob::{
     BlobError, BlobInfo, BlobStore, LocalBlobStore, MemoryBlobStore, RemoteWrites, Tiered, Verified,
 };
-use sha2::{Digest, Sha256};
 
 /// Overwrites the bytes stored under a digest, bypassing the store.
 type Tamper = Box<dyn Fn(&str, &[u8])>;
@@ -23,8 +22,9 @@ pub struct Subject {
     _dir: Option<tempfile::TempDir>,
 }
 
-fn sha(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+/// The name a store gives `bytes` (BLAKE3).
+fn digest(bytes: &[u8]) -> String {
+    runner::store::blob::digest_of(bytes)
 }
 
 use crate::support::{blob_noise as noise, read_blob as read_all, write_blob};
@@ -277,7 +277,7 @@ fn put_get_round_trip(s: &Subject) {
         let info = put(s.store.as_ref(), bytes);
         assert_eq!(
             (info.digest.clone(), info.size),
-            (sha(bytes), bytes.len() as u64),
+            (digest(bytes), bytes.len() as u64),
             "{}",
             s.name
         );
@@ -369,7 +369,7 @@ fn identical_bytes_are_stored_once(s: &Subject) {
     let b = put(s.store.as_ref(), b"same bytes");
     put(s.store.as_ref(), b"other bytes");
     assert_eq!(a, b);
-    let mut want = vec![sha(b"same bytes"), sha(b"other bytes")];
+    let mut want = vec![digest(b"same bytes"), digest(b"other bytes")];
     want.sort();
     assert_eq!(digests(s.store.as_ref()), want, "{}", s.name);
 }
@@ -447,7 +447,7 @@ fn interrupted_writes_leave_nothing_visible(s: &Subject) {
             "{}: {len}",
             s.name
         );
-        assert!(s.store.stat(&sha(&bytes)).expect("stat").is_none());
+        assert!(s.store.stat(&digest(&bytes)).expect("stat").is_none());
     }
     // A completed write afterwards is unaffected by the abandoned ones.
     let info = put(s.store.as_ref(), b"after");
@@ -478,9 +478,18 @@ fn concurrent_writers_of_one_digest(s: &Subject) {
             .map(|h| h.join().expect("writer thread"))
             .collect()
     });
-    assert!(infos.iter().all(|i| i.digest == sha(&bytes)), "{}", s.name);
-    assert_eq!(digests(s.store.as_ref()), vec![sha(&bytes)], "{}", s.name);
-    let back = read_all(s.store.as_ref(), &sha(&bytes)).expect("read");
+    assert!(
+        infos.iter().all(|i| i.digest == digest(&bytes)),
+        "{}",
+        s.name
+    );
+    assert_eq!(
+        digests(s.store.as_ref()),
+        vec![digest(&bytes)],
+        "{}",
+        s.name
+    );
+    let back = read_all(s.store.as_ref(), &digest(&bytes)).expect("read");
     assert!(back == *bytes, "{}: bytes differ", s.name);
 }
 
@@ -510,7 +519,7 @@ fn corrupt_blob_is_detected_when_verified(s: &Subject) {
         );
         let inner = err.get_ref().and_then(|e| e.downcast_ref::<BlobError>());
         assert!(
-            matches!(inner, Some(BlobError::DigestMismatch { digest, actual }) if *digest == info.digest && *actual == sha(altered)),
+            matches!(inner, Some(BlobError::DigestMismatch { digest, actual }) if *digest == info.digest && *actual == self::digest(altered)),
             "{}: {what}: {err}",
             s.name
         );

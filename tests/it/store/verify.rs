@@ -76,7 +76,8 @@ fn rehash_removes_corrupt_blobs_with_their_rows(h: &Harness) {
     let good = h.save(&Spec::new("refs/heads/main", "good"), b"good bytes");
     let bad = h.save(&Spec::new("refs/heads/main", "bad"), b"bad bytes");
     let bad_digest = bad.blob_digest.clone().expect("digest");
-    let path = h.blob_dir().join(&bad_digest[..2]).join(&bad_digest);
+    let shard = runner::store::blob::shard_of(&bad_digest).expect("digest");
+    let path = h.blob_dir().join(shard).join(&bad_digest);
     std::fs::write(&path, b"bit rot").expect("tamper");
 
     let mut store = h.reopen();
