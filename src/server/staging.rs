@@ -228,7 +228,7 @@ const IN_PLACE_SUFFIX: &str = ".at";
 /// at least six, its limit of 100,000 uncommitted blocks).
 const INDEX_DIGITS: usize = 6;
 
-/// An Azure SDK block id's prefix and index (its last [`INDEX_DIGITS`] bytes as a number).
+/// An Azure SDK block id's prefix and index (its last six bytes as a number).
 pub fn block_index(id: &[u8]) -> Option<(&[u8], u64)> {
     let split = id.len().checked_sub(INDEX_DIGITS)?;
     let (prefix, digits) = id.split_at(split);
