@@ -18,6 +18,8 @@
 # and once more for a tree with one dependency changed (a copy of the tree with a line appended
 # to each `.js` file of `@babel/core`, against tar of that copy):
 #   save-changed: into a store holding the original tree only (seeded, untimed, for each run).
+# and, once a run, the floor of any cold save at this compression level: `zstd -T0` alone on the
+# tree's tar bytes, read from the page cache, output dropped.
 #
 # Usage: bench/exec-cache/run.sh [runs]   (default 3; medians of wall and cpu time are reported)
 # Env:   RUNNER_BENCH_WORK=<dir> (default /var/tmp/runner-bench/exec-cache),
@@ -107,6 +109,12 @@ save_ours() {
   timed "$1" "save-changed-${4:-ours}" "RUNNER_CACHE_DIR='$seeded' '${3:-$RUNNER}' exec -v '$HERE/workflow.yml' --workspace '$CHG' ${ARGS[*]} --var RUN=${4:-ours}-$1-$2 2>> '$OUT/save-changed.log'"
   mv "$seeded" "$TRASH/"
 }
+# The floor of any cold save at this compression: zstd -T0 alone compressing the tree's tar bytes
+# from the page cache to nowhere (no files read, no tar, no output written), once a run.
+compress_floor() {
+  if [ ! -f "$OUT/tree.tar" ]; then (cd "$SRC" && tar --posix -cf "$OUT/tree.tar" node_modules); fi
+  timed back-to-back compress-floor "zstd -q -T0 -c '$OUT/tree.tar' > /dev/null"
+}
 restore_tar() {
   mkdir -p "$OUT/rt-$1-$2"
   timed "$1" restore-tar "zstd -q -d -c '$OUT/tar.tzst' | tar -xf - -C '$OUT/rt-$1-$2'"
@@ -133,6 +141,7 @@ for i in $(seq "$RUNS"); do
       both_ours restore_ours "$mode" "$i"; restore_tar "$mode" "$i"
     fi
   done
+  compress_floor
 done
 
 # Each side did what it was timed for, and both restored the same tree?
@@ -188,4 +197,6 @@ for mode in flushed back-to-back; do
     done
   done
 done
-mv "$OUT"/rt-* "$OUT"/r{ours,base}-* "$TRASH/" 2> /dev/null || true
+awk -v f="$(col "$OUT/compress-floor.back-to-back" 1)" -v fc="$(col "$OUT/compress-floor.back-to-back" 2)" -v tw="$(col "$OUT/save-tar.back-to-back" 1)" \
+  'BEGIN { printf "  floor: zstd -T0 of the tar alone, from memory to nowhere: wall %.2fs (%.2f of tar|zstd back to back)  cpu %.2fs\n", f, f / tw, fc }'
+mv "$OUT"/rt-* "$OUT"/r{ours,base}-* "$OUT/tree.tar" "$TRASH/" 2> /dev/null || true

@@ -368,7 +368,7 @@ try {
     const h = await httpRuns(server.base, tok)
     results.http = h
     print(`http    upload   ${secs(h.up)}  ${rate(h.size, h.up)} (target >= 400 MB/s)  ${h.size} B archive`)
-    print(`http    upload + finalize ${secs(h.upfin)}  ${rate(h.size, h.upfin)} (the server's sha256 and fsync included)`)
+    print(`http    upload + finalize ${secs(h.upfin)}  ${rate(h.size, h.upfin)} (the server's digest, assembly and fsync included)`)
     print(`http    download ${secs(h.down)}  ${rate(h.size, h.down)} (target >= 1000 MB/s)  Content-Length: ${h.contentLength ?? 'absent'}`)
     print(`http    download ${secs(h.raw)}  ${rate(h.size, h.raw)} with the bytes discarded instead of written to a file`)
     if (h.static) {
