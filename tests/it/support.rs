@@ -1122,6 +1122,16 @@ pub fn write_blob(
     w.finish().expect("finish")
 }
 
+/// The digests `store.list()` names, in its order.
+pub fn blob_digests(store: &dyn runner::store::blob::BlobStore) -> Vec<String> {
+    store
+        .list()
+        .expect("list")
+        .into_iter()
+        .map(|b| b.digest)
+        .collect()
+}
+
 /// A blob's bytes, read to the end (where a verified store checks them).
 pub fn read_blob(
     store: &dyn runner::store::blob::BlobStore,

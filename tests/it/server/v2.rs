@@ -120,14 +120,8 @@ fn blocks_upload_concurrently_and_assemble_in_list_order() {
 fn blocks_are_assembled_as_they_arrive_and_a_wrong_guess_still_stores_the_list() {
     let s = Srv::start();
     let token = s.token();
-    let id = |i: usize| STANDARD.encode(format!("1b4e28ba-2fa1-11d2-883f-0016d3cca427{i:012}"));
-    let put_block = |url: &str, i: usize, data: &[u8]| {
-        let block = format!("{url}&comp=block&blockid={}", encode(&id(i)));
-        let reply = http("PUT", &block, &[], Some(data));
-        assert_eq!(reply.status, 201, "{}", reply.text());
-    };
     let put_list = |url: &str, order: &[usize]| {
-        let ids: Vec<String> = order.iter().map(|&i| id(i)).collect();
+        let ids: Vec<String> = order.iter().map(|&i| sdk_block_id(i)).collect();
         put_block_list(url, &ids);
     };
     let chunks: Vec<Vec<u8>> = (0..4).map(|i| bytes(200_000 + i * 3, i as u8)).collect();
@@ -144,7 +138,7 @@ fn blocks_are_assembled_as_they_arrive_and_a_wrong_guess_still_stores_the_list()
         let v = version(30 + n as u8);
         let url = s.create(&token, key, &v).expect("created");
         for (i, chunk) in chunks.iter().enumerate() {
-            put_block(&url, i, chunk);
+            put_sdk_block(&url, i, chunk);
         }
         assert!(
             s.assembled_early(total as u64),
@@ -152,7 +146,7 @@ fn blocks_are_assembled_as_they_arrive_and_a_wrong_guess_still_stores_the_list()
         );
         let mut staged = chunks.clone();
         if let Some(again) = again {
-            put_block(&url, 1, again);
+            put_sdk_block(&url, 1, again);
             staged[1] = again.to_vec();
         }
         put_list(&url, order);
@@ -176,12 +170,6 @@ fn blocks_in_the_sdk_layout_are_written_once_where_they_belong() {
     const BLOCK: usize = 64 * 1024;
     let s = Srv::start();
     let token = s.token();
-    let id = |i: usize| STANDARD.encode(format!("1b4e28ba-2fa1-11d2-883f-0016d3cca427{i:012}"));
-    let put_block = |url: &str, i: usize, data: &[u8]| {
-        let block = format!("{url}&comp=block&blockid={}", encode(&id(i)));
-        let reply = http("PUT", &block, &[], Some(data));
-        assert_eq!(reply.status, 201, "{}", reply.text());
-    };
     let staged_files = || -> Vec<(String, u64)> {
         let mut files: Vec<(String, u64)> = std::fs::read_dir(s.h.dir.path().join("staging"))
             .into_iter()
@@ -219,16 +207,16 @@ fn blocks_in_the_sdk_layout_are_written_once_where_they_belong() {
         let v = version(60 + n as u8);
         let url = s.create(&token, key, &v).expect("created");
         // The short last block first: it cannot be placed before the block size is known.
-        put_block(&url, 3, &chunks[3]);
+        put_sdk_block(&url, 3, &chunks[3]);
         thread::scope(|scope| {
             for i in [2, 0, 1] {
                 let (url, chunk) = (&url, &chunks[i]);
-                scope.spawn(move || put_block(url, i, chunk));
+                scope.spawn(move || put_sdk_block(url, i, chunk));
             }
         });
         let files = staged_files();
         let block_name = |i: usize| {
-            let raw = STANDARD.decode(id(i)).expect("base64");
+            let raw = STANDARD.decode(sdk_block_id(i)).expect("base64");
             format!("block-{}", hex::encode(raw))
         };
         for i in 0..3 {
@@ -257,14 +245,14 @@ fn blocks_in_the_sdk_layout_are_written_once_where_they_belong() {
         );
         let mut staged = chunks.clone();
         if let Some(bytes) = again1 {
-            put_block(&url, 1, bytes);
+            put_sdk_block(&url, 1, bytes);
             staged[1] = bytes.to_vec();
         }
         if let Some(bytes) = again2 {
-            put_block(&url, 2, bytes);
+            put_sdk_block(&url, 2, bytes);
             staged[2] = bytes.to_vec();
         }
-        let ids: Vec<String> = order.iter().map(|&i| id(i)).collect();
+        let ids: Vec<String> = order.iter().map(|&i| sdk_block_id(i)).collect();
         put_block_list(&url, &ids);
         let expected: Vec<u8> = order.iter().flat_map(|&i| staged[i].clone()).collect();
         let done = s.finalize(&token, key, &v, expected.len());
@@ -285,6 +273,18 @@ fn blocks_in_the_sdk_layout_are_written_once_where_they_belong() {
         assert!(s.assembled_early(0), "{key}: no unfinished blob is left");
     }
     assert_eq!(s.staged_uploads(), 0);
+}
+
+/// The base64 block id the Azure SDK gives block `i`: a fixed prefix, then `i` zero-padded.
+fn sdk_block_id(i: usize) -> String {
+    STANDARD.encode(format!("1b4e28ba-2fa1-11d2-883f-0016d3cca427{i:012}"))
+}
+
+/// Put Block of `data` as block `i` (its [`sdk_block_id`]) at the upload URL; it must be accepted.
+fn put_sdk_block(url: &str, i: usize, data: &[u8]) {
+    let block = format!("{url}&comp=block&blockid={}", encode(&sdk_block_id(i)));
+    let reply = http("PUT", &block, &[], Some(data));
+    assert_eq!(reply.status, 201, "{}", reply.text());
 }
 
 /// Put Block List of `ids` (base64, in list order); it must be accepted.

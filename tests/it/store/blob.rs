@@ -5,6 +5,8 @@ use std::io::{Read, Write};
 
 use runner::store::blob::{BlobStore, LocalBlobStore};
 
+use crate::support::blob_digests;
+
 /// The name a store gives `bytes` (BLAKE3).
 fn digest(bytes: &[u8]) -> String {
     runner::store::blob::digest_of(bytes)
@@ -64,13 +66,7 @@ fn sha256_blobs_from_before_blake3_are_still_read_and_checked() {
     let shard = dir.path().join("blobs-v1").join(&sha[..2]);
     std::fs::create_dir_all(&shard).expect("shard");
     std::fs::write(shard.join(&sha), &data).expect("old blob");
-    let listed: Vec<String> = store
-        .list()
-        .expect("list")
-        .into_iter()
-        .map(|b| b.digest)
-        .collect();
-    assert_eq!(listed, vec![sha.clone()]);
+    assert_eq!(blob_digests(&store), vec![sha.clone()]);
     let verified = runner::store::blob::Verified::new(store.clone());
     let read = |digest: &str| {
         let mut out = Vec::new();
@@ -125,13 +121,7 @@ fn list_ignores_what_is_not_a_blob() {
     );
     let mut w = store.writer().expect("writer");
     w.write_all(b"in progress").expect("write");
-    let listed: Vec<String> = store
-        .list()
-        .expect("list")
-        .into_iter()
-        .map(|b| b.digest)
-        .collect();
-    assert_eq!(listed, vec![info.digest]);
+    assert_eq!(blob_digests(&store), vec![info.digest]);
     drop(w);
 }
 

@@ -27,7 +27,9 @@ fn digest(bytes: &[u8]) -> String {
     runner::store::blob::digest_of(bytes)
 }
 
-use crate::support::{blob_noise as noise, read_blob as read_all, write_blob};
+use crate::support::{
+    blob_digests as digests, blob_noise as noise, read_blob as read_all, write_blob,
+};
 
 /// [`write_blob`], then background uploads joined, so stat and list answer from the remote's
 /// final state.
@@ -35,15 +37,6 @@ fn put(store: &dyn BlobStore, bytes: &[u8]) -> BlobInfo {
     let info = write_blob(store, bytes);
     store.flush().expect("flush");
     info
-}
-
-fn digests(store: &dyn BlobStore) -> Vec<String> {
-    store
-        .list()
-        .expect("list")
-        .into_iter()
-        .map(|b| b.digest)
-        .collect()
 }
 
 pub fn local(verified: bool) -> Option<Subject> {

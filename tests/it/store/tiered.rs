@@ -11,17 +11,8 @@ use runner::store::blob::{
 };
 
 use crate::support::{
-    FaultyBlobStore, blob_noise as noise, read_blob as read_all, write_blob as put,
+    FaultyBlobStore, blob_digests, blob_noise as noise, read_blob as read_all, write_blob as put,
 };
-
-fn local_digests(store: &dyn BlobStore) -> Vec<String> {
-    store
-        .list()
-        .expect("list")
-        .into_iter()
-        .map(|b| b.digest)
-        .collect()
-}
 
 fn temp_files(local: &LocalBlobStore) -> usize {
     std::fs::read_dir(local.root().join("tmp"))
@@ -93,12 +84,12 @@ fn a_failed_or_short_remote_read_leaves_no_local_copy() {
         if short {
             assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
         }
-        assert!(local_digests(&local).is_empty(), "short={short}");
+        assert!(blob_digests(&local).is_empty(), "short={short}");
         assert_eq!(temp_files(&local), 0, "short={short}");
         // Once the remote heals, the next read fills the tier.
         remote.set(|f| *f = Default::default());
         assert_eq!(read_all(&tiered, &info.digest).expect("read"), bytes);
-        assert_eq!(local_digests(&local), vec![info.digest.clone()]);
+        assert_eq!(blob_digests(&local), vec![info.digest.clone()]);
     }
 }
 
@@ -122,7 +113,7 @@ fn the_local_tier_keeps_the_most_recently_used_within_its_size() {
     }
     let mut want = vec![a.clone(), c.clone()];
     want.sort();
-    assert_eq!(local_digests(&local), want, "b was used least recently");
+    assert_eq!(blob_digests(&local), want, "b was used least recently");
     assert_eq!(tiered.stats().local_evictions, 1);
     // The remote keeps everything.
     assert_eq!(remote.list().expect("list").len(), 3);
@@ -156,7 +147,7 @@ fn blobs_unused_past_the_ttl_leave_the_local_tier() {
     read_all(&second, &used).expect("local hit");
     assert_eq!(second.stats().local_hits, 1);
     assert_eq!(second.trim().expect("trim"), 1);
-    assert_eq!(local_digests(&local), vec![used]);
+    assert_eq!(blob_digests(&local), vec![used]);
     // The remote still has it: the next read is a remote hit that fills the tier again.
     assert_eq!(
         read_all(&second, &unused).expect("read"),
@@ -249,7 +240,7 @@ fn a_refused_write_through_leaves_no_local_copy() {
     let mut w = tiered.writer().expect("writer");
     w.write_all(b"refused").expect("write");
     assert!(w.finish().is_err());
-    assert!(local_digests(&local).is_empty());
+    assert!(blob_digests(&local).is_empty());
     assert_eq!(temp_files(&local), 0);
 }
 
