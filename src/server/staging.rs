@@ -433,28 +433,15 @@ impl LocalStaging {
             return Ok(None);
         }
         let path = dir.join(ASSEMBLY_FILE);
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
         let mut buf = vec![0u8; COPY_BUFFER];
-        for (mut at, mut from, from_path) in copies {
-            loop {
-                let n = match from.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(source) => {
-                        return Err(StagingError::Io {
-                            path: from_path,
-                            source,
-                        });
-                    }
-                };
-                file.write_all_at(buf.get(..n).unwrap_or_default(), at)
-                    .map_err(io_err(&path))?;
-                at += n as u64;
-            }
+        for (at, mut from, from_path) in copies {
+            file.seek(io::SeekFrom::Start(at)).map_err(io_err(&path))?;
+            // As in `assemble`, a failed copy names the part it came from.
+            copy_large(&mut from, &mut file, &mut buf).map_err(io_err(&from_path))?;
         }
         file.set_len(end).map_err(io_err(&path))?;
         Ok(Some(SealedAssembly { path, len: end }))

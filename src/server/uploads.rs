@@ -300,10 +300,9 @@ pub async fn receive_part(
         .assemblies
         .enabled()
         .then_some(inner.config.max_entry_size);
-    // Set when the part went in place, or its upload's others do: no early copy then.
-    let placed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let placed_in_sink = Arc::clone(&placed);
-    let n = receive(&inner, body, expected_len, move |reader: &mut dyn Read| {
+    // The bytes received, and whether the part went in place or its upload's others do (then
+    // there is no early copy to make).
+    let (n, placed) = receive(&inner, body, expected_len, move |reader: &mut dyn Read| {
         let staging_error = |err: StagingError| match err {
             StagingError::Length { .. } => ApiError::invalid(err.to_string()),
             StagingError::Body { .. } => ApiError::invalid(super::error::error_chain(&err)),
@@ -316,23 +315,19 @@ pub async fn receive_part(
                 .put_block_in_place(&id, &part, reader, len, offset)
                 .map_err(staging_error)?
         {
-            placed_in_sink.store(true, std::sync::atomic::Ordering::SeqCst);
-            return Ok(n);
+            return Ok((n, true));
         }
         let n = staging
             .put_part(&id, &part, reader, expected_len)
             .map_err(staging_error)?;
         // Its other blocks go in place: copying this one early would write them twice.
-        if staging
+        let others_in_place = staging
             .local()
-            .is_some_and(|local| local.writes_in_place(&id))
-        {
-            placed_in_sink.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-        Ok(n)
+            .is_some_and(|local| local.writes_in_place(&id));
+        Ok((n, others_in_place))
     })
     .await?;
-    if !placed.load(std::sync::atomic::Ordering::SeqCst) {
+    if !placed {
         Assemblies::received(&inner, &staged_id, &staged_part);
     }
     Ok(n)
@@ -386,14 +381,15 @@ pub async fn receive_blob(
 }
 
 /// Streams `body` into `sink` under the concurrent-upload cap and the body cap.
-async fn receive<F>(
+async fn receive<T, F>(
     inner: &Inner,
     body: Body,
     expected_len: Option<u64>,
     sink: F,
-) -> Result<u64, ApiError>
+) -> Result<T, ApiError>
 where
-    F: FnOnce(&mut dyn Read) -> Result<u64, ApiError> + Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(&mut dyn Read) -> Result<T, ApiError> + Send + 'static,
 {
     let Ok(_slot) = inner.upload_slots.clone().try_acquire_owned() else {
         return Err(ApiError::busy(format!(

@@ -11,10 +11,10 @@ use std::time::UNIX_EPOCH;
 
 use tempfile::NamedTempFile;
 
-use super::verify::{ContentHasher, DigestWriter};
+use super::verify::DigestWriter;
 use super::{
-    BlobError, BlobInfo, BlobStat, BlobStore, BlobWriter, DigestAlgorithm, LAYOUT_DIR, ListedBlob,
-    check_digest, shard_of,
+    BlobError, BlobInfo, BlobStat, BlobStore, BlobWriter, LAYOUT_DIR, ListedBlob, check_digest,
+    shard_of,
 };
 use crate::clock::EpochMillis;
 use crate::store::owner::{Liveness, Owner};
@@ -102,33 +102,12 @@ impl BlobWriter for LocalWriter {
             path: tmp_path.clone(),
             source: e.into_error(),
         })?;
-        let dest = store.path_of(&digest)?;
-        // The same bytes are stored already (another entry's archive, or the same tree saved
-        // under another key): keep that file and drop this one before it is ever written back,
-        // so a duplicate save costs no disk writes. Its mtime is refreshed, which protects it
-        // from orphan removal until the row is committed; if that fails (it was removed a
-        // moment ago), this copy is stored as usual.
-        if fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size)
-            && refresh_mtime(&dest).is_ok()
-        {
-            drop(temp);
-            return Ok(BlobInfo { digest, size });
-        }
-        // Data on disk before the name points at it, so a crash never exposes a short blob.
-        temp.as_file().sync_all().map_err(io_err(temp.path()))?;
-        let shard = dest
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| store.root.clone());
-        fs::create_dir_all(&shard).map_err(io_err(&shard))?;
-        temp.persist(&dest).map_err(|e| BlobError::Io {
-            path: dest.clone(),
-            source: e.error,
+        let (file, temp_path) = temp.into_parts();
+        let from = temp_path.to_path_buf();
+        // A temporary file that does not become the blob is removed when `temp_path` drops.
+        store.install(&digest, size, &file, &from, |dest| {
+            temp_path.persist(dest).map_err(|e| e.error)
         })?;
-        // The rename is durable only once the directory entry is.
-        File::open(&shard)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&shard))?;
         Ok(BlobInfo { digest, size })
     }
 }
@@ -139,52 +118,41 @@ fn mtime_millis(meta: &fs::Metadata) -> Option<EpochMillis> {
 }
 
 impl LocalBlobStore {
-    /// Moves the file at `path` into the store under its digest (see
-    /// [`BlobStore::adopt_file`]); `Ok(None)` if it is on another file system.
-    fn adopt(&self, path: &Path) -> Result<Option<BlobInfo>, BlobError> {
-        let mut file = File::open(path).map_err(io_err(path))?;
-        let mut hasher = ContentHasher::new(DigestAlgorithm::Blake3);
-        let mut buf = vec![0u8; 1024 * 1024];
-        let mut size = 0u64;
-        loop {
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(BlobError::Io {
-                        path: path.to_path_buf(),
-                        source,
-                    });
-                }
-            };
-            hasher.update(buf.get(..n).unwrap_or_default());
-            size += n as u64;
-        }
-        let digest = hasher.finish();
-        let dest = self.path_of(&digest)?;
-        // Stored already: as in `LocalWriter::finish`, keep that file and drop this one.
+    /// Makes `file` (at `from`, holding `size` bytes that hash to `digest`) the blob of that
+    /// digest, `rename` moving it to the blob's path. `Ok(false)`, with `rename` never called,
+    /// when the same bytes are stored already: the caller drops its file.
+    fn install(
+        &self,
+        digest: &str,
+        size: u64,
+        file: &File,
+        from: &Path,
+        rename: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> Result<bool, BlobError> {
+        let dest = self.path_of(digest)?;
+        // The same bytes are stored already (another entry's archive, or the same tree saved
+        // under another key): keep that file and drop this one before it is ever written back,
+        // so a duplicate save costs no disk writes. Its mtime is refreshed, which protects it
+        // from orphan removal until the row is committed; if that fails (it was removed a
+        // moment ago), this copy is stored as usual.
         if fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size)
             && refresh_mtime(&dest).is_ok()
         {
-            fs::remove_file(path).map_err(io_err(path))?;
-            return Ok(Some(BlobInfo { digest, size }));
+            return Ok(false);
         }
-        file.sync_all().map_err(io_err(path))?;
+        // Data on disk before the name points at it, so a crash never exposes a short blob.
+        file.sync_all().map_err(io_err(from))?;
         let shard = dest
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.root.clone());
         fs::create_dir_all(&shard).map_err(io_err(&shard))?;
-        match fs::rename(path, &dest) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return Ok(None),
-            Err(source) => return Err(BlobError::Io { path: dest, source }),
-        }
+        rename(&dest).map_err(|source| BlobError::Io { path: dest, source })?;
+        // The rename is durable only once the directory entry is.
         File::open(&shard)
             .and_then(|d| d.sync_all())
             .map_err(io_err(&shard))?;
-        Ok(Some(BlobInfo { digest, size }))
+        Ok(true)
     }
 }
 
@@ -193,7 +161,22 @@ impl BlobStore for LocalBlobStore {
         if self.read_only.is_some() {
             return Ok(None);
         }
-        self.adopt(path)
+        let file = File::open(path).map_err(io_err(path))?;
+        let mut reader = io::BufReader::with_capacity(1024 * 1024, file);
+        let mut hashed = DigestWriter::new(io::sink());
+        io::copy(&mut reader, &mut hashed).map_err(io_err(path))?;
+        let (digest, size, _) = hashed.finish();
+        let file = reader.into_inner();
+        match self.install(&digest, size, &file, path, |dest| fs::rename(path, dest)) {
+            Ok(true) => {}
+            Ok(false) => fs::remove_file(path).map_err(io_err(path))?,
+            // Another file system: the caller copies the bytes instead.
+            Err(BlobError::Io { source, .. }) if source.raw_os_error() == Some(libc::EXDEV) => {
+                return Ok(None);
+            }
+            Err(err) => return Err(err),
+        }
+        Ok(Some(BlobInfo { digest, size }))
     }
 
     fn writer(&self) -> Result<Box<dyn BlobWriter>, BlobError> {
