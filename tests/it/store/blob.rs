@@ -3,14 +3,10 @@
 
 use std::io::{Read, Write};
 
-use runner::store::blob::{BlobStore, LocalBlobStore};
+// `digest`: the name a store gives some bytes (BLAKE3).
+use runner::store::blob::{BlobStore, LocalBlobStore, digest_of as digest};
 
 use crate::support::blob_digests;
-
-/// The name a store gives `bytes` (BLAKE3).
-fn digest(bytes: &[u8]) -> String {
-    runner::store::blob::digest_of(bytes)
-}
 
 fn put(store: &LocalBlobStore, bytes: &[u8]) -> runner::store::blob::BlobInfo {
     let mut w = store.writer().expect("writer");

@@ -5,8 +5,10 @@
 use std::io::{Read, Write};
 use std::sync::{Arc, Barrier};
 
+// `digest`: the name a store gives some bytes (BLAKE3).
 use runner::store::blob::{
-    BlobError, BlobInfo, BlobStore, LocalBlobStore, MemoryBlobStore, RemoteWrites, Tiered, Verified,
+    BlobError, BlobInfo, BlobStore, LocalBlobStore, MemoryBlobStore, RemoteWrites, Tiered,
+    Verified, digest_of as digest,
 };
 
 /// Overwrites the bytes stored under a digest, bypassing the store.
@@ -20,11 +22,6 @@ pub struct Subject {
     pub verified: bool,
     tamper: Tamper,
     _dir: Option<tempfile::TempDir>,
-}
-
-/// The name a store gives `bytes` (BLAKE3).
-fn digest(bytes: &[u8]) -> String {
-    runner::store::blob::digest_of(bytes)
 }
 
 use crate::support::{
