@@ -11,6 +11,11 @@
 //!
 //! Only for staging this node alone sees: with shared staging another node may receive a part
 //! again without this one knowing.
+//!
+//! The assembler takes only parts whose arrival [`Assemblies::received`] has recorded. A part is
+//! on disk a moment before its request records it, and an assembler that took it in that
+//! moment would have its own claim read as the part being staged again, spoiling an upload that
+//! was sent once.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,8 +36,8 @@ pub(super) struct Assemblies {
 struct Upload {
     /// The reservation it was begun for: an upload id is reused by the next save of its key.
     reservation: String,
-    /// Parts the assembler has copied or is copying; one staged again after that spoils it.
-    claimed: Mutex<HashSet<Part>>,
+    /// Which parts arrived and which the assembler took.
+    parts: Mutex<Parts>,
     spoiled: AtomicBool,
     /// Set by `take` and `forget`: the assembler stops after the part it is copying.
     stopped: AtomicBool,
@@ -45,6 +50,32 @@ impl std::fmt::Debug for Upload {
             .field("reservation", &self.reservation)
             .field("spoiled", &self.spoiled.load(Ordering::Relaxed))
             .finish_non_exhaustive()
+    }
+}
+
+/// The parts of an upload as its requests and its assembler see them.
+#[derive(Default)]
+struct Parts {
+    /// Parts whose request recorded them (the assembler copies nothing else).
+    arrived: HashSet<Part>,
+    /// Parts the assembler has copied or is copying; one arriving again after that spoils it.
+    claimed: HashSet<Part>,
+}
+
+impl Parts {
+    /// Records that `part` arrived; false when it arrived again after the assembler took it,
+    /// so what was copied may not be what is staged now.
+    fn arrive(&mut self, part: &Part) -> bool {
+        if self.claimed.contains(part) {
+            return false;
+        }
+        self.arrived.insert(part.clone());
+        true
+    }
+
+    /// Takes `part` for copying if it has arrived.
+    fn claim(&mut self, part: &Part) -> bool {
+        self.arrived.contains(part) && self.claimed.insert(part.clone())
     }
 }
 
@@ -106,7 +137,7 @@ impl Assemblies {
         }
         let upload = Arc::new(Upload {
             reservation: reservation.to_string(),
-            claimed: Mutex::new(HashSet::new()),
+            parts: Mutex::new(Parts::default()),
             spoiled: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             state: Mutex::new(State::default()),
@@ -131,7 +162,7 @@ impl Assemblies {
         };
         // Staged again after the assembler read it (or while it reads it): what it copied may
         // not be what is staged now.
-        if lock(&upload.claimed).contains(part) {
+        if !lock(&upload.parts).arrive(part) {
             upload.spoiled.store(true, Ordering::SeqCst);
             return;
         }
@@ -176,7 +207,10 @@ fn advance(inner: &Inner, id: &str, upload: &Upload) {
         let Some(next) = successor(&state.copied, state.bytes, &staged) else {
             return;
         };
-        lock(&upload.claimed).insert(next.clone());
+        // Not recorded yet: its own request runs this loop again once it is.
+        if !lock(&upload.parts).claim(&next) {
+            return;
+        }
         match copy_part(inner, id, &next, &mut state) {
             Ok(n) => {
                 state.bytes += n;
@@ -217,6 +251,31 @@ mod tests {
 
     fn block(prefix: &str, index: usize) -> Part {
         Part::Block(format!("{prefix}{index:012}").into_bytes())
+    }
+
+    /// The order CI once hit: the assembler, copying block 0, saw block 1 on disk before block
+    /// 1's request recorded it. Taking it then made that request's record look like block 1
+    /// staged again, and an upload sent once lost its early copy.
+    #[test]
+    fn only_a_recorded_arrival_is_taken_and_only_a_later_one_spoils() {
+        let p = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
+        let mut parts = Parts::default();
+        assert!(parts.arrive(&block(p, 0)));
+        assert!(parts.claim(&block(p, 0)));
+        // On disk, not recorded yet: left for its own request's pass.
+        assert!(!parts.claim(&block(p, 1)));
+        assert!(
+            parts.arrive(&block(p, 1)),
+            "its first arrival spoils nothing"
+        );
+        assert!(parts.claim(&block(p, 1)));
+        assert!(!parts.claim(&block(p, 1)), "a part is copied once");
+        // Staged again after it was taken: what was copied may be stale.
+        assert!(!parts.arrive(&block(p, 1)));
+        // Arriving twice before it is taken is no harm: the copy reads the newest.
+        assert!(parts.arrive(&block(p, 2)));
+        assert!(parts.arrive(&block(p, 2)));
+        assert!(parts.claim(&block(p, 2)));
     }
 
     #[test]

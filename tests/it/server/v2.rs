@@ -159,6 +159,43 @@ fn blocks_are_assembled_as_they_arrive_and_a_wrong_guess_still_stores_the_list()
     assert_eq!(s.staged_uploads(), 0);
 }
 
+/// An upload sent once is never taken for one staged again: the assembler copying block k may
+/// see block k+1 on disk before that block's request has recorded it, and it must leave it to
+/// that request then (CI once saw the early copy dropped at block 1). The blocks go at once, as
+/// the toolkit sends them, and in many rounds, since the moment is a race.
+#[test]
+fn blocks_sent_once_keep_their_early_copy_whenever_the_assembler_sees_them() {
+    let s = Srv::start();
+    let token = s.token();
+    let chunks: Vec<Vec<u8>> = (0..6).map(|i| bytes(150_000 + i * 5, i as u8)).collect();
+    let total: usize = chunks.iter().map(Vec::len).sum();
+    let ids: Vec<String> = (0..chunks.len()).map(sdk_block_id).collect();
+    for round in 0..24u8 {
+        let key = format!("once-{round}");
+        let v = version(round);
+        let url = s.create(&token, &key, &v).expect("created");
+        thread::scope(|scope| {
+            for (i, chunk) in chunks.iter().enumerate() {
+                let url = &url;
+                scope.spawn(move || put_sdk_block(url, i, chunk));
+            }
+        });
+        assert!(
+            s.assembled_early(total as u64),
+            "round {round}: all {} blocks are in the blob before finalize",
+            chunks.len()
+        );
+        put_block_list(&url, &ids);
+        let done = s.finalize(&token, &key, &v, total);
+        assert_eq!(done.status, 200, "{key}: {}", done.text());
+        assert_eq!(
+            s.restore_v2(&token, &[&key], &v),
+            Some(chunks.concat()),
+            "{key}"
+        );
+    }
+}
+
 /// Blocks cut the way the Azure SDK cuts a file (blocks of one power-of-two size, then a
 /// shorter last one, ids ending in the zero-padded index) are written straight to their offset
 /// in one file, which finalize makes the blob without copying: their bytes are written once.
