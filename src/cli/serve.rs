@@ -8,6 +8,9 @@ use anyhow::Context as _;
 use runner::clock::{Clock, SystemClock};
 use runner::server::{self, AuthMode, Server, ServerConfig};
 use runner::store::index::parse_size;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use super::EXIT_OK;
 use super::token::SecretArgs;
@@ -58,23 +61,44 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Which events are logged: a level (`info`, `debug`), or `target=level` pairs separated by
+    /// commas (`info,runner::server=debug`).
+    #[arg(long, env = "RUST_LOG", default_value = "info", value_parser = parse_log_filter)]
+    log: Targets,
 }
 
-fn init_logs(format: LogFormat) {
+/// A `--log` / `RUST_LOG` filter, refused at startup when it does not parse rather than
+/// silently logging nothing.
+fn parse_log_filter(text: &str) -> Result<Targets, String> {
+    // An empty `RUST_LOG=` is unset, as every variable here; parsed, it would log nothing.
+    let text = if text.trim().is_empty() { "info" } else { text };
+    text.parse::<Targets>().map_err(|err| {
+        format!(
+            "{err} (a level, or target=level pairs separated by commas: info,runner::server=debug)"
+        )
+    })
+}
+
+fn init_logs(format: LogFormat, filter: Targets) {
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::INFO)
+        .with_max_level(tracing::Level::TRACE)
         .with_ansi(false);
     // A second initialisation (tests calling run twice) keeps the first.
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.finish().with(filter).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(filter)
+            .try_init(),
     };
 }
 
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
-    init_logs(args.log_format);
+    init_logs(args.log_format, args.log.clone());
     let auth = match (args.secret.secret()?, args.insecure_no_auth) {
         (Some(secret), _) => AuthMode::Secret(secret),
         (None, true) => {

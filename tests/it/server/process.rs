@@ -25,6 +25,8 @@ fn serve(dir: &std::path::Path, extra: &[&str]) -> Served {
         .args(extra)
         .env("RUNNER_CACHE_DIR", dir)
         .env_remove("RUNNER_CACHE_DB")
+        // The filter comes from the test's --log, never from whoever runs the suite.
+        .env_remove("RUST_LOG")
         .env("RUNNER_SERVE_TOKEN_SECRET", SECRET)
         .stderr(Stdio::piped())
         .spawn()
@@ -97,8 +99,8 @@ fn create(base: &str, token: &str, key: &str) -> crate::support::HttpReply {
     )
 }
 
-/// Starts an upload of `key` and stages two blocks, leaving it unfinished.
-fn start_upload(base: &str, token: &str, key: &str) {
+/// Starts an upload of `key` and stages two blocks, leaving it unfinished; returns its URL.
+fn start_upload(base: &str, token: &str, key: &str) -> String {
     let created = create(base, token, key);
     assert_eq!(created.status, 200, "{}", created.text());
     let url = created.json()["signed_upload_url"]
@@ -106,19 +108,47 @@ fn start_upload(base: &str, token: &str, key: &str) {
         .expect("url")
         .to_string();
     for i in 0..2u8 {
-        let id = STANDARD
-            .encode([i; 48])
-            .replace('=', "%3D")
-            .replace('+', "%2B")
-            .replace('/', "%2F");
         let reply = http(
             "PUT",
-            &format!("{url}&comp=block&blockid={id}"),
+            &format!("{url}&comp=block&blockid={}", block_id(i)),
             &[],
             Some(&[i; 4096]),
         );
         assert_eq!(reply.status, 201);
     }
+    url
+}
+
+/// The percent-encoded base64 id of block `i` of [`start_upload`].
+fn block_id(i: u8) -> String {
+    STANDARD
+        .encode([i; 48])
+        .replace('=', "%3D")
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+}
+
+/// Saves `key` whole: [`start_upload`]'s two blocks, their list, and finalize.
+fn save(base: &str, token: &str, key: &str) {
+    let url = start_upload(base, token, key);
+    let list: String = (0..2u8)
+        .map(|i| format!("<Latest>{}</Latest>", STANDARD.encode([i; 48])))
+        .collect();
+    let xml = format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{list}</BlockList>");
+    let listed = http(
+        "PUT",
+        &format!("{url}&comp=blocklist"),
+        &[],
+        Some(xml.as_bytes()),
+    );
+    assert_eq!(listed.status, 201, "{}", listed.text());
+    let done = twirp(
+        base,
+        token,
+        "FinalizeCacheEntryUpload",
+        json!({"key": key, "version": version(9), "size_bytes": "8192"}),
+    );
+    assert_eq!(done.status, 200, "{}", done.text());
 }
 
 fn cache_cmd(dir: &std::path::Path, args: &[&str]) -> String {
@@ -166,6 +196,71 @@ fn serve_refuses_to_start_without_a_secret_unless_told_to_be_insecure() {
     assert!(first.contains("INSECURE"), "{first}");
     child.kill().expect("kill");
     let _ = child.wait();
+}
+
+/// `--log` (or `RUST_LOG`) chooses the events logged: by default requests and nothing at
+/// debug; asked for, one module's debug events (how finalize assembled the upload) and the
+/// cache's own messages; a filter that does not parse stops startup with the reason.
+#[test]
+fn the_log_filter_chooses_the_events_and_a_bad_one_is_refused() {
+    let debug_lines = |extra: &[&str]| -> Vec<Value> {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut args = vec!["--log-format", "json"];
+        args.extend_from_slice(extra);
+        let mut served = serve(dir.path(), &args);
+        save(&served.base, &token("octo/app"), "logged");
+        // SAFETY: kill(2) on the child we spawned; no memory is involved.
+        unsafe { libc::kill(served.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(served.child.wait().expect("wait").code(), Some(0));
+        let lines: Vec<Value> = served
+            .log
+            .try_iter()
+            .filter_map(|l| serde_json::from_str(&l).ok())
+            .collect();
+        assert!(
+            lines.iter().any(|l| l["message"] == "request"
+                && l["route"] == format!("{TWIRP}FinalizeCacheEntryUpload")),
+            "the request lines are there either way: {lines:?}"
+        );
+        lines
+            .into_iter()
+            .filter(|l| l["level"] == "DEBUG")
+            .collect()
+    };
+    let quiet = debug_lines(&[]);
+    assert!(quiet.is_empty(), "no debug events by default: {quiet:?}");
+    // Empty is unset, as for every variable: the default, not silence (checked by debug_lines).
+    let empty = debug_lines(&["--log", ""]);
+    assert!(empty.is_empty(), "{empty:?}");
+    let loud = debug_lines(&["--log", "info,runner::server=debug,runner::cache=debug"]);
+    let assembling = loud
+        .iter()
+        .find(|l| l["message"] == "assembling")
+        .unwrap_or_else(|| panic!("finalize's debug event: {loud:?}"));
+    assert_eq!(assembling["parts"], 2);
+    // Block ids without an index are not guessed at: finalize copied both.
+    assert_eq!(assembling["assembled_early"], 0);
+    assert!(
+        loud.iter().all(|l| l["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("runner::"))),
+        "only the modules asked for: {loud:?}"
+    );
+
+    let dir = tempfile::tempdir().expect("dir");
+    let out = Command::new(runner_bin())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUNNER_CACHE_DIR", dir.path())
+        .env("RUNNER_SERVE_TOKEN_SECRET", SECRET)
+        .env("RUST_LOG", "runner=loud")
+        .output()
+        .expect("runner serve");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("'runner=loud'") && stderr.contains("--log"),
+        "{stderr}"
+    );
 }
 
 #[test]
