@@ -12,10 +12,10 @@
 //! Only for staging this node alone sees: with shared staging another node may receive a part
 //! again without this one knowing.
 //!
-//! The assembler takes only parts whose arrival [`Assemblies::received`] has recorded. A part is
-//! on disk a moment before its request records it, and an assembler that took it in that
-//! moment would have its own claim read as the part being staged again, spoiling an upload that
-//! was sent once.
+//! The assembler picks the next part among those whose arrival [`Assemblies::received`] has
+//! recorded, not from a listing of staging. A part is on disk a moment before its request
+//! records it, and an assembler that took it in that moment would have its own claim read as
+//! the part being staged again, spoiling an upload that was sent once.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,9 +73,11 @@ impl Parts {
         true
     }
 
-    /// Takes `part` for copying if it has arrived.
-    fn claim(&mut self, part: &Part) -> bool {
-        self.arrived.contains(part) && self.claimed.insert(part.clone())
+    /// The arrived part that comes after `copied` (`bytes` long), taken for copying.
+    fn claim_next(&mut self, copied: &[Part], bytes: u64) -> Option<Part> {
+        let next = successor(copied, bytes, self.arrived.difference(&self.claimed))?;
+        self.claimed.insert(next.clone());
+        Some(next)
     }
 }
 
@@ -93,9 +95,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The staged part that comes after `copied` (`bytes` long), if exactly one can.
-fn successor(copied: &[Part], bytes: u64, staged: &[(Part, u64)]) -> Option<Part> {
-    let mut candidates = staged.iter().filter(|(part, _)| match part {
+/// The part of `parts` that comes after `copied` (`bytes` long), if exactly one can.
+fn successor<'a>(
+    copied: &[Part],
+    bytes: u64,
+    parts: impl IntoIterator<Item = &'a Part>,
+) -> Option<Part> {
+    let mut candidates = parts.into_iter().filter(|part| match part {
         Part::Range { start, .. } => {
             *start == bytes && copied.iter().all(|p| matches!(p, Part::Range { .. }))
         }
@@ -113,7 +119,7 @@ fn successor(copied: &[Part], bytes: u64, staged: &[(Part, u64)]) -> Option<Part
         Part::Blob | Part::BlockList => false,
     });
     let first = candidates.next()?;
-    candidates.next().is_none().then(|| first.0.clone())
+    candidates.next().is_none().then(|| first.clone())
 }
 
 impl Assemblies {
@@ -194,23 +200,17 @@ impl Assemblies {
     }
 }
 
-/// Copies parts into the upload's blob for as long as the next one is staged.
+/// Copies parts into the upload's blob for as long as the next one has arrived (one that has
+/// not yet is copied by the pass its own request starts).
 fn advance(inner: &Inner, id: &str, upload: &Upload) {
     let mut state = lock(&upload.state);
     loop {
         if upload.stopped.load(Ordering::SeqCst) || upload.spoiled.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(staged) = inner.staging.parts(id) else {
+        let Some(next) = lock(&upload.parts).claim_next(&state.copied, state.bytes) else {
             return;
         };
-        let Some(next) = successor(&state.copied, state.bytes, &staged) else {
-            return;
-        };
-        // Not recorded yet: its own request runs this loop again once it is.
-        if !lock(&upload.parts).claim(&next) {
-            return;
-        }
         match copy_part(inner, id, &next, &mut state) {
             Ok(n) => {
                 state.bytes += n;
@@ -261,27 +261,34 @@ mod tests {
         let p = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
         let mut parts = Parts::default();
         assert!(parts.arrive(&block(p, 0)));
-        assert!(parts.claim(&block(p, 0)));
-        // On disk, not recorded yet: left for its own request's pass.
-        assert!(!parts.claim(&block(p, 1)));
+        assert_eq!(parts.claim_next(&[], 0), Some(block(p, 0)));
+        // Block 1 not recorded yet (it may be on disk already): left for its own request's pass.
+        assert_eq!(parts.claim_next(&[block(p, 0)], 10), None);
         assert!(
             parts.arrive(&block(p, 1)),
             "its first arrival spoils nothing"
         );
-        assert!(parts.claim(&block(p, 1)));
-        assert!(!parts.claim(&block(p, 1)), "a part is copied once");
+        assert_eq!(parts.claim_next(&[block(p, 0)], 10), Some(block(p, 1)));
+        assert_eq!(
+            parts.claim_next(&[block(p, 0)], 10),
+            None,
+            "a part is copied once"
+        );
         // Staged again after it was taken: what was copied may be stale.
         assert!(!parts.arrive(&block(p, 1)));
         // Arriving twice before it is taken is no harm: the copy reads the newest.
         assert!(parts.arrive(&block(p, 2)));
         assert!(parts.arrive(&block(p, 2)));
-        assert!(parts.claim(&block(p, 2)));
+        assert_eq!(
+            parts.claim_next(&[block(p, 0), block(p, 1)], 20),
+            Some(block(p, 2))
+        );
     }
 
     #[test]
     fn the_next_part_is_the_one_a_client_sends_next() {
         let p = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
-        let staged = vec![(block(p, 2), 10), (block(p, 0), 10), (block(p, 1), 10)];
+        let staged = vec![block(p, 2), block(p, 0), block(p, 1)];
         assert_eq!(successor(&[], 0, &staged), Some(block(p, 0)));
         assert_eq!(successor(&[block(p, 0)], 10, &staged), Some(block(p, 1)));
         assert_eq!(
@@ -289,17 +296,17 @@ mod tests {
             None
         );
         // Another upload's prefix is never next; two candidates for one place are no guess.
-        let other = vec![(block("other", 1), 10)];
+        let other = vec![block("other", 1)];
         assert_eq!(successor(&[block(p, 0)], 10, &other), None);
-        let two = vec![(block(p, 0), 10), (block("other", 0), 10)];
+        let two = vec![block(p, 0), block("other", 0)];
         assert_eq!(successor(&[], 0, &two), None);
         // Ids that do not end in digits are never guessed.
-        let random = vec![(Part::Block(b"no index here".to_vec()), 10)];
+        let random = vec![Part::Block(b"no index here".to_vec())];
         assert_eq!(successor(&[], 0, &random), None);
         // v1 chunks: the one that starts where the bytes end.
         let ranges = vec![
-            (Part::Range { start: 0, end: 9 }, 10),
-            (Part::Range { start: 10, end: 19 }, 10),
+            Part::Range { start: 0, end: 9 },
+            Part::Range { start: 10, end: 19 },
         ];
         assert_eq!(
             successor(&[Part::Range { start: 0, end: 9 }], 10, &ranges),
