@@ -263,3 +263,35 @@ fn healthz_and_unknown_routes_answer_json() {
     assert_eq!(wrong.status, 405);
     assert_eq!(wrong.json()["code"], "bad_route");
 }
+
+/// A base64 block id percent-encoded for the `blockid` query parameter.
+pub fn encode(id: &str) -> String {
+    id.replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
+
+/// The Put Block List body naming `ids` (base64, in list order).
+pub fn block_list_xml(ids: &[String]) -> String {
+    let list: String = ids
+        .iter()
+        .map(|id| format!("<Latest>{id}</Latest>"))
+        .collect();
+    format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{list}</BlockList>")
+}
+
+/// The answer to a Put Block List of `ids` (base64, in list order) at upload URL `url`.
+pub fn block_list_reply(url: &str, ids: &[String]) -> HttpReply {
+    http(
+        "PUT",
+        &format!("{url}&comp=blocklist"),
+        &[],
+        Some(block_list_xml(ids).as_bytes()),
+    )
+}
+
+/// Put Block List of `ids` (base64, in list order); it must be accepted.
+pub fn put_block_list(url: &str, ids: &[String]) {
+    let reply = block_list_reply(url, ids);
+    assert_eq!(reply.status, 201, "{}", reply.text());
+}

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use super::{TWIRP, version};
+use super::{TWIRP, encode, put_block_list, version};
 use crate::support::{http, runner_bin, upload_in_progress};
 
 const SECRET: &str = "process-test-secret";
@@ -110,7 +110,7 @@ fn start_upload(base: &str, token: &str, key: &str) -> String {
     for i in 0..2u8 {
         let reply = http(
             "PUT",
-            &format!("{url}&comp=block&blockid={}", block_id(i)),
+            &format!("{url}&comp=block&blockid={}", encode(&block_id(i))),
             &[],
             Some(&[i; 4096]),
         );
@@ -119,29 +119,15 @@ fn start_upload(base: &str, token: &str, key: &str) -> String {
     url
 }
 
-/// The percent-encoded base64 id of block `i` of [`start_upload`].
+/// The base64 id of block `i` of [`start_upload`].
 fn block_id(i: u8) -> String {
-    STANDARD
-        .encode([i; 48])
-        .replace('=', "%3D")
-        .replace('+', "%2B")
-        .replace('/', "%2F")
+    STANDARD.encode([i; 48])
 }
 
 /// Saves `key` whole: [`start_upload`]'s two blocks, their list, and finalize.
 fn save(base: &str, token: &str, key: &str) {
     let url = start_upload(base, token, key);
-    let list: String = (0..2u8)
-        .map(|i| format!("<Latest>{}</Latest>", STANDARD.encode([i; 48])))
-        .collect();
-    let xml = format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{list}</BlockList>");
-    let listed = http(
-        "PUT",
-        &format!("{url}&comp=blocklist"),
-        &[],
-        Some(xml.as_bytes()),
-    );
-    assert_eq!(listed.status, 201, "{}", listed.text());
+    put_block_list(&url, &[block_id(0), block_id(1)]);
     let done = twirp(
         base,
         token,

@@ -179,14 +179,10 @@ impl Cluster {
         let mut ids = Vec::new();
         for (j, block) in data.chunks(chunk).enumerate() {
             let id = STANDARD.encode(format!("blk-{j:04}"));
-            let escaped = id
-                .replace('+', "%2B")
-                .replace('/', "%2F")
-                .replace('=', "%3D");
             let reply = self.send(
                 rng,
                 "PUT",
-                &format!("{url}&comp=block&blockid={escaped}"),
+                &format!("{url}&comp=block&blockid={}", super::encode(&id)),
                 &[],
                 block,
             )?;
@@ -195,18 +191,12 @@ impl Cluster {
             }
             ids.push(id);
         }
-        let list: String = ids
-            .iter()
-            .map(|id| format!("<Latest>{id}</Latest>"))
-            .collect();
-        let xml =
-            format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{list}</BlockList>");
         let reply = self.send(
             rng,
             "PUT",
             &format!("{url}&comp=blocklist"),
             &[],
-            xml.as_bytes(),
+            super::block_list_xml(&ids).as_bytes(),
         )?;
         if reply.status != 201 {
             return Err(format!("put block list: {} {}", reply.status, reply.text()));
@@ -537,32 +527,21 @@ fn blocks_bigger_than_one_s3_part_stage_in_the_bucket_and_leave_nothing() {
     let created = s.create(&token, "big", &v).expect("created");
     // Two blocks over the 8 MiB part size: each staged piece is a multipart upload.
     let blocks = [bytes(9 << 20, 1), bytes((8 << 20) + 5, 2)];
-    let mut list = String::new();
+    let mut ids = Vec::new();
     for (j, block) in blocks.iter().enumerate() {
         let id = STANDARD.encode(format!("blk-{j:04}"));
-        let escaped = id
-            .replace('+', "%2B")
-            .replace('/', "%2F")
-            .replace('=', "%3D");
         let reply = crate::support::http(
             "PUT",
-            &format!("{created}&comp=block&blockid={escaped}"),
+            &format!("{created}&comp=block&blockid={}", super::encode(&id)),
             &[],
             Some(block),
         );
         assert_eq!(reply.status, 201, "{}", reply.text());
-        list.push_str(&format!("<Latest>{id}</Latest>"));
+        ids.push(id);
     }
     // Nothing is staged on this node's disk: the parts are in the bucket.
     assert_eq!(s.staged_uploads(), 0);
-    let xml = format!("<BlockList>{list}</BlockList>");
-    let reply = crate::support::http(
-        "PUT",
-        &format!("{created}&comp=blocklist"),
-        &[],
-        Some(xml.as_bytes()),
-    );
-    assert_eq!(reply.status, 201, "{}", reply.text());
+    super::put_block_list(&created, &ids);
     let expected = blocks.concat();
     let done = s.finalize(&token, "big", &v, expected.len());
     assert_eq!(done.status, 200, "{}", done.text());

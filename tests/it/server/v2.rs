@@ -6,9 +6,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
-use super::{REPO, Srv, bytes, put_blob, version};
+use super::{REPO, Srv, block_list_reply, bytes, encode, put_blob, put_block_list, version};
 use crate::cache::MAIN;
-use crate::support::{HttpReply, http};
+use crate::support::http;
 
 #[test]
 fn single_put_round_trip_with_range_and_head() {
@@ -322,33 +322,6 @@ fn put_sdk_block(url: &str, i: usize, data: &[u8]) {
     let block = format!("{url}&comp=block&blockid={}", encode(&sdk_block_id(i)));
     let reply = http("PUT", &block, &[], Some(data));
     assert_eq!(reply.status, 201, "{}", reply.text());
-}
-
-/// Put Block List of `ids` (base64, in list order); it must be accepted.
-fn put_block_list(url: &str, ids: &[String]) {
-    let reply = block_list_reply(url, ids);
-    assert_eq!(reply.status, 201, "{}", reply.text());
-}
-
-/// The answer to a Put Block List of `ids` (base64, in list order).
-fn block_list_reply(url: &str, ids: &[String]) -> HttpReply {
-    let list: String = ids
-        .iter()
-        .map(|id| format!("<Latest>{id}</Latest>"))
-        .collect();
-    let xml = format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{list}</BlockList>");
-    http(
-        "PUT",
-        &format!("{url}&comp=blocklist"),
-        &[],
-        Some(xml.as_bytes()),
-    )
-}
-
-fn encode(text: &str) -> String {
-    text.replace('+', "%2B")
-        .replace('/', "%2F")
-        .replace('=', "%3D")
 }
 
 #[test]
