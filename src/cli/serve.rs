@@ -63,15 +63,22 @@ pub struct ServeArgs {
     log_format: LogFormat,
     /// Which events are logged: a level (`info`, `debug`), or `target=level` pairs separated by
     /// commas (`info,runner::server=debug`).
-    #[arg(long, env = "RUST_LOG", default_value = "info", value_parser = parse_log_filter)]
+    #[arg(long, env = "RUST_LOG", default_value = DEFAULT_LOG, value_parser = parse_log_filter)]
     log: Targets,
 }
+
+/// The events logged when `--log` / `RUST_LOG` is unset or empty.
+const DEFAULT_LOG: &str = "info";
 
 /// A `--log` / `RUST_LOG` filter, refused at startup when it does not parse rather than
 /// silently logging nothing.
 fn parse_log_filter(text: &str) -> Result<Targets, String> {
     // An empty `RUST_LOG=` is unset, as every variable here; parsed, it would log nothing.
-    let text = if text.trim().is_empty() { "info" } else { text };
+    let text = if text.trim().is_empty() {
+        DEFAULT_LOG
+    } else {
+        text
+    };
     text.parse::<Targets>().map_err(|err| {
         format!(
             "{err} (a level, or target=level pairs separated by commas: info,runner::server=debug)"
